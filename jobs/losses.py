@@ -1,0 +1,43 @@
+"""Training losses on (soft) targets, and the class probabilities used for NLL and calibration."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def per_sample_loss(loss: str, logits: torch.Tensor, outputs: torch.Tensor,
+                    targets: torch.Tensor, output: str) -> torch.Tensor:
+    """One loss value per sample (shape B).
+
+    ce: -(t * log_softmax(z)).sum over classes; with t = one-hot or (1-eps) y + eps/K this equals
+    torch's CrossEntropyLoss (with label_smoothing=eps). mse and bce: mean over the K outputs, so
+    their scale does not grow with K (torch's MSELoss/BCELoss with reduction="mean" agree).
+    """
+    if loss == "ce":
+        return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1)
+    if loss == "mse":
+        return (outputs - targets).pow(2).mean(dim=1)
+    if output == "sigmoid":  # from logits: stable where sigmoid saturates
+        return F.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(dim=1)
+    clamped = outputs.clamp(1e-7, 1 - 1e-7)
+    return F.binary_cross_entropy(clamped, targets, reduction="none").mean(dim=1)
+
+
+def reduce_loss(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return values.mean()
+    return (values * weights).sum() / weights.sum().clamp_min(1e-12)
+
+
+def class_probabilities(logits: torch.Tensor, outputs: torch.Tensor, output: str) -> torch.Tensor:
+    """A distribution over classes for NLL and ECE, whatever the output activation.
+
+    softmax: the outputs themselves. sigmoid: outputs divided by their sum. tanh, lecun_tanh and
+    linear outputs have no probability reading; softmax of the logits stands in for them.
+    """
+    if output == "softmax":
+        return outputs
+    if output == "sigmoid":
+        return outputs / outputs.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    return torch.softmax(logits, dim=1)

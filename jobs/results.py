@@ -1,0 +1,177 @@
+"""What a job leaves on disk: the Parquet schema, atomic writes, status.json and spec.json.
+
+This is the one module that writes Parquet. Every write goes to a temporary name in the same
+folder, is fsynced, then renamed, so a crash never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from jobs.spec import JobSpec
+
+SCHEMA_VERSION = "1"
+
+SPEC_FILE = "spec.json"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.parquet"
+CHECKPOINT_FILE = "checkpoint.pt"
+LOG_FILE = "log.txt"
+
+# Job states as status.json spells them; "pending" is the absence of a status file.
+DONE, RUNNING, FAILED, DIVERGED, CANCELLED, PENDING = (
+    "done", "running", "failed", "diverged", "cancelled", "pending")
+FINISHED_STATES = (DONE, DIVERGED)  # a rerun does not train these again
+
+# Per-epoch measurements, after the job's settings. train_* of epoch >= 1 are running means over
+# that epoch's training batches (in train mode); epoch 0 is one pass over the training set.
+MEASUREMENTS: tuple[tuple[str, pa.DataType], ...] = (
+    ("epoch", pa.int32()),
+    ("learning_rate", pa.float64()),
+    ("train_loss", pa.float64()),
+    ("train_acc", pa.float64()),
+    ("test_loss", pa.float64()),
+    ("test_acc", pa.float64()),
+    ("test_nll", pa.float64()),
+    ("confidence", pa.float64()),
+    ("margin", pa.float64()),
+    ("ece", pa.float64()),
+    ("target_class", pa.list_(pa.float64())),
+    ("target_nonclass", pa.list_(pa.float64())),
+    ("target_matrix", pa.list_(pa.list_(pa.float64()))),
+    ("ts_residual", pa.float64()),
+    ("epoch_seconds", pa.float64()),
+    ("samples_per_second", pa.float64()),
+)
+
+
+def _setting_type(field: dataclasses.Field) -> pa.DataType:
+    kind = field.type
+    if kind in ("bool", bool):
+        return pa.bool_()
+    if kind in ("int", int):
+        return pa.int64()
+    if kind in ("float", float):
+        return pa.float64()
+    if str(kind).startswith("tuple"):
+        return pa.list_(pa.int64())
+    return pa.string()
+
+
+def metrics_schema() -> pa.Schema:
+    """job_id, grid, every JobSpec setting, strategy_name, then the measurements of each epoch."""
+    fields = [pa.field("job_id", pa.string()), pa.field("grid", pa.string())]
+    fields += [pa.field(f.name, _setting_type(f)) for f in dataclasses.fields(JobSpec)]
+    fields.append(pa.field("strategy_name", pa.string()))
+    fields += [pa.field(name, kind) for name, kind in MEASUREMENTS]
+    return pa.schema(fields, metadata={"tvo.schema": "metrics", "tvo.schema_version": SCHEMA_VERSION})
+
+
+def jobs_schema() -> pa.Schema:
+    """One row per job of a grid: job_id, grid and every setting (written at expansion)."""
+    fields = [pa.field("job_id", pa.string()), pa.field("grid", pa.string())]
+    fields += [pa.field(f.name, _setting_type(f)) for f in dataclasses.fields(JobSpec)]
+    fields.append(pa.field("strategy_name", pa.string()))
+    return pa.schema(fields, metadata={"tvo.schema": "jobs", "tvo.schema_version": SCHEMA_VERSION})
+
+
+def spec_columns(spec: JobSpec, grid: str) -> dict[str, Any]:
+    return {"job_id": spec.job_id, "grid": grid, **spec.to_dict(),
+            "strategy_name": spec.strategy_name}
+
+
+def metrics_table(spec: JobSpec, grid: str, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    schema = metrics_schema()
+    fixed = spec_columns(spec, grid)
+    records = [{**fixed, **{name: row.get(name) for name, _ in MEASUREMENTS}} for row in rows]
+    return pa.Table.from_pylist(records, schema=schema)
+
+
+def jobs_table(specs: Iterable[JobSpec], grid: str) -> pa.Table:
+    return pa.Table.from_pylist([spec_columns(s, grid) for s in specs], schema=jobs_schema())
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, value: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
+
+
+def write_parquet(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_metrics(run_dir: Path, spec: JobSpec, grid: str,
+                  rows: Iterable[Mapping[str, Any]]) -> Path:
+    path = run_dir / METRICS_FILE
+    write_parquet(path, metrics_table(spec, grid, rows))
+    return path
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's content, or None when it is missing or unreadable (e.g. mid-crash)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    return read_json(run_dir / STATUS_FILE) or {"state": PENDING}
+
+
+def write_status(run_dir: Path, status: Mapping[str, Any]) -> None:
+    atomic_write_json(run_dir / STATUS_FILE, dict(status))
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Done exactly when metrics.parquet exists and status.json says done (or diverged)."""
+    state = read_status(run_dir).get("state")
+    return state in FINISHED_STATES and (run_dir / METRICS_FILE).exists()
+
+
+def write_spec(run_dir: Path, spec: JobSpec, grid: str) -> None:
+    atomic_write_json(run_dir / SPEC_FILE, {"job_id": spec.job_id, "grid": grid,
+                                            "spec": spec.to_dict()})
+
+
+def read_spec(run_dir: Path) -> tuple[JobSpec, str]:
+    content = read_json(run_dir / SPEC_FILE)
+    if content is None:
+        raise FileNotFoundError(f"{run_dir / SPEC_FILE} is missing or unreadable")
+    return JobSpec.from_dict(content["spec"]), content.get("grid", "")

@@ -1,0 +1,303 @@
+"""JobSpec: every setting of one training job, validated up front, with a stable job id."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs.strategies.base import Pairing, canonical_strategy, make_strategy
+from jobs.strategies.params import StrategyError
+
+DATASET_CLASSES = {  # classes per dataset, known without loading, so pairings are checked up front
+    "digits": 10, "mnist1d": 10, "spirals": 2, "moons": 2,
+    "mnist": 10, "fashion_mnist": 10, "cifar10": 10,
+}
+IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+
+class SpecError(ValueError):
+    """A setting that cannot be used; the message is one line naming the key and what is valid."""
+
+
+def setting(default: Any, help: str, *, choices: tuple[str, ...] | None = None,
+            low: float | None = None, high: float | None = None, open_low: bool = False,
+            open_high: bool = False, identity: bool = True) -> Any:
+    """A JobSpec field with its validation rule and help text kept next to its default.
+
+    identity=False marks settings that say where things are, not what is computed (data_root):
+    they are left out of the job id, so moving the data does not make a new job.
+    """
+    meta = dict(help=help, choices=choices, low=low, high=high, open_low=open_low,
+                open_high=open_high, identity=identity)
+    if isinstance(default, list):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    # data
+    dataset: str = setting("digits", "which data set", choices=tuple(DATASET_CLASSES))
+    data_root: str = setting("", "folder holding mnist/fashion_mnist/cifar10 files",
+                             identity=False)
+    normalize: str = setting("zscore", "input scaling, statistics from the training part only",
+                             choices=("none", "minmax", "zscore"))
+    noise: float = setting(0.0, "noise std added to spirals/moons training points", low=0)
+    # model
+    model: str = setting("mlp", "network type", choices=("mlp", "cnn"))
+    hidden: tuple[int, ...] = setting([128], "widths of the hidden dense layers, e.g. [64,64]")
+    activation: str = setting("relu", "hidden activation (lecun_tanh = 1.7159 tanh(2x/3))",
+                              choices=("sigmoid", "tanh", "lecun_tanh", "relu", "leaky_relu"))
+    output: str = setting("softmax", "output activation",
+                          choices=("softmax", "sigmoid", "tanh", "lecun_tanh", "linear"))
+    dropout: float = setting(0.0, "dropout probability after each hidden layer", low=0, high=1,
+                             open_high=True)
+    init: str = setting("default", "weight initialisation (xavier for sigmoid/tanh, he for relu)",
+                        choices=("default", "xavier", "he"))
+    shortcuts: bool = setting(False, "mlp: every layer also sees the input and all earlier layers")
+    # targets and loss
+    loss: str = setting("ce", "training loss (ce takes soft targets)", choices=("ce", "mse", "bce"))
+    strategy: str = setting("onehot", "target strategy, e.g. fixed(c=0.9, nc=0.1); "
+                            "see `tvo strategies`")
+    # optimisation
+    optimizer: str = setting("sgd", "optimiser", choices=("sgd", "rmsprop", "adam", "adamw"))
+    lr: float = setting(0.1, "learning rate", low=0, open_low=True)
+    momentum: float = setting(0.0, "sgd momentum", low=0, high=1, open_high=True)
+    nesterov: bool = setting(False, "sgd: Nesterov momentum (needs momentum > 0)")
+    rho: float = setting(0.9, "rmsprop: decay of the squared-gradient average", low=0, high=1,
+                         open_high=True)
+    weight_decay: float = setting(0.0, "L2 penalty (decoupled for adamw)", low=0)
+    l1: float = setting(0.0, "L1 penalty on weights (not biases), added to the loss", low=0)
+    schedule: str = setting("none", "learning-rate schedule",
+                            choices=("none", "step", "exponential", "plateau", "cosine"))
+    step_size: int = setting(10, "step: epochs between decays", low=1)
+    gamma: float = setting(0.5, "step/exponential/plateau: decay factor", low=0, high=1,
+                           open_low=True)
+    patience: int = setting(5, "plateau: epochs without improvement before decaying", low=0)
+    min_lr: float = setting(0.0, "cosine/plateau: lowest learning rate", low=0)
+    batch_size: int = setting(64, "mini-batch size; 0 = the whole training set in one batch",
+                              low=0)
+    epochs: int = setting(20, "training epochs", low=0)
+    eval_every: int = setting(1, "evaluate and checkpoint every N epochs (and at the end)", low=1)
+    seed: int = setting(0, "seed for initialisation, data order, dropout and the strategy", low=0)
+    device: str = setting("auto", "where the job trains (auto = cuda when available)",
+                          choices=("auto", "cpu", "cuda"))
+    # deep learning in target space (Fairbank et al. 2022)
+    method: str = setting("weights", "parameterise by weights, or by layer targets",
+                          choices=("weights", "target_space"))
+    ts_lambda: float = setting(0.001, "target space: ridge regulariser of the weight solve",
+                               low=0)
+    ts_rows: int = setting(100, "target space: rows of the fixed input batch", low=1)
+    ts_batch: str = setting("first", "target space: how the fixed batch is chosen",
+                            choices=("first", "random", "noise"))
+    ts_cascade: str = setting("scu", "target space: realised sums (scu) or targets (ocu) feed on",
+                              choices=("scu", "ocu"))
+    ts_projection: bool = setting(True, "target space: start targets at the realised sums")
+    ts_init_std: float = setting(1.0, "target space: std of the initial targets", low=0,
+                                 open_low=True)
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> JobSpec:
+        """Build and validate a spec from settings (raw CLI strings or YAML values)."""
+        fields = settings()
+        for key in values:
+            if key not in fields:
+                raise SpecError(unknown_key_message(key))
+        coerced = {key: coerce(fields[key], value) for key, value in values.items()}
+        spec = cls(**coerced)
+        spec.validate()
+        return spec
+
+    def replace(self, **changes: Any) -> JobSpec:
+        return JobSpec.from_dict({**self.to_dict(), **changes})
+
+    # -- identity -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting as plain JSON values (lists for tuples)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def canonical(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.metadata["identity"]}
+
+    @property
+    def job_id(self) -> str:
+        """Short stable hash of the canonical settings: same settings, same id and folder."""
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    @property
+    def strategy_name(self) -> str:
+        return self.strategy.split("(", 1)[0]
+
+    @property
+    def num_classes(self) -> int:
+        return DATASET_CLASSES[self.dataset]
+
+    def pairing(self) -> Pairing:
+        return Pairing(num_classes=self.num_classes, output=self.output, loss=self.loss,
+                       epochs=self.epochs)
+
+    # -- validation across settings ---------------------------------------------------------------
+    def validate(self) -> None:
+        if self.loss == "ce" and self.output != "softmax":
+            raise SpecError(
+                f"loss=ce needs output=softmax (got output={self.output}); "
+                "use loss=mse or loss=bce with other outputs"
+            )
+        if self.loss == "bce" and self.output not in ("sigmoid", "softmax"):
+            raise SpecError(
+                f"loss=bce needs outputs in (0, 1): output=sigmoid or softmax "
+                f"(got output={self.output})"
+            )
+        if self.model == "cnn" and self.dataset not in IMAGE_DATASETS:
+            raise SpecError(
+                f"model=cnn needs an image dataset ({', '.join(IMAGE_DATASETS)}); "
+                f"got dataset={self.dataset}"
+            )
+        if self.shortcuts and self.model != "mlp":
+            raise SpecError("shortcuts=true is for model=mlp only")
+        if self.dataset in FILE_DATASETS and not self.data_root:
+            raise SpecError(
+                f"dataset={self.dataset} reads its files from disk; pass data_root=DIR "
+                "(nothing is downloaded)"
+            )
+        if self.nesterov and self.momentum == 0:
+            raise SpecError("nesterov=true needs momentum > 0 (e.g. momentum=0.9)")
+        if any(width < 1 for width in self.hidden):
+            raise SpecError(f"setting 'hidden' got {list(self.hidden)}; widths must be >= 1")
+        try:
+            make_strategy(self.strategy).check(self.pairing())
+        except StrategyError as exc:
+            raise SpecError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings table and value coercion
+
+
+def settings() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(JobSpec)}
+
+
+def unknown_key_message(key: str) -> str:
+    names = sorted(settings())
+    hint = difflib.get_close_matches(key, names, n=1)
+    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return f"unknown setting {key!r}{suggestion}; valid settings: {', '.join(names)}"
+
+
+def describe(f: dataclasses.Field) -> str:
+    """What values a setting takes, in words, for errors and help."""
+    meta = f.metadata
+    if meta["choices"]:
+        return "one of " + ", ".join(meta["choices"])
+    if f.type in ("bool", bool):
+        return "true or false"
+    if f.name == "hidden":
+        return "a list of positive integers like [128] or [64,64]"
+    if f.name == "strategy":
+        return "a strategy like onehot or fixed(c=0.9, nc=0.1)"
+    kind = "an integer" if f.type in ("int", int) else "a number"
+    low, high = meta["low"], meta["high"]
+    if low is not None and high is not None:
+        lo = "(" if meta["open_low"] else "["
+        hi = ")" if meta["open_high"] else "]"
+        return f"{kind} in {lo}{low:g}, {high:g}{hi}"
+    if low is not None:
+        return f"{kind} {'>' if meta['open_low'] else '>='} {low:g}"
+    return "text" if f.type in ("str", str) else kind
+
+
+def coerce(f: dataclasses.Field, value: Any) -> Any:
+    """Turn a raw value (CLI string or YAML value) into the setting's type, or raise SpecError."""
+    def bad() -> SpecError:
+        shown = value if isinstance(value, str) else json.dumps(_plain(value))
+        return SpecError(f"setting {f.name!r} got {shown!r}; expected {describe(f)}")
+
+    kind = f.type
+    meta = f.metadata
+    if kind in ("str", str):
+        if not isinstance(value, str) and f.name != "data_root":
+            raise bad()
+        value = str(value).strip()
+        if meta["choices"] and value not in meta["choices"]:
+            raise bad()
+        if f.name == "strategy":
+            try:
+                return canonical_strategy(value)
+            except StrategyError as exc:
+                raise SpecError(str(exc)) from None
+        return value
+    if kind in ("bool", bool):
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "off"):
+            return False
+        if isinstance(value, bool):
+            return value
+        raise bad()
+    if f.name == "hidden":
+        return _coerce_int_list(value, bad)
+    number = _to_number(value)
+    if number is None or math.isnan(number) or math.isinf(number):
+        raise bad()
+    if kind in ("int", int):
+        if number != int(number):
+            raise bad()
+        number = int(number)
+    low, high = meta["low"], meta["high"]
+    if low is not None and (number < low or (meta["open_low"] and number == low)):
+        raise bad()
+    if high is not None and (number > high or (meta["open_high"] and number == high)):
+        raise bad()
+    return number
+
+
+def _to_number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _coerce_int_list(value: Any, bad: Any) -> tuple[int, ...]:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        value = [_to_number(p) for p in parts]
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        raise bad()
+    widths = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int | float) or item != int(item):
+            raise bad()
+        if item < 1:
+            raise bad()
+        widths.append(int(item))
+    return tuple(widths)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

@@ -1,0 +1,261 @@
+"""Parameters of target strategies: declaring them, parsing `name(key=value, ...)`, printing them.
+
+A strategy string is a small expression: `onehot`, `fixed(c=0.9, nc=0.1)`,
+`tvo(init=average_nudge(nu=0.1), adapt=sigma(m=1))`, `matrix(rows=[[0.9, 0.1], [0.2, 0.8]])`.
+Values are numbers, booleans, bare words, quoted strings, lists, or nested calls.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class StrategyError(ValueError):
+    """A strategy string that cannot be used; the message is one line that says what is valid."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """A parsed `name(key=value, ...)`; also used for nested values like `sigma(m=1)`."""
+
+    name: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return format_call(self.name, self.args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<number>[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?)
+      | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
+      | (?P<string>"[^"]*"|'[^']*')
+      | (?P<punct>[()\[\],=])
+    )""",
+    re.VERBOSE,
+)
+
+
+def _tokenize(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        match = _TOKEN.match(text, pos)
+        if match is None:
+            raise StrategyError(f"cannot read strategy {text!r} at {text[pos:].strip()!r}")
+        kind = match.lastgroup or ""
+        tokens.append((kind, match.group(kind)))
+        pos = match.end()
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.pos = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> tuple[str, str]:
+        token = self.peek()
+        if token is None or (expected is not None and token[1] != expected):
+            found = "the end" if token is None else repr(token[1])
+            want = repr(expected) if expected else "a value"
+            raise StrategyError(f"cannot read strategy {self.text!r}: expected {want}, found {found}")
+        self.pos += 1
+        return token
+
+    def value(self) -> Any:
+        kind, text = self.take()
+        if kind == "number":
+            number = float(text)
+            return int(text) if re.fullmatch(r"[-+]?\d+", text) else number
+        if kind == "string":
+            return text[1:-1]
+        if kind == "word":
+            if text in ("true", "True"):
+                return True
+            if text in ("false", "False"):
+                return False
+            if (self.peek() or ("", ""))[1] == "(":
+                return self.call_args(text)
+            return text
+        if text == "[":
+            items: list[Any] = []
+            while (self.peek() or ("", ""))[1] != "]":
+                items.append(self.value())
+                if (self.peek() or ("", ""))[1] == ",":
+                    self.take(",")
+            self.take("]")
+            return items
+        raise StrategyError(f"cannot read strategy {self.text!r}: unexpected {text!r}")
+
+    def call_args(self, name: str) -> Call:
+        self.take("(")
+        args: dict[str, Any] = {}
+        while (self.peek() or ("", ""))[1] != ")":
+            kind, key = self.take()
+            if kind != "word":
+                raise StrategyError(
+                    f"cannot read strategy {self.text!r}: parameters are written key=value"
+                )
+            self.take("=")
+            if key in args:
+                raise StrategyError(f"strategy {self.text!r} sets {key!r} twice")
+            args[key] = self.value()
+            if (self.peek() or ("", ""))[1] == ",":
+                self.take(",")
+        self.take(")")
+        return Call(name, args)
+
+
+def parse_call(text: str) -> Call:
+    """Parse `name` or `name(key=value, ...)` into a Call (no validation of names or values)."""
+    parser = _Parser(text.strip())
+    kind, name = parser.take()
+    if kind != "word":
+        raise StrategyError(f"cannot read strategy {text!r}: it must start with a name")
+    call = parser.call_args(name) if parser.peek() is not None else Call(name, {})
+    if parser.peek() is not None:
+        raise StrategyError(f"cannot read strategy {text!r}: unexpected {parser.peek()[1]!r}")
+    return call
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting (the canonical string of a strategy)
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(float(value))
+    if isinstance(value, Call):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(format_value(item) for item in value) + "]"
+    if isinstance(value, str) and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", value):
+        return f'"{value}"'
+    return str(value)
+
+
+def format_call(name: str, args: Mapping[str, Any]) -> str:
+    if not args:
+        return name
+    inner = ", ".join(f"{key}={format_value(value)}" for key, value in args.items())
+    return f"{name}({inner})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Declaring parameters
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a strategy: its default, what values are valid, and what it means.
+
+    `check` turns a parsed value into the value the strategy uses, or raises ValueError whose
+    text says what is expected (for example "a number in [0, 1]").
+    """
+
+    name: str
+    default: Any
+    help: str
+    check: Callable[[Any], Any]
+    valid: str  # shown in `tvo strategies`, e.g. "[0, 1]" or "uniform|others"
+
+
+def number(low: float | None = None, high: float | None = None, *, open_low: bool = False,
+           open_high: bool = False) -> tuple[Callable[[Any], float], str]:
+    lo = "(" if open_low else "["
+    hi = ")" if open_high else "]"
+    text = f"{lo}{'-inf' if low is None else _short(low)}, {'inf' if high is None else _short(high)}{hi}"
+
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"a number in {text}")
+        value = float(value)
+        if math.isnan(value):
+            raise ValueError(f"a number in {text}")
+        if low is not None and (value < low or (open_low and value == low)):
+            raise ValueError(f"a number in {text}")
+        if high is not None and (value > high or (open_high and value == high)):
+            raise ValueError(f"a number in {text}")
+        return value
+
+    return check, text
+
+
+def integer(low: int = 0, high: int | None = None) -> tuple[Callable[[Any], int], str]:
+    text = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+            raise ValueError(text)
+        if value < low or (high is not None and value > high):
+            raise ValueError(text)
+        return int(value)
+
+    return check, text
+
+
+def choice(*names: str) -> tuple[Callable[[Any], str], str]:
+    text = "|".join(names)
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value not in names:
+            raise ValueError(f"one of {', '.join(names)}")
+        return value
+
+    return check, text
+
+
+def boolean() -> tuple[Callable[[Any], bool], str]:
+    def check(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError("true or false")
+        return value
+
+    return check, "true|false"
+
+
+def param(name: str, default: Any, help: str, rule: tuple[Callable[[Any], Any], str]) -> Param:
+    check, valid = rule
+    return Param(name=name, default=default, help=help, check=check, valid=valid)
+
+
+def bind(strategy: str, params: Sequence[Param], args: Mapping[str, Any]) -> dict[str, Any]:
+    """Check `args` against `params`; return every parameter's value in declared order."""
+    known = {p.name: p for p in params}
+    for key in args:
+        if key not in known:
+            valid = ", ".join(known) if known else "none"
+            raise StrategyError(
+                f"strategy {strategy!r} has no parameter {key!r}; its parameters: {valid}"
+            )
+    bound: dict[str, Any] = {}
+    for p in params:
+        raw = args.get(p.name, p.default)
+        try:
+            bound[p.name] = p.check(raw)
+        except ValueError as exc:
+            raise StrategyError(
+                f"strategy {strategy!r} parameter {p.name!r} got {format_value(raw)}; "
+                f"expected {exc}"
+            ) from None
+    return bound
+
+
+def _short(value: float) -> str:
+    return f"{value:g}"

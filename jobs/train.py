@@ -1,0 +1,261 @@
+"""run_job: the one entry point every backend calls to train one job into its run dir.
+
+The loop reads top to bottom: load data onto the device, build model, strategy and optimiser,
+resume from the checkpoint if there is one, then per epoch: shuffle, train on slices, let the
+strategy adapt, step the schedule, evaluate, checkpoint. Failures and divergence are results.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from jobs import results
+from jobs.checkpoint import load_checkpoint, save_checkpoint
+from jobs.datasets import Dataset, load_dataset
+from jobs.losses import per_sample_loss, reduce_loss
+from jobs.metrics import evaluate
+from jobs.models import activate, build_model, weight_parameters
+from jobs.optim import build_optimizer, build_scheduler, current_lr, step_scheduler
+from jobs.spec import JobSpec
+from jobs.strategies import StrategyContext, TargetStrategy, make_strategy
+
+log = logging.getLogger("tvo.job")
+
+Progress = Callable[[int, int, dict[str, Any]], None]  # (epoch, epochs, metrics row)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a backend hands back; the run dir holds everything else."""
+
+    job_id: str
+    state: str  # done | failed | diverged | cancelled
+    run_dir: str
+    error: str | None = None
+    epochs_done: int = 0
+    test_acc: float | None = None
+
+
+class Diverged(Exception):
+    """The loss or a metric became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda was asked for, but torch sees no CUDA device here")
+    return torch.device(name)
+
+
+def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
+            threads: int | None = None, progress: Progress | None = None) -> JobResult:
+    """Train `spec` in `run_dir`, resuming from its checkpoint; never raises for job errors.
+
+    A job already finished is not trained again: its recorded result is returned.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if results.is_finished(run_dir):
+        status = results.read_status(run_dir)
+        return JobResult(spec.job_id, status["state"], str(run_dir), status.get("error"),
+                         status.get("epochs_done", 0), status.get("test_acc"))
+    results.write_spec(run_dir, spec, grid)
+    previous = results.read_status(run_dir)
+    status: dict[str, Any] = {
+        "job_id": spec.job_id,
+        "state": results.RUNNING,
+        "attempts": int(previous.get("attempts", 0)) + 1,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started_at": _now(),
+        "log": str(run_dir / results.LOG_FILE),
+        **{key: os.environ[var] for key, var in _CLUSTER_ENV.items() if var in os.environ},
+    }
+    results.write_status(run_dir, status)
+    handler = _attach_log(run_dir)
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        device = resolve_device(spec.device)
+        status["device"] = str(device)
+        log.info("job %s attempt %d on %s (%s)", spec.job_id, status["attempts"],
+                 status["host"], device)
+        state = results.DONE
+        error = None
+        try:
+            _train(spec, run_dir, device, rows, progress)
+        except Diverged as exc:
+            state, error = results.DIVERGED, str(exc)
+            log.warning("diverged: %s", exc)
+        results.write_metrics(run_dir, spec, grid, rows)
+        status.update(state=state, error=error)
+    except Exception as exc:  # a failed job is a result, not a crash of the grid
+        error = f"{type(exc).__name__}: {exc}"
+        status.update(state=results.FAILED, error=error, traceback=traceback.format_exc())
+        log.error("failed: %s\n%s", error, status["traceback"])
+    finally:
+        final = rows[-1] if rows else {}
+        status.update(finished_at=_now(), seconds=round(time.perf_counter() - started, 3),
+                      epochs_done=int(final.get("epoch", 0)), test_acc=final.get("test_acc"))
+        results.write_status(run_dir, status)
+        _detach_log(handler)
+    return JobResult(spec.job_id, status["state"], str(run_dir), status.get("error"),
+                     status["epochs_done"], status["test_acc"])
+
+
+def _train(spec: JobSpec, run_dir: Path, device: torch.device, rows: list[dict[str, Any]],
+           progress: Progress | None) -> None:
+    data = load_dataset(spec.dataset, data_root=spec.data_root or None,
+                        normalize=spec.normalize, noise=spec.noise).to(device)
+    torch.manual_seed(spec.seed)
+    model = build_model(spec, data.input_shape, data.num_classes).to(device)
+    strategy = make_strategy(spec.strategy)
+    optimizer = build_optimizer(spec, model.parameters())
+    scheduler = build_scheduler(spec, optimizer)
+    order = torch.Generator().manual_seed(spec.seed)  # data order; CPU so cpu and cuda agree
+    strategy.setup(_strategy_context(spec, data, model, device))
+
+    checkpoint_path = run_dir / results.CHECKPOINT_FILE
+    first_epoch = 1
+    if checkpoint_path.exists():
+        saved = load_checkpoint(checkpoint_path, model, optimizer, scheduler, strategy, order)
+        rows.extend(saved["rows"])
+        first_epoch = saved["epoch"] + 1
+        log.info("resumed after epoch %d", saved["epoch"])
+    else:
+        rows.append(_evaluate(spec, model, strategy, data, epoch=0, optimizer=optimizer))
+        _report(rows[-1], spec, progress)
+
+    n = data.x_train.shape[0]
+    batch_size = spec.batch_size or n
+    weights_for_l1 = weight_parameters(model) if spec.l1 > 0 else []
+    for epoch in range(first_epoch, spec.epochs + 1):
+        model.train()
+        started = time.perf_counter()
+        perm = torch.randperm(n, generator=order).to(device)
+        x_epoch, y_epoch = data.x_train[perm], data.y_train[perm]  # one gather, then views
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for start in range(0, n, batch_size):
+            xb = x_epoch[start:start + batch_size]
+            yb = y_epoch[start:start + batch_size]
+            ib = perm[start:start + batch_size]
+            targets = strategy.targets(yb, ib, epoch)
+            weights = strategy.sample_weights(yb, ib, epoch)
+            logits = model(xb)
+            outputs = activate(logits, spec.output)
+            loss = reduce_loss(per_sample_loss(spec.loss, logits, outputs, targets, spec.output),
+                               weights)
+            if weights_for_l1:
+                loss = loss + spec.l1 * sum(w.abs().sum() for w in weights_for_l1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            outputs = outputs.detach()
+            if strategy.observes:
+                strategy.observe(outputs, yb, ib, epoch)
+            loss_sum += loss.detach() * yb.shape[0]  # stays on the device: no sync per batch
+            correct += (strategy.predict(outputs) == yb).sum()
+        train_loss = float(loss_sum) / n  # the epoch's one sync point
+        seconds = time.perf_counter() - started
+        strategy.end_epoch(epoch)
+        step_scheduler(scheduler, train_loss)
+        if not math.isfinite(train_loss):
+            rows.append(_row_without_eval(epoch, train_loss, optimizer, seconds, n))
+            raise Diverged(f"training loss became {train_loss} in epoch {epoch}")
+        if epoch % spec.eval_every and epoch != spec.epochs:
+            continue
+        row = _evaluate(spec, model, strategy, data, epoch=epoch, optimizer=optimizer)
+        row.update(train_loss=train_loss, train_acc=int(correct) / n, epoch_seconds=seconds,
+                   samples_per_second=n / seconds if seconds > 0 else None)
+        rows.append(row)
+        _report(row, spec, progress)
+        if not all(math.isfinite(row[key]) for key in ("test_loss", "train_loss")):
+            raise Diverged(f"test loss became {row['test_loss']} in epoch {epoch}")
+        save_checkpoint(checkpoint_path, epoch=epoch, rows=rows, model=model,
+                        optimizer=optimizer, scheduler=scheduler, strategy=strategy, order=order)
+
+
+def _strategy_context(spec: JobSpec, data: Dataset, model: torch.nn.Module,
+                      device: torch.device) -> StrategyContext:
+    @torch.no_grad()
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        return activate(model(x), spec.output)
+
+    return StrategyContext(
+        pairing=spec.pairing(), num_train=data.x_train.shape[0], device=device,
+        x_train=data.x_train, y_train=data.y_train, forward=forward,
+        generator=torch.Generator().manual_seed(spec.seed + 7919),  # apart from the data order
+    )
+
+
+def _evaluate(spec: JobSpec, model: torch.nn.Module, strategy: TargetStrategy, data: Dataset,
+              *, epoch: int, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    model.eval()
+    test = evaluate(model, data.x_test, data.y_test, strategy, spec.loss, spec.output)
+    row: dict[str, Any] = {
+        "epoch": epoch, "learning_rate": current_lr(optimizer),
+        "test_loss": test["loss"], "test_acc": test["acc"], "test_nll": test["nll"],
+        "confidence": test["confidence"], "margin": test["margin"], "ece": test["ece"],
+        "epoch_seconds": 0.0, "samples_per_second": None,
+    }
+    if epoch == 0:  # before training there are no batch means: measure the training set once
+        train = evaluate(model, data.x_train, data.y_train, strategy, spec.loss, spec.output)
+        row.update(train_loss=train["loss"], train_acc=train["acc"])
+    values = strategy.values()
+    row.update(target_class=values.target_class, target_nonclass=values.target_nonclass,
+               target_matrix=values.target_matrix)
+    residual = getattr(model, "realisation_residual", None)
+    row["ts_residual"] = float(residual()) if callable(residual) else None
+    return row
+
+
+def _row_without_eval(epoch: int, train_loss: float, optimizer: torch.optim.Optimizer,
+                      seconds: float, n: int) -> dict[str, Any]:
+    return {"epoch": epoch, "learning_rate": current_lr(optimizer), "train_loss": train_loss,
+            "epoch_seconds": seconds, "samples_per_second": n / seconds if seconds else None}
+
+
+def _report(row: dict[str, Any], spec: JobSpec, progress: Progress | None) -> None:
+    log.info("epoch %d/%d train_loss %.4f train_acc %.4f test_acc %.4f", row["epoch"],
+             spec.epochs, row.get("train_loss", float("nan")), row.get("train_acc", float("nan")),
+             row["test_acc"])
+    if progress is not None:
+        progress(row["epoch"], spec.epochs, row)
+
+
+_CLUSTER_ENV = {"slurm_job_id": "SLURM_JOB_ID", "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
+                "ray_node_ip": "RAY_NODE_IP"}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _attach_log(run_dir: Path) -> logging.Handler:
+    handler = logging.FileHandler(run_dir / results.LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def _detach_log(handler: logging.Handler) -> None:
+    log.removeHandler(handler)
+    handler.close()
