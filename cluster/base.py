@@ -1,0 +1,72 @@
+"""The Backend seam: submit units of work, then collect their outcomes as they complete.
+
+A unit is one job, or several jobs that train together in one process (a pack). Backends never
+write results: the unit's entry point (`jobs.entry.run_unit`) writes each job's run dir, so
+results look the same wherever they ran. A backend only decides where and when units run.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobs.entry import JobRequest
+from jobs.train import JobResult
+
+__all__ = ["Backend", "JobRequest", "Outcome", "Resources", "WorkUnit"]
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """What a backend schedules as one task: a single job, or a pack trained in one process."""
+
+    jobs: tuple[JobRequest, ...]
+
+    @property
+    def key(self) -> str:
+        return "+".join(request.spec.job_id for request in self.jobs)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-unit resources in tvo's own names; each backend maps them to its cluster's spelling."""
+
+    cpus: int = 1
+    gpus: int = 0
+    mem_gb: float | None = None
+    timeout_min: int = 60
+    gpus_per_node: int = 0  # slurm: pack several units into one multi-GPU allocation...
+    jobs_per_node: int = 1  # ...one task per GPU, each task pinned to its own device
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished unit: one JobResult per job, or a crash of the worker that ran it."""
+
+    unit: WorkUnit
+    results: tuple[JobResult, ...] = ()
+    crash: str | None = None  # the worker died or the task raised; results may be empty
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. SLURM job id and state
+
+
+class Backend(ABC):
+    """Runs WorkUnits somewhere. Implementations: inline, ray, slurm."""
+
+    name: str
+
+    @abstractmethod
+    def submit(self, units: Sequence[WorkUnit], resources: Resources) -> None:
+        """Start (or queue) the units; returns at once for cluster backends."""
+
+    @abstractmethod
+    def outcomes(self) -> Iterator[Outcome]:
+        """Yield an Outcome for each submitted unit as it completes, in completion order."""
+
+    @abstractmethod
+    def cancel(self) -> None:
+        """Stop every unit still queued or running; their jobs keep their last checkpoint."""
+
+    def close(self) -> None:
+        """Release what the backend started (an embedded Ray, for example)."""

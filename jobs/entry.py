@@ -1,0 +1,23 @@
+"""The entry point backends call: run one unit of work (one job, or a pack of jobs)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from jobs.spec import JobSpec
+from jobs.train import JobResult, run_job
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job to run: its settings, its run dir and the grid it belongs to."""
+
+    spec: JobSpec
+    run_dir: str
+    grid: str = ""
+
+
+def run_unit(jobs: Sequence[JobRequest], *, threads: int | None = None) -> list[JobResult]:
+    """Run the jobs of one unit in this process, each into its own run dir."""
+    return [run_job(r.spec, r.run_dir, grid=r.grid, threads=threads) for r in jobs]
