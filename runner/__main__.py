@@ -1,0 +1,5 @@
+"""`python -m runner` is `tvo`."""
+
+from runner.cli import main
+
+main()
