@@ -45,7 +45,7 @@ def test_registry_lists_every_dataset_with_a_consistent_shape():
         assert info.image == (len(info.input_shape) == 3)
         assert info.summary and "\n" not in info.summary
     assert {name for name, info in DATASETS.items() if info.needs_root} == {
-        "mnist", "fashion_mnist", "cifar10"}
+        "mnist", "fashion_mnist", "cifar10"} == set(datasets._FILE_LAYOUTS)
     assert DATASETS["digits"].input_shape == (1, 8, 8)
     assert DATASETS["cifar10"].input_shape == (3, 32, 32)
 
@@ -260,6 +260,9 @@ def test_noise_is_refused_where_it_means_nothing_and_when_negative():
         load_dataset("digits", noise=0.1)
     with raises_exactly("dataset 'moons': noise must be a finite number >= 0, got -1"):
         load_dataset("moons", noise=-1)
+    with raises_exactly("dataset 'spirals': noise must be a finite number >= 0, got nan"):
+        load_dataset("spirals", noise=float("nan"))
+    assert load_dataset("moons", noise=np.float32(0.1)).x_train.shape == (1000, 2)
 
 
 # --- errors for names and files -------------------------------------------------------------
