@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -132,7 +133,7 @@ def load_dataset(
     info = _info(name)
     if normalize not in NORMALIZATIONS:
         raise DataError(f"unknown normalize {normalize!r}; valid: {', '.join(NORMALIZATIONS)}")
-    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+    if not (isinstance(noise, numbers.Real) and math.isfinite(noise) and noise >= 0):
         raise DataError(f"dataset {name!r}: noise must be a finite number >= 0, got {noise!r}")
     if noise and name not in NOISY_DATASETS:
         raise DataError(
