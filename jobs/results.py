@@ -73,7 +73,8 @@ def metrics_schema() -> pa.Schema:
     fields += [pa.field(f.name, _setting_type(f)) for f in dataclasses.fields(JobSpec)]
     fields.append(pa.field("strategy_name", pa.string()))
     fields += [pa.field(name, kind) for name, kind in MEASUREMENTS]
-    return pa.schema(fields, metadata={"tvo.schema": "metrics", "tvo.schema_version": SCHEMA_VERSION})
+    return pa.schema(fields, metadata={"tvo.schema": "metrics",
+                                       "tvo.schema_version": SCHEMA_VERSION})
 
 
 def jobs_schema() -> pa.Schema:
