@@ -119,6 +119,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_partial_writes(folder: Path) -> None:
+    """Delete temp files of writes that a killed process never finished (never the real files)."""
+    for partial in folder.glob(".*.tmp"):
+        partial.unlink(missing_ok=True)
+
+
 def atomic_write_json(path: Path, value: Any) -> None:
     atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
 

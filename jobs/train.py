@@ -72,6 +72,7 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
         status = results.read_status(run_dir)
         return JobResult(spec.job_id, status["state"], str(run_dir), status.get("error"),
                          status.get("epochs_done", 0), status.get("test_acc"))
+    results.remove_partial_writes(run_dir)
     results.write_spec(run_dir, spec, grid)
     previous = results.read_status(run_dir)
     status: dict[str, Any] = {
