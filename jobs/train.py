@@ -22,9 +22,9 @@ from typing import Any
 import torch
 
 from jobs import results
-from jobs.checkpoint import load_checkpoint, save_checkpoint
+from jobs.checkpoint import CheckpointWriter, load_checkpoint
 from jobs.datasets import Dataset, load_dataset
-from jobs.losses import per_sample_loss, reduce_loss
+from jobs.losses import batch_loss
 from jobs.metrics import evaluate
 from jobs.models import activate, build_model, weight_parameters
 from jobs.optim import build_optimizer, build_scheduler, current_lr, step_scheduler
@@ -142,54 +142,73 @@ def _train(spec: JobSpec, run_dir: Path, device: torch.device, rows: list[dict[s
         rows.append(_evaluate(spec, model, strategy, data, epoch=0, optimizer=optimizer))
         _report(rows[-1], spec, progress)
 
+    checkpoints = CheckpointWriter(checkpoint_path)
+    try:
+        for epoch in range(first_epoch, spec.epochs + 1):
+            train_loss, train_acc, seconds = _train_epoch(spec, model, strategy, optimizer, data,
+                                                          order, epoch)
+            strategy.end_epoch(epoch)
+            step_scheduler(scheduler, train_loss)
+            n = data.x_train.shape[0]
+            if not math.isfinite(train_loss):
+                rows.append(_row_without_eval(epoch, train_loss, optimizer, seconds, n))
+                raise Diverged(f"training loss became {train_loss} in epoch {epoch}")
+            if epoch % spec.eval_every and epoch != spec.epochs:
+                continue
+            row = _evaluate(spec, model, strategy, data, epoch=epoch, optimizer=optimizer)
+            row.update(train_loss=train_loss, train_acc=train_acc, epoch_seconds=seconds,
+                       samples_per_second=n / seconds if seconds > 0 else None)
+            rows.append(row)
+            _report(row, spec, progress)
+            if not math.isfinite(row["test_loss"]):
+                raise Diverged(f"test loss became {row['test_loss']} in epoch {epoch}")
+            checkpoints.save(epoch=epoch, rows=rows, model=model, optimizer=optimizer,
+                             scheduler=scheduler, strategy=strategy, order=order)
+    finally:
+        checkpoints.close()
+
+
+def _train_epoch(spec: JobSpec, model: torch.nn.Module, strategy: TargetStrategy,
+                 optimizer: torch.optim.Optimizer, data: Dataset, order: torch.Generator,
+                 epoch: int) -> tuple[float, float, float]:
+    """One pass over the training set in mini-batches; returns (mean loss, accuracy, seconds)."""
+    model.train()
+    started = time.perf_counter()
     n = data.x_train.shape[0]
     batch_size = spec.batch_size or n
+    device = data.x_train.device
     weights_for_l1 = weight_parameters(model) if spec.l1 > 0 else []
-    for epoch in range(first_epoch, spec.epochs + 1):
-        model.train()
-        started = time.perf_counter()
-        perm = torch.randperm(n, generator=order).to(device)
-        x_epoch, y_epoch = data.x_train[perm], data.y_train[perm]  # one gather, then views
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        for start in range(0, n, batch_size):
-            xb = x_epoch[start:start + batch_size]
-            yb = y_epoch[start:start + batch_size]
-            ib = perm[start:start + batch_size]
-            targets = strategy.targets(yb, ib, epoch)
-            weights = strategy.sample_weights(yb, ib, epoch)
-            logits = model(xb)
-            outputs = activate(logits, spec.output)
-            loss = reduce_loss(per_sample_loss(spec.loss, logits, outputs, targets, spec.output),
-                               weights)
-            if weights_for_l1:
-                loss = loss + spec.l1 * sum(w.abs().sum() for w in weights_for_l1)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            outputs = outputs.detach()
-            if strategy.observes:
-                strategy.observe(outputs, yb, ib, epoch)
-            loss_sum += loss.detach() * yb.shape[0]  # stays on the device: no sync per batch
-            correct += (strategy.predict(outputs) == yb).sum()
-        train_loss = float(loss_sum) / n  # the epoch's one sync point
-        seconds = time.perf_counter() - started
-        strategy.end_epoch(epoch)
-        step_scheduler(scheduler, train_loss)
-        if not math.isfinite(train_loss):
-            rows.append(_row_without_eval(epoch, train_loss, optimizer, seconds, n))
-            raise Diverged(f"training loss became {train_loss} in epoch {epoch}")
-        if epoch % spec.eval_every and epoch != spec.epochs:
-            continue
-        row = _evaluate(spec, model, strategy, data, epoch=epoch, optimizer=optimizer)
-        row.update(train_loss=train_loss, train_acc=int(correct) / n, epoch_seconds=seconds,
-                   samples_per_second=n / seconds if seconds > 0 else None)
-        rows.append(row)
-        _report(row, spec, progress)
-        if not all(math.isfinite(row[key]) for key in ("test_loss", "train_loss")):
-            raise Diverged(f"test loss became {row['test_loss']} in epoch {epoch}")
-        save_checkpoint(checkpoint_path, epoch=epoch, rows=rows, model=model,
-                        optimizer=optimizer, scheduler=scheduler, strategy=strategy, order=order)
+    # Speed on small models is per-batch overhead: skip the output activation where nothing
+    # needs it (argmax of logits equals argmax of outputs: every output activation is monotone),
+    # and give one-hot targets to torch's fused cross-entropy as class indices.
+    needs_outputs = spec.loss != "ce" or strategy.observes or strategy.decision == "template"
+    class_indices = spec.loss == "ce" and strategy.onehot_targets
+    perm = torch.randperm(n, generator=order).to(device)
+    x_epoch, y_epoch = data.x_train[perm], data.y_train[perm]  # one gather, then views
+    batch_losses, predictions = [], []  # device tensors: no sync until the epoch ends
+    for start in range(0, n, batch_size):
+        xb = x_epoch[start:start + batch_size]
+        yb = y_epoch[start:start + batch_size]
+        ib = perm[start:start + batch_size]
+        logits = model(xb)
+        outputs = activate(logits, spec.output) if needs_outputs else logits
+        targets = yb if class_indices else strategy.targets(yb, ib, epoch)
+        loss = batch_loss(spec.loss, logits, outputs, targets, spec.output,
+                          strategy.sample_weights(yb, ib, epoch))
+        if weights_for_l1:
+            loss = loss + spec.l1 * sum(w.abs().sum() for w in weights_for_l1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        outputs = outputs.detach()
+        if strategy.observes:
+            strategy.observe(outputs, yb, ib, epoch)
+        batch_losses.append(loss.detach() * yb.shape[0])
+        predictions.append(strategy.predict(outputs))
+    # the epoch's one sync point
+    train_loss = float(torch.stack(batch_losses).sum()) / n
+    train_acc = int((torch.cat(predictions) == y_epoch).sum()) / n
+    return train_loss, train_acc, time.perf_counter() - started
 
 
 def _strategy_context(spec: JobSpec, data: Dataset, model: torch.nn.Module,

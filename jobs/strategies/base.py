@@ -60,6 +60,7 @@ class TargetStrategy:
     params: ClassVar[tuple[Param, ...]] = ()
     decision: ClassVar[str] = "argmax"  # or "template": nearest target template
     observes: ClassVar[bool] = False  # True: needs `observe` with every training batch's outputs
+    onehot_targets: ClassVar[bool] = False  # True: targets are always exactly one-hot
 
     def __init__(self, args: Mapping[str, Any]) -> None:
         self.args = dict(args)

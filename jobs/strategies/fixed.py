@@ -30,6 +30,7 @@ class OneHot(StaticStrategy):
     name = "onehot"
     summary = "class 1, non-class 0: the usual one-hot target"
     source = "standard practice"
+    onehot_targets = True
 
     def table(self, num_classes: int) -> torch.Tensor:
         return torch.eye(num_classes)
