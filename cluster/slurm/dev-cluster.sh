@@ -116,14 +116,23 @@ logfile_of() {
 # must be the daemon's name, so a stale PID file whose number was reused by some other process
 # is never reported as ours (and never signalled by `down`).
 daemon_pid() {
-    local name=$1 pidfile pid comm
+    local name=$1 pidfile pid
     pidfile=$(pidfile_of "$name")
     [[ -r $pidfile ]] || return 0
     pid=$(tr -dc '0-9' 2>/dev/null <"$pidfile" || true)
     [[ -n $pid ]] || return 0
-    comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
-    [[ $comm == "$name" ]] && echo "$pid"
-    return 0
+    if alive "$pid" "$name"; then echo "$pid"; fi
+}
+
+# Is this exact process (pid + name) still alive? Daemons delete their PID file while they are
+# still shutting down, so after SIGTERM we watch the process, not the file.
+# A zombie counts as gone: in a container PID 1 may be slow to reap re-parented daemons.
+alive() {
+    local stat
+    [[ $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]] || return 1
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }              # fields after "(comm) "; the first is the state letter
+    [[ ${stat:0:1} != Z ]]
 }
 
 running() { [[ -n $(daemon_pid "$1") ]]; }
@@ -323,6 +332,8 @@ AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$SLURMDBD_PORT
 # For the slurmdbd connection the munge socket comes from here, not from AuthInfo (man slurm.conf).
 AccountingStoragePass=$MUNGE_SOCKET
+# Record GPU allocations too (sacct -o AllocTRES shows gres/gpu=N).
+AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
@@ -633,13 +644,13 @@ stop_daemon() {
     log "stopping $name (pid $pid)"
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 100; i++)); do          # up to 20 s (mariadbd flushes InnoDB)
-        [[ -z $(daemon_pid "$name") ]] && break
+        alive "$pid" "$name" || break
         sleep 0.2
     done
-    if [[ -n $(daemon_pid "$name") ]]; then
+    if alive "$pid" "$name"; then
         log "$name did not stop after SIGTERM; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
-        sleep 0.2
+        for ((i = 0; i < 25; i++)); do alive "$pid" "$name" || break; sleep 0.2; done
     fi
     rm -f "$(pidfile_of "$name")"
 }
