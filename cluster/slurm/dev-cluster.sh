@@ -41,12 +41,15 @@
 # `down --purge` then `up` starts fresh: job ids restart at 1 (the Python side uses a fresh
 # submitit folder per submission, so a reused id cannot return a stale result).
 #
-# A small MaxArraySize for a test:
-#   dev-cluster.sh down && TVO_SLURM_MAX_ARRAY_SIZE=4 dev-cluster.sh up
+# A small MaxArraySize for a test: restart slurmctld with it (state is reused, ~5 s):
+#   dev-cluster.sh down && TVO_SLURM_MAX_ARRAY_SIZE=4 dev-cluster.sh up   # indices 0..3 allowed
 #   scontrol show config | grep MaxArraySize      # -> MaxArraySize = 4
-# or, on a running cluster, edit MaxArraySize in DIR/etc/slurm.conf (= /etc/slurm/slurm.conf)
-# and run `scontrol reconfigure`. Changing --gpus/--cpus needs `down` first: `up` on a running
-# cluster with different explicit options exits 2 and says so.
+# `scontrol reconfigure` is NOT enough (observed on 22.05.8): after editing MaxArraySize in
+# DIR/etc/slurm.conf and reconfiguring, `scontrol show config` prints the new value but sbatch
+# still enforces the old one until slurmctld restarts. Edit DIR/etc/slurm.conf, not
+# /etc/slurm/slurm.conf with `sed -i` (that replaces the symlink with a copy the daemons never
+# read; the next `up` puts the symlink back). Changing --gpus/--cpus also needs `down` first:
+# `up` on a running cluster with different explicit options exits 2 and says so.
 #
 # Measured on this 2-core Debian 12 VM (SLURM 22.05.8, MariaDB 10.11):
 #   up from a bare machine (packages not installed):  TIMING_BARE
@@ -691,6 +694,10 @@ cmd_status() {
             up=0
         fi
     done
+    local etc=/etc/slurm/slurm.conf
+    if [[ ${TVO_SLURM_NO_ETC:-0} != 1 && ! (-L $etc && $(readlink "$etc") == "$CONF") ]]; then
+        echo "warning: $etc is not a symlink to $CONF; client commands may read another config"
+    fi
     if running slurmctld && command -v sinfo >/dev/null; then
         timeout 10 sinfo || up=0
         node_usable || up=0
