@@ -51,12 +51,42 @@
 # read; the next `up` puts the symlink back). Changing --gpus/--cpus also needs `down` first:
 # `up` on a running cluster with different explicit options exits 2 and says so.
 #
-# Measured on this 2-core Debian 12 VM (SLURM 22.05.8, MariaDB 10.11):
-#   up from a bare machine (packages not installed):  TIMING_BARE
-#   up when packages are installed, fresh state dir:  TIMING_FRESH
-#   up after down (state reused):                     TIMING_REUSE
-#   up when already up:                               TIMING_NOOP
-#   down:                                             TIMING_DOWN
+# Measured on this 2-core Debian 12 VM (SLURM 22.05.8, MariaDB 10.11), wall clock:
+#   up from a bare machine (packages not installed):  15.1 s  (28 packages, 19 MB fetched;
+#                                                     apt-get update, when needed, ~1 s more)
+#   up when installed, fresh state dir:                3.1 s
+#   up after down (state reused):                      2.2-2.6 s  (--gpus 2: 2.7 s)
+#   up when already up:                                0.5-0.7 s
+#   down:                                              2.1-2.3 s  (slurmctld takes ~1.8 s)
+#
+# Fake GPUs, observed with `up --gpus 2` (TaskPlugin=task/none, no device cgroup):
+#   - The batch script of a GPU job sees all of the job's GPUs: CUDA_VISIBLE_DEVICES=0,1,
+#     SLURM_JOB_GPUS=0,1, GPU_DEVICE_ORDINAL=0,1, SLURM_GPUS_ON_NODE=2.
+#   - sbatch --ntasks=2 --gpus-per-task=1, then srun: each task sees ONLY its own GPU
+#     (SLURM_LOCALID=0 -> CUDA_VISIBLE_DEVICES=0, LOCALID=1 -> 1). The binding is done by the
+#     gres plugin, so it happens even with task/none.
+#   - sbatch --ntasks=2 --gpus-per-node=2, then srun: EVERY task sees 0,1 (no per-task binding;
+#     --gpu-bind=single:1 gives one each; --gpu-bind=closest gives all). This is submitit's
+#     gpus_per_node case: set CUDA_VISIBLE_DEVICES from the local rank on the Python side.
+#   - Two concurrent 1-GPU jobs get CUDA_VISIBLE_DEVICES=0 and =1 (global indices, since no
+#     cgroup renumbers them); a third 1-GPU job waits with reason Resources.
+#   - On a node WITH gres gpu, a job that asks for no GPU gets no CUDA_VISIBLE_DEVICES even
+#     if the submitting shell exported one (CUDA_VISIBLE_DEVICES=5 sbatch ... -> unset). On a
+#     node WITHOUT gres (no --gpus) the submitter's value leaks in (-> 5), via --export=ALL.
+#   - Without --gpus, a GPU request is rejected: "Requested node configuration is not
+#     available".
+#   - sacct -o AllocTRES shows gres/gpu=N (AccountingStorageTRES=gres/gpu).
+#
+# Other facts found while writing this:
+#   - slurmdbd connections (sacct, sacctmgr, slurmctld) take the munge socket from
+#     AccountingStoragePass, not from AuthInfo=socket=...; both are set below.
+#   - munged insists that its socket directory is world-executable (0755).
+#   - Daemons re-parented to PID 1 of a container can stay zombies for ~2 s; a zombie counts
+#     as stopped here, else `down` would wait for the reaper.
+#   - Right after `sbatch --wait` returns, sacct may not list the job's final state for a
+#     fraction of a second (the record reaches slurmdbd asynchronously): poll.
+#   - The "can not load PMIx library" errors in slurmctld.log/slurmd.log are harmless
+#     (--no-install-recommends skips libpmix; MpiDefault=none).
 #
 # Container facts this relies on: no systemd (daemons are started here, not by units), no
 # cgroups (proctrack/linuxproc + task/none), everything runs as root except munged (munge user)
@@ -81,6 +111,11 @@ die() { echo "[dev-cluster] ERROR: $*" >&2; exit 1; }
 
 usage() {
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0" >&2
+}
+
+short_usage() {
+    sed -n '4,7{s/^# \{0,1\}//;p}' "$0" >&2
+    echo "(--help for details)" >&2
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -710,7 +745,7 @@ cmd_status() {
 
 main() {
     local cmd=${1:-}
-    [[ -n $cmd ]] || { usage; exit 2; }
+    [[ -n $cmd ]] || { short_usage; exit 2; }
     shift
     DIR=${TVO_SLURM_DIR:-/tmp/tvo-slurm}
     GPUS=0 CPUS='' PURGE=0
@@ -723,7 +758,7 @@ main() {
             --dir) DIR=${2:?--dir needs a path}; shift 2 ;;
             --purge) PURGE=1; shift ;;
             -h | --help) usage; exit 0 ;;
-            *) usage; die "unknown argument: $1" ;;
+            *) short_usage; die "unknown argument: $1" ;;
         esac
     done
     [[ $GPUS =~ ^[0-9]+$ ]] || die "--gpus must be a non-negative integer"
@@ -736,7 +771,7 @@ main() {
         down) cmd_down ;;
         status) cmd_status ;;
         -h | --help | help) usage ;;
-        *) usage; die "unknown command: $cmd" ;;
+        *) short_usage; die "unknown command: $cmd" ;;
     esac
 }
 
