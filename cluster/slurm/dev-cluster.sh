@@ -177,17 +177,18 @@ running() { [[ -n $(daemon_pid "$1") ]]; }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Last lines of a daemon's log, for error messages.
+# Last lines of a daemon's log (and of its captured stderr: a daemon that dies while parsing
+# its config complains there, before it opens its log), for error messages.
 show_log_tail() {
-    local f
-    f=$(logfile_of "$1")
-    if [[ -s $f ]]; then
+    local f shown=0
+    for f in "$(logfile_of "$1")" "$LOGDIR/$1.stderr"; do
+        [[ -s $f ]] || continue
         echo "----- last lines of $f -----" >&2
         tail -n 25 "$f" >&2
         echo "-----" >&2
-    else
-        echo "(no log at $f)" >&2
-    fi
+        shown=1
+    done
+    ((shown)) || echo "(no log at $(logfile_of "$1"))" >&2
 }
 
 # wait_for NAME DESCRIPTION COMMAND...: poll COMMAND until it succeeds. Fails fast, with the
@@ -195,16 +196,14 @@ show_log_tail() {
 wait_for() {
     local name=$1 what=$2
     shift 2
-    local deadline=$((SECONDS + UP_TIMEOUT))
+    local t0=$SECONDS deadline=$((SECONDS + UP_TIMEOUT))
     until "$@" >/dev/null 2>&1; do
-        if ! running "$name"; then
-            # slurm daemons daemonize: give the PID file a moment to appear before judging.
-            sleep 0.5
-            if ! running "$name" && ! "$@" >/dev/null 2>&1; then
-                log "$name is not running (waiting for: $what)"
-                show_log_tail "$name"
-                exit 1
-            fi
+        # Daemons write their PID file only after forking: judge "died" after a grace period,
+        # so a slow (CI) machine is not mistaken for a crash.
+        if ((SECONDS - t0 >= 5)) && ! running "$name"; then
+            log "$name is not running (waiting for: $what)"
+            show_log_tail "$name"
+            exit 1
         fi
         if ((SECONDS >= deadline)); then
             log "timed out after ${UP_TIMEOUT}s waiting for: $what"
@@ -575,7 +574,7 @@ node_usable() {
 }
 
 wait_node_idle() {
-    local deadline=$((SECONDS + UP_TIMEOUT)) resumed=0 state
+    local t0=$SECONDS deadline=$((SECONDS + UP_TIMEOUT)) resumed=0 state
     until node_usable; do
         state=$(node_state)
         # A node left drained/down by an earlier run stays so; this is a dev cluster: resume it.
@@ -584,9 +583,10 @@ wait_node_idle() {
             scontrol update NodeName="$NODE" State=RESUME >&2 || true
             resumed=1
         fi
-        if ! running slurmd; then
-            sleep 0.5
-            running slurmd || { log "slurmd died"; show_log_tail slurmd; exit 1; }
+        if ((SECONDS - t0 >= 5)) && ! running slurmd; then
+            log "slurmd is not running"
+            show_log_tail slurmd
+            exit 1
         fi
         if ((SECONDS >= deadline)); then
             log "timed out after ${UP_TIMEOUT}s waiting for the node to be idle (state: '$state')"
@@ -617,6 +617,9 @@ all_running() {
 cmd_up() {
     [[ $(id -u) == 0 ]] || die "run as root (it installs packages and starts system daemons)"
     [[ $MAX_ARRAY_SIZE =~ ^[1-9][0-9]*$ ]] || die "TVO_SLURM_MAX_ARRAY_SIZE must be a positive integer"
+    if ! [[ $DB_PORT =~ ^[1-9][0-9]{0,4}$ ]] || ((DB_PORT > 65535)); then
+        die "TVO_SLURM_DB_PORT must be a TCP port number"
+    fi
     mkdir -p "$DIR/log"
     export SLURM_CONF=$CONF   # the script's own client calls never depend on /etc
     install_packages
