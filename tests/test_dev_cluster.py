@@ -33,6 +33,11 @@ def _require_slurm() -> None:
         if _in_ci():
             pytest.fail(f"CI is set but SLURM is not installed (no sinfo); {START_HINT}")
         pytest.skip(f"SLURM is not installed (no sinfo); {START_HINT}")
+    # Installed but not running: fail at once with a clear message, rather than letting every
+    # test wait on client retries.
+    ping = run("scontrol", "ping", timeout=30)
+    if "UP" not in ping.stdout:
+        pytest.fail(f"slurmctld is not answering ({ping.stdout.strip()}); {START_HINT}")
 
 
 def run(*cmd: str, timeout: float = 30, cwd: Path | None = None) -> subprocess.CompletedProcess:
