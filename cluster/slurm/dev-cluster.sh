@@ -51,13 +51,15 @@
 # read; the next `up` puts the symlink back). Changing --gpus/--cpus also needs `down` first:
 # `up` on a running cluster with different explicit options exits 2 and says so.
 #
-# Measured on this 2-core Debian 12 VM (SLURM 22.05.8, MariaDB 10.11), wall clock:
-#   up from a bare machine (packages not installed):  15.1 s  (28 packages, 19 MB fetched;
-#                                                     apt-get update, when needed, ~1 s more)
-#   up when installed, fresh state dir:                3.1 s
-#   up after down (state reused):                      2.2-2.6 s  (--gpus 2: 2.7 s)
-#   up when already up:                                0.5-0.7 s
-#   down:                                              2.1-2.3 s  (slurmctld takes ~1.8 s)
+# Measured on this 2-core Debian 12 VM (SLURM 22.05.8, MariaDB 10.11), wall clock; first
+# figure on a quiet machine, second with other work keeping the load average at ~6:
+#   up from a bare machine (packages not installed):  15.1 s / 24.3 s  (28 packages, 19 MB
+#                                                     fetched; apt-get update, if needed, +1 s)
+#   up when installed, fresh state dir:                3.1 s / 4.5-12 s (mariadb-install-db)
+#   up after down (state reused):                      2.2-2.6 s  (--gpus 2: 2.3-2.7 s)
+#   up when already up:                                0.3-0.7 s
+#   down:                                              1.3-2.3 s  (+0.5 s when jobs run)
+# Also seen: `scontrol requeue` of a running job -> it runs again after ~12 s (cred_expire=10).
 #
 # Fake GPUs, observed with `up --gpus 2` (TaskPlugin=task/none, no device cgroup):
 #   - The batch script of a GPU job sees all of the job's GPUs: CUDA_VISIBLE_DEVICES=0,1,
@@ -90,7 +92,12 @@
 #
 # Container facts this relies on: no systemd (daemons are started here, not by units), no
 # cgroups (proctrack/linuxproc + task/none), everything runs as root except munged (munge user)
-# and mariadbd (drops to the mysql user).
+# and mariadbd (drops to the mysql user). Each daemon runs in the foreground in its own session
+# (setsid), and the script writes its PID file from $!, so `down` only ever signals processes
+# this script started. munged uses its own key and socket under DIR (so /run/munge and
+# /etc/munge/munge.key are not used); MariaDB uses its own datadir, socket and loopback port.
+# slurmctld/slurmd/slurmdbd listen on their default ports 6817/6818/6819 (one cluster per
+# machine); `up` refuses to start when a foreign process holds one of the ports.
 set -euo pipefail
 
 readonly PARTITION=debug
@@ -137,8 +144,9 @@ set_paths() {
 # The PID files this script trusts: DIR/run/NAME.pid, written by the script itself from $! the
 # moment it launches a daemon in the foreground (see launch). Not the daemons' own PID files:
 # those appear only a while after start, so an `up` that failed early could leave a daemon
-# nobody knows about; and daemons delete them while still shutting down. (The slurm daemons'
-# configured PidFile is the same path and holds the same PID.)
+# nobody knows about; and daemons rewrite (truncate) them at start and delete them while still
+# shutting down. The daemons' own files are NAME.daemon.pid beside ours (munged's and
+# mariadbd's in directories their users can write).
 pidfile_of() { echo "$RUNDIR/$1.pid"; }
 
 logfile_of() {
@@ -162,13 +170,17 @@ daemon_pid() {
 
 # Is this exact process (pid + name) still alive? Daemons delete their PID file while they are
 # still shutting down, so after SIGTERM we watch the process, not the file.
-# A zombie counts as gone: in a container PID 1 may be slow to reap re-parented daemons.
+# A zombie counts as gone (in a container PID 1 may be slow to reap re-parented daemons), but
+# only a whole-process zombie: a multi-threaded daemon (mariadbd) whose main thread has exited
+# also shows state Z while its other threads still run and hold its port.
 alive() {
-    local stat
+    local stat tasks
     [[ $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]] || return 1
     stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
     stat=${stat##*) }              # fields after "(comm) "; the first is the state letter
-    [[ ${stat:0:1} != Z ]]
+    [[ ${stat:0:1} != Z ]] && return 0
+    tasks=$(find "/proc/$1/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+    ((tasks > 1))
 }
 
 running() { [[ -n $(daemon_pid "$1") ]]; }
@@ -327,8 +339,8 @@ CredType=cred/munge
 AuthInfo=cred_expire=10,socket=$MUNGE_SOCKET
 StateSaveLocation=$DIR/state/slurmctld
 SlurmdSpoolDir=$DIR/state/slurmd
-SlurmctldPidFile=$(pidfile_of slurmctld)
-SlurmdPidFile=$(pidfile_of slurmd)
+SlurmctldPidFile=$RUNDIR/slurmctld.daemon.pid
+SlurmdPidFile=$RUNDIR/slurmd.daemon.pid
 SlurmctldLogFile=$(logfile_of slurmctld)
 SlurmdLogFile=$(logfile_of slurmd)
 SlurmctldDebug=info
@@ -421,7 +433,7 @@ DbdHost=localhost
 DbdAddr=127.0.0.1
 DbdPort=$SLURMDBD_PORT
 SlurmUser=root
-PidFile=$(pidfile_of slurmdbd)
+PidFile=$RUNDIR/slurmdbd.daemon.pid
 LogFile=$(logfile_of slurmdbd)
 DebugLevel=info
 StorageType=accounting_storage/mysql
@@ -470,10 +482,19 @@ other_cluster_running() {
 # daemon); no inherited stdio (else `$(dev-cluster.sh up)` would wait forever on the pipe).
 # stderr is kept: a daemon that dies while parsing its config says why there.
 launch() {
-    local name=$1
+    local name=$1 pid i comm
     shift
     setsid "$@" </dev/null >>"$LOGDIR/$name.stderr" 2>&1 &
-    echo $! >"$(pidfile_of "$name")"
+    pid=$!
+    echo "$pid" >"$(pidfile_of "$name")"
+    # Until the exec chain (bash -> setsid [-> setpriv] -> daemon) is done, /proc/PID/comm is
+    # not the daemon's name and `running` would call it dead: wait for the name (or death).
+    for ((i = 0; i < 100; i++)); do
+        comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 0   # died: wait_for reports it
+        [[ $comm == "$name" ]] && return 0
+        sleep 0.05
+    done
+    die "launched $name as pid $pid, but that process is '$comm' after 5 s"
 }
 
 # Refuse to start next to a foreign daemon holding our port: the error would otherwise be a
@@ -496,7 +517,7 @@ start_munged() {
     # parent, so $! would not be munged).
     launch munged setpriv --reuid=munge --regid=munge --init-groups munged --foreground \
         --socket="$MUNGE_SOCKET" --key-file="$MUNGEDIR/munge.key" \
-        --pid-file="$MUNGEDIR/munged.pid" --log-file="$(logfile_of munged)" \
+        --pid-file="$MUNGEDIR/munged.daemon.pid" --log-file="$(logfile_of munged)" \
         --seed-file="$MUNGEDIR/munged.seed"
     wait_for munged "munge credential round trip" munge_works
 }
@@ -520,7 +541,7 @@ start_mariadbd() {
     # --no-defaults: ignore /etc/mysql (a system MariaDB's config); loopback only; own socket.
     launch mariadbd mariadbd --no-defaults --user=mysql --datadir="$DBDIR" \
         --socket="$DB_SOCKET" --port="$DB_PORT" --bind-address=127.0.0.1 --skip-name-resolve \
-        --pid-file="$DBDIR/mariadbd.pid" --log-error="$(logfile_of mariadbd)" \
+        --pid-file="$DBDIR/mariadbd.daemon.pid" --log-error="$(logfile_of mariadbd)" \
         --innodb-buffer-pool-size=512M --innodb-lock-wait-timeout=900 --skip-log-bin
     wait_for mariadbd "mariadb-admin ping" db_ping
     local pass
