@@ -2,7 +2,8 @@
 
 CI runs ``cluster/slurm/dev-cluster.sh up`` before pytest. Locally, when SLURM is not installed
 at all (no ``sinfo``), these tests skip; with ``CI`` set they fail instead, so a CI run that
-forgot to start the cluster cannot go green by skipping.
+forgot to start the cluster cannot go green by skipping. A cluster started with ``--dir DIR``
+needs ``TVO_SLURM_DIR=DIR`` here too (the status test calls the script).
 """
 
 from __future__ import annotations

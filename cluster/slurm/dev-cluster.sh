@@ -296,7 +296,7 @@ ensure_munge_key() {
     chmod 600 "$key"
 }
 
-# The munge socket is unusually long-lived in a path; sun_path holds at most 107 bytes.
+# Unix socket paths are short: sun_path holds at most 107 bytes, so a deep --dir fails there.
 check_socket_paths() {
     local s
     for s in "$MUNGE_SOCKET" "$DB_SOCKET"; do
