@@ -756,7 +756,8 @@ cmd_status() {
         fi
     done
     local etc=/etc/slurm/slurm.conf
-    if [[ ${TVO_SLURM_NO_ETC:-0} != 1 && ! (-L $etc && $(readlink "$etc") == "$CONF") ]]; then
+    if [[ ${TVO_SLURM_NO_ETC:-0} != 1 && (-e $etc || -L $etc) ]] &&
+        ! [[ -L $etc && $(readlink "$etc") == "$CONF" ]]; then
         echo "warning: $etc is not a symlink to $CONF; client commands may read another config"
     fi
     if running slurmctld && command -v sinfo >/dev/null; then
