@@ -35,16 +35,22 @@ FIXED_BATCH_SEED_OFFSET = 104729  # a random Xbar draws apart from the data orde
 TRUNCATION = 2.0  # initial targets: normal truncated at 2 std, as tf.truncated_normal
 
 
-def ridge_solve(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> torch.Tensor:
-    """argmin_W ||inputs W - targets||^2 + ridge ||W||^2, for inputs (m, n) and targets (m, k).
+class RidgeFit(NamedTuple):
+    weights: torch.Tensor  # (n, k): argmin_W ||A W - T||^2 + ridge ||W||^2
+    sums: torch.Tensor  # (m, k): A W, the sums those weights realise on A's rows
+
+
+def ridge_fit(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> RidgeFit:
+    """Ridge least squares of targets (m, k) on inputs (m, n), and the sums it realises.
 
     Both branches of the closed form, each inverting the smaller Gram matrix, as
-    tf.linalg.lstsq(fast=True) does: m >= n: (A^T A + ridge I)^-1 A^T T; m < n:
-    A^T (A A^T + ridge I)^-1 T. Solved by Cholesky in float64: the Gram matrix squares A's
-    condition number (about 1e7 for the raw two-spirals coordinates with ridge 0.001), which is
-    past float32's 7 digits. Its eigenvalues are >= ridge > 0, so the factor exists even when A
-    is rank-deficient (duplicate rows, dead units). cholesky_ex does not raise (nor sync): NaN
-    targets give NaN weights, and the training loop records the run as diverged.
+    tf.linalg.lstsq(fast=True) does: m >= n: W = (A^T A + ridge I)^-1 A^T T; m < n:
+    W = A^T Z with Z = (A A^T + ridge I)^-1 T, where A W = T - ridge Z spares a product.
+    Solved by Cholesky in float64: the Gram matrix squares A's condition number (about 1e7 for
+    the raw two-spirals coordinates with ridge 0.001), which is past float32's 7 digits. Its
+    eigenvalues are >= ridge > 0, so the factor exists even when A is rank-deficient (duplicate
+    rows, dead units). cholesky_ex does not raise (nor sync): NaN targets give NaN weights, and
+    the training loop records the run as diverged. Results come back in the inputs' dtype.
     """
     a = inputs.to(torch.float64)
     t = targets.to(torch.float64)
@@ -53,11 +59,14 @@ def ridge_solve(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> to
         gram = a.mT @ a + ridge * torch.eye(cols, dtype=a.dtype, device=a.device)
         factor = torch.linalg.cholesky_ex(gram).L
         weights = torch.cholesky_solve(a.mT @ t, factor)
+        sums = a @ weights
     else:
         gram = a @ a.mT + ridge * torch.eye(rows, dtype=a.dtype, device=a.device)
         factor = torch.linalg.cholesky_ex(gram).L
-        weights = a.mT @ torch.cholesky_solve(t, factor)
-    return weights.to(inputs.dtype)
+        solved = torch.cholesky_solve(t, factor)
+        weights = a.mT @ solved
+        sums = t - ridge * solved
+    return RidgeFit(weights.to(inputs.dtype), sums.to(inputs.dtype))
 
 
 def with_bias_column(inputs: torch.Tensor) -> torch.Tensor:
@@ -154,12 +163,11 @@ class TargetSpaceNet(nn.Module):
             """Solve one layer; return the sums it passes on (realised for SCU, targets for OCU)."""
             target = self.targets[layer]
             design = with_bias_column(inputs)
-            solved = ridge_solve(design, target, self.ridge)
+            solved, sums = ridge_fit(design, target, self.ridge)
             if project:
-                target.copy_(design @ solved)
-                solved = ridge_solve(design, target, self.ridge)
+                target.copy_(sums)
+                solved, sums = ridge_fit(design, target, self.ridge)
             weights.append(solved)
-            sums = design @ solved
             if measure:
                 residuals.append(torch.linalg.matrix_norm(sums - target)
                                  / torch.linalg.matrix_norm(target).clamp_min(1e-30))

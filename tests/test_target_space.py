@@ -15,13 +15,23 @@ from jobs import results
 from jobs.datasets import load_dataset
 from jobs.models import CNN, MLP, build_model
 from jobs.spec import JobSpec, SpecError
-from jobs.target_space import TargetSpaceNet, choose_fixed_batch, ridge_solve, with_bias_column
+from jobs.target_space import TargetSpaceNet, choose_fixed_batch, ridge_fit, with_bias_column
 from jobs.train import run_job
 
 SPIRALS_NET = {"dataset": "spirals", "normalize": "none", "hidden": [5, 5, 5],
                "activation": "tanh", "shortcuts": True, "optimizer": "adam", "lr": 0.01,
                "batch_size": 0, "ts_rows": 194, "method": "target_space"}
 NOT_COMPARED = ["epoch_seconds", "samples_per_second"]  # timings
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These problems are tiny: a second thread only adds OpenMP barriers, which spin for long
+    on a shared, busy machine (seconds per test instead of fractions)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def ridge_by_lstsq(a: np.ndarray, t: np.ndarray, ridge: float) -> np.ndarray:
@@ -50,9 +60,10 @@ def test_ridge_solve_matches_least_squares_on_the_augmented_system(shape, ridge)
     rng = np.random.default_rng(1)
     a, t = rng.normal(size=shape), rng.normal(size=(shape[0], 3))
     expected = ridge_by_lstsq(a, t, ridge)
-    solved = ridge_solve(torch.from_numpy(a), torch.from_numpy(t), ridge)
-    assert solved.dtype == torch.float64
+    solved, sums = ridge_fit(torch.from_numpy(a), torch.from_numpy(t), ridge)
+    assert solved.dtype == sums.dtype == torch.float64
     np.testing.assert_allclose(solved.numpy(), expected, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(sums.numpy(), a @ expected, rtol=1e-9, atol=1e-11)
 
 
 def test_ridge_solve_in_float32_is_accurate_on_ill_conditioned_inputs():
@@ -64,8 +75,8 @@ def test_ridge_solve_in_float32_is_accurate_on_ill_conditioned_inputs():
     t = rng.normal(size=(194, 5))
     expected = ridge_by_lstsq(a.astype(np.float32).astype(np.float64), t.astype(np.float32),
                               1e-3)
-    solved = ridge_solve(torch.tensor(a, dtype=torch.float32),
-                         torch.tensor(t, dtype=torch.float32), 1e-3)
+    solved = ridge_fit(torch.tensor(a, dtype=torch.float32),
+                       torch.tensor(t, dtype=torch.float32), 1e-3).weights
     assert solved.dtype == torch.float32
     np.testing.assert_allclose(solved.numpy(), expected, rtol=1e-4, atol=1e-4)
 
@@ -75,7 +86,7 @@ def test_gradients_flow_through_the_solve(shape):
     torch.manual_seed(0)
     a = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     t = torch.randn(shape[0], 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, t: ridge_solve(a, t, 0.1), (a, t))
+    assert torch.autograd.gradcheck(lambda a, t: tuple(ridge_fit(a, t, 0.1)), (a, t))
 
 
 @pytest.mark.parametrize("rows", [40, 4], ids=["tall", "wide"])
@@ -115,13 +126,13 @@ def test_scu_feeds_realised_sums_and_ocu_feeds_the_targets():
     for a, b in zip(scu.targets, ocu.targets, strict=True):
         assert torch.equal(a, b)
     first = with_bias_column(scu.fixed_batch)
-    w1 = ridge_solve(first, scu.targets[0], scu.ridge)
+    w1 = ridge_fit(first, scu.targets[0], scu.ridge).weights
     scu_second = with_bias_column(torch.tanh(first @ w1))
     ocu_second = with_bias_column(torch.tanh(ocu.targets[0]))
     scu_weights, ocu_weights = scu.solved_weights(), ocu.solved_weights()
     torch.testing.assert_close(scu_weights[0], ocu_weights[0])  # the input layer is shared
-    torch.testing.assert_close(scu_weights[1], ridge_solve(scu_second, scu.targets[1], 0.01))
-    torch.testing.assert_close(ocu_weights[1], ridge_solve(ocu_second, ocu.targets[1], 0.01))
+    torch.testing.assert_close(scu_weights[1], ridge_fit(scu_second, scu.targets[1], 0.01)[0])
+    torch.testing.assert_close(ocu_weights[1], ridge_fit(ocu_second, ocu.targets[1], 0.01)[0])
     assert not torch.allclose(scu_weights[1], ocu_weights[1], atol=1e-3)
     x = torch.randn(7, 3)
     assert not torch.allclose(scu(x), ocu(x), atol=1e-3)
@@ -139,9 +150,9 @@ def test_projection_stores_the_realised_sums_layer_by_layer(shortcuts):
     features = [net.fixed_batch]
     for layer, (target, stored) in enumerate(zip(initial, net.targets, strict=True)):
         design = with_bias_column(torch.cat(features, 1) if shortcuts else features[-1])
-        projected = design @ ridge_solve(design, target, net.ridge)
-        torch.testing.assert_close(stored, projected, rtol=0, atol=0)
-        sums = design @ ridge_solve(design, projected, net.ridge)
+        projected = design @ ridge_fit(design, target, net.ridge).weights
+        torch.testing.assert_close(stored, projected)
+        sums = design @ ridge_fit(design, projected, net.ridge).weights
         features.append(sums if layer == len(initial) - 1 else torch.tanh(sums))
     assert net.realisation_residual() < before / 10  # what is left is the ridge's shrinkage
 
@@ -171,27 +182,31 @@ def load_solved(model: torch.nn.Module, weights: list[torch.Tensor]) -> None:
             layer.weight.copy_(solved[1:].mT.reshape(layer.weight.shape))
 
 
-@pytest.mark.parametrize("shortcuts", [False, True])
-def test_mlp_with_the_solved_weights_gives_the_same_logits(shortcuts):
-    spec = JobSpec.from_dict({**SPIRALS_NET, "shortcuts": shortcuts, "hidden": [5, 4]})
+@pytest.mark.parametrize(("shortcuts", "hidden", "cascade"), [
+    (False, (5, 4), "scu"), (True, (5, 4), "scu"), (True, (5, 4), "ocu"), (False, (), "scu")])
+def test_mlp_with_the_solved_weights_gives_the_same_logits(shortcuts, hidden, cascade):
+    spec = JobSpec.from_dict({**SPIRALS_NET, "shortcuts": shortcuts, "hidden": list(hidden),
+                              "ts_cascade": cascade})
     data = load_dataset("spirals", normalize="none")
     torch.manual_seed(0)
     net = build_model(spec, data.input_shape, 2, train_inputs=data.x_train).eval()
-    mlp = MLP(2, (5, 4), 2, "tanh", 0.0, shortcuts).eval()
+    mlp = MLP(2, hidden, 2, "tanh", 0.0, shortcuts).eval()
     load_solved(mlp, net.solved_weights())
     with torch.no_grad():
         torch.testing.assert_close(net(data.x_test), mlp(data.x_test))
 
 
+@pytest.mark.parametrize("cascade", ["scu", "ocu"])
 @pytest.mark.parametrize(("shape", "pixels"), [((1, 8, 8), (8 * 8, 4 * 4)),
                                                ((1, 28, 28), (24 * 24, 8 * 8))],
                          ids=["padded", "unpadded"])
-def test_cnn_with_the_solved_weights_gives_the_same_logits(shape, pixels):
+def test_cnn_with_the_solved_weights_gives_the_same_logits(shape, pixels, cascade):
     # One target row per output pixel of each fixed-batch image, per conv layer.
     torch.manual_seed(0)
     inputs = torch.rand(6, *shape)
     spec = JobSpec.from_dict({"dataset": "digits", "model": "cnn", "hidden": [7],
-                              "method": "target_space", "ts_rows": 4, "ts_lambda": 0.1})
+                              "method": "target_space", "ts_rows": 4, "ts_lambda": 0.1,
+                              "ts_cascade": cascade})
     net = build_model(spec, shape, 10, train_inputs=inputs).eval()
     assert [tuple(t.shape) for t in net.targets] == [
         (4 * pixels[0], 10), (4 * pixels[1], 20), (4, 7), (4, 10)]
