@@ -46,10 +46,12 @@ def ridge_fit(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> Ridg
     Both branches of the closed form, each inverting the smaller Gram matrix, as
     tf.linalg.lstsq(fast=True) does: m >= n: W = (A^T A + ridge I)^-1 A^T T; m < n:
     W = A^T Z with Z = (A A^T + ridge I)^-1 T, where A W = T - ridge Z spares a product.
-    Solved by Cholesky in float64: the Gram matrix squares A's condition number (about 1e7 for
-    the raw two-spirals coordinates with ridge 0.001), which is past float32's 7 digits. Its
-    eigenvalues are >= ridge > 0, so the factor exists even when A is rank-deficient (duplicate
-    rows, dead units). cholesky_ex does not raise (nor sync): NaN targets give NaN weights, and
+    Solved by Cholesky in float64: the Gram matrix squares A's condition number, up to
+    (sigma_max^2 + ridge) / ridge; on the two-spirals net with ridge 0.001 its hidden layers sit
+    at 1.6e6 (measured), where a float32 solve keeps only 3-4 digits of the weights (2e-3
+    relative error measured after training) and fewer of their gradients. Its eigenvalues are
+    >= ridge > 0, so the factor exists even when A is rank-deficient (duplicate rows, dead
+    units). cholesky_ex does not raise (nor sync): NaN targets give NaN weights, and
     the training loop records the run as diverged. Results come back in the inputs' dtype.
     """
     a = inputs.to(torch.float64)
