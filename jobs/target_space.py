@@ -35,24 +35,19 @@ FIXED_BATCH_SEED_OFFSET = 104729  # a random Xbar draws apart from the data orde
 TRUNCATION = 2.0  # initial targets: normal truncated at 2 std, as tf.truncated_normal
 
 
-class RidgeFit(NamedTuple):
-    weights: torch.Tensor  # (n, k): argmin_W ||A W - T||^2 + ridge ||W||^2
-    sums: torch.Tensor  # (m, k): A W, the sums those weights realise on A's rows
-
-
-def ridge_fit(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> RidgeFit:
-    """Ridge least squares of targets (m, k) on inputs (m, n), and the sums it realises.
+def ridge_solve(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> torch.Tensor:
+    """argmin_W ||inputs W - targets||^2 + ridge ||W||^2, for inputs (m, n) and targets (m, k).
 
     Both branches of the closed form, each inverting the smaller Gram matrix, as
-    tf.linalg.lstsq(fast=True) does: m >= n: W = (A^T A + ridge I)^-1 A^T T; m < n:
-    W = A^T Z with Z = (A A^T + ridge I)^-1 T, where A W = T - ridge Z spares a product.
-    Solved by Cholesky in float64: the Gram matrix squares A's condition number, up to
-    (sigma_max^2 + ridge) / ridge; on the two-spirals net with ridge 0.001 its hidden layers sit
-    at 1.6e6 (measured), where a float32 solve keeps only 3-4 digits of the weights (2e-3
-    relative error measured after training) and fewer of their gradients. Its eigenvalues are
-    >= ridge > 0, so the factor exists even when A is rank-deficient (duplicate rows, dead
-    units). cholesky_ex does not raise (nor sync): NaN targets give NaN weights, and
-    the training loop records the run as diverged. Results come back in the inputs' dtype.
+    tf.linalg.lstsq(fast=True) does: m >= n: (A^T A + ridge I)^-1 A^T T; m < n:
+    A^T (A A^T + ridge I)^-1 T. Solved by Cholesky in float64: the Gram matrix squares A's
+    condition number, up to (sigma_max^2 + ridge) / ridge; on the two-spirals net with ridge
+    0.001 its hidden layers sit at 1.6e6 (measured), where a float32 solve keeps only 3-4 digits
+    of the weights (2e-3 relative error measured after training) and fewer of their gradients.
+    Its eigenvalues are >= ridge > 0, so the factor exists even when A is rank-deficient
+    (duplicate rows, dead units). cholesky_ex does not raise (nor sync): NaN targets give NaN
+    weights, and the training loop records the run as diverged. The weights come back in the
+    inputs' dtype, the one the network computes in.
     """
     a = inputs.to(torch.float64)
     t = targets.to(torch.float64)
@@ -61,14 +56,11 @@ def ridge_fit(inputs: torch.Tensor, targets: torch.Tensor, ridge: float) -> Ridg
         gram = a.mT @ a + ridge * torch.eye(cols, dtype=a.dtype, device=a.device)
         factor = torch.linalg.cholesky_ex(gram).L
         weights = torch.cholesky_solve(a.mT @ t, factor)
-        sums = a @ weights
     else:
         gram = a @ a.mT + ridge * torch.eye(rows, dtype=a.dtype, device=a.device)
         factor = torch.linalg.cholesky_ex(gram).L
-        solved = torch.cholesky_solve(t, factor)
-        weights = a.mT @ solved
-        sums = t - ridge * solved
-    return RidgeFit(weights.to(inputs.dtype), sums.to(inputs.dtype))
+        weights = a.mT @ torch.cholesky_solve(t, factor)
+    return weights.to(inputs.dtype)
 
 
 def with_bias_column(inputs: torch.Tensor) -> torch.Tensor:
@@ -165,11 +157,12 @@ class TargetSpaceNet(nn.Module):
             """Solve one layer; return the sums it passes on (realised for SCU, targets for OCU)."""
             target = self.targets[layer]
             design = with_bias_column(inputs)
-            solved, sums = ridge_fit(design, target, self.ridge)
+            solved = ridge_solve(design, target, self.ridge)
             if project:
-                target.copy_(sums)
-                solved, sums = ridge_fit(design, target, self.ridge)
+                target.copy_(design @ solved)
+                solved = ridge_solve(design, target, self.ridge)
             weights.append(solved)
+            sums = design @ solved  # what the network with these weights computes on Xbar
             if measure:
                 residuals.append(torch.linalg.matrix_norm(sums - target)
                                  / torch.linalg.matrix_norm(target).clamp_min(1e-30))
