@@ -151,11 +151,9 @@ class TargetSpaceNet(nn.Module):
     def _realise(self, *, measure: bool = False, project: bool = False) -> Realisation:
         weights: list[torch.Tensor] = []
         residuals: list[torch.Tensor] = []
-        layer = 0
 
-        def solve(inputs: torch.Tensor) -> torch.Tensor:
+        def solve(inputs: torch.Tensor, target: nn.Parameter) -> torch.Tensor:
             """Solve one layer; return the sums it passes on (realised for SCU, targets for OCU)."""
-            target = self.targets[layer]
             design = with_bias_column(inputs)
             solved = ridge_solve(design, target, self.ridge)
             if project:
@@ -169,16 +167,14 @@ class TargetSpaceNet(nn.Module):
             return sums if self.cascade == "scu" or project else target
 
         x = self.fixed_batch
-        for conv in self.convs:
-            maps = conv.rows_to_maps(solve(conv.patches(x)))
-            x = self.act(F.max_pool2d(maps, 2))
-            layer += 1
+        for conv, target in zip(self.convs, self.targets, strict=False):
+            x = self.act(F.max_pool2d(conv.rows_to_maps(solve(conv.patches(x), target)), 2))
         features = [x.flatten(1)]
-        last = len(self.targets) - 1
-        while layer <= last:
-            sums = solve(torch.cat(features, dim=1) if self.shortcuts else features[-1])
-            features.append(sums if layer == last else self.act(sums))
-            layer += 1
+        *hidden, output = self.targets[len(self.convs):]
+        for target in hidden:
+            inputs = torch.cat(features, dim=1) if self.shortcuts else features[-1]
+            features.append(self.act(solve(inputs, target)))
+        solve(torch.cat(features, dim=1) if self.shortcuts else features[-1], output)
         return Realisation(weights, residuals if measure else None)
 
     # -- the ordinary network with the solved weights --------------------------------------------
@@ -187,7 +183,7 @@ class TargetSpaceNet(nn.Module):
         weights = self._realise().weights
         if not self.convs:
             x = x.flatten(1)
-        for conv, solved in zip(self.convs, weights, strict=False):
+        for conv, solved in zip(self.convs, weights[:len(self.convs)], strict=True):
             kernel, bias = conv.kernel(solved)
             x = F.conv2d(x, kernel, bias, padding=conv.padding)
             if conv.spatial_dropout and self.dropout > 0:
