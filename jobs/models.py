@@ -105,8 +105,18 @@ class CNN(nn.Module):
         return self.dense(self.features(x))
 
 
-def build_model(spec: JobSpec, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """The network for `spec`, initialised from the global torch RNG (seed it first)."""
+def build_model(spec: JobSpec, input_shape: tuple[int, ...], num_classes: int,
+                train_inputs: torch.Tensor | None = None) -> nn.Module:
+    """The network for `spec`, initialised from the global torch RNG (seed it first).
+
+    method=target_space chooses its fixed batch from `train_inputs` and is built on the CPU.
+    """
+    if spec.method == "target_space":
+        from jobs.target_space import build_target_space_model  # it imports this module
+
+        if train_inputs is None:
+            raise ValueError("method=target_space needs train_inputs to choose its fixed batch")
+        return build_target_space_model(spec, input_shape, num_classes, train_inputs)
     if spec.model == "cnn":
         shape = input_shape if len(input_shape) == 3 else (1, *input_shape)
         model: nn.Module = CNN(shape, spec.hidden, num_classes, spec.activation, spec.dropout)

@@ -59,7 +59,8 @@ class JobSpec:
                           choices=("softmax", "sigmoid", "tanh", "lecun_tanh", "linear"))
     dropout: float = setting(0.0, "dropout probability after each hidden layer", low=0, high=1,
                              open_high=True)
-    init: str = setting("default", "weight initialisation (xavier for sigmoid/tanh, he for relu)",
+    init: str = setting("default", "weight initialisation (xavier for sigmoid/tanh, he for relu); "
+                        "method=target_space starts from targets instead",
                         choices=("default", "xavier", "he"))
     shortcuts: bool = setting(False, "mlp: every layer also sees the input and all earlier layers")
     # targets and loss
@@ -92,16 +93,18 @@ class JobSpec:
     # deep learning in target space (Fairbank et al. 2022)
     method: str = setting("weights", "parameterise by weights, or by layer targets",
                           choices=("weights", "target_space"))
-    ts_lambda: float = setting(0.001, "target space: ridge regulariser of the weight solve",
-                               low=0)
+    ts_lambda: float = setting(0.001, "target space: ridge regulariser of the weight solve "
+                               "(paper: 0.001 two-spirals, 0.1 CNNs)", low=0, open_low=True)
     ts_rows: int = setting(100, "target space: rows of the fixed input batch", low=1)
     ts_batch: str = setting("first", "target space: how the fixed batch is chosen",
                             choices=("first", "random", "noise"))
     ts_cascade: str = setting("scu", "target space: realised sums (scu) or targets (ocu) feed on",
                               choices=("scu", "ocu"))
     ts_projection: bool = setting(True, "target space: start targets at the realised sums")
-    ts_init_std: float = setting(1.0, "target space: std of the initial targets", low=0,
-                                 open_low=True)
+    ts_init_std: float = setting(1.0, "target space: std of the initial dense-layer targets",
+                                 low=0, open_low=True)
+    ts_conv_init_std: float = setting(0.1, "target space: std of the initial conv-layer targets",
+                                      low=0, open_low=True)
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -172,6 +175,11 @@ class JobSpec:
             )
         if self.nesterov and self.momentum == 0:
             raise SpecError("nesterov=true needs momentum > 0 (e.g. momentum=0.9)")
+        if self.method == "target_space" and (self.l1 > 0 or self.weight_decay > 0):
+            raise SpecError(
+                "l1 and weight_decay penalise weights; with method=target_space the weights are "
+                "solved by ridge least squares: use ts_lambda"
+            )
         if any(width < 1 for width in self.hidden):
             raise SpecError(f"setting 'hidden' got {list(self.hidden)}; widths must be >= 1")
         try:

@@ -124,7 +124,8 @@ def _train(spec: JobSpec, run_dir: Path, device: torch.device, rows: list[dict[s
     data = load_dataset(spec.dataset, data_root=spec.data_root or None,
                         normalize=spec.normalize, noise=spec.noise).to(device)
     torch.manual_seed(spec.seed)
-    model = build_model(spec, data.input_shape, data.num_classes).to(device)
+    model = build_model(spec, data.input_shape, data.num_classes,
+                        train_inputs=data.x_train).to(device)
     strategy = make_strategy(spec.strategy)
     optimizer = build_optimizer(spec, model.parameters())
     scheduler = build_scheduler(spec, optimizer)
