@@ -155,10 +155,11 @@ def _train(spec: JobSpec, run_dir: Path, device: torch.device, rows: list[dict[s
             xb = x_epoch[start:start + batch_size]
             yb = y_epoch[start:start + batch_size]
             ib = perm[start:start + batch_size]
-            targets = strategy.targets(yb, ib, epoch)
-            weights = strategy.sample_weights(yb, ib, epoch)
             logits = model(xb)
             outputs = activate(logits, spec.output)
+            # after the forward pass: some strategies build targets from this batch's outputs
+            targets = strategy.batch_targets(outputs, yb, ib, epoch)
+            weights = strategy.sample_weights(yb, ib, epoch)
             loss = reduce_loss(per_sample_loss(spec.loss, logits, outputs, targets, spec.output),
                                weights)
             if weights_for_l1:
