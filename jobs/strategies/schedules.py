@@ -148,7 +148,7 @@ class TwoStage(TargetStrategy):
         return self.table_for(epoch)[labels]
 
     def end_epoch(self, epoch: int) -> None:
-        self.finished_epochs = epoch
+        self.finished_epochs = epoch  # set again after every epoch: no state to checkpoint
 
     def templates(self) -> torch.Tensor:
         """The targets of the epoch just trained (before training: those of epoch 1)."""
@@ -156,9 +156,3 @@ class TwoStage(TargetStrategy):
 
     def values(self) -> StrategyValues:
         return values_from_table(self.templates())
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"finished_epochs": self.finished_epochs}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.finished_epochs = int(state["finished_epochs"])
