@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import itertools
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import torch
+import yaml
 
 from jobs import results
 from jobs.spec import JobSpec
@@ -127,3 +129,13 @@ def test_a_strategys_state_survives_a_checkpoint(strategy):
 def test_stateless_strategies_have_nothing_to_save():
     for text in ("onehot", "label_smoothing", "two_stage", "bootstrap_soft"):
         assert make_strategy(text).state_dict() == {}
+
+
+def test_the_shipped_study_grid_expands_to_seventy_valid_distinct_jobs():
+    grid = yaml.safe_load((Path(__file__).parents[1] / "runner/grids/study.yaml").read_text())
+    assert set(grid) == {"name", "description", "base", "grid", "resources"}
+    keys = list(grid["grid"])
+    specs = [JobSpec.from_dict({**grid["base"], **dict(zip(keys, values, strict=True))})
+             for values in itertools.product(*(grid["grid"][key] for key in keys))]
+    assert len({spec.job_id for spec in specs}) == len(specs) == 70
+    assert {spec.strategy_name for spec in specs} == {"onehot", "tvo"}
