@@ -183,31 +183,38 @@ class SelfAdaptiveTraining(SampleMemory):
         return self.memory[indices].max(dim=1).values
 
 
+class Bootstrap(SoftmaxStrategy):
+    """t = beta y + (1-beta) q, q made from this batch's softmax p by `prediction`."""
+
+    source = "Reed et al. 2015, Training Deep Neural Networks on Noisy Labels with Bootstrapping"
+
+    def prediction(self, outputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def batch_targets(self, outputs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                      epoch: int) -> torch.Tensor:
+        beta = self.args["beta"]
+        return beta * self.eye[labels] + (1 - beta) * self.prediction(outputs)
+
+
 @register
-class BootstrapSoft(SoftmaxStrategy):
-    """t = beta y + (1-beta) p with p this batch's softmax, gradient flowing through p: with
-    loss=ce this is beta CE(y) plus (1-beta) times the prediction's entropy, Reed et al.'s
-    'minimum entropy regularisation' reading of the soft bootstrap."""
+class BootstrapSoft(Bootstrap):
+    """q = p with the gradient flowing through it: with loss=ce this is beta CE(y) plus (1-beta)
+    times the prediction's entropy, Reed et al.'s 'minimum entropy regularisation' reading."""
 
     name = "bootstrap_soft"
     summary = "soft bootstrapping: beta y + (1-beta) p, p the current softmax"
-    source = "Reed et al. 2015, Training Deep Neural Networks on Noisy Labels with Bootstrapping"
     params = (param("beta", 0.95, "weight of the given label", number(0, 1)),)
 
-    def batch_targets(self, outputs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
-                      epoch: int) -> torch.Tensor:
-        beta = self.args["beta"]
-        return beta * self.eye[labels] + (1 - beta) * outputs
+    def prediction(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs
 
 
 @register
-class BootstrapHard(SoftmaxStrategy):
+class BootstrapHard(Bootstrap):
     name = "bootstrap_hard"
     summary = "hard bootstrapping: beta y + (1-beta) onehot(argmax p), p the current softmax"
-    source = "Reed et al. 2015, Training Deep Neural Networks on Noisy Labels with Bootstrapping"
     params = (param("beta", 0.8, "weight of the given label", number(0, 1)),)
 
-    def batch_targets(self, outputs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
-                      epoch: int) -> torch.Tensor:
-        beta = self.args["beta"]
-        return beta * self.eye[labels] + (1 - beta) * self.eye[outputs.argmax(dim=1)]
+    def prediction(self, outputs: torch.Tensor) -> torch.Tensor:
+        return self.eye[outputs.argmax(dim=1)]
