@@ -182,7 +182,8 @@ def _train_epoch(spec: JobSpec, model: torch.nn.Module, strategy: TargetStrategy
     # Speed on small models is per-batch overhead: skip the output activation where nothing
     # needs it (argmax of logits equals argmax of outputs: every output activation is monotone),
     # and give one-hot targets to torch's fused cross-entropy as class indices.
-    needs_outputs = spec.loss != "ce" or strategy.observes or strategy.decision == "template"
+    needs_outputs = (spec.loss != "ce" or strategy.observes or strategy.uses_outputs
+                     or strategy.decision == "template")
     class_indices = spec.loss == "ce" and strategy.onehot_targets
     perm = torch.randperm(n, generator=order).to(device)
     x_epoch, y_epoch = data.x_train[perm], data.y_train[perm]  # one gather, then views
@@ -193,7 +194,8 @@ def _train_epoch(spec: JobSpec, model: torch.nn.Module, strategy: TargetStrategy
         ib = perm[start:start + batch_size]
         logits = model(xb)
         outputs = activate(logits, spec.output) if needs_outputs else logits
-        targets = yb if class_indices else strategy.targets(yb, ib, epoch)
+        # after the forward pass: some strategies build targets from this batch's outputs
+        targets = yb if class_indices else strategy.batch_targets(outputs, yb, ib, epoch)
         loss = batch_loss(spec.loss, logits, outputs, targets, spec.output,
                           strategy.sample_weights(yb, ib, epoch))
         if weights_for_l1:

@@ -2,23 +2,46 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:
+    from jobs.strategies.params import Option, Param
+
+
+def strategy_lines() -> list[str]:
+    """Every strategy: a line with its name, what it does and its source, then one line per
+    parameter (default, valid values, meaning) and per option of a nested choice."""
+    from jobs.strategies import STRATEGIES
+
+    lines = ["Target strategies: strategy=NAME or strategy=NAME(param=value, ...)", ""]
+    for name in sorted(STRATEGIES):
+        cls = STRATEGIES[name]
+        lines.append(f"{name}  {cls.summary}  [{cls.source}]")
+        width = max((len(_assignment(p)) for p in cls.params), default=0)
+        for p in cls.params:
+            lines.append(f"    {_assignment(p):<{width}}  {p.valid}: {p.help}")
+            lines.extend(f"        {_option(option)}: {option.help}" for option in p.options)
+    return lines
+
+
+def _assignment(p: Param) -> str:
+    from jobs.strategies.params import format_value
+
+    return f"{p.name}={format_value(p.check(p.default))}"
+
+
+def _option(option: Option) -> str:
+    from jobs.strategies.params import format_value
+
+    if not option.params:
+        return option.name
+    inner = ", ".join(f"{p.name}={format_value(p.check(p.default))} {p.valid}"
+                      for p in option.params)
+    return f"{option.name}({inner})"
 
 
 def print_strategies(console: Console) -> None:
-    from jobs.strategies import STRATEGIES, make_strategy
-
-    table = Table(title="Target strategies (use as strategy=NAME(param=value, ...))",
-                  show_lines=True)
-    table.add_column("strategy", style="bold")
-    table.add_column("parameters (default, valid)")
-    table.add_column("what it does")
-    table.add_column("source")
-    for name in sorted(STRATEGIES):
-        cls = STRATEGIES[name]
-        params = "\n".join(
-            f"{p.name}={make_strategy(name).args[p.name]!s} ({p.valid}): {p.help}"
-            for p in cls.params) or "-"
-        table.add_row(name, params, cls.summary, cls.source)
-    console.print(table)
+    for line in strategy_lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

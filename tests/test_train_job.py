@@ -226,3 +226,19 @@ def test_tvo_train_killed_with_sigkill_resumes_to_the_same_metrics(tmp_path):
     assert not list(run_dir.glob(".*.tmp")), "a write cut short by the kill was left behind"
     run_job(spec, tmp_path / "straight")
     assert metrics(run_dir) == metrics(tmp_path / "straight")
+
+
+def test_strategies_that_read_outputs_get_the_activated_outputs(tmp_path, monkeypatch):
+    from jobs.strategies.literature import BootstrapSoft
+
+    seen = []
+    original = BootstrapSoft.batch_targets
+
+    def spy(self, outputs, labels, indices, epoch):
+        seen.append(outputs.detach().sum(dim=1))
+        return original(self, outputs, labels, indices, epoch)
+
+    monkeypatch.setattr(BootstrapSoft, "batch_targets", spy)
+    _, _, result = train(tmp_path, strategy="bootstrap_soft")
+    assert result.state == "done" and seen
+    assert torch.allclose(torch.cat(seen), torch.ones(1), atol=1e-5)  # softmax rows, not logits

@@ -1,6 +1,6 @@
 """Target strategies: importing this package registers every strategy in STRATEGIES."""
 
-from jobs.strategies import fixed  # noqa: F401
+from jobs.strategies import fixed, literature, matrix, schedules, tvo  # noqa: F401
 from jobs.strategies.base import (
     STRATEGIES,
     Pairing,

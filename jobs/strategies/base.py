@@ -37,7 +37,8 @@ class StrategyContext:
 
 @dataclass(frozen=True)
 class StrategyValues:
-    """A strategy's current values for logging: one c_i and nc_i per class, and/or a K x K table."""
+    """A strategy's current values for logging: one c_i and nc_i per class, and/or a K x K table
+    whose row k is the current target for class k (what `templates()` returns)."""
 
     target_class: list[float] | None = None
     target_nonclass: list[float] | None = None
@@ -49,9 +50,10 @@ class TargetStrategy:
 
     Lifecycle in one job: `check(pairing)` before anything runs; `setup(ctx)` once when the job
     starts (on resume too, then `load_state_dict` puts back what was learned); then per training
-    batch `targets(...)`, the optimiser step, `observe(...)` (only when `observes` is true);
-    `end_epoch(epoch)` after each epoch. `templates()` is the current target per class (row k = target for class k), used
-    for test loss, confidence and nearest-template prediction.
+    batch the forward pass, `batch_targets(...)` (by default `targets(...)`), `sample_weights(...)`,
+    the optimiser step, `observe(...)` (only when `observes` is true); `end_epoch(epoch)` after
+    each epoch. `templates()` is the current target per class (row k = target for class k), used
+    for test loss, confidence and nearest-template prediction. State tensors live on `self.device`.
     """
 
     name: ClassVar[str]
@@ -61,10 +63,12 @@ class TargetStrategy:
     decision: ClassVar[str] = "argmax"  # or "template": nearest target template
     observes: ClassVar[bool] = False  # True: needs `observe` with every training batch's outputs
     onehot_targets: ClassVar[bool] = False  # True: targets are always exactly one-hot
+    uses_outputs: ClassVar[bool] = False  # True: batch_targets reads this batch's outputs
 
     def __init__(self, args: Mapping[str, Any]) -> None:
         self.args = dict(args)
         self.num_classes = 0
+        self.device = torch.device("cpu")
 
     # -- identity -------------------------------------------------------------------------------
     def canonical(self) -> str:
@@ -86,8 +90,19 @@ class TargetStrategy:
 
     def setup(self, ctx: StrategyContext) -> None:
         self.num_classes = ctx.pairing.num_classes
+        self.device = ctx.device
 
     # -- each batch -----------------------------------------------------------------------------
+    def batch_targets(self, outputs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                      epoch: int) -> torch.Tensor:
+        """Targets (B x K) for a batch, given its output activations from this forward pass.
+
+        For strategies whose targets depend on the current predictions (bootstrapping,
+        self-adaptive training). `outputs` still carry gradients: detach them unless the gradient
+        through the target is meant. Default: `targets(labels, indices, epoch)`.
+        """
+        return self.targets(labels, indices, epoch)
+
     def targets(self, labels: torch.Tensor, indices: torch.Tensor, epoch: int) -> torch.Tensor:
         """Targets (B x K) for training samples `indices` (positions in the training set)."""
         return self.templates()[labels]
@@ -149,9 +164,36 @@ def templates_from_values(target_class: torch.Tensor, target_nonclass: torch.Ten
     return eye * target_class.unsqueeze(1) + (1 - eye) * off
 
 
+def output_range(output: str) -> tuple[float, float] | None:
+    """The closed range an output activation can approach; None when unbounded (linear)."""
+    from jobs.models import LECUN_TANH_SCALE  # here, not at the top: jobs.models imports jobs.spec
+
+    return {"sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "tanh": (-1.0, 1.0),
+            "lecun_tanh": (-LECUN_TANH_SCALE, LECUN_TANH_SCALE)}.get(output)
+
+
+def values_from_table(table: torch.Tensor) -> StrategyValues:
+    """What a K x K target table logs: the table, and c_i / nc_i where row i has that form
+    (c_i on the diagonal, one value nc_i everywhere else)."""
+    k = table.shape[0]
+    off_diagonal = table[~torch.eye(k, dtype=torch.bool, device=table.device)].view(k, k - 1)
+    uniform_rows = bool((off_diagonal == off_diagonal[:, :1]).all())
+    return StrategyValues(
+        target_class=table.diagonal().tolist(),
+        target_nonclass=off_diagonal[:, 0].tolist() if uniform_rows else None,
+        target_matrix=table.tolist(),
+    )
+
+
 def check_target_table(strategy: str, table: torch.Tensor, pairing: Pairing) -> None:
     """Refuse targets the loss and output cannot use, instead of training into a silent NaN."""
     low, high = float(table.min()), float(table.max())
+    reachable = output_range(pairing.output)
+    if reachable is not None and (low < reachable[0] or high > reachable[1]):
+        raise StrategyError(
+            f"strategy {strategy} gives targets in [{low:.4g}, {high:.4g}], but output="
+            f"{pairing.output} only reaches [{reachable[0]:.4g}, {reachable[1]:.4g}]"
+        )
     if pairing.loss == "ce":
         sums = table.sum(dim=1)
         if low < 0 or (sums - 1).abs().max() > 1e-6:

@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import torch
 
-from jobs.strategies.base import Pairing, StrategyContext, StrategyValues, TargetStrategy, register
+from jobs.strategies.base import (
+    Pairing,
+    StrategyContext,
+    StrategyValues,
+    TargetStrategy,
+    register,
+    values_from_table,
+)
 from jobs.strategies.params import boolean, number, param
 
 
 class StaticStrategy(TargetStrategy):
     """A strategy with one K x K target table that never changes."""
 
-    def table(self, num_classes: int) -> torch.Tensor:
+    def table(self, pairing: Pairing) -> torch.Tensor:
         raise NotImplementedError
 
     def static_templates(self, pairing: Pairing) -> torch.Tensor:
-        return self.table(pairing.num_classes)
+        return self.table(pairing)
 
     def setup(self, ctx: StrategyContext) -> None:
         super().setup(ctx)
-        self._templates = self.table(self.num_classes).to(ctx.device)
+        self._templates = self.table(ctx.pairing).to(ctx.device)
 
     def templates(self) -> torch.Tensor:
         return self._templates
+
+    def values(self) -> StrategyValues:
+        return values_from_table(self._templates)
 
 
 @register
@@ -32,12 +42,8 @@ class OneHot(StaticStrategy):
     source = "standard practice"
     onehot_targets = True
 
-    def table(self, num_classes: int) -> torch.Tensor:
-        return torch.eye(num_classes)
-
-    def values(self) -> StrategyValues:
-        k = self.num_classes
-        return StrategyValues(target_class=[1.0] * k, target_nonclass=[0.0] * k)
+    def table(self, pairing: Pairing) -> torch.Tensor:
+        return torch.eye(pairing.num_classes)
 
 
 def fixed_table(num_classes: int, c: float, nc: float, normalize: bool) -> torch.Tensor:
@@ -56,11 +62,6 @@ class Fixed(StaticStrategy):
         param("normalize", False, "divide each target row by its sum (for loss=ce)", boolean()),
     )
 
-    def table(self, num_classes: int) -> torch.Tensor:
-        return fixed_table(num_classes, self.args["c"], self.args["nc"], self.args["normalize"])
-
-    def values(self) -> StrategyValues:
-        table = self.templates()
-        k = self.num_classes
-        return StrategyValues(target_class=[float(table[0, 0])] * k,
-                              target_nonclass=[float(table[0, 1])] * k)
+    def table(self, pairing: Pairing) -> torch.Tensor:
+        return fixed_table(pairing.num_classes, self.args["c"], self.args["nc"],
+                           self.args["normalize"])

@@ -72,7 +72,8 @@ class _Parser:
         if token is None or (expected is not None and token[1] != expected):
             found = "the end" if token is None else repr(token[1])
             want = repr(expected) if expected else "a value"
-            raise StrategyError(f"cannot read strategy {self.text!r}: expected {want}, found {found}")
+            raise StrategyError(
+                f"cannot read strategy {self.text!r}: expected {want}, found {found}")
         self.pos += 1
         return token
 
@@ -174,40 +175,42 @@ class Param:
     help: str
     check: Callable[[Any], Any]
     valid: str  # shown in `tvo strategies`, e.g. "[0, 1]" or "uniform|others"
+    options: tuple[Option, ...] = ()  # the choices of an `options` rule, for listings
 
 
 def number(low: float | None = None, high: float | None = None, *, open_low: bool = False,
            open_high: bool = False) -> tuple[Callable[[Any], float], str]:
-    lo = "(" if open_low else "["
-    hi = ")" if open_high else "]"
-    text = f"{lo}{'-inf' if low is None else _short(low)}, {'inf' if high is None else _short(high)}{hi}"
+    lo = "(" if open_low or low is None else "["
+    hi = ")" if open_high or high is None else "]"
+    bounds = f"{'-inf' if low is None else _short(low)}, {'inf' if high is None else _short(high)}"
+    shown = f"{lo}{bounds}{hi}"
 
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"a number in {text}")
+            raise ValueError(f"a number in {shown}")
         value = float(value)
         if math.isnan(value):
-            raise ValueError(f"a number in {text}")
+            raise ValueError(f"a number in {shown}")
         if low is not None and (value < low or (open_low and value == low)):
-            raise ValueError(f"a number in {text}")
+            raise ValueError(f"a number in {shown}")
         if high is not None and (value > high or (open_high and value == high)):
-            raise ValueError(f"a number in {text}")
+            raise ValueError(f"a number in {shown}")
         return value
 
-    return check, text
+    return check, shown
 
 
 def integer(low: int = 0, high: int | None = None) -> tuple[Callable[[Any], int], str]:
-    text = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    shown = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
 
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-            raise ValueError(text)
+            raise ValueError(shown)
         if value < low or (high is not None and value > high):
-            raise ValueError(text)
+            raise ValueError(shown)
         return int(value)
 
-    return check, text
+    return check, shown
 
 
 def choice(*names: str) -> tuple[Callable[[Any], str], str]:
@@ -230,32 +233,111 @@ def boolean() -> tuple[Callable[[Any], bool], str]:
     return check, "true|false"
 
 
-def param(name: str, default: Any, help: str, rule: tuple[Callable[[Any], Any], str]) -> Param:
-    check, valid = rule
-    return Param(name=name, default=default, help=help, check=check, valid=valid)
+def auto_boolean(auto_means: str) -> tuple[Callable[[Any], str | bool], str]:
+    """true, false, or auto (decided by the pairing; `auto_means` says how, for errors)."""
+    def check(value: Any) -> str | bool:
+        if isinstance(value, bool) or value == "auto":
+            return value
+        raise ValueError(f"auto ({auto_means}), true or false")
+
+    return check, "auto|true|false"
+
+
+def text() -> tuple[Callable[[Any], str], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError('text, e.g. "path/to/file.csv"')
+        return value
+
+    return check, "text"
+
+
+def number_table() -> tuple[Callable[[Any], list[list[float]]], str]:
+    """A list of rows of finite numbers, e.g. [[0.9, 0.1], [0.2, 0.8]]; [] means not given."""
+    expected = "a list of rows of numbers like [[0.9, 0.1], [0.2, 0.8]]"
+
+    def check(value: Any) -> list[list[float]]:
+        if not isinstance(value, list) or not all(isinstance(row, list) for row in value):
+            raise ValueError(expected)
+        table = []
+        for row in value:
+            if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in row):
+                raise ValueError(expected)
+            if not all(math.isfinite(x) for x in row):
+                raise ValueError(expected + " (finite)")
+            table.append([float(x) for x in row])
+        return table
+
+    return check, "[[row], ...]"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One value of an `options` parameter, which may take parameters of its own."""
+
+    name: str
+    help: str
+    params: tuple[Param, ...] = ()
+
+    def signature(self) -> str:
+        """`average_nudge(nu)`: the option as listed in errors."""
+        if not self.params:
+            return self.name
+        return f"{self.name}({', '.join(p.name for p in self.params)})"
+
+
+def options(*choices: Option) -> tuple[Callable[[Any], Call], str, tuple[Option, ...]]:
+    """A choice among named options, each with its own parameters: `sigma` or `sigma(m=2)`.
+
+    The value becomes a Call with every option parameter filled in, so `average_nudge` and
+    `average_nudge(nu=0.1)` give the same canonical string.
+    """
+    known = {option.name: option for option in choices}
+    listing = ", ".join(option.signature() for option in choices)
+
+    def check(value: Any) -> Call:
+        call = Call(value, {}) if isinstance(value, str) else value
+        if not isinstance(call, Call) or call.name not in known:
+            raise ValueError(f"one of {listing}")
+        option = known[call.name]
+        return Call(option.name, _bind(option.name, option.params, call.args))
+
+    return check, "|".join(option.name for option in choices), choices
+
+
+def param(name: str, default: Any, help: str, rule: tuple[Any, ...]) -> Param:
+    """`rule` is what number(), integer(), choice(), boolean(), text(), number_table() or
+    options() return: a check, the valid values in words, and for options() the choices."""
+    check, valid, *choices = rule
+    return Param(name=name, default=default, help=help, check=check, valid=valid,
+                 options=tuple(choices[0]) if choices else ())
 
 
 def bind(strategy: str, params: Sequence[Param], args: Mapping[str, Any]) -> dict[str, Any]:
     """Check `args` against `params`; return every parameter's value in declared order."""
+    return _bind(f"strategy {strategy!r}", params, args)
+
+
+def _bind(owner: str, params: Sequence[Param], args: Mapping[str, Any]) -> dict[str, Any]:
     known = {p.name: p for p in params}
     for key in args:
         if key not in known:
             valid = ", ".join(known) if known else "none"
-            raise StrategyError(
-                f"strategy {strategy!r} has no parameter {key!r}; its parameters: {valid}"
-            )
+            raise StrategyError(f"{owner} has no parameter {key!r}; its parameters: {valid}")
     bound: dict[str, Any] = {}
     for p in params:
         raw = args.get(p.name, p.default)
         try:
             bound[p.name] = p.check(raw)
+        except StrategyError as exc:  # a nested value (an option's own parameter) was wrong
+            raise StrategyError(f"{owner} parameter {p.name!r}: {exc}") from None
         except ValueError as exc:
             raise StrategyError(
-                f"strategy {strategy!r} parameter {p.name!r} got {format_value(raw)}; "
-                f"expected {exc}"
+                f"{owner} parameter {p.name!r} got {format_value(raw)}; expected {exc}"
             ) from None
     return bound
 
 
 def _short(value: float) -> str:
     return f"{value:g}"
+

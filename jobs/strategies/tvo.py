@@ -1,0 +1,144 @@
+"""tvo: the target-value-optimization study's learned class / non-class targets, and its variants.
+
+Targets are built from one (c_j, nc_j) pair per class (layout=class, the study) or per output
+neuron (layout=position); see tvo_values for how each layout measures its pairs. Values start
+from `init`, change by `adapt` after every epoch or batch, and predictions go to the nearest
+target template, as in the study.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from jobs.strategies.base import (
+    Pairing,
+    StrategyContext,
+    StrategyValues,
+    TargetStrategy,
+    register,
+    templates_from_values,
+)
+from jobs.strategies.params import StrategyError, auto_boolean, choice, options, param
+from jobs.strategies.tvo_values import (
+    ADAPTS,
+    INITS,
+    NEEDS_NETWORK,
+    NEEDS_STATISTICS,
+    OutputStatistics,
+    adapt_values,
+    initial_values,
+    measure_network,
+)
+
+PROBABILITY_OUTPUTS = ("softmax", "sigmoid")
+
+
+@register
+class TVO(TargetStrategy):
+    """c_j and nc_j live in output units, before any normalisation: `normalize` only divides the
+    target row given to the loss (and used as template) by its sum.
+
+    normalize=false with output=softmax and loss=ce is the study's own setting (unnormalised
+    targets into -(t * log_softmax(z)).sum(), which acts like t / sum(t)); tvo is the one
+    strategy that allows it, and only when asked for by name: normalize=auto normalises there.
+    """
+
+    name = "tvo"
+    summary = ("learned class / non-class targets: start from init, adapt after each epoch "
+               "or batch, predict by the nearest target template")
+    source = "TVO study (Zitronekoma30/nc-target-values, 2025)"
+    decision = "template"
+    observes = True
+    params = (
+        param("init", "average_nudge", "how c and nc start", options(*INITS)),
+        param("adapt", "sigma", "how c and nc change during training", options(*ADAPTS)),
+        param("cadence", "epoch", "adapt after each epoch (the study) or after each batch",
+              choice("epoch", "batch")),
+        param("layout", "class", "one (c, nc) pair per class (the study), or per output neuron",
+              choice("class", "position")),
+        param("normalize", "auto", "divide each target row by its sum; auto: when "
+              "output=softmax. false with softmax replays the study",
+              auto_boolean("true when output=softmax")),
+    )
+
+    def __init__(self, args: Mapping[str, Any]) -> None:
+        super().__init__(args)
+        self.init, self.adapt = self.args["init"], self.args["adapt"]
+        self.statistics: OutputStatistics | None = None
+
+    def check(self, pairing: Pairing) -> None:
+        if pairing.output not in PROBABILITY_OUTPUTS:
+            raise StrategyError(
+                f"strategy tvo learns targets in [0, 1] and needs output=softmax or sigmoid; "
+                f"got output={pairing.output}"
+            )
+        # No check_target_table: values stay in [0, 1] by construction, and unnormalised
+        # targets with loss=ce are the study's replay, allowed here on purpose (see the class).
+
+    def normalizes(self, pairing: Pairing) -> bool:
+        normalize = self.args["normalize"]
+        return pairing.output == "softmax" if normalize == "auto" else bool(normalize)
+
+    # -- training -------------------------------------------------------------------------------
+    def setup(self, ctx: StrategyContext) -> None:
+        super().setup(ctx)
+        self.normalize = self.normalizes(ctx.pairing)
+        preferences = None
+        if self.init.name in NEEDS_NETWORK:
+            preferences = measure_network(ctx.forward, ctx.x_train, ctx.y_train,
+                                          self.num_classes).moments(self.args["layout"])
+        c, nc = initial_values(self.init.name, self.init.args, self.num_classes, ctx.generator,
+                               preferences)
+        if self.adapt.name in NEEDS_STATISTICS:
+            self.statistics = OutputStatistics(self.num_classes, ctx.device)
+        self._set_values(c, nc)
+
+    def _set_values(self, c: torch.Tensor, nc: torch.Tensor) -> None:
+        self.target_class = c.to(self.device, torch.float64)
+        self.target_nonclass = nc.to(self.device, torch.float64)
+        table = templates_from_values(self.target_class, self.target_nonclass,
+                                      self.args["layout"])
+        if self.normalize:
+            table = table / table.sum(dim=1, keepdim=True)
+        self._templates = table.float()
+
+    def observe(self, outputs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                epoch: int) -> None:
+        if self.adapt.name == "none":
+            return
+        if self.statistics is not None:
+            self.statistics.add(outputs, labels)
+        if self.args["cadence"] == "batch":
+            self._adapt()
+
+    def end_epoch(self, epoch: int) -> None:
+        if self.adapt.name != "none" and self.args["cadence"] == "epoch":
+            self._adapt()
+
+    def _adapt(self) -> None:
+        """Adapt from the outputs seen since the last adaptation, then forget them."""
+        moments = None
+        if self.statistics is not None:
+            moments = self.statistics.moments(self.args["layout"])
+            self.statistics.reset()
+        self._set_values(*adapt_values(self.adapt.name, self.adapt.args, self.target_class,
+                                       self.target_nonclass, moments))
+
+    # -- evaluation and logging -----------------------------------------------------------------
+    def templates(self) -> torch.Tensor:
+        return self._templates
+
+    def values(self) -> StrategyValues:
+        return StrategyValues(target_class=self.target_class.tolist(),
+                              target_nonclass=self.target_nonclass.tolist(),
+                              target_matrix=self._templates.tolist())
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"target_class": self.target_class, "target_nonclass": self.target_nonclass}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._set_values(state["target_class"], state["target_nonclass"])
