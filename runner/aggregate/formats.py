@@ -187,14 +187,19 @@ def rich_table(summary: Summary, title: str, width: int = 200) -> Any:
     headers, cells = display(summary, compact=True)
     keys = len(summary.keys or ["group"])
     widths = [_width([h, *(row[i] for row in cells)]) for i, h in enumerate(headers)]
-    used = sum(min(w, MAX_KEY_WIDTH) + 2 for w in widths[:keys])
+    # each column takes its width + 2 padding + 1 separator; the table edges 2 more
+    used = 2 + sum(min(w, MAX_KEY_WIDTH) + 3 for w in widths[:keys])
     shown = set(range(keys))
+    hidden = []
     for name in TERMINAL_PRIORITY:
+        if summary.baseline is None and name in ("Δ vs baseline", "p"):
+            continue  # all empty: the notes say why there is no comparison
         index = next(i for i, h in enumerate(headers) if h.split("\n")[0] == name)
-        if used + widths[index] + 2 <= width:
+        if used + widths[index] + 3 <= width:
             shown.add(index)
-            used += widths[index] + 2
-    hidden = [h.replace("\n", " ") for i, h in enumerate(headers) if i not in shown]
+            used += widths[index] + 3
+        else:
+            hidden.append(headers[index].replace("\n", " "))
     caption = (f"not shown for lack of width: {', '.join(hidden)} (see summary/report.md)"
                if hidden else None)
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,

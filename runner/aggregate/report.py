@@ -26,7 +26,8 @@ def jobs_line(data: GridData) -> str:
              results.PENDING]
     parts = [f"{counts[state]} {state}" for state in order if counts.get(state)]
     parts += [f"{n} {state}" for state, n in sorted(counts.items()) if state not in order]
-    return f"{len(data.jobs)} jobs: " + ", ".join(parts)
+    total = len(data.jobs)
+    return f"{total} job{'' if total == 1 else 's'}: " + ", ".join(parts)
 
 
 def _not_done(data: GridData, summary: Summary) -> list[str]:
