@@ -135,6 +135,15 @@ def test_train_output_dir_aggregates(tmp_path):
     assert "1 job: 1 done" in result.stdout and "all jobs" in result.stdout
 
 
+def test_by_nothing_makes_one_group(grid):
+    root, _ = grid
+    result = runner.invoke(app, ["aggregate", str(root), "--by", "", "--format", "json",
+                                 "--no-plots"])
+    assert result.exit_code == 0
+    [group] = json.loads(result.stdout)["groups"]
+    assert (group["group"], group["jobs"], group["seeds"]) == ("all jobs", 10, 6)
+
+
 def error_of(args: list[str]) -> tuple[int, str]:
     result = runner.invoke(app, ["aggregate", *args])
     return result.exit_code, result.stderr

@@ -194,10 +194,10 @@ def _group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, 
     row: dict[str, Any] = dict(zip(keys, group.key, strict=True))
     row["group"] = group.label
     row["jobs"] = len(group.jobs)
-    row["seeds"] = len(group.done_ids)
+    done = [measures[job_id] for job_id in group.done_ids if job_id in measures]
+    row["seeds"] = len(done)
     for state in STATE_COLUMNS:
         row[state] = sum(job.state == state for job in group.jobs)
-    done = [measures[job_id] for job_id in group.done_ids]
     for name in MEASURES:
         value = stats.estimate([m[name] for m in done])
         row.update({f"{name}_mean": value.mean, f"{name}_std": value.std,
@@ -245,8 +245,9 @@ def _compare(groups: Sequence[Group], rows: list[dict[str, Any]], keys: Sequence
         if partner is None:
             lacking.append(group.label)
             continue
-        ours = [measures[job_id][COMPARED] for job_id in group.done_ids]
-        theirs = [measures[job_id][COMPARED] for job_id in partner.done_ids]
+        ours = [measures[job_id][COMPARED] for job_id in group.done_ids if job_id in measures]
+        theirs = [measures[job_id][COMPARED] for job_id in partner.done_ids
+                  if job_id in measures]
         result = stats.welch(ours, theirs)
         row.update(baseline=partner.label, diff_final_test_acc=result.diff,
                    diff_ci_low=result.ci_low, diff_ci_high=result.ci_high,
