@@ -76,11 +76,13 @@ def aggregate(
     threshold: Annotated[float, typer.Option(
         help="Test accuracy for the 'epochs to threshold' column")] = 0.9,
     by: Annotated[str | None, typer.Option(
-        metavar="KEY,KEY", help="Group by these settings, comma-separated (default: every setting that differs "
-             "between jobs, except seed)", show_default=False)] = None,
+        metavar="KEY,KEY", show_default=False,
+        help="Group by these settings, comma-separated (default: every setting that differs "
+             "between jobs, except seed)")] = None,
     baseline: Annotated[str | None, typer.Option(
-        metavar="KEY=VALUE", help="Compare every group with the group KEY=VALUE and otherwise equal settings "
-             "(default: strategy=onehot)", show_default=False)] = None,
+        metavar="KEY=VALUE", show_default=False,
+        help="Compare every group with the group KEY=VALUE and otherwise equal settings "
+             "(default: strategy=onehot)")] = None,
     output_format: Annotated[OutputFormat, typer.Option(
         "--format", help="Standard output: a table, or csv/json/markdown for scripts")
     ] = OutputFormat.table,
