@@ -11,9 +11,13 @@ deleted, is noticed too.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import polars as pl
@@ -72,8 +76,10 @@ def load_grid(grid_dir: Path) -> GridData:
         raise AggregateError(f"{grid_dir} does not exist or is not a folder; pass the output dir "
                              "of a grid, e.g. outputs/<grid name>")
     runs_dir = grid_dir / "runs"
-    run_dirs = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
-    sources = {run.name: _fingerprint(run / results.METRICS_FILE) for run in run_dirs}
+    names = sorted(e.name for e in os.scandir(runs_dir) if e.is_dir()) if runs_dir.is_dir() else []
+    run_dirs = [runs_dir / name for name in names]
+    sources = {name: _fingerprint(os.path.join(runs_dir, name, results.METRICS_FILE))
+               for name in names}
     sources = {job_id: print_ for job_id, print_ in sources.items() if print_ is not None}
     planned = _read_jobs_table(grid_dir / JOBS_FILE)
     if not sources and not planned:
@@ -114,12 +120,14 @@ def compacted_table(data: GridData) -> pa.Table:
 # Jobs and their settings
 
 
-def setting_defaults() -> dict[str, Any]:
+@functools.cache
+def setting_defaults() -> Mapping[str, Any]:
+    """Every JobSpec setting with its default value (read-only, computed once)."""
     defaults = {}
     for f in dataclasses.fields(JobSpec):
         value = f.default_factory() if f.default is dataclasses.MISSING else f.default
         defaults[f.name] = value
-    return defaults
+    return MappingProxyType(defaults)
 
 
 def _hashable(settings: dict[str, Any]) -> dict[str, Any]:
@@ -204,9 +212,9 @@ def _grid_name(grid_dir: Path, jobs: dict[str, Job], metrics: pl.LazyFrame) -> s
 # Metrics: compacted file plus whatever changed since
 
 
-def _fingerprint(path: Path) -> Fingerprint | None:
+def _fingerprint(path: str) -> Fingerprint | None:
     try:
-        stat = path.stat()
+        stat = os.stat(path)
     except OSError:
         return None
     return (stat.st_size, stat.st_mtime_ns)
