@@ -1,0 +1,283 @@
+"""Read a grid's output dir: every job's state and settings, and all metrics in one frame.
+
+Metrics are compacted into summary/metrics.parquet. The compacted file records, in its schema
+metadata, the size and modification time (ns) of every run's metrics.parquet it holds. A later
+read reuses the rows of each run whose file is unchanged and reads only runs that are new or were
+rewritten, and drops runs that are gone; when nothing changed the compacted file is used as is.
+This is stricter than "newer than every run's file": a run copied in with an old mtime, or one
+deleted, is noticed too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from jobs import results
+from jobs.spec import JobSpec
+
+SUMMARY_DIR = "summary"
+COMPACTED_FILE = "metrics.parquet"
+JOBS_FILE = "jobs.parquet"
+GRID_FILE = "grid.yaml"
+SOURCES_KEY = b"tvo.sources"  # schema metadata of the compacted file: job_id -> [size, mtime_ns]
+
+Fingerprint = tuple[int, int]  # (size, mtime_ns) of a run's metrics.parquet
+
+
+class AggregateError(ValueError):
+    """A grid dir that cannot be aggregated; the message is one line naming the path."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of the grid as found on disk."""
+
+    job_id: str
+    state: str  # done | diverged | failed | running | cancelled | pending
+    settings: dict[str, Any]  # every JobSpec setting and strategy_name; lists as tuples
+    error: str | None = None
+    log: str | None = None
+    has_metrics: bool = False
+
+
+@dataclass(frozen=True)
+class GridData:
+    """What `load_grid` found: jobs in a stable order, and a lazy view of all metrics rows."""
+
+    grid_dir: Path
+    name: str
+    jobs: dict[str, Job]
+    metrics: pl.LazyFrame
+    compaction: str  # one line saying whether the compacted file was reused or (re)built
+    fresh: pl.DataFrame | None  # the new compacted rows to write, or None if the file is current
+    sources: dict[str, Fingerprint]
+
+    @property
+    def compacted_path(self) -> Path:
+        return self.grid_dir / SUMMARY_DIR / COMPACTED_FILE
+
+
+def load_grid(grid_dir: Path) -> GridData:
+    """Find the jobs of `grid_dir` and read their metrics (compacted file first)."""
+    grid_dir = Path(grid_dir)
+    if not grid_dir.is_dir():
+        raise AggregateError(f"{grid_dir} does not exist or is not a folder; pass the output dir "
+                             "of a grid, e.g. outputs/<grid name>")
+    runs_dir = grid_dir / "runs"
+    names = sorted(e.name for e in os.scandir(runs_dir) if e.is_dir()) if runs_dir.is_dir() else []
+    run_dirs = [runs_dir / name for name in names]
+    sources = {name: _fingerprint(os.path.join(runs_dir, name, results.METRICS_FILE))
+               for name in names}
+    sources = {job_id: print_ for job_id, print_ in sources.items() if print_ is not None}
+    planned = _read_jobs_table(grid_dir / JOBS_FILE)
+    if not sources and not planned:
+        raise AggregateError(
+            f"{grid_dir} is not a tvo output dir: no runs/*/metrics.parquet under it (pass the "
+            "folder that tvo run or tvo train wrote, e.g. outputs/<grid name>)")
+    jobs = _collect_jobs(run_dirs, planned, sources)
+    if not sources:
+        raise AggregateError(f"{grid_dir} has no finished jobs yet: none of its {len(jobs)} jobs "
+                             f"wrote runs/<job_id>/metrics.parquet ({state_counts_text(jobs)})")
+    metrics, fresh, compaction = _compacted_metrics(grid_dir, runs_dir, sources)
+    jobs = _fill_missing_settings(jobs, metrics)
+    return GridData(grid_dir=grid_dir, name=_grid_name(grid_dir, jobs, metrics), jobs=jobs,
+                    metrics=metrics, compaction=compaction, fresh=fresh, sources=sources)
+
+
+def state_counts(jobs: dict[str, Job]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in jobs.values():
+        counts[job.state] = counts.get(job.state, 0) + 1
+    return counts
+
+
+def state_counts_text(jobs: dict[str, Job]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in sorted(state_counts(jobs).items()))
+
+
+def compacted_table(data: GridData) -> pa.Table:
+    """The fresh compacted rows as an Arrow table in the metrics schema, sources recorded."""
+    assert data.fresh is not None
+    schema = results.metrics_schema()
+    metadata = {**schema.metadata, SOURCES_KEY: json.dumps(data.sources).encode()}
+    table = data.fresh.to_arrow().select(schema.names).cast(schema)
+    return table.replace_schema_metadata(metadata)
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs and their settings
+
+
+@functools.cache
+def setting_defaults() -> Mapping[str, Any]:
+    """Every JobSpec setting with its default value (read-only, computed once)."""
+    defaults = {}
+    for f in dataclasses.fields(JobSpec):
+        value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        defaults[f.name] = value
+    return MappingProxyType(defaults)
+
+
+def _hashable(settings: dict[str, Any]) -> dict[str, Any]:
+    return {key: tuple(value) if isinstance(value, list) else value
+            for key, value in settings.items()}
+
+
+def _settings_from_spec(values: dict[str, Any]) -> dict[str, Any]:
+    """Settings from a spec dict; keys a newer or older version lacks take today's defaults."""
+    defaults = setting_defaults()
+    settings = {**defaults, **{k: v for k, v in values.items() if k in defaults}}
+    settings["strategy_name"] = str(settings["strategy"]).split("(", 1)[0]
+    return _hashable(settings)
+
+
+def _read_jobs_table(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.exists():
+        return {}
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except (OSError, pa.ArrowException) as exc:
+        raise AggregateError(f"{path} is not a readable jobs table: {exc}") from None
+    return {row["job_id"]: _settings_from_spec(row) for row in rows}
+
+
+def _collect_jobs(run_dirs: list[Path], planned: dict[str, dict[str, Any]],
+                  sources: dict[str, Fingerprint]) -> dict[str, Job]:
+    """Every planned job and every run dir; a state of done needs a metrics file too."""
+    jobs: dict[str, Job] = {}
+    found = {run.name: run for run in run_dirs}
+    for job_id in [*planned, *(name for name in found if name not in planned)]:
+        run = found.get(job_id)
+        status = results.read_status(run) if run else {"state": results.PENDING}
+        has_metrics = job_id in sources
+        state = str(status.get("state", results.PENDING))
+        if state == results.PENDING and has_metrics:
+            state = results.DONE  # status.json lost, but metrics are written only at the end
+        if state == results.DONE and not has_metrics:
+            state = results.PENDING  # a rerun trains it again, so it is not done
+        settings = planned.get(job_id)
+        if settings is None and run is not None:
+            spec = results.read_json(run / results.SPEC_FILE)
+            settings = _settings_from_spec(spec["spec"]) if spec and "spec" in spec else None
+        if settings is None and not has_metrics:
+            continue  # an empty or foreign folder under runs/: nothing to say about it
+        jobs[job_id] = Job(job_id, state, settings or {}, status.get("error"), status.get("log"),
+                           has_metrics)
+    return jobs
+
+
+def _fill_missing_settings(jobs: dict[str, Job], metrics: pl.LazyFrame) -> dict[str, Job]:
+    """Runs without spec.json or jobs.parquet row: take their settings from their metrics."""
+    missing = [job_id for job_id, job in jobs.items() if not job.settings]
+    if not missing:
+        return jobs
+    names = [*setting_defaults(), "strategy_name"]
+    rows = (metrics.filter(pl.col("job_id").is_in(missing)).group_by("job_id")
+            .agg(pl.col(names).first()).collect().to_dicts())
+    filled = dict(jobs)
+    for row in rows:
+        job_id = row.pop("job_id")
+        filled[job_id] = dataclasses.replace(jobs[job_id], settings=_hashable(row))
+    return filled
+
+
+def _grid_name(grid_dir: Path, jobs: dict[str, Job], metrics: pl.LazyFrame) -> str:
+    grid_file = grid_dir / GRID_FILE
+    if grid_file.exists():
+        import yaml
+
+        try:
+            content = yaml.safe_load(grid_file.read_text())
+        except (OSError, yaml.YAMLError):
+            content = None
+        if isinstance(content, dict) and content.get("name"):
+            return str(content["name"])
+    names = metrics.select(pl.col("grid").first()).collect().item()
+    return names or grid_dir.resolve().name
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics: compacted file plus whatever changed since
+
+
+def _fingerprint(path: str) -> Fingerprint | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_size, stat.st_mtime_ns)
+
+
+def _polars_schema() -> pl.Schema:
+    return pl.from_arrow(results.metrics_schema().empty_table()).schema
+
+
+def _read_runs(runs_dir: Path, job_ids: list[str]) -> pl.DataFrame:
+    paths = [str(runs_dir / job_id / results.METRICS_FILE) for job_id in job_ids]
+    if not paths:
+        return pl.DataFrame(schema=_polars_schema())
+    try:
+        return _scan(paths).collect()
+    except (pl.exceptions.PolarsError, OSError):
+        for path in paths:  # find the file to name in the error; only on this rare path
+            try:
+                _scan([path]).collect()
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise AggregateError(f"{path} is not a readable metrics file: "
+                                     f"{first_line}") from None
+        raise
+
+
+def _scan(paths: list[str]) -> pl.LazyFrame:
+    # files from an older schema version lack newer columns: those read as nulls
+    return pl.scan_parquet(paths, schema=_polars_schema(), missing_columns="insert",
+                           extra_columns="ignore")
+
+
+def _stored_sources(path: Path) -> dict[str, Fingerprint] | None:
+    """Fingerprints recorded in a compacted file, or None if it is missing or not ours."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException):
+        return None
+    expected = results.metrics_schema().metadata
+    if metadata.get(b"tvo.schema_version") != expected[b"tvo.schema_version"]:
+        return None
+    try:
+        stored = json.loads(metadata[SOURCES_KEY])
+    except (KeyError, ValueError):
+        return None
+    return {job_id: (int(size), int(mtime)) for job_id, (size, mtime) in stored.items()}
+
+
+def _compacted_metrics(grid_dir: Path, runs_dir: Path, sources: dict[str, Fingerprint],
+                       ) -> tuple[pl.LazyFrame, pl.DataFrame | None, str]:
+    path = grid_dir / SUMMARY_DIR / COMPACTED_FILE
+    stored = _stored_sources(path) or {}
+    unchanged = [job_id for job_id, print_ in sources.items() if stored.get(job_id) == print_]
+    if stored and len(unchanged) == len(sources) == len(stored):
+        return _scan([str(path)]), None, f"reused {SUMMARY_DIR}/{COMPACTED_FILE}"
+    changed = [job_id for job_id in sources if stored.get(job_id) != sources[job_id]]
+    parts = [_read_runs(runs_dir, changed)]
+    if unchanged:
+        parts.insert(0, _scan([str(path)]).filter(pl.col("job_id").is_in(unchanged)).collect())
+    fresh = pl.concat(parts, how="vertical")
+    if unchanged:
+        note = (f"updated {SUMMARY_DIR}/{COMPACTED_FILE}: kept {len(unchanged)} runs, read "
+                f"{len(changed)}, dropped {len(set(stored) - set(sources))}")
+    else:
+        note = f"compacted {len(changed)} runs into {SUMMARY_DIR}/{COMPACTED_FILE}"
+    return fresh.lazy(), fresh, note

@@ -1,0 +1,116 @@
+"""`tvo aggregate` as a library call: read, summarise, render, then write everything at once.
+
+Everything is computed and rendered in memory before the first file is written, and each file
+is written atomically (temporary name, fsync, rename), so an error leaves the previous summary
+untouched rather than half-replaced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs import results
+from runner.aggregate import formats, report
+from runner.aggregate.load import (
+    SUMMARY_DIR,
+    AggregateError,
+    GridData,
+    compacted_table,
+    load_grid,
+    state_counts,
+)
+from runner.aggregate.tables import Summary, format_value, summarise
+
+SUMMARY_PARQUET = "summary.parquet"
+SUMMARY_CSV = "summary.csv"
+REPORT_FILE = "report.md"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The text and image files of a summary, rendered but not yet written."""
+
+    files: dict[str, bytes]  # name inside summary/ -> content; report.md last
+    plots: list[str]
+    plot_notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    data: GridData
+    summary: Summary
+    rendered: Rendered
+    written: list[Path]
+
+    @property
+    def summary_dir(self) -> Path:
+        return self.data.grid_dir / SUMMARY_DIR
+
+    def meta(self) -> dict[str, Any]:
+        baseline = self.summary.baseline
+        return {
+            "grid": self.data.name,
+            "dir": str(self.data.grid_dir),
+            "threshold": self.summary.threshold,
+            "group_by": self.summary.keys,
+            "baseline": None if baseline is None else f"{baseline[0]}={format_value(baseline[1])}",
+            "jobs": state_counts(self.data.jobs),
+        }
+
+
+def check_threshold(threshold: float) -> None:
+    if not 0 < threshold <= 1:
+        raise AggregateError(f"--threshold must be an accuracy in (0, 1], got {threshold:g}")
+
+
+def render(data: GridData, summary: Summary, *, command: str, plots: bool = True) -> Rendered:
+    files: dict[str, bytes] = {SUMMARY_CSV: formats.to_csv(summary).encode()}
+    names: list[str] = []
+    notes: list[str] = []
+    if plots:
+        from runner.aggregate.plots import make_figures, png_bytes
+
+        figures, notes = make_figures(data, summary)
+        for name, figure in figures.items():
+            files[name] = png_bytes(figure)
+            names.append(name)
+    text = report.render(data, summary, command=command, plots=names, plot_notes=notes)
+    files[REPORT_FILE] = text.encode()
+    return Rendered(files, names, notes)
+
+
+def write(data: GridData, summary: Summary, rendered: Rendered) -> list[Path]:
+    """Write the compacted metrics (if they changed), summary.parquet and the rendered files."""
+    from runner.aggregate.plots import PLOT_FILES
+
+    summary_dir = data.grid_dir / SUMMARY_DIR
+    written = []
+    try:
+        if data.fresh is not None:
+            results.write_parquet(data.compacted_path, compacted_table(data))
+            written.append(data.compacted_path)
+        results.write_parquet(summary_dir / SUMMARY_PARQUET, formats.summary_table(summary))
+        written.append(summary_dir / SUMMARY_PARQUET)
+        for name, content in rendered.files.items():
+            results.atomic_write_bytes(summary_dir / name, content)
+            written.append(summary_dir / name)
+        for name in PLOT_FILES:  # an earlier run's plot that this one chose not to make
+            if rendered.plots and name not in rendered.files:
+                (summary_dir / name).unlink(missing_ok=True)
+    except OSError as exc:
+        raise AggregateError(f"cannot write {summary_dir}: {exc.strerror or exc}") from None
+    return written
+
+
+def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | None = None,
+              baseline: str | None = None, plots: bool = True,
+              command: str = "tvo aggregate") -> Aggregation:
+    """Summarise a grid dir into DIR/summary/ and return what was computed and written."""
+    check_threshold(threshold)
+    data = load_grid(Path(grid_dir))
+    summary = summarise(data, threshold=threshold, by=by, baseline=baseline)
+    rendered = render(data, summary, command=command, plots=plots)
+    return Aggregation(data, summary, rendered, write(data, summary, rendered))

@@ -1,0 +1,258 @@
+"""Per-job measures, groups of seeds, statistics per group, and the comparison with a baseline.
+
+A group is every job whose grouping settings are equal (by default: every swept setting except
+the seed). Statistics use the done jobs of a group; diverged, failed and unfinished jobs are
+counted per group but never averaged in, so a strategy that diverges on some seeds shows that
+in its counts rather than in a mean over the survivors alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from jobs import results
+from jobs.spec import JobSpec, SpecError, coerce, settings
+from runner.aggregate import stats
+from runner.aggregate.load import AggregateError, GridData, Job
+
+DEFAULT_BASELINE = ("strategy", "onehot")
+
+# summary name -> what it is; each gets _mean, _std, _ci_low, _ci_high columns
+MEASURES: dict[str, str] = {
+    "final_test_acc": "test accuracy at the final epoch",
+    "best_test_acc": "highest test accuracy of any epoch",
+    "test_nll": "test negative log-likelihood, final epoch",
+    "ece": "expected calibration error (10 bins), final epoch",
+    "confidence": "mean cosine to the closest target template, final epoch",
+    "margin": "mean top-1 minus top-2 output, final epoch",
+    "final_train_loss": "training loss of the final epoch",
+    "acc_auc": "area under the test-accuracy curve divided by the epochs (1 = perfect at once)",
+}
+FINAL_COLUMNS = {"final_test_acc": "test_acc", "test_nll": "test_nll", "ece": "ece",
+                 "confidence": "confidence", "margin": "margin", "final_train_loss": "train_loss"}
+COMPARED = "final_test_acc"  # the measure compared with the baseline
+STATE_COLUMNS = (results.FAILED, results.DIVERGED, results.RUNNING, results.CANCELLED,
+                 results.PENDING)
+
+
+@dataclass(frozen=True)
+class Group:
+    key: tuple[Any, ...]  # values of the grouping settings, in their order
+    label: str
+    jobs: tuple[Job, ...]
+
+    @property
+    def done_ids(self) -> list[str]:
+        return [job.job_id for job in self.jobs if job.state == results.DONE]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Everything the formats, plots and report need."""
+
+    keys: list[str]
+    groups: list[Group]  # sorted like rows
+    rows: list[dict[str, Any]]  # one per group, best first
+    baseline: tuple[str, Any] | None  # (key, value) compared against, None when no comparison
+    baseline_note: str  # why there is no comparison, or which groups lack a baseline
+    threshold: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouping keys
+
+
+def groupable_settings() -> list[str]:
+    """Settings that can define a group: what a job computes (not where its data lies)."""
+    return [f.name for f in dataclasses.fields(JobSpec) if f.metadata["identity"]]
+
+
+def swept_settings(jobs: Sequence[Job]) -> list[str]:
+    """Settings whose values differ between jobs, in JobSpec order, without the seed."""
+    swept = []
+    for name in groupable_settings():
+        values = {job.settings.get(name) for job in jobs}
+        if len(values) > 1 and name != "seed":
+            swept.append(name)
+    return swept
+
+
+def resolve_keys(jobs: Sequence[Job], by: Sequence[str] | None) -> list[str]:
+    if by is None:
+        return swept_settings(jobs)
+    valid = [*groupable_settings(), "strategy_name"]
+    for key in by:
+        if key not in valid:
+            raise AggregateError(f"--by got unknown setting {key!r}; valid: {', '.join(valid)}")
+    return list(dict.fromkeys(by))
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, tuple | list):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def group_label(keys: Sequence[str], key: Sequence[Any]) -> str:
+    if not keys:
+        return "all jobs"
+    return "; ".join(f"{name}={format_value(value)}" for name, value in zip(keys, key, strict=True))
+
+
+def make_groups(jobs: Sequence[Job], keys: Sequence[str]) -> list[Group]:
+    members: dict[tuple[Any, ...], list[Job]] = {}
+    for job in jobs:
+        members.setdefault(tuple(job.settings.get(k) for k in keys), []).append(job)
+    return [Group(key, group_label(keys, key), tuple(group)) for key, group in members.items()]
+
+
+def parse_baseline(text: str, keys: Sequence[str]) -> tuple[str, Any]:
+    """`key=value` with the value coerced like a setting, so 0.10 matches 0.1."""
+    name, sep, raw = text.partition("=")
+    name, raw = name.strip(), raw.strip()
+    if not sep or not name or not raw:
+        raise AggregateError(f"--baseline got {text!r}; expected KEY=VALUE, e.g. strategy=onehot")
+    if name not in keys:
+        shown = ", ".join(keys) if keys else "nothing (no setting differs between jobs)"
+        raise AggregateError(f"--baseline key {name!r} is not a grouping setting; the groups "
+                             f"differ in: {shown} (choose the grouping with --by)")
+    if name == "strategy_name":
+        return name, raw
+    try:
+        value = coerce(settings()[name], raw)
+    except SpecError as exc:
+        raise AggregateError(f"--baseline: {exc}") from None
+    return name, tuple(value) if isinstance(value, list) else value
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-job measures (the one pass over all metrics rows)
+
+
+def per_job_measures(metrics: pl.LazyFrame, job_ids: Sequence[str],
+                     threshold: float) -> dict[str, dict[str, Any]]:
+    """Final-epoch values, best accuracy, first epoch at the threshold and AUC, per job."""
+    epoch = pl.col("epoch")
+    acc = pl.col("test_acc").sort_by("epoch")
+    span = epoch.max() - epoch.min()
+    area = (epoch.sort().diff() * (acc + acc.shift(1)) / 2).sum()  # trapezoids between evals
+    finals = {name: pl.col(column).sort_by("epoch").last()
+              for name, column in FINAL_COLUMNS.items()}
+    # every job is reduced and the wanted ones picked after: cheaper than filtering 1M rows
+    frame = (
+        metrics.select("job_id", "epoch", *sorted(set(FINAL_COLUMNS.values())))
+        .group_by("job_id")
+        .agg(
+            **finals,
+            best_test_acc=pl.col("test_acc").max(),
+            epochs_to_threshold=epoch.filter(pl.col("test_acc") >= threshold).min(),
+            acc_auc=pl.when(span > 0).then(area / span).otherwise(acc.last()),
+        )
+        .collect()
+    )
+    wanted = set(job_ids)
+    return {row.pop("job_id"): row for row in frame.to_dicts() if row["job_id"] in wanted}
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics per group and the comparison
+
+
+def summarise(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | None = None,
+              baseline: str | None = None) -> Summary:
+    jobs = list(data.jobs.values())
+    keys = resolve_keys(jobs, by)
+    groups = make_groups(jobs, keys)
+    done = [job_id for group in groups for job_id in group.done_ids]
+    measures = per_job_measures(data.metrics, done, threshold)
+    rows = [_group_row(group, keys, measures) for group in groups]
+    chosen, note = _choose_baseline(groups, keys, baseline)
+    if chosen is not None:
+        note = _compare(groups, rows, keys, chosen, measures)
+    order = sorted(range(len(rows)), key=lambda i: _rank(rows[i]))
+    return Summary(keys=keys, groups=[groups[i] for i in order], rows=[rows[i] for i in order],
+                   baseline=chosen, baseline_note=note, threshold=threshold)
+
+
+def _rank(row: dict[str, Any]) -> tuple[bool, float, str]:
+    mean = row["final_test_acc_mean"]
+    return (math.isnan(mean), -mean if not math.isnan(mean) else 0.0, row["group"])
+
+
+def _group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, Any]],
+               ) -> dict[str, Any]:
+    row: dict[str, Any] = dict(zip(keys, group.key, strict=True))
+    row["group"] = group.label
+    row["jobs"] = len(group.jobs)
+    done = [measures[job_id] for job_id in group.done_ids if job_id in measures]
+    row["seeds"] = len(done)
+    for state in STATE_COLUMNS:
+        row[state] = sum(job.state == state for job in group.jobs)
+    for name in MEASURES:
+        value = stats.estimate([m[name] for m in done])
+        row.update({f"{name}_mean": value.mean, f"{name}_std": value.std,
+                    f"{name}_ci_low": value.ci_low, f"{name}_ci_high": value.ci_high})
+    reached = stats.threshold_summary([m["epochs_to_threshold"] for m in done])
+    row.update(epochs_to_threshold=reached.median_epochs, threshold_reached=reached.reached,
+               threshold_never=reached.never)
+    row.update(baseline=None, diff_final_test_acc=stats.NAN, diff_ci_low=stats.NAN,
+               diff_ci_high=stats.NAN, p_value=stats.NAN, significant=None)
+    return row
+
+
+def _choose_baseline(groups: Sequence[Group], keys: Sequence[str], baseline: str | None,
+                     ) -> tuple[tuple[str, Any] | None, str]:
+    if baseline is not None:
+        key, value = parse_baseline(baseline, keys)
+        index = keys.index(key)
+        if not any(group.key[index] == value for group in groups):
+            present = sorted({format_value(group.key[index]) for group in groups})
+            raise AggregateError(f"--baseline {key}={format_value(value)} matches no group; "
+                                 f"{key} takes: {', '.join(present)}")
+        return (key, value), ""
+    key, value = DEFAULT_BASELINE
+    if key not in keys:
+        return None, (f"no baseline comparison: {key} is not among the grouping settings; "
+                      "choose one with --baseline KEY=VALUE")
+    if not any(group.key[keys.index(key)] == value for group in groups):
+        return None, (f"no baseline comparison: no group has {key}={value}; choose one with "
+                      "--baseline KEY=VALUE")
+    return (key, value), ""
+
+
+def _compare(groups: Sequence[Group], rows: list[dict[str, Any]], keys: Sequence[str],
+             chosen: tuple[str, Any], measures: dict[str, dict[str, Any]]) -> str:
+    """Fill the comparison columns; say which groups have no baseline with equal settings."""
+    key, value = chosen
+    index = keys.index(key)
+    by_key = {group.key: group for group in groups}
+    lacking = []
+    for group, row in zip(groups, rows, strict=True):
+        if group.key[index] == value:
+            continue
+        partner_key = (*group.key[:index], value, *group.key[index + 1:])
+        partner = by_key.get(partner_key)
+        if partner is None:
+            lacking.append(group.label)
+            continue
+        ours = [measures[job_id][COMPARED] for job_id in group.done_ids if job_id in measures]
+        theirs = [measures[job_id][COMPARED] for job_id in partner.done_ids
+                  if job_id in measures]
+        result = stats.welch(ours, theirs)
+        row.update(baseline=partner.label, diff_final_test_acc=result.diff,
+                   diff_ci_low=result.ci_low, diff_ci_high=result.ci_high,
+                   p_value=result.p_value, significant=stats.significant(result.p_value))
+    if not lacking:
+        return ""
+    return (f"{len(lacking)} group(s) have no {key}={format_value(value)} group with otherwise "
+            f"equal settings: {' | '.join(lacking[:5])}{' ...' if len(lacking) > 5 else ''}")

@@ -1,0 +1,159 @@
+"""Benchmark of tvo aggregate: 1,000 jobs x 1,000 epochs (1M metrics rows in 1,000 files).
+
+Run:  python -m tests.bench.bench_aggregate [--jobs 1000] [--epochs 1000]
+  or  python -m pytest tests/bench/bench_aggregate.py -s
+
+Reports read, group and write times separately (plots excluded), for the first run (every
+run's file is read and compacted) and the second (the compacted file is reused), against a
+baseline measured in the same run: pyarrow.dataset reading the same files with threads and
+grouping the final-epoch accuracy per job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from jobs import results
+from jobs.spec import JobSpec
+
+STRATEGIES = ("onehot", "fixed(c=0.9, nc=0.1)")
+LEARNING_RATES = (0.1, 0.2, 0.3, 0.4, 0.5)
+CLASSES = 10
+GOAL_SECONDS = 0.3  # read + group
+
+
+def _list_column(values: np.ndarray) -> pa.Array:
+    rows, width = values.shape
+    offsets = np.arange(0, rows * width + 1, width, dtype=np.int32)
+    return pa.ListArray.from_arrays(offsets, values.ravel())
+
+
+def write_grid(root: Path, jobs: int, epochs: int) -> None:
+    """jobs x epochs metrics rows, one file per job, as run_job leaves them (plus jobs.parquet)."""
+    schema = results.metrics_schema()
+    specs = []
+    for index in range(jobs):
+        spec = JobSpec.from_dict({
+            "loss": "mse", "output": "sigmoid", "epochs": epochs - 1,
+            "strategy": STRATEGIES[index % len(STRATEGIES)],
+            "lr": LEARNING_RATES[(index // len(STRATEGIES)) % len(LEARNING_RATES)],
+            "seed": index // (len(STRATEGIES) * len(LEARNING_RATES)),
+        })
+        specs.append(spec)
+        rng = np.random.default_rng(index)
+        epoch = np.arange(epochs, dtype=np.int32)
+        accuracy = 1 - 0.9 * np.exp(-epoch / (epochs / 20)) - rng.uniform(0, 0.02, epochs)
+        fixed = results.spec_columns(spec, "bench")
+        columns = {name: pa.array([value] * epochs, schema.field(name).type)
+                   for name, value in fixed.items()}
+        columns["epoch"] = pa.array(epoch)
+        for name in ("learning_rate", "train_loss", "train_acc", "test_loss", "test_nll",
+                     "confidence", "margin", "ece", "epoch_seconds", "samples_per_second"):
+            columns[name] = pa.array(rng.uniform(0, 1, epochs))
+        columns["test_acc"] = pa.array(accuracy)
+        columns["target_class"] = _list_column(np.full((epochs, CLASSES), 0.9))
+        columns["target_nonclass"] = _list_column(np.full((epochs, CLASSES), 0.1))
+        columns["target_matrix"] = pa.nulls(epochs, schema.field("target_matrix").type)
+        columns["ts_residual"] = pa.nulls(epochs, pa.float64())
+        table = pa.table([columns[f.name] for f in schema], schema=schema)
+        run_dir = root / "runs" / spec.job_id
+        results.write_spec(run_dir, spec, "bench")
+        results.write_status(run_dir, {"job_id": spec.job_id, "state": results.DONE})
+        results.write_parquet(run_dir / results.METRICS_FILE, table)
+    results.write_parquet(root / "jobs.parquet", results.jobs_table(specs, "bench"))
+
+
+def pyarrow_baseline(root: Path) -> float:
+    """The plain way: pyarrow.dataset with threads, then final epoch and best accuracy per job."""
+    import pyarrow.dataset as ds
+
+    started = time.perf_counter()
+    files = [str(p) for p in sorted(root.glob("runs/*/metrics.parquet"))]
+    table = ds.dataset(files, format="parquet").to_table(
+        columns=["job_id", "epoch", "test_acc", "test_nll", "ece", "confidence", "margin",
+                 "train_loss"], use_threads=True)
+    last = table.group_by("job_id").aggregate([("epoch", "max"), ("test_acc", "max")])
+    assert last.num_rows == len(files)
+    return time.perf_counter() - started
+
+
+def pyarrow_read_all(root: Path) -> float:
+    """What compaction must do on a first run (every column), the pyarrow.dataset way."""
+    import pyarrow.dataset as ds
+
+    started = time.perf_counter()
+    files = [str(p) for p in sorted(root.glob("runs/*/metrics.parquet"))]
+    ds.dataset(files, format="parquet").to_table(use_threads=True)
+    return time.perf_counter() - started
+
+
+def timed_run(root: Path) -> dict[str, float]:
+    from runner.aggregate import pipeline
+    from runner.aggregate.load import load_grid
+    from runner.aggregate.tables import summarise
+
+    times = {}
+    started = time.perf_counter()
+    data = load_grid(root)
+    times["read"] = time.perf_counter() - started
+    started = time.perf_counter()
+    summary = summarise(data)
+    times["group"] = time.perf_counter() - started
+    started = time.perf_counter()
+    rendered = pipeline.render(data, summary, command="bench", plots=False)
+    pipeline.write(data, summary, rendered)
+    times["write"] = time.perf_counter() - started
+    assert sum(row["seeds"] for row in summary.rows) == len(data.jobs)
+    times["compaction"] = data.compaction
+    return times
+
+
+def warm_imports() -> None:
+    """Imports are paid once per process (polars, scipy.stats, torch via jobs.spec): not data."""
+    import polars  # noqa: F401
+    from scipy import stats  # noqa: F401
+
+    from runner.aggregate import pipeline  # noqa: F401
+
+
+def run(jobs: int, epochs: int) -> dict[str, dict[str, float]]:
+    warm_imports()
+    with tempfile.TemporaryDirectory(prefix="tvo-bench-") as folder:
+        root = Path(folder)
+        started = time.perf_counter()
+        write_grid(root, jobs, epochs)
+        print(f"wrote {jobs} jobs x {epochs} epochs = {jobs * epochs:,} rows in "
+              f"{time.perf_counter() - started:.1f} s")
+        baseline = min(pyarrow_baseline(root) for _ in range(3))
+        read_all = min(pyarrow_read_all(root) for _ in range(2))
+        first = timed_run(root)
+        second = min((timed_run(root) for _ in range(3)), key=lambda t: t["read"] + t["group"])
+    print(f"baseline pyarrow.dataset read + per-job group (8 columns): {baseline:.3f} s; "
+          f"reading every column with it: {read_all:.3f} s")
+    for name, times in (("first run (read every file, compact)", first),
+                        ("second run (compacted file reused)", second)):
+        total = times["read"] + times["group"]
+        print(f"{name}: read {times['read']:.3f} s, group {times['group']:.3f} s, "
+              f"write {times['write']:.3f} s; read+group {total:.3f} s = "
+              f"{total / baseline:.2f}x baseline (goal {GOAL_SECONDS} s) [{times['compaction']}]")
+    return {"baseline": {"read+group": baseline}, "first": first, "second": second}
+
+
+def test_bench_aggregate() -> None:
+    times = run(1000, 1000)
+    second = times["second"]
+    assert second["read"] + second["group"] < GOAL_SECONDS
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=1000)
+    arguments = parser.parse_args()
+    run(arguments.jobs, arguments.epochs)

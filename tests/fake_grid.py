@@ -1,0 +1,63 @@
+"""Grid output dirs with made-up numbers, for tests and benchmarks of `tvo aggregate`.
+
+Everything is written through jobs.results (spec.json, status.json, metrics.parquet,
+jobs.parquet), exactly as a grid run leaves it; no test writes Parquet by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jobs import results
+from jobs.spec import JobSpec
+
+# Settings under which onehot and fixed(c, nc) are both valid (fixed targets do not sum to 1).
+BASE = {"dataset": "digits", "hidden": [16], "loss": "mse", "output": "sigmoid", "epochs": 3}
+CLASSES = 10
+
+
+def make_spec(**settings: Any) -> JobSpec:
+    return JobSpec.from_dict({**BASE, **settings})
+
+
+def curve_rows(test_acc: Sequence[float | None], *, final: dict[str, float] | None = None,
+               targets: Sequence[tuple[float, float]] | None = None) -> list[dict[str, Any]]:
+    """One metrics row per epoch (0, 1, ...) with the given test accuracies.
+
+    `final` overrides measurements of the last row (test_nll, ece, confidence, margin,
+    train_loss); `targets` gives (c, nc) per epoch, else every class keeps c=1, nc=0.
+    """
+    rows = []
+    for epoch, acc in enumerate(test_acc):
+        c, nc = targets[epoch] if targets is not None else (1.0, 0.0)
+        rows.append({
+            "epoch": epoch, "learning_rate": 0.1,
+            "train_loss": 1.0 / (epoch + 1), "train_acc": acc,
+            "test_loss": None if acc is None else 1.0 - acc, "test_acc": acc,
+            "test_nll": None if acc is None else 2.0 - acc,
+            "confidence": 0.5, "margin": 0.25, "ece": 0.05,
+            "target_class": [c] * CLASSES, "target_nonclass": [nc] * CLASSES,
+            "epoch_seconds": 0.01, "samples_per_second": 1000.0,
+        })
+    rows[-1].update(final or {})
+    return rows
+
+
+def write_run(grid_dir: Path, spec: JobSpec, rows: list[dict[str, Any]] | None, *,
+              state: str = results.DONE, error: str | None = None,
+              grid: str = "fake") -> Path:
+    """A run dir as run_job leaves it: spec.json, status.json (unless pending), metrics."""
+    run_dir = Path(grid_dir) / "runs" / spec.job_id
+    results.write_spec(run_dir, spec, grid)
+    if state != results.PENDING:
+        results.write_status(run_dir, {"job_id": spec.job_id, "state": state, "error": error,
+                                       "log": str(run_dir / results.LOG_FILE)})
+    if rows is not None:
+        results.write_metrics(run_dir, spec, grid, rows)
+    return run_dir
+
+
+def write_jobs(grid_dir: Path, specs: Sequence[JobSpec], grid: str = "fake") -> None:
+    results.write_parquet(Path(grid_dir) / "jobs.parquet", results.jobs_table(specs, grid))

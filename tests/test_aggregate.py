@@ -1,0 +1,242 @@
+"""tvo aggregate on made-up grids: statistics per group, baseline, partial grids, compaction."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from jobs import results
+from runner.aggregate import stats
+from runner.aggregate.load import AggregateError, load_grid
+from runner.aggregate.pipeline import aggregate
+from tests.fake_grid import curve_rows, make_spec, write_jobs, write_run
+
+FIXED = "fixed(c=0.9, nc=0.1)"
+T_975_DF2 = 4.302652729749464  # Student's t table: 97.5 % quantile, 2 degrees of freedom
+# test accuracy at epochs 0..3 per seed; onehot seed 2 peaks before its last epoch
+CURVES = {
+    "onehot": [[0.10, 0.50, 0.85, 0.90], [0.10, 0.60, 0.91, 0.92], [0.20, 0.70, 0.95, 0.94]],
+    FIXED: [[0.30, 0.80, 0.93, 0.95], [0.30, 0.85, 0.94, 0.96], [0.40, 0.90, 0.95, 0.97]],
+}
+MOVING = [(0.9, 0.1), (0.8, 0.15), (0.7, 0.2), (0.75, 0.2)]  # (c, nc) per epoch for FIXED
+
+
+def build_grid(root: Path, *, partial: bool = False) -> Path:
+    """2 strategies x 3 seeds done; partial adds failed, diverged, running, pending onehot jobs."""
+    specs = []
+    for strategy, curves in CURVES.items():
+        for seed, curve in enumerate(curves):
+            spec = make_spec(strategy=strategy, seed=seed)
+            write_run(root, spec, curve_rows(curve, targets=MOVING if strategy == FIXED else None))
+            specs.append(spec)
+    if partial:
+        failed, diverged, running, pending = (make_spec(strategy="onehot", seed=s)
+                                              for s in (3, 4, 5, 6))
+        write_run(root, failed, None, state=results.FAILED, error="RuntimeError: out of memory")
+        write_run(root, diverged, curve_rows([0.1, 0.2, None]), state=results.DIVERGED,
+                  error="training loss became nan in epoch 2")
+        write_run(root, running, None, state=results.RUNNING)
+        specs += [failed, diverged, running, pending]
+    write_jobs(root, specs)
+    return root
+
+
+def row_of(aggregation, strategy: str) -> dict:
+    return next(r for r in aggregation.summary.rows if r["strategy"] == make_spec(
+        strategy=strategy).strategy)
+
+
+def trapezoid_auc(curve: list[float]) -> float:
+    return sum((curve[i] + curve[i + 1]) / 2 for i in range(len(curve) - 1)) / (len(curve) - 1)
+
+
+def test_statistics_per_group_match_hand_computed_values(tmp_path):
+    result = aggregate(build_grid(tmp_path), plots=False)
+    assert result.summary.keys == ["strategy"]
+    onehot = row_of(result, "onehot")
+    assert (onehot["jobs"], onehot["seeds"]) == (3, 3)
+    # final accuracies 0.90, 0.92, 0.94: mean 0.92, std 0.02
+    assert onehot["final_test_acc_mean"] == pytest.approx(0.92)
+    assert onehot["final_test_acc_std"] == pytest.approx(0.02)
+    half = T_975_DF2 * 0.02 / math.sqrt(3)
+    assert onehot["final_test_acc_ci_low"] == pytest.approx(0.92 - half)
+    assert onehot["final_test_acc_ci_high"] == pytest.approx(0.92 + half)
+    # best of each seed: 0.90, 0.92, 0.95
+    assert onehot["best_test_acc_mean"] == pytest.approx((0.90 + 0.92 + 0.95) / 3)
+    # first epoch at >= 0.9: 3, 2, 2 -> median 2
+    assert onehot["epochs_to_threshold"] == 2
+    assert (onehot["threshold_reached"], onehot["threshold_never"]) == (3, 0)
+    aucs = [trapezoid_auc(c) for c in CURVES["onehot"]]  # 1.85/3, 2.02/3, 2.22/3
+    assert aucs[0] == pytest.approx(1.85 / 3)
+    assert onehot["acc_auc_mean"] == pytest.approx(sum(aucs) / 3)
+    # fake rows have test_nll = 2 - acc, train_loss = 1 / (epoch + 1), ece 0.05
+    assert onehot["test_nll_mean"] == pytest.approx(2 - 0.92)
+    assert onehot["final_train_loss_mean"] == pytest.approx(0.25)
+    assert onehot["ece_mean"] == pytest.approx(0.05) and onehot["ece_std"] == pytest.approx(0)
+    assert [r["strategy"] for r in result.summary.rows] == [make_spec(strategy=FIXED).strategy,
+                                                             "onehot"]  # best first
+
+
+@pytest.mark.parametrize(("threshold", "median", "reached"), [
+    (0.95, 2.0, 1),  # only seed 2 gets there, at epoch 2
+    (0.99, None, 0),  # never: a value, not an error
+])
+def test_epochs_to_threshold_counts_seeds_that_never_reach_it(tmp_path, threshold, median,
+                                                               reached):
+    result = aggregate(build_grid(tmp_path), threshold=threshold, plots=False)
+    onehot = row_of(result, "onehot")
+    assert (onehot["threshold_reached"], onehot["threshold_never"]) == (reached, 3 - reached)
+    if median is None:
+        assert math.isnan(onehot["epochs_to_threshold"])
+    else:
+        assert onehot["epochs_to_threshold"] == median
+
+
+def test_each_group_is_compared_with_onehot_by_welch(tmp_path):
+    result = aggregate(build_grid(tmp_path), plots=False)
+    fixed, onehot = row_of(result, FIXED), row_of(result, "onehot")
+    expected = stats.welch([0.95, 0.96, 0.97], [0.90, 0.92, 0.94])
+    assert fixed["baseline"] == "strategy=onehot"
+    assert fixed["diff_final_test_acc"] == pytest.approx(0.04)
+    assert fixed["p_value"] == pytest.approx(0.0553, abs=1e-3)
+    assert (fixed["diff_ci_low"], fixed["diff_ci_high"]) == pytest.approx(
+        (expected.ci_low, expected.ci_high))
+    assert fixed["significant"] is False
+    assert onehot["baseline"] is None and math.isnan(onehot["p_value"])
+
+
+def test_baseline_option_takes_any_spelling_of_a_value(tmp_path):
+    result = aggregate(build_grid(tmp_path), baseline="strategy=fixed(nc=0.1,c=0.9)",
+                       plots=False)
+    onehot = row_of(result, "onehot")
+    assert onehot["diff_final_test_acc"] == pytest.approx(-0.04)
+    assert onehot["baseline"] == "strategy=fixed(c=0.9, nc=0.1, normalize=false)"
+
+
+def test_baseline_is_matched_within_each_combination_of_other_settings(tmp_path):
+    accuracies = {("onehot", 0.1): [0.80, 0.82], (FIXED, 0.1): [0.90, 0.92],
+                  (FIXED, 0.5): [0.70, 0.71], ("onehot", 0.5): [0.60, 0.62],
+                  (FIXED, 0.9): [0.5, 0.52]}  # no onehot at lr=0.9
+    for (strategy, lr), finals in accuracies.items():
+        for seed, final in enumerate(finals):
+            write_run(tmp_path, make_spec(strategy=strategy, lr=lr, seed=seed),
+                      curve_rows([0.1, 0.3, 0.5, final]))
+    result = aggregate(tmp_path, plots=False)
+    assert result.summary.keys == ["strategy", "lr"]
+    rows = {(r["strategy"].split("(")[0], r["lr"]): r for r in result.summary.rows}
+    assert rows[("fixed", 0.1)]["diff_final_test_acc"] == pytest.approx(0.10)
+    assert rows[("fixed", 0.5)]["diff_final_test_acc"] == pytest.approx(0.095)
+    assert rows[("fixed", 0.5)]["baseline"] == "strategy=onehot; lr=0.5"
+    assert rows[("fixed", 0.9)]["baseline"] is None
+    assert result.summary.baseline_note == (
+        "1 group(s) have no strategy=onehot group with otherwise equal settings: "
+        "strategy=fixed(c=0.9, nc=0.1, normalize=false); lr=0.9")
+    by_strategy = aggregate(tmp_path, by=["strategy"], plots=False)
+    # lr merged: onehot 0.71 mean over 4 seeds beats fixed's 0.708 over 6
+    assert [(r["strategy"], r["seeds"]) for r in by_strategy.summary.rows] == [
+        ("onehot", 4), ("fixed(c=0.9, nc=0.1, normalize=false)", 6)]
+
+
+def test_partial_grid_counts_what_is_missing(tmp_path):
+    result = aggregate(build_grid(tmp_path, partial=True), plots=False)
+    onehot = row_of(result, "onehot")
+    assert (onehot["jobs"], onehot["seeds"]) == (7, 3)
+    assert [onehot[s] for s in ("failed", "diverged", "running", "cancelled", "pending")] == [
+        1, 1, 1, 0, 1]
+    assert onehot["final_test_acc_mean"] == pytest.approx(0.92)  # diverged seed not averaged
+    report = (tmp_path / "summary" / "report.md").read_text()
+    assert "10 jobs: 6 done, 1 diverged, 1 failed, 1 running, 1 pending." in report
+    assert "| failed | RuntimeError: out of memory |" in report
+    assert "| diverged | training loss became nan in epoch 2 |" in report
+
+
+def test_single_setting_grid_is_one_group_without_baseline(tmp_path):
+    for seed, final in enumerate([0.5, 0.7]):
+        write_run(tmp_path, make_spec(seed=seed), curve_rows([0.1, 0.2, 0.3, final]))
+    result = aggregate(tmp_path, plots=False)
+    assert result.summary.keys == []
+    [row] = result.summary.rows
+    assert row["group"] == "all jobs" and row["final_test_acc_mean"] == pytest.approx(0.6)
+    assert result.summary.baseline_note == (
+        "no baseline comparison: strategy is not among the grouping settings; choose one with "
+        "--baseline KEY=VALUE")
+
+
+def test_runs_without_jobs_table_or_spec_take_settings_from_metrics(tmp_path):
+    build_grid(tmp_path)
+    (tmp_path / "jobs.parquet").unlink()
+    for run in (tmp_path / "runs").iterdir():
+        (run / results.SPEC_FILE).unlink()
+        (run / results.STATUS_FILE).unlink()
+    result = aggregate(tmp_path, plots=False)
+    assert row_of(result, "onehot")["seeds"] == 3
+    assert row_of(result, FIXED)["diff_final_test_acc"] == pytest.approx(0.04)
+
+
+def test_compaction_is_reused_and_updated_run_by_run(tmp_path):
+    build_grid(tmp_path)
+    first = aggregate(tmp_path, plots=False)
+    assert first.data.compaction == "compacted 6 runs into summary/metrics.parquet"
+    compacted = tmp_path / "summary" / "metrics.parquet"
+    runs = pl.read_parquet([str(p) for p in sorted(tmp_path.glob("runs/*/metrics.parquet"))])
+    assert pl.read_parquet(compacted).sort("job_id", "epoch").equals(runs.sort("job_id", "epoch"))
+    assert aggregate(tmp_path, plots=False).data.compaction == "reused summary/metrics.parquet"
+
+    extra = make_spec(strategy="onehot", seed=7)
+    write_run(tmp_path, extra, curve_rows([0.1, 0.2, 0.3, 0.4]))
+    updated = aggregate(tmp_path, plots=False)
+    assert updated.data.compaction == (
+        "updated summary/metrics.parquet: kept 6 runs, read 1, dropped 0")
+    assert row_of(updated, "onehot")["seeds"] == 4
+    assert pl.read_parquet(compacted).height == 7 * 4
+
+    (tmp_path / "runs" / extra.job_id / results.METRICS_FILE).unlink()
+    dropped = aggregate(tmp_path, plots=False)
+    assert dropped.data.compaction.endswith("kept 6 runs, read 0, dropped 1")
+    assert pl.read_parquet(compacted).height == 6 * 4
+    assert not list((tmp_path / "summary").glob(".*tmp"))
+
+
+def test_rewritten_run_is_read_again(tmp_path):
+    build_grid(tmp_path)
+    aggregate(tmp_path, plots=False)
+    spec = make_spec(strategy="onehot", seed=0)
+    write_run(tmp_path, spec, curve_rows([0.1, 0.2, 0.3, 0.60]))
+    metrics = tmp_path / "runs" / spec.job_id / results.METRICS_FILE
+    os.utime(metrics, ns=(1, 1))  # even an old mtime is noticed: the fingerprint differs
+    result = aggregate(tmp_path, plots=False)
+    assert result.data.compaction.endswith("kept 5 runs, read 1, dropped 0")
+    assert row_of(result, "onehot")["final_test_acc_mean"] == pytest.approx((0.6 + 0.92 + 0.94) / 3)
+
+
+def test_metrics_of_an_older_schema_read_with_new_columns_empty(tmp_path):
+    spec = make_spec()
+    table = results.metrics_table(spec, "old", curve_rows([0.1, 0.2, 0.3, 0.8]))
+    results.write_parquet(tmp_path / "runs" / spec.job_id / results.METRICS_FILE,
+                          table.drop_columns(["ts_residual", "target_matrix"]))
+    data = load_grid(tmp_path)
+    frame = data.metrics.collect()
+    assert frame["ts_residual"].null_count() == 4 and frame["test_acc"].to_list()[-1] == 0.8
+
+
+def test_unreadable_metrics_file_is_named(tmp_path):
+    build_grid(tmp_path)
+    broken = next((tmp_path / "runs").iterdir()) / results.METRICS_FILE
+    broken.write_bytes(b"not parquet")
+    with pytest.raises(AggregateError, match=f"^{broken} is not a readable metrics file: "):
+        aggregate(tmp_path, plots=False)
+    assert not (tmp_path / "summary").exists()  # nothing written
+
+
+def test_grid_without_finished_jobs_says_so(tmp_path):
+    specs = [make_spec(seed=s) for s in range(3)]
+    write_jobs(tmp_path, specs)
+    write_run(tmp_path, specs[0], None, state=results.RUNNING)
+    with pytest.raises(AggregateError) as error:
+        aggregate(tmp_path)
+    assert str(error.value) == (f"{tmp_path} has no finished jobs yet: none of its 3 jobs wrote "
+                                "runs/<job_id>/metrics.parquet (2 pending, 1 running)")

@@ -1,0 +1,197 @@
+"""`tvo aggregate` through the CLI: output formats, files, plots, exact errors and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from jobs import results
+from runner.aggregate.load import load_grid
+from runner.aggregate.plots import make_figures
+from runner.aggregate.tables import summarise
+from runner.cli import app
+from tests.test_aggregate import FIXED, build_grid
+
+runner = CliRunner()
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FIXED_CANONICAL = "fixed(c=0.9, nc=0.1, normalize=false)"
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """A partial grid, aggregated once with plots (the slow part) for the tests that read it."""
+    root = build_grid(tmp_path_factory.mktemp("grid"), partial=True)
+    result = runner.invoke(app, ["aggregate", str(root)])
+    assert result.exit_code == 0, result.output
+    return root, result
+
+
+def test_table_output_names_groups_best_first_and_what_is_missing(grid):
+    root, result = grid
+    out = result.stdout
+    assert out.index("fixed(c=0.9") < out.index("onehot")
+    assert "10 jobs: 6 done, 1 diverged, 1 failed, 1 running, 1 pending" in out
+    assert "failed " in out and "RuntimeError: out of memory" in out
+    assert f"wrote {root / 'summary'}/: metrics.parquet, summary.parquet, summary.csv" in out
+
+
+def test_files_written_with_report_plots_and_command(grid):
+    root, _ = grid
+    summary = root / "summary"
+    names = {"metrics.parquet", "summary.parquet", "summary.csv", "report.md", "test_acc.png",
+             "train_loss.png", "targets.png", "final_acc.png", "calibration.png"}
+    assert {p.name for p in summary.iterdir()} == names  # no temporary files left
+    for png in summary.glob("*.png"):
+        assert png.read_bytes()[:8] == PNG_MAGIC
+    report = (summary / "report.md").read_text()
+    assert report.startswith("# Results of grid fake\n\nMade by `tvo aggregate "
+                             f"{root} --threshold 0.9` on ")
+    for name in ("test_acc.png", "train_loss.png", "targets.png", "final_acc.png",
+                 "calibration.png"):
+        assert f"]({name})" in report
+    assert "| strategy | seeds | final acc | Δ acc vs baseline [95% CI] | p |" in report
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(summary / "summary.parquet")
+    assert table.num_rows == 2 and table.schema.metadata[b"tvo.schema"] == b"summary"
+    assert table.column("strategy").to_pylist() == [FIXED_CANONICAL, "onehot"]
+
+
+def test_curve_plots_have_one_line_per_group_and_targets_only_where_they_move(tmp_path):
+    data = load_grid(build_grid(tmp_path, partial=True))
+    summary = summarise(data)
+    figures, notes = make_figures(data, summary)
+    for name in ("test_acc.png", "train_loss.png"):
+        [axes] = figures[name].axes
+        assert [line.get_label() for line in axes.get_lines()] == [
+            f"strategy={FIXED_CANONICAL}", "strategy=onehot"]
+        mean = axes.get_lines()[1].get_ydata()
+        if name == "test_acc.png":  # onehot: mean of its three done seeds per epoch
+            assert list(mean) == pytest.approx([0.4 / 3, 1.8 / 3, 2.71 / 3, 2.76 / 3])
+    [panel] = figures["targets.png"].axes  # onehot keeps c=1, nc=0: no panel for it
+    assert panel.get_title() == f"strategy={FIXED_CANONICAL}"
+    assert len(panel.get_lines()) == 20  # c_i and nc_i of 10 classes
+    assert list(panel.get_lines()[0].get_ydata()) == pytest.approx([0.9, 0.8, 0.7, 0.75])
+    assert notes == []
+
+
+def test_csv_output_parses(grid):
+    root, _ = grid
+    result = runner.invoke(app, ["aggregate", str(root), "--format", "csv", "--no-plots"])
+    assert result.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["strategy"] for r in rows] == [FIXED_CANONICAL, "onehot"]
+    assert float(rows[1]["final_test_acc_mean"]) == pytest.approx(0.92)
+    assert rows[1]["failed"] == "1" and rows[0]["baseline"] == "strategy=onehot"
+    assert rows[1]["p_value"] == ""  # the baseline has no p-value
+    assert result.stdout == (root / "summary" / "summary.csv").read_text()
+    assert "10 jobs: 6 done" in result.stderr  # notes do not spoil the data
+
+
+def test_json_output_parses(grid):
+    root, _ = grid
+    result = runner.invoke(app, ["aggregate", str(root), "--format", "json", "--no-plots",
+                                 "--threshold", "0.95"])
+    assert result.exit_code == 0
+    content = json.loads(result.stdout)
+    assert content["grid"] == "fake" and content["threshold"] == 0.95
+    assert content["group_by"] == ["strategy"] and content["baseline"] == "strategy=onehot"
+    assert content["jobs"] == {"done": 6, "failed": 1, "diverged": 1, "running": 1,
+                               "pending": 1}
+    fixed, onehot = content["groups"]
+    assert fixed["significant"] is False and onehot["p_value"] is None
+    assert onehot["threshold_reached"] == 1 and onehot["threshold_never"] == 2
+
+
+def test_markdown_output_is_a_table(grid):
+    root, _ = grid
+    result = runner.invoke(app, ["aggregate", str(root), "--format", "markdown", "--no-plots"])
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("| ") for line in lines[:1] + lines[2:])
+    assert lines[1] == "|" + "---|" * 13
+    assert lines[2].startswith(f"| {FIXED_CANONICAL} | 3 | 0.9600 ± 0.0248 | +0.0400 [")
+    assert lines[3].startswith("| onehot | 3/7 | 0.9200 ± 0.0497 | baseline | — |")
+
+
+def test_no_plots_keeps_earlier_plots(grid):
+    root, _ = grid
+    assert runner.invoke(app, ["aggregate", str(root), "--no-plots"]).exit_code == 0
+    assert (root / "summary" / "test_acc.png").exists()
+    assert "Plots were not made this time (--no-plots)" in (
+        root / "summary" / "report.md").read_text()
+
+
+def test_train_output_dir_aggregates(tmp_path):
+    from tests.fake_grid import curve_rows, make_spec, write_run
+
+    write_run(tmp_path / "train", make_spec(), curve_rows([0.1, 0.5]), grid="train")
+    result = runner.invoke(app, ["aggregate", str(tmp_path / "train"), "--no-plots"])
+    assert result.exit_code == 0, result.output
+    assert "1 job: 1 done" in result.stdout and "all jobs" in result.stdout
+
+
+def test_by_nothing_makes_one_group(grid):
+    root, _ = grid
+    result = runner.invoke(app, ["aggregate", str(root), "--by", "", "--format", "json",
+                                 "--no-plots"])
+    assert result.exit_code == 0
+    [group] = json.loads(result.stdout)["groups"]
+    assert (group["group"], group["jobs"], group["seeds"]) == ("all jobs", 10, 6)
+
+
+def error_of(args: list[str]) -> tuple[int, str]:
+    result = runner.invoke(app, ["aggregate", *args])
+    return result.exit_code, result.stderr
+
+
+def test_empty_or_missing_dir_is_a_one_line_error(tmp_path):
+    assert error_of([str(tmp_path)]) == (2, (
+        f"Error: {tmp_path} is not a tvo output dir: no runs/*/metrics.parquet under it (pass "
+        "the folder that tvo run or tvo train wrote, e.g. outputs/<grid name>)\n"))
+    missing = tmp_path / "nope"
+    assert error_of([str(missing)]) == (2, (
+        f"Error: {missing} does not exist or is not a folder; pass the output dir of a grid, "
+        "e.g. outputs/<grid name>\n"))
+    assert not (tmp_path / "summary").exists()
+
+
+def test_bad_options_are_one_line_errors_and_write_nothing(tmp_path):
+    root = build_grid(tmp_path)
+    assert error_of([str(root), "--by", "strategy,colour"])[1].startswith(
+        "Error: --by got unknown setting 'colour'; valid: dataset, normalize, noise, model,")
+    assert error_of([str(root), "--baseline", "lr=0.1"]) == (2, (
+        "Error: --baseline key 'lr' is not a grouping setting; the groups differ in: strategy "
+        "(choose the grouping with --by)\n"))
+    assert error_of([str(root), "--baseline", "strategy=fixed(c=0.7, nc=0.3)"]) == (2, (
+        "Error: --baseline strategy=fixed(c=0.7, nc=0.3, normalize=false) matches no group; "
+        f"strategy takes: {FIXED_CANONICAL}, onehot\n"))
+    assert error_of([str(root), "--baseline", "onehot"]) == (2, (
+        "Error: --baseline got 'onehot'; expected KEY=VALUE, e.g. strategy=onehot\n"))
+    assert error_of([str(root), "--threshold", "90"]) == (2, (
+        "Error: --threshold must be an accuracy in (0, 1], got 90\n"))
+    assert not (root / "summary").exists()
+    code, message = error_of([str(root), "--format", "xml"])
+    assert code == 2 and "Invalid value for '--format'" in message
+
+
+def test_failed_call_leaves_the_earlier_summary_untouched(tmp_path):
+    root = build_grid(tmp_path)
+    assert runner.invoke(app, ["aggregate", str(root), "--no-plots"]).exit_code == 0
+    before = {p.name: p.read_bytes() for p in (root / "summary").iterdir()}
+    broken = next((root / "runs").iterdir()) / results.METRICS_FILE
+    broken.write_bytes(b"garbage")
+    code, message = error_of([str(root), "--no-plots"])
+    assert code == 2 and message.startswith(f"Error: {broken} is not a readable metrics file: ")
+    assert {p.name: p.read_bytes() for p in (root / "summary").iterdir()} == before
+
+
+def test_aggregate_is_in_the_help():
+    result = runner.invoke(app, ["aggregate", "--help"])
+    assert result.exit_code == 0
+    assert "Example: tvo aggregate outputs/quickstart" in result.stdout
+    assert FIXED  # the grid fixture's strategy, kept importable for the other tests
