@@ -242,3 +242,11 @@ def test_strategies_that_read_outputs_get_the_activated_outputs(tmp_path, monkey
     _, _, result = train(tmp_path, strategy="bootstrap_soft")
     assert result.state == "done" and seen
     assert torch.allclose(torch.cat(seen), torch.ones(1), atol=1e-5)  # softmax rows, not logits
+
+
+def test_results_are_readable_by_others_like_any_file(tmp_path):
+    _, run_dir, _ = train(tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in (results.METRICS_FILE, results.STATUS_FILE, results.SPEC_FILE):
+        assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~umask
