@@ -94,7 +94,11 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
     driver = _Driver(specs, grid_name, grid_dir, backend, resources, options, listener)
     with ClaimBook(options.lease_s) as book:
         driver.book = book
-        driver.loop()
+        try:
+            driver.loop()
+        except BaseException:  # Ctrl-C, SIGTERM: stop what runs before giving its claims away
+            backend.cancel()
+            raise
         lost = [path.name for path in book.lost]
     return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost)
 
@@ -107,8 +111,11 @@ class _Driver:
         self.resources = resources
         self.options = options
         self.listener = listener or (lambda counts, end: None)
-        self.requests = {spec.job_id: JobRequest(spec, str(run_dir(grid_dir, spec.job_id)),
-                                                 grid_name) for spec in specs}
+        # Absolute: a worker of a joined cluster does not share this process's working dir.
+        self.requests = {spec.job_id: JobRequest(spec, str(run_dir(grid_dir.resolve(),
+                                                                   spec.job_id)), grid_name)
+                         for spec in specs}
+        self.grid_dir = grid_dir
         self.counts = Counts(total=len(self.requests))
         self.problems: list[JobEnd] = []
         self.queue: deque[str] = deque()
@@ -123,8 +130,8 @@ class _Driver:
             if results.is_finished(path):
                 self.counts.skipped += 1
                 status = results.read_status(path)
-                self._count_end(JobEnd(job_id, status["state"], status.get("error"), _log(path)),
-                                notify=False)
+                self._count_end(JobEnd(job_id, status["state"], status.get("error"),
+                                       self._log(job_id)), notify=False)
             else:
                 self.queue.append(job_id)
         self.counts.pending = len(self.queue)
@@ -214,7 +221,7 @@ class _Driver:
                 result = JobResult(job_id, status["state"], str(path), status.get("error"))
             if result is not None and result.state in FINAL_STATES:
                 self.book.release(path)
-                self._count_end(JobEnd(job_id, result.state, result.error, _log(path)))
+                self._count_end(JobEnd(job_id, result.state, result.error, self._log(job_id)))
                 continue
             error = result.error if result is not None else f"worker crashed: {outcome.crash}"
             if self.dispatches[job_id] <= self.options.retries and not self.stop_launching:
@@ -224,11 +231,15 @@ class _Driver:
             if result is None:
                 _record_crash(path, error, outcome.info.get("traceback"))
             self.book.release(path)
-            self._count_end(JobEnd(job_id, results.FAILED, error, _log(path)))
+            self._count_end(JobEnd(job_id, results.FAILED, error, self._log(job_id)))
             if self.options.fail_fast:
                 self.stop_launching = True
 
     # -- counting ---------------------------------------------------------------------------------
+    def _log(self, job_id: str) -> str:
+        """The job's log path as the user named the grid dir (relative stays relative)."""
+        return str(run_dir(self.grid_dir, job_id) / results.LOG_FILE)
+
     def _move(self, **changes: int) -> None:
         for name, change in changes.items():
             setattr(self.counts, name, getattr(self.counts, name) + change)
@@ -253,16 +264,12 @@ def _remove_partial_writes(path: Path) -> None:
             partial.unlink(missing_ok=True)
 
 
-def _log(path: Path) -> str:
-    return str(path / results.LOG_FILE)
-
-
 def _record_crash(path: Path, error: str, trace: str | None) -> None:
     """The worker died before run_job could say how the job ended: say it for it."""
     status: dict[str, Any] = results.read_status(path)
     status.update(state=results.FAILED, error=error, crashed=True,
                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  log=status.get("log", _log(path)))
+                  log=status.get("log", str(path / results.LOG_FILE)))
     if trace:
         status["traceback"] = trace
     results.write_status(path, status)
