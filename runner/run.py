@@ -170,15 +170,18 @@ class _Driver:
             job_id = self.queue.popleft()
             request = self.requests[job_id]
             path = Path(request.run_dir)
+            previous = current_holder(path)
             holder = self.book.acquire(path)
             if holder is not None:
                 self.deferred[job_id] = holder
                 self._move(pending=-1, elsewhere=+1)
                 continue
-            if results.is_finished(path):  # another runner finished it since we looked
+            ended = self._ended_elsewhere(path, previous)
+            if ended is not None:  # another runner ran it to its end since we looked
                 self.book.release(path)
                 self._move(pending=-1)
-                self._count_end(JobEnd(job_id, results.read_status(path)["state"]))
+                self._count_end(JobEnd(job_id, ended["state"], ended.get("error"),
+                                       self._log(job_id)))
                 continue
             units.append(WorkUnit((request,)))
         if not units:
@@ -196,16 +199,33 @@ class _Driver:
     def _look_at_deferred(self) -> None:
         for job_id in list(self.deferred):
             path = Path(self.requests[job_id].run_dir)
-            if results.is_finished(path):
+            holder = current_holder(path)
+            ended = self._ended_elsewhere(path, holder)
+            if ended is not None:
                 del self.deferred[job_id]
                 self._move(elsewhere=-1)
-                self._count_end(JobEnd(job_id, results.read_status(path)["state"]))
-                continue
-            holder = current_holder(path)
-            if holder is None or not holder.is_live():  # its runner died: ours to take over
+                self._count_end(JobEnd(job_id, ended["state"], ended.get("error"),
+                                       self._log(job_id)))
+            elif holder is None or not holder.is_live():  # released, or its runner died
                 del self.deferred[job_id]
                 self.queue.appendleft(job_id)
                 self._move(elsewhere=-1, pending=+1)
+
+    def _ended_elsewhere(self, path: Path, holder: Holder | None) -> dict[str, Any] | None:
+        """The status of a job another runner ran to its end, or None when it is ours to run.
+
+        Finished (done, diverged) means ended, whoever ran it. A job that failed or was
+        cancelled under a runner that still runs ended too: it is that runner's to retry, and
+        running it here as well would run it twice. Under a runner that is gone, it is ours.
+        """
+        status = results.read_status(path)
+        if results.is_finished(path):
+            return status
+        if (holder is not None and holder.released and holder.runner != self.book.runner
+                and holder.runner_alive()
+                and status["state"] in (results.FAILED, results.CANCELLED)):
+            return status
+        return None
 
     # -- outcomes ---------------------------------------------------------------------------------
     def _handle(self, outcome: Outcome) -> None:
