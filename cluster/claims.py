@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,6 @@ class Holder:
             return process_start(self.pid) == self.pid_start
         age = (now if now is not None else time.time()) - self.heartbeat
         return age <= self.lease_s * lease_fraction
-
-    def describe(self) -> str:
-        return f"runner {self.host}:{self.pid}"
 
 
 def process_start(pid: int) -> str | None:
@@ -271,7 +269,7 @@ class ClaimWatch:
     """
 
     def __init__(self, run_dirs: list[Path], interval_s: float = WATCH_INTERVAL_S,
-                 on_lost: Any = None) -> None:
+                 on_lost: Callable[[str], None] | None = None) -> None:
         self._interval_s = interval_s
         self._on_lost = on_lost or _exit_worker
         self._watched = [holder for holder in map(current_holder, run_dirs)

@@ -91,9 +91,8 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
              resources: Resources, options: RunOptions = RunOptions(),
              listener: Listener | None = None) -> RunReport:
     """Run every unfinished job of `specs` on `backend`; never raises for a job's failure."""
-    driver = _Driver(specs, grid_name, grid_dir, backend, resources, options, listener)
     with ClaimBook(options.lease_s) as book:
-        driver.book = book
+        driver = _Driver(specs, grid_name, grid_dir, backend, book, resources, options, listener)
         try:
             driver.loop()
         except BaseException:  # Ctrl-C, SIGTERM: stop what runs before giving its claims away
@@ -105,9 +104,10 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
 
 class _Driver:
     def __init__(self, specs: Sequence[JobSpec], grid_name: str, grid_dir: Path,
-                 backend: Backend, resources: Resources, options: RunOptions,
+                 backend: Backend, book: ClaimBook, resources: Resources, options: RunOptions,
                  listener: Listener | None) -> None:
         self.backend = backend
+        self.book = book
         self.resources = resources
         self.options = options
         self.listener = listener or (lambda counts, end: None)
@@ -124,7 +124,6 @@ class _Driver:
         self.dispatches: Counter[str] = Counter()
         self.stop_launching = False
         self.not_started = 0
-        self.book: ClaimBook
         for job_id, request in self.requests.items():
             path = Path(request.run_dir)
             if results.is_finished(path):
