@@ -151,25 +151,34 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class _OneJob(logging.Filter):
-    """Lets through only the records logged for one job (several jobs share a process)."""
+class _JobFiles(logging.Handler):
+    """Sends each record logged through `job_logger(job_id)` to that job's own log file: one
+    handler for all the jobs sharing a process, so a record costs the same however many."""
 
-    def __init__(self, job_id: str) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.job_id = job_id
+        self.files: dict[str, logging.Handler] = {}
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return getattr(record, "job_id", None) == self.job_id
+    def emit(self, record: logging.LogRecord) -> None:
+        handler = self.files.get(getattr(record, "job_id", ""))
+        if handler is not None:
+            handler.handle(record)
+
+
+_job_files = _JobFiles()
 
 
 def attach_log(run_dir: Path, job_id: str | None = None) -> logging.Handler:
-    """Send the job logger's records to run_dir/log.txt; with `job_id`, only that job's records
-    (log them through `job_logger(job_id)`)."""
+    """Send the job logger's records to run_dir/log.txt; with `job_id`, only the records logged
+    through `job_logger(job_id)` (several jobs share the process)."""
     handler = logging.FileHandler(run_dir / results.LOG_FILE)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    if job_id is not None:
-        handler.addFilter(_OneJob(job_id))
-    log.addHandler(handler)
+    if job_id is None:
+        log.addHandler(handler)
+    else:
+        _job_files.files[job_id] = handler
+        if _job_files not in log.handlers:
+            log.addHandler(_job_files)
     log.setLevel(logging.INFO)
     return handler
 
@@ -179,5 +188,10 @@ def job_logger(job_id: str) -> logging.LoggerAdapter:
 
 
 def detach_log(handler: logging.Handler) -> None:
-    log.removeHandler(handler)
+    if handler in log.handlers:
+        log.removeHandler(handler)
+    else:
+        _job_files.files = {k: h for k, h in _job_files.files.items() if h is not handler}
+        if not _job_files.files:
+            log.removeHandler(_job_files)
     handler.close()
