@@ -24,10 +24,10 @@ How a pack trains (pack_member, pack_model, pack_optim and pack_epoch hold the p
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,7 +39,9 @@ from jobs import results
 from jobs.datasets import Dataset, load_dataset
 from jobs.job_record import (
     JobResult,
+    attach_log,
     detach_log,
+    job_logger,
     recorded_result,
     row_without_eval,
     with_training,
@@ -55,8 +57,6 @@ if TYPE_CHECKING:
     from jobs.entry import JobRequest
 
 __all__ = ["PackProgress", "pack_key", "pack_refusal", "plan_packs", "run_pack"]
-
-log = logging.getLogger("tvo.pack")
 
 CHECKPOINT_WRITERS = 2  # threads writing members' checkpoints, overlapping the training
 CHECKPOINT_SECONDS = 10.0  # at most this much packed training is redone after a kill
@@ -85,7 +85,7 @@ def run_pack(requests: Sequence[JobRequest], *, threads: int | None = None,
             continue
         reason = _refusal_here(request.spec)
         if reason is not None:
-            log.info("job %s runs unpacked: %s", request.spec.job_id, reason)
+            _note(request, f"runs alone: {reason}")
             alone.append(position)
         else:
             groups.setdefault(str(pack_key(request.spec)), []).append(position)
@@ -109,6 +109,17 @@ def _refusal_here(spec: JobSpec) -> str | None:
         reason = ("dropout on cuda (device=auto found a GPU) draws its masks in a fused kernel "
                   "whose random stream cannot be reproduced per member")
     return reason
+
+
+def _note(request: JobRequest, message: str) -> None:
+    """A line in the job's own log, for what happens before run_job takes the job."""
+    run_dir = Path(request.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = attach_log(run_dir, request.spec.job_id)
+    try:
+        job_logger(request.spec.job_id).info(message)
+    finally:
+        detach_log(handler)
 
 
 def _run_alone(request: JobRequest, threads: int | None,
@@ -143,15 +154,13 @@ def _run_group(requests: Sequence[JobRequest], threads: int | None,
                 except Exception as exc:
                     ended[run] = run.fail(f"{type(exc).__name__}: {exc}", traceback.format_exc())
             _train(members, data, device, progress, checkpoint_seconds, ended)
-        except Exception as exc:  # the stacked computation broke: its members go on alone
-            log.warning("a pack of %d jobs failed; its jobs run one at a time", len(runs),
-                        exc_info=True)
+        except Exception as exc:  # the pack itself broke: its members go on alone
             for member in members:
                 _close_quietly(member)
             for run, request in zip(runs, requests, strict=True):
                 if run not in ended:
-                    run.log.warning("pack failed (%s: %s); this job goes on alone",
-                                    type(exc).__name__, exc)
+                    run.log.warning("the pack failed (%s: %s); this job goes on alone",
+                                    type(exc).__name__, exc, exc_info=True)
                     run.hand_back()
                     ended[run] = _run_alone(request, threads, progress)
     finally:  # when interrupted, status.json stays "running", as run_job leaves it
@@ -207,7 +216,9 @@ def _end_epoch(member: Member, stack: Stack, data: Dataset, epoch: int, train_lo
     try:
         stack.sync(member)  # from here the member's own module and optimiser are current
         member.strategy.end_epoch(epoch)
-        step_scheduler(member.scheduler, train_loss)
+        with warnings.catch_warnings():  # the stack steps for the member's own optimiser
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            step_scheduler(member.scheduler, train_loss)
         if not math.isfinite(train_loss):
             rows.append(row_without_eval(epoch, train_loss, member.learning_rate(), seconds, n))
             return _end(member, results.DIVERGED,
