@@ -152,7 +152,7 @@ def now() -> str:
 
 
 class _JobFiles(logging.Handler):
-    """Sends each record logged through `job_logger(job_id)` to that job's own log file: one
+    """Sends each record logged through `job_logger(run_dir)` to that run dir's log file: one
     handler for all the jobs sharing a process, so a record costs the same however many."""
 
     def __init__(self) -> None:
@@ -160,7 +160,7 @@ class _JobFiles(logging.Handler):
         self.files: dict[str, logging.Handler] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        handler = self.files.get(getattr(record, "job_id", ""))
+        handler = self.files.get(getattr(record, "run_dir", ""))
         if handler is not None:
             handler.handle(record)
 
@@ -168,23 +168,24 @@ class _JobFiles(logging.Handler):
 _job_files = _JobFiles()
 
 
-def attach_log(run_dir: Path, job_id: str | None = None) -> logging.Handler:
-    """Send the job logger's records to run_dir/log.txt; with `job_id`, only the records logged
-    through `job_logger(job_id)` (several jobs share the process)."""
+def attach_log(run_dir: Path, *, shared: bool = False) -> logging.Handler:
+    """Send the job logger's records to run_dir/log.txt. shared=True: several jobs log in this
+    process, and only the records logged through `job_logger(run_dir)` go to this file."""
     handler = logging.FileHandler(run_dir / results.LOG_FILE)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    if job_id is None:
-        log.addHandler(handler)
-    else:
-        _job_files.files[job_id] = handler
+    if shared:
+        _job_files.files[str(run_dir)] = handler
         if _job_files not in log.handlers:
             log.addHandler(_job_files)
+    else:
+        log.addHandler(handler)
     log.setLevel(logging.INFO)
     return handler
 
 
-def job_logger(job_id: str) -> logging.LoggerAdapter:
-    return logging.LoggerAdapter(log, {"job_id": job_id})
+def job_logger(run_dir: Path) -> logging.LoggerAdapter:
+    """The job logger for the job in `run_dir`, when several jobs share the process."""
+    return logging.LoggerAdapter(log, {"run_dir": str(run_dir)})
 
 
 def detach_log(handler: logging.Handler) -> None:

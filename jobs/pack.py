@@ -115,9 +115,9 @@ def _note(request: JobRequest, message: str) -> None:
     """A line in the job's own log, for what happens before run_job takes the job."""
     run_dir = Path(request.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    handler = attach_log(run_dir, request.spec.job_id)
+    handler = attach_log(run_dir, shared=True)
     try:
-        job_logger(request.spec.job_id).info(message)
+        job_logger(run_dir).info(message)
     finally:
         detach_log(handler)
 
@@ -152,7 +152,8 @@ def _run_group(requests: Sequence[JobRequest], threads: int | None,
                 try:
                     members.append(build_member(run, data, device, pool, progress))
                 except Exception as exc:
-                    ended[run] = run.fail(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                    ended[run] = run.end_failed(f"{type(exc).__name__}: {exc}",
+                                                traceback.format_exc())
             _train(members, data, device, progress, checkpoint_seconds, ended)
         except Exception as exc:  # the pack itself broke: its members go on alone
             for member in members:
@@ -233,7 +234,7 @@ def _end_epoch(member: Member, stack: Stack, data: Dataset, epoch: int, train_lo
             if checkpoint or epoch == spec.epochs:
                 member.save(epoch)
     except Exception as exc:
-        member.fail(exc)
+        member.record_failure(exc)
         return _end(member, results.FAILED)
     member.next_epoch = epoch + 1
     return None
@@ -244,9 +245,9 @@ def _end(member: Member, state: str, error: str | None = None) -> JobResult:
     try:
         member.checkpoints.close()
     except Exception as exc:
-        member.fail(exc)
+        member.record_failure(exc)
     if member.failure is not None:
-        return member.run.fail(*member.failure)
+        return member.run.end_failed(*member.failure)
     return member.run.end(state, error)
 
 

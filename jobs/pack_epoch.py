@@ -38,7 +38,7 @@ def _call(member: Member, method: Callable[..., Any], *args: Any) -> Any:
     try:
         return method(*args)
     except Exception as exc:
-        member.fail(exc)
+        member.record_failure(exc)
         return None
 
 

@@ -67,8 +67,8 @@ class MemberRun:
         previous = results.read_status(run_dir) if exists else None
         status = begin(spec, run_dir, grid)
         status["device"] = device
-        run = cls(spec, run_dir, grid, status, previous, attach_log(run_dir, spec.job_id),
-                  job_logger(spec.job_id), time.perf_counter())
+        run = cls(spec, run_dir, grid, status, previous, attach_log(run_dir, shared=True),
+                  job_logger(run_dir), time.perf_counter())
         run.log.info("job %s attempt %d on %s (%s)", spec.job_id, status["attempts"],
                      status["host"], device)
         return run
@@ -92,7 +92,7 @@ class MemberRun:
         finally:
             detach_log(self.handler)
 
-    def fail(self, error: str, trace: str) -> JobResult:
+    def end_failed(self, error: str, trace: str) -> JobResult:
         self.log.error("failed: %s\n%s", error, trace)
         return self.end(results.FAILED, error, with_metrics=False, trace=trace)
 
@@ -138,7 +138,8 @@ class Member:
     def learning_rate(self) -> float:
         return current_lr(self.optimizer)
 
-    def fail(self, exc: BaseException) -> None:
+    def record_failure(self, exc: BaseException) -> None:
+        """Keep the first error of a per-member step; the member ends failed after the epoch."""
         if self.failure is None:
             self.failure = (f"{type(exc).__name__}: {exc}", traceback.format_exc())
 

@@ -19,7 +19,6 @@ SHARED_SETTINGS = (
     "model", "hidden", "activation", "shortcuts", "output",  # one stacked network shape
     "loss", "optimizer", "batch_size",  # one loss, one update rule, one batch loop
     "device",  # one place the stack lives
-    "method",
 )
 
 

@@ -160,11 +160,12 @@ class Drifting(TargetStrategy):
         k = self.num_classes
         self.table = torch.eye(k) * 0.8 + 0.1 * ctx.forward(self.probe).mean(dim=0)
         self.sums, self.counts = torch.zeros(k, k), torch.zeros(k)
-        self.looks = 0.0
+        self.looks, self.looked = 0.0, False
 
     def targets(self, labels, indices, epoch):
-        if self.counts.sum() == 0:  # first batch of an epoch: the network as it trains now
+        if not self.looked and self.counts.sum() >= 256:  # mid-epoch: the network as it trains
             self.looks += float(self.forward(self.probe).max())
+            self.looked = True
         return self.table[labels]
 
     def sample_weights(self, labels, indices, epoch):
@@ -181,6 +182,7 @@ class Drifting(TargetStrategy):
         self.table[0, 0] += 1e-3 * self.looks + 1e-3 * float(self.forward(self.probe).mean())
         self.sums.zero_()
         self.counts.zero_()
+        self.looked = False
 
     def templates(self):
         return self.table
