@@ -58,7 +58,7 @@ class Stack:
         self.optimizer = StackedOptimizer(specs, self.model.slots, self.model.width, device)
         for index, member in enumerate(self.members):
             self.optimizer.load_member(index, member.optimizer)
-            member.stack, member.slot = self.model, index
+            member.stacked, member.slot = self.model, index
         self.dropout = MemberDropout([s.dropout for s in specs],
                                      [m.dropout_rng for m in self.members], device)
         self.l1 = (torch.tensor([s.l1 for s in specs], device=device)
@@ -92,7 +92,7 @@ class Stack:
         """Hand every member's state back to the member, before the stack is rebuilt."""
         for member in self.members:
             self.sync(member)
-            member.stack, member.slot = None, -1
+            member.stacked, member.slot = None, -1
 
     # -- one epoch --------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> tuple[list[float], list[float], float]:

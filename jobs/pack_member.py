@@ -2,8 +2,8 @@
 
 A member is built exactly as run_job builds its job (seed, model, strategy, optimiser,
 schedule, data order, strategy setup, checkpoint), so its own `nn.Module` and torch optimiser
-hold its state whenever it is not inside a stack; while it is, the stack holds the live values
-and `forward` reads them from there.
+hold its state whenever it is not inside a stack (and after each sync); while it trains in one,
+the stack holds the live values and `forward` reads them from there.
 """
 
 from __future__ import annotations
@@ -118,8 +118,8 @@ class Member:
     dropout_rng: torch.Generator  # where run_job's dropout masks come from: the global RNG
     checkpoints: CheckpointWriter
     next_epoch: int
-    stack: StackedMLP | None = None
-    slot: int = -1  # row in `stack`
+    stacked: StackedMLP | None = None  # the stacked network the member trains in, if any
+    slot: int = -1  # the member's row in `stacked`
     in_sync: bool = True  # `module` holds the live parameters (outside a stack, or just synced)
     failure: tuple[str, str] | None = None  # (error, traceback) of a per-member call
 
@@ -132,8 +132,8 @@ class Member:
         holds the live parameters; mid-epoch (a strategy looking during training), the stack's."""
         if self.in_sync:
             return self.module(x)
-        assert self.stack is not None
-        return functional_call(self.module, self.stack.member_params(self.slot), (x,))
+        assert self.stacked is not None
+        return functional_call(self.module, self.stacked.member_params(self.slot), (x,))
 
     def learning_rate(self) -> float:
         return current_lr(self.optimizer)
