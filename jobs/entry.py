@@ -19,5 +19,14 @@ class JobRequest:
 
 
 def run_unit(jobs: Sequence[JobRequest], *, threads: int | None = None) -> list[JobResult]:
-    """Run the jobs of one unit in this process, each into its own run dir."""
-    return [run_job(r.spec, r.run_dir, grid=r.grid, threads=threads) for r in jobs]
+    """Run the jobs of one unit in this process, each into its own run dir.
+
+    One job trains alone; several train together as one pack (jobs.pack.run_pack), which runs
+    any job it cannot pack alone. Results come in the order of `jobs`.
+    """
+    if len(jobs) == 1:
+        request = jobs[0]
+        return [run_job(request.spec, request.run_dir, grid=request.grid, threads=threads)]
+    from jobs.pack import run_pack  # here: jobs.pack imports this module's JobRequest type
+
+    return run_pack(jobs, threads=threads)

@@ -7,15 +7,11 @@ strategy adapt, step the schedule, evaluate, checkpoint. Failures and divergence
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-import socket
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,32 +20,27 @@ import torch
 from jobs import results
 from jobs.checkpoint import CheckpointWriter, load_checkpoint
 from jobs.datasets import Dataset, load_dataset
+from jobs.job_record import (
+    Diverged,
+    JobResult,
+    Progress,
+    attach_log,
+    begin,
+    detach_log,
+    evaluation_row,
+    finish,
+    log,
+    recorded_result,
+    report,
+    row_without_eval,
+    strategy_context,
+    with_training,
+)
 from jobs.losses import batch_loss
-from jobs.metrics import evaluate
 from jobs.models import activate, build_model, weight_parameters
 from jobs.optim import build_optimizer, build_scheduler, current_lr, step_scheduler
 from jobs.spec import JobSpec
-from jobs.strategies import StrategyContext, TargetStrategy, make_strategy
-
-log = logging.getLogger("tvo.job")
-
-Progress = Callable[[int, int, dict[str, Any]], None]  # (epoch, epochs, metrics row)
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """What a backend hands back; the run dir holds everything else."""
-
-    job_id: str
-    state: str  # done | failed | diverged | cancelled
-    run_dir: str
-    error: str | None = None
-    epochs_done: int = 0
-    test_acc: float | None = None
-
-
-class Diverged(Exception):
-    """The loss or a metric became NaN or infinite."""
+from jobs.strategies import TargetStrategy, make_strategy
 
 
 def resolve_device(name: str) -> torch.device:
@@ -68,25 +59,11 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if results.is_finished(run_dir):
-        status = results.read_status(run_dir)
-        return JobResult(spec.job_id, status["state"], str(run_dir), status.get("error"),
-                         status.get("epochs_done", 0), status.get("test_acc"))
-    results.remove_partial_writes(run_dir)
-    results.write_spec(run_dir, spec, grid)
-    previous = results.read_status(run_dir)
-    status: dict[str, Any] = {
-        "job_id": spec.job_id,
-        "state": results.RUNNING,
-        "attempts": int(previous.get("attempts", 0)) + 1,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "started_at": _now(),
-        "log": str(run_dir / results.LOG_FILE),
-        **{key: os.environ[var] for key, var in _CLUSTER_ENV.items() if var in os.environ},
-    }
-    results.write_status(run_dir, status)
-    handler = _attach_log(run_dir)
+    recorded = recorded_result(spec, run_dir)
+    if recorded is not None:
+        return recorded
+    status = begin(spec, run_dir, grid)
+    handler = attach_log(run_dir)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     try:
@@ -110,13 +87,9 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
         status.update(state=results.FAILED, error=error, traceback=traceback.format_exc())
         log.error("failed: %s\n%s", error, status["traceback"])
     finally:
-        final = rows[-1] if rows else {}
-        status.update(finished_at=_now(), seconds=round(time.perf_counter() - started, 3),
-                      epochs_done=int(final.get("epoch", 0)), test_acc=final.get("test_acc"))
-        results.write_status(run_dir, status)
-        _detach_log(handler)
-    return JobResult(spec.job_id, status["state"], str(run_dir), status.get("error"),
-                     status["epochs_done"], status["test_acc"])
+        result = finish(spec, run_dir, status, rows, started)
+        detach_log(handler)
+    return result
 
 
 def _train(spec: JobSpec, run_dir: Path, device: torch.device, rows: list[dict[str, Any]],
@@ -130,7 +103,7 @@ def _train(spec: JobSpec, run_dir: Path, device: torch.device, rows: list[dict[s
     optimizer = build_optimizer(spec, model.parameters())
     scheduler = build_scheduler(spec, optimizer)
     order = torch.Generator().manual_seed(spec.seed)  # data order; CPU so cpu and cuda agree
-    strategy.setup(_strategy_context(spec, data, model, device))
+    strategy.setup(strategy_context(spec, data, _forward(model), device))
 
     checkpoint_path = run_dir / results.CHECKPOINT_FILE
     first_epoch = 1
@@ -141,7 +114,7 @@ def _train(spec: JobSpec, run_dir: Path, device: torch.device, rows: list[dict[s
         log.info("resumed after epoch %d", saved["epoch"])
     else:
         rows.append(_evaluate(spec, model, strategy, data, epoch=0, optimizer=optimizer))
-        _report(rows[-1], spec, progress)
+        report(log, rows[-1], spec, progress)
 
     checkpoints = CheckpointWriter(checkpoint_path)
     try:
@@ -152,15 +125,14 @@ def _train(spec: JobSpec, run_dir: Path, device: torch.device, rows: list[dict[s
             step_scheduler(scheduler, train_loss)
             n = data.x_train.shape[0]
             if not math.isfinite(train_loss):
-                rows.append(_row_without_eval(epoch, train_loss, optimizer, seconds, n))
+                rows.append(row_without_eval(epoch, train_loss, current_lr(optimizer), seconds, n))
                 raise Diverged(f"training loss became {train_loss} in epoch {epoch}")
             if epoch % spec.eval_every and epoch != spec.epochs:
                 continue
             row = _evaluate(spec, model, strategy, data, epoch=epoch, optimizer=optimizer)
-            row.update(train_loss=train_loss, train_acc=train_acc, epoch_seconds=seconds,
-                       samples_per_second=n / seconds if seconds > 0 else None)
+            with_training(row, train_loss, train_acc, seconds, n)
             rows.append(row)
-            _report(row, spec, progress)
+            report(log, row, spec, progress)
             if not math.isfinite(row["test_loss"]):
                 raise Diverged(f"test loss became {row['test_loss']} in epoch {epoch}")
             checkpoints.save(epoch=epoch, rows=rows, model=model, optimizer=optimizer,
@@ -214,71 +186,18 @@ def _train_epoch(spec: JobSpec, model: torch.nn.Module, strategy: TargetStrategy
     return train_loss, train_acc, time.perf_counter() - started
 
 
-def _strategy_context(spec: JobSpec, data: Dataset, model: torch.nn.Module,
-                      device: torch.device) -> StrategyContext:
-    @torch.no_grad()
+def _forward(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model as an evaluation forward (inputs -> logits): eval mode, no dropout."""
     def forward(x: torch.Tensor) -> torch.Tensor:
         model.eval()
-        return activate(model(x), spec.output)
+        return model(x)
 
-    return StrategyContext(
-        pairing=spec.pairing(), num_train=data.x_train.shape[0], device=device,
-        x_train=data.x_train, y_train=data.y_train, forward=forward,
-        generator=torch.Generator().manual_seed(spec.seed + 7919),  # apart from the data order
-    )
+    return forward
 
 
 def _evaluate(spec: JobSpec, model: torch.nn.Module, strategy: TargetStrategy, data: Dataset,
               *, epoch: int, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    model.eval()
-    test = evaluate(model, data.x_test, data.y_test, strategy, spec.loss, spec.output)
-    row: dict[str, Any] = {
-        "epoch": epoch, "learning_rate": current_lr(optimizer),
-        "test_loss": test["loss"], "test_acc": test["acc"], "test_nll": test["nll"],
-        "confidence": test["confidence"], "margin": test["margin"], "ece": test["ece"],
-        "epoch_seconds": 0.0, "samples_per_second": None,
-    }
-    if epoch == 0:  # before training there are no batch means: measure the training set once
-        train = evaluate(model, data.x_train, data.y_train, strategy, spec.loss, spec.output)
-        row.update(train_loss=train["loss"], train_acc=train["acc"])
-    values = strategy.values()
-    row.update(target_class=values.target_class, target_nonclass=values.target_nonclass,
-               target_matrix=values.target_matrix)
     residual = getattr(model, "realisation_residual", None)
-    row["ts_residual"] = float(residual()) if callable(residual) else None
-    return row
-
-
-def _row_without_eval(epoch: int, train_loss: float, optimizer: torch.optim.Optimizer,
-                      seconds: float, n: int) -> dict[str, Any]:
-    return {"epoch": epoch, "learning_rate": current_lr(optimizer), "train_loss": train_loss,
-            "epoch_seconds": seconds, "samples_per_second": n / seconds if seconds else None}
-
-
-def _report(row: dict[str, Any], spec: JobSpec, progress: Progress | None) -> None:
-    log.info("epoch %d/%d train_loss %.4f train_acc %.4f test_acc %.4f", row["epoch"],
-             spec.epochs, row.get("train_loss", float("nan")), row.get("train_acc", float("nan")),
-             row["test_acc"])
-    if progress is not None:
-        progress(row["epoch"], spec.epochs, row)
-
-
-_CLUSTER_ENV = {"slurm_job_id": "SLURM_JOB_ID", "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
-                "ray_node_ip": "RAY_NODE_IP"}
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _attach_log(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / results.LOG_FILE)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    return handler
-
-
-def _detach_log(handler: logging.Handler) -> None:
-    log.removeHandler(handler)
-    handler.close()
+    return evaluation_row(spec, _forward(model), strategy, data, epoch=epoch,
+                          learning_rate=current_lr(optimizer),
+                          ts_residual=float(residual()) if callable(residual) else None)

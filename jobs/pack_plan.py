@@ -1,0 +1,72 @@
+"""Which jobs can train together in one packed process, and how to group a grid into packs.
+
+Members of a pack share everything that shapes the stacked computation: the data, the network
+shape, the loss and output, the optimiser's update rule, the batch size and the device. Each
+member keeps its own seed (initialisation, data order, dropout masks), initialisation scheme,
+strategy, learning rate and every other optimiser or schedule setting, dropout probability,
+epochs and evaluation interval.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from jobs.spec import JobSpec
+
+SHARED_SETTINGS = (
+    "dataset", "data_root", "normalize", "noise",  # one copy of the data
+    "model", "hidden", "activation", "shortcuts", "output",  # one stacked network shape
+    "loss", "optimizer", "batch_size",  # one loss, one update rule, one batch loop
+    "device",  # one place the stack lives
+)
+
+
+def pack_refusal(spec: JobSpec) -> str | None:
+    """Why `spec` cannot train in a pack (one line), or None when it can."""
+    if spec.method != "weights":
+        return (f"method={spec.method} trains layer targets with its own solver; only "
+                "method=weights is packed")
+    if spec.model != "mlp":
+        return f"model={spec.model} is not packed: only mlp layers are stacked"
+    if spec.dropout > 0 and spec.device == "cuda":
+        return ("dropout on cuda draws its masks in a fused kernel whose random stream cannot "
+                "be reproduced per member; only cpu dropout is packed")
+    return None
+
+
+def pack_key(spec: JobSpec) -> str | None:
+    """Jobs with equal keys can train in one pack; None when `spec` cannot be packed at all."""
+    if pack_refusal(spec) is not None:
+        return None
+    shared = {name: getattr(spec, name) for name in SHARED_SETTINGS}
+    return json.dumps(shared, sort_keys=True, separators=(",", ":"))
+
+
+def plan_packs(specs: Sequence[JobSpec], max_size: int) -> list[list[JobSpec]]:
+    """Group `specs` into packs of at most `max_size` compatible jobs; unpackable jobs alone.
+
+    Deterministic: packs come in the order of their first job, jobs keep their order within a
+    pack, and a group of compatible jobs is cut into packs of nearly equal size (20 jobs with
+    max_size 16 give 10 + 10, not 16 + 4), so packs running side by side finish together.
+    """
+    if max_size < 1:
+        raise ValueError(f"max_size must be >= 1 (got {max_size})")
+    groups: dict[str, list[int]] = {}
+    placed: list[tuple[int, list[int]]] = []  # (position of the first job, job positions)
+    for position, spec in enumerate(specs):
+        key = pack_key(spec)
+        if key is None:
+            placed.append((position, [position]))
+        else:
+            groups.setdefault(key, []).append(position)
+    for positions in groups.values():
+        count = -(-len(positions) // max_size)  # ceil
+        size, extra = divmod(len(positions), count)
+        start = 0
+        for index in range(count):
+            end = start + size + (1 if index < extra else 0)
+            placed.append((positions[start], positions[start:end]))
+            start = end
+    placed.sort(key=lambda item: item[0])
+    return [[specs[position] for position in positions] for _, positions in placed]

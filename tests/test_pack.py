@@ -1,0 +1,406 @@
+"""Packed training: a pack's members end exactly as if each had run alone with run_job."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from jobs import results
+from jobs.entry import JobRequest, run_unit
+from jobs.pack import pack_key, pack_refusal, plan_packs, run_pack
+from jobs.spec import JobSpec
+from jobs.strategies import STRATEGIES, StrategyContext, StrategyValues, TargetStrategy
+from jobs.strategies.params import number, param
+from jobs.train import JobResult, run_job
+
+TINY = {"hidden": [16], "epochs": 3, "batch_size": 64, "device": "cpu"}
+TIMINGS = ("epoch_seconds", "samples_per_second")
+
+
+class Interrupt(BaseException):
+    """Stands for the process being stopped mid-pack (not an error a job records)."""
+
+
+def specs(*variants: dict[str, Any], **shared: Any) -> list[JobSpec]:
+    return [JobSpec.from_dict({**TINY, **shared, **variant}) for variant in variants]
+
+
+def requests(specs: Sequence[JobSpec], root: Path) -> list[JobRequest]:
+    return [JobRequest(spec, str(root / spec.job_id), grid="g") for spec in specs]
+
+
+def metric_rows(run_dir: Path) -> list[dict[str, Any]]:
+    table = pq.read_table(Path(run_dir) / results.METRICS_FILE)
+    assert table.schema.equals(results.metrics_schema())
+    return table.drop_columns(list(TIMINGS)).to_pylist()
+
+
+def close(a: Any, b: Any) -> bool:
+    """Equal, with floats to float tolerance (both NaN counts as equal)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=1e-4,
+                                                                    abs_tol=1e-6)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def assert_same_run(packed: Path, alone: Path) -> None:
+    """The run dirs hold the same files, spec, state and metrics (timings and attempts aside)."""
+    assert sorted(p.name for p in packed.iterdir()) == sorted(p.name for p in alone.iterdir())
+    assert json.loads((packed / results.SPEC_FILE).read_text()) == \
+        json.loads((alone / results.SPEC_FILE).read_text())
+    status_packed, status_alone = results.read_status(packed), results.read_status(alone)
+    for key in ("job_id", "state", "error", "epochs_done", "device"):
+        assert status_packed.get(key) == status_alone.get(key), key
+    assert close(status_packed["test_acc"], status_alone["test_acc"])
+    if status_alone["state"] == results.FAILED:
+        return
+    rows_packed, rows_alone = metric_rows(packed), metric_rows(alone)
+    assert [r["epoch"] for r in rows_packed] == [r["epoch"] for r in rows_alone]
+    for row_packed, row_alone in zip(rows_packed, rows_alone, strict=True):
+        for key, value in row_alone.items():
+            assert close(row_packed[key], value), (key, row_alone["epoch"], row_packed[key], value)
+
+
+def train_both(tmp_path: Path, jobs: Sequence[JobSpec],
+               **pack_options: Any) -> list[JobResult]:
+    """Train `jobs` as one pack and each alone; assert every member ended as it did alone."""
+    packed = run_pack(requests(jobs, tmp_path / "packed"), **pack_options)
+    for spec, result in zip(jobs, packed, strict=True):
+        alone = run_job(spec, tmp_path / "alone" / spec.job_id, grid="g")
+        assert (result.state, result.error, result.epochs_done) == \
+            (alone.state, alone.error, alone.epochs_done)
+        assert_same_run(tmp_path / "packed" / spec.job_id, tmp_path / "alone" / spec.job_id)
+    return packed
+
+
+# ---------------------------------------------------------------------------------------------
+# Packed equals unpacked
+
+
+@pytest.mark.parametrize("jobs", [
+    specs({"seed": 0}, {"seed": 1, "lr": 0.05}, {"seed": 2, "lr": 0.3},
+          {"seed": 3, "strategy": "fixed(c=0.9, nc=0.1, normalize=true)"},
+          {"seed": 4, "strategy": "fixed(c=0.8, nc=0.2, normalize=true)", "init": "he"}),
+    specs({"seed": 0}, {"seed": 1, "momentum": 0.9}, {"seed": 2, "momentum": 0.5, "nesterov": True},
+          {"seed": 3, "weight_decay": 1e-3, "momentum": 0.9, "nesterov": True},
+          {"seed": 4, "l1": 1e-3}, {"seed": 5, "weight_decay": 1e-2}),
+    specs({"seed": 0}, {"seed": 1, "lr": 0.003, "weight_decay": 1e-3}, {"seed": 2, "l1": 1e-4},
+          optimizer="adam", lr=0.01),
+    specs({"seed": 0}, {"seed": 1, "weight_decay": 0.1}, {"seed": 2, "lr": 0.003},
+          optimizer="adamw", lr=0.01),
+    specs({"seed": 0}, {"seed": 1, "rho": 0.5}, {"seed": 2, "momentum": 0.9},
+          {"seed": 3, "weight_decay": 1e-3}, optimizer="rmsprop", lr=0.003),
+    specs({"schedule": "step", "step_size": 1, "gamma": 0.5},
+          {"schedule": "exponential", "gamma": 0.7, "seed": 1},
+          {"schedule": "plateau", "patience": 0, "gamma": 0.1, "seed": 2},
+          {"schedule": "cosine", "min_lr": 0.01, "seed": 3}, {"seed": 4}, lr=0.2),
+    specs({"strategy": "onehot"}, {"strategy": "fixed(c=0.9, nc=0.1)", "seed": 1},
+          {"strategy": "fixed(c=0.8, nc=0.2)", "seed": 2, "lr": 0.5},
+          loss="mse", output="sigmoid", activation="sigmoid", lr=1.0),
+    specs({"seed": 0}, {"seed": 1, "strategy": "fixed(c=0.9, nc=0.1)"}, loss="bce",
+          output="sigmoid", activation="tanh", init="xavier"),
+    specs({"seed": 0, "dropout": 0.2}, {"seed": 1}, {"seed": 2, "dropout": 0.5},
+          hidden=[16, 8], shortcuts=True, activation="leaky_relu"),
+    specs({"seed": 0, "epochs": 1}, {"seed": 1, "epochs": 4, "eval_every": 3},
+          {"seed": 2, "epochs": 2, "eval_every": 2}, {"seed": 3, "epochs": 0}),
+], ids=["seeds-lrs-strategies-init", "sgd-momentum-nesterov-decay-l1", "adam", "adamw",
+        "rmsprop", "schedules", "mse-sigmoid-fixed", "bce", "dropout-shortcuts-deep",
+        "epochs-eval_every"])
+def test_a_packed_job_ends_as_it_would_alone(tmp_path, jobs):
+    assert len({pack_key(spec) for spec in jobs}) == 1
+    results_ = train_both(tmp_path, jobs, checkpoint_seconds=0)
+    assert all(result.state == "done" for result in results_)
+    assert all(results.read_status(tmp_path / "packed" / spec.job_id)["attempts"] == 1
+               for spec in jobs)
+    log = (tmp_path / "packed" / jobs[0].job_id / results.LOG_FILE).read_text()
+    assert f"training in a pack of {len(jobs)} jobs" in log
+    assert f"epoch {jobs[0].epochs}/{jobs[0].epochs}" in log
+
+
+def test_a_member_that_diverges_leaves_the_others_untouched(tmp_path):
+    jobs = specs({"seed": 0}, {"seed": 1, "lr": 1e4}, {"seed": 2, "lr": 0.05},
+                 output="linear", loss="mse", epochs=3)
+    packed = train_both(tmp_path, jobs)
+    assert [r.state for r in packed] == ["done", "diverged", "done"]
+    assert packed[1].error == "training loss became nan in epoch 1"
+    diverged = tmp_path / "packed" / jobs[1].job_id
+    assert [row["epoch"] for row in metric_rows(diverged)] == [0, 1]
+    assert "diverged: training loss became nan in epoch 1" in \
+        (diverged / results.LOG_FILE).read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategies with state: each member's own object, called with its own slice
+
+
+class Drifting(TargetStrategy):
+    """A test strategy that learns: its targets drift towards the mean outputs per class it
+    observes, each sample's weight follows its index, and it looks at the network (forward)
+    when set up, during training and at each epoch's end."""
+
+    name = "drifting_test"
+    summary = "test only"
+    source = "tests/test_pack.py"
+    params = (param("rate", 0.5, "how far targets move per epoch", number(low=0, high=1)),)
+    observes = True
+    decision = "template"
+
+    def setup(self, ctx: StrategyContext) -> None:
+        super().setup(ctx)
+        self.forward, self.probe = ctx.forward, ctx.x_train[:32]
+        k = self.num_classes
+        self.table = torch.eye(k) * 0.8 + 0.1 * ctx.forward(self.probe).mean(dim=0)
+        self.sums, self.counts = torch.zeros(k, k), torch.zeros(k)
+        self.looks, self.looked = 0.0, False
+
+    def targets(self, labels, indices, epoch):
+        if not self.looked and self.counts.sum() >= 256:  # mid-epoch: the network as it trains
+            self.looks += float(self.forward(self.probe).max())
+            self.looked = True
+        return self.table[labels]
+
+    def sample_weights(self, labels, indices, epoch):
+        return 1.0 + (indices % 3).float()
+
+    def observe(self, outputs, labels, indices, epoch):
+        self.sums.index_add_(0, labels, outputs)
+        self.counts += torch.bincount(labels, minlength=self.num_classes).float()
+
+    def end_epoch(self, epoch):
+        means = self.sums / self.counts.clamp_min(1).unsqueeze(1)
+        rate = self.args["rate"]
+        self.table = (1 - rate) * self.table + rate * means
+        self.table[0, 0] += 1e-3 * self.looks + 1e-3 * float(self.forward(self.probe).mean())
+        self.sums.zero_()
+        self.counts.zero_()
+        self.looked = False
+
+    def templates(self):
+        return self.table
+
+    def values(self):
+        return StrategyValues(target_matrix=self.table.tolist())
+
+    def state_dict(self):
+        return {"table": self.table.clone(), "looks": self.looks}
+
+    def load_state_dict(self, state):
+        self.table, self.looks = state["table"].clone(), state["looks"]
+
+
+class Exploding(TargetStrategy):
+    """A test strategy that fails in epoch 2."""
+
+    name = "exploding_test"
+    summary = "test only"
+    source = "tests/test_pack.py"
+
+    def templates(self):
+        return torch.eye(self.num_classes)
+
+    def end_epoch(self, epoch):
+        if epoch == 2:
+            raise ValueError("targets exploded in epoch 2")
+
+
+@pytest.fixture
+def test_strategies(monkeypatch) -> Iterator[None]:
+    monkeypatch.setitem(STRATEGIES, Drifting.name, Drifting)
+    monkeypatch.setitem(STRATEGIES, Exploding.name, Exploding)
+    yield
+
+
+def test_stateful_strategies_get_their_own_members_calls_and_slices(tmp_path, test_strategies):
+    jobs = specs({"strategy": "drifting_test(rate=0.5)"},
+                 {"strategy": "drifting_test(rate=0.2)", "seed": 1},
+                 {"strategy": "onehot", "seed": 2}, {"strategy": "fixed(c=0.9, nc=0.1)", "seed": 3},
+                 loss="mse", output="sigmoid", lr=0.5)
+    train_both(tmp_path, jobs)
+    matrices = [row["target_matrix"] for row in metric_rows(tmp_path / "packed" / jobs[0].job_id)]
+    assert len({json.dumps(m) for m in matrices}) == len(matrices)  # changed every epoch
+
+
+def test_a_member_that_fails_is_recorded_and_the_others_go_on(tmp_path, test_strategies):
+    jobs = specs({"seed": 0}, {"seed": 1, "strategy": "exploding_test"}, {"seed": 2})
+    packed = train_both(tmp_path, jobs, checkpoint_seconds=0)
+    assert [r.state for r in packed] == ["done", "failed", "done"]
+    assert packed[1].error == "ValueError: targets exploded in epoch 2"
+    failed = tmp_path / "packed" / jobs[1].job_id
+    assert "Traceback" in results.read_status(failed)["traceback"]
+    assert not (failed / results.METRICS_FILE).exists()
+
+
+def test_when_the_pack_itself_fails_its_jobs_run_alone(tmp_path):
+    jobs = specs({"seed": 0}, {"seed": 1}, dataset="mnist", data_root=str(tmp_path / "none"))
+    packed = train_both(tmp_path, jobs)  # each records the error as run_job does alone
+    assert [r.state for r in packed] == ["failed", "failed"]
+    assert packed[0].error.startswith("DataError: dataset 'mnist': missing ")
+    run_dir = tmp_path / "packed" / jobs[0].job_id
+    assert results.read_status(run_dir)["attempts"] == 1
+    log = (run_dir / results.LOG_FILE).read_text()
+    assert "the pack failed (DataError: dataset 'mnist': missing " in log
+    assert "this job goes on alone" in log
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume
+
+
+def stop_at(job_id: str, epoch: int) -> Callable[[str, int, int, dict], None]:
+    def progress(reporting: str, at: int, epochs: int, row: dict) -> None:
+        if reporting == job_id and at == epoch:
+            raise Interrupt
+
+    return progress
+
+
+def test_an_interrupted_pack_resumes_to_the_same_results(tmp_path):
+    jobs = specs({"seed": 0, "dropout": 0.3}, {"seed": 1, "lr": 0.03, "weight_decay": 1e-3},
+                 {"seed": 2, "momentum": 0.9, "schedule": "step", "step_size": 1}, epochs=4)
+    with pytest.raises(Interrupt):  # in epoch 3: the first member is checkpointed, not the rest
+        run_pack(requests(jobs, tmp_path / "packed"), progress=stop_at(jobs[1].job_id, 3),
+                 checkpoint_seconds=0)
+    for spec in jobs:
+        run_dir = tmp_path / "packed" / spec.job_id
+        assert results.read_status(run_dir)["state"] == "running"
+        assert not (run_dir / results.METRICS_FILE).exists()
+    packed = train_both(tmp_path, jobs)  # compares with each job trained alone, uninterrupted
+    assert all(r.state == "done" for r in packed)
+    for spec, resumed in zip(jobs, (3, 2, 2), strict=True):
+        run_dir = tmp_path / "packed" / spec.job_id
+        assert results.read_status(run_dir)["attempts"] == 2
+        assert f"resumed after epoch {resumed}" in (run_dir / results.LOG_FILE).read_text()
+
+
+def interrupt_at(stop: int) -> Callable[[int, int, dict], None]:
+    def progress(epoch: int, epochs: int, row: dict) -> None:
+        if epoch == stop:
+            raise Interrupt
+
+    return progress
+
+
+def same_rows(packed: Path, alone: Path) -> bool:
+    rows_packed, rows_alone = metric_rows(packed), metric_rows(alone)
+    return len(rows_packed) == len(rows_alone) and all(
+        close(a[key], b[key]) for a, b in zip(rows_packed, rows_alone, strict=True) for key in b)
+
+
+def test_members_at_different_epochs_catch_up_from_checkpoints_written_alone(tmp_path):
+    ahead, behind, fresh = specs({"seed": 0}, {"seed": 1, "lr": 0.05}, {"seed": 2}, epochs=4)
+    root = tmp_path / "packed"
+    with pytest.raises(Interrupt):  # checkpoint after epoch 2
+        run_job(ahead, root / ahead.job_id, grid="g", progress=interrupt_at(3))
+    with pytest.raises(Interrupt):  # checkpoint after epoch 1
+        run_job(behind, root / behind.job_id, grid="g", progress=interrupt_at(2))
+    packed = run_pack(requests([ahead, behind, fresh], root))
+    assert all(r.state == "done" for r in packed)
+    assert "resumed after epoch 2" in (root / ahead.job_id / results.LOG_FILE).read_text()
+    assert "resumed after epoch 1" in (root / behind.job_id / results.LOG_FILE).read_text()
+    for spec in (ahead, behind, fresh):
+        run_job(spec, tmp_path / "alone" / spec.job_id, grid="g")
+        assert same_rows(root / spec.job_id, tmp_path / "alone" / spec.job_id)
+
+
+def test_a_packed_checkpoint_resumes_alone(tmp_path):
+    jobs = specs({"seed": 0, "optimizer": "rmsprop", "lr": 0.003, "momentum": 0.5},
+                 {"seed": 1, "optimizer": "rmsprop", "lr": 0.01}, epochs=3)
+    with pytest.raises(Interrupt):
+        run_pack(requests(jobs, tmp_path / "packed"), progress=stop_at(jobs[0].job_id, 2),
+                 checkpoint_seconds=0)
+    for spec in jobs:
+        assert run_job(spec, tmp_path / "packed" / spec.job_id, grid="g").state == "done"
+        run_job(spec, tmp_path / "alone" / spec.job_id, grid="g")
+        assert same_rows(tmp_path / "packed" / spec.job_id, tmp_path / "alone" / spec.job_id)
+
+
+def test_a_finished_member_is_not_trained_again(tmp_path):
+    done, todo_a, todo_b = specs({"seed": 0}, {"seed": 1}, {"seed": 2})
+    first = run_job(done, tmp_path / "packed" / done.job_id, grid="g")
+    metrics_file = tmp_path / "packed" / done.job_id / results.METRICS_FILE
+    before = metrics_file.stat().st_mtime_ns
+    packed = run_pack(requests([done, todo_a, todo_b], tmp_path / "packed"))
+    assert packed[0] == first
+    assert metrics_file.stat().st_mtime_ns == before
+    assert results.read_status(tmp_path / "packed" / done.job_id)["attempts"] == 1
+    log = (tmp_path / "packed" / todo_a.job_id / results.LOG_FILE).read_text()
+    assert "training in a pack of 2 jobs" in log
+    assert [r.state for r in packed[1:]] == ["done", "done"]
+
+
+def test_with_the_default_interval_a_small_pack_checkpoints_at_its_last_epoch(tmp_path):
+    jobs = specs({"seed": 0}, {"seed": 1})
+    run_pack(requests(jobs, tmp_path))
+    for spec in jobs:
+        saved = torch.load(tmp_path / spec.job_id / results.CHECKPOINT_FILE, weights_only=False)
+        assert saved["epoch"] == spec.epochs
+
+
+# ---------------------------------------------------------------------------------------------
+# Which jobs pack together
+
+
+def test_pack_key_is_shared_by_jobs_that_differ_only_per_member():
+    base = JobSpec.from_dict(TINY)
+    per_member = [base.replace(seed=3), base.replace(lr=0.5, momentum=0.9, nesterov=True),
+                  base.replace(strategy="fixed(c=0.9, nc=0.1, normalize=true)"),
+                  base.replace(init="he", dropout=0.2, weight_decay=1e-3, l1=1e-4),
+                  base.replace(schedule="cosine", epochs=7, eval_every=2)]
+    assert {pack_key(spec) for spec in per_member} == {pack_key(base)}
+    shared = [base.replace(hidden=[32]), base.replace(batch_size=32),
+              base.replace(optimizer="adam"), base.replace(loss="mse", output="sigmoid"),
+              base.replace(activation="tanh"), base.replace(shortcuts=True),
+              base.replace(dataset="moons"), base.replace(normalize="minmax"),
+              base.replace(device="auto")]
+    keys = {pack_key(spec) for spec in shared}
+    assert len(keys) == len(shared) and pack_key(base) not in keys
+
+
+@pytest.mark.parametrize(("settings", "reason"), [
+    ({"model": "cnn"}, "model=cnn is not packed: only mlp layers are stacked"),
+    ({"method": "target_space"},
+     "method=target_space trains layer targets with its own solver; only method=weights is "
+     "packed"),
+    ({"dropout": 0.1, "device": "cuda"},
+     "dropout on cuda draws its masks in a fused kernel whose random stream cannot be "
+     "reproduced per member; only cpu dropout is packed"),
+])
+def test_jobs_that_cannot_be_packed_say_why(settings, reason):
+    spec = JobSpec.from_dict({**TINY, **settings})
+    assert pack_refusal(spec) == reason
+    assert pack_key(spec) is None
+
+
+def test_plan_packs_groups_compatible_jobs_in_order_and_in_even_sizes():
+    base = JobSpec.from_dict(TINY)
+    wide = [base.replace(hidden=[32], seed=s) for s in range(3)]
+    narrow = [base.replace(seed=s) for s in range(5)]
+    cnn = base.replace(model="cnn")
+    jobs = [narrow[0], wide[0], cnn, *narrow[1:], *wide[1:]]
+    assert plan_packs(jobs, 3) == [narrow[:3], wide, [cnn], narrow[3:]]
+    assert plan_packs(jobs, 16) == [narrow, wide, [cnn]]
+    assert plan_packs(jobs, 1) == [[job] for job in jobs]
+    assert [len(p) for p in plan_packs([base.replace(seed=s) for s in range(20)], 16)] == [10, 10]
+    with pytest.raises(ValueError, match=r"max_size must be >= 1 \(got 0\)"):
+        plan_packs(jobs, 0)
+
+
+def test_run_unit_packs_several_jobs_and_runs_the_unpackable_alone(tmp_path):
+    jobs = specs({"seed": 0}, {"seed": 1}, {"model": "cnn", "seed": 2}, epochs=1)
+    outcome = run_unit(requests(jobs, tmp_path))
+    assert [r.state for r in outcome] == ["done", "done", "done"]
+    assert [r.job_id for r in outcome] == [spec.job_id for spec in jobs]
+    logs = [(tmp_path / spec.job_id / results.LOG_FILE).read_text() for spec in jobs]
+    assert ["training in a pack of 2 jobs" in log for log in logs] == [True, True, False]
+    assert "runs alone: model=cnn is not packed: only mlp layers are stacked" in logs[2]
+    single = run_unit(requests(specs({"seed": 5}, epochs=1), tmp_path))
+    assert single[0].state == "done"
