@@ -79,6 +79,9 @@ def run(
     ray_address: Annotated[str | None, typer.Option(
         help="Join the Ray cluster at this address (default: RAY_ADDRESS, else start one)",
         show_default=False)] = None,
+    pack: Annotated[int | None, typer.Option(
+        min=1, help="Train up to N compatible jobs together in one process, as one unit "
+                    "(default: the grid's `pack`, else 1)", show_default=False)] = None,
 ) -> None:
     """Run every job of a grid; finished jobs are skipped, interrupted ones resume.
 
@@ -97,12 +100,14 @@ def run(
         fail(str(exc))
     if ray_address and backend.value != "ray":
         fail(f"--ray-address is for --backend ray (got --backend {backend.value})")
+    pack = pack or plan.grid.pack or 1
     if dry_run:
-        print_plan(plan, console)
+        print_plan(plan, console, pack)
         raise typer.Exit(0)
     import signal
 
-    options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast)
+    options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast,
+                         pack=pack)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run like Ctrl-C
     try:
         code = execute(plan, backend.value, options, ray_address, console)

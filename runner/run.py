@@ -34,6 +34,7 @@ class RunOptions:
     fail_fast: bool = False
     lease_s: float = DEFAULT_LEASE_S
     poll_s: float = 1.0  # how often to look at jobs another runner holds
+    pack: int = 1  # up to this many compatible jobs train together as one unit (jobs.pack)
 
 
 @dataclass(frozen=True)
@@ -163,9 +164,9 @@ class _Driver:
 
     # -- dispatch ---------------------------------------------------------------------------------
     def _dispatch(self, window: int) -> int:
-        units: list[WorkUnit] = []
-        while (self.queue and not self.stop_launching
-               and len(self.in_flight) + len(units) < window):
+        claimed: list[JobRequest] = []
+        room = (window - len(self.in_flight)) * self.options.pack  # jobs the free slots take
+        while self.queue and not self.stop_launching and len(claimed) < room:
             job_id = self.queue.popleft()
             request = self.requests[job_id]
             path = Path(request.run_dir)
@@ -182,7 +183,8 @@ class _Driver:
                 self._count_end(JobEnd(job_id, ended["state"], ended.get("error"),
                                        self._log(job_id)))
                 continue
-            units.append(WorkUnit((request,)))
+            claimed.append(request)
+        units = self._units(claimed, window - len(self.in_flight))
         if not units:
             return 0
         time.sleep(self.book.grace_left())  # a dead runner's workers stop within the grace
@@ -194,6 +196,20 @@ class _Driver:
             self._move(pending=-len(unit.jobs), running=+len(unit.jobs))
         self.backend.submit(units, self.resources)
         return len(units)
+
+    def _units(self, claimed: list[JobRequest], slots: int) -> list[WorkUnit]:
+        """One unit per job, or packs of compatible jobs; jobs beyond the free slots wait
+        (still claimed by this runner) for the next dispatch."""
+        if self.options.pack <= 1:
+            return [WorkUnit((request,)) for request in claimed]
+        from jobs.pack import plan_packs
+
+        by_id = {request.spec.job_id: request for request in claimed}
+        packs = plan_packs([request.spec for request in claimed], self.options.pack)
+        units = [WorkUnit(tuple(by_id[spec.job_id] for spec in pack)) for pack in packs]
+        for unit in reversed(units[slots:]):
+            self.queue.extendleft(reversed([request.spec.job_id for request in unit.jobs]))
+        return units[:slots]
 
     def _look_at_deferred(self) -> None:
         for job_id in list(self.deferred):

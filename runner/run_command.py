@@ -38,7 +38,7 @@ def plan_run(grid_ref: str, overrides: list[str], out_root: Path) -> Plan:
     return Plan(grid, expand(grid), out_root / grid.name)
 
 
-def print_plan(plan: Plan, console: Console) -> None:
+def print_plan(plan: Plan, console: Console, pack: int = 1) -> None:
     """--dry-run: the job count, the swept keys and one row per job; writes nothing."""
     grid = plan.grid
     swept = grid.swept_keys
@@ -46,6 +46,8 @@ def print_plan(plan: Plan, console: Console) -> None:
                  "(dry run: nothing written)")
     say(console, "swept: " + (", ".join(f"{key} ({len(grid.sweeps[key])})" for key in swept)
                               or "nothing (one job)"))
+    if pack > 1:
+        say(console, packing_text(plan.specs, pack))
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("job_id")
     for key in swept:
@@ -60,6 +62,20 @@ def print_plan(plan: Plan, console: Console) -> None:
             row.append(job_status(spec.job_id, outdir.run_dir(plan.grid_dir, spec.job_id)).state)
         table.add_row(*row)
     console.print(table)
+
+
+def packing_text(specs: list[JobSpec], pack: int) -> str:
+    """How --pack groups the jobs, and why any run alone (the runner falls back for them)."""
+    from jobs.pack import pack_refusal, plan_packs
+
+    packs = plan_packs(specs, pack)
+    text = (f"packed: {len(specs)} jobs in {len(packs)} units of up to {pack} "
+            "(all packs at once; a running grid packs what is free to run)")
+    refusals = sorted({reason for spec in specs if (reason := pack_refusal(spec))})
+    if refusals:
+        alone = sum(1 for spec in specs if pack_refusal(spec))
+        text += f"; {alone} run alone: " + "; ".join(refusals)
+    return text
 
 
 def _cell(value: object) -> str:
