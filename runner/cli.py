@@ -29,8 +29,8 @@ SettingsArg = Annotated[
 @app.command()
 def train(
     settings: SettingsArg = None,
-    out: Annotated[Path, typer.Option(help="Output root; the job writes OUT/runs/<job_id>/")] = Path(
-        "outputs/train"),
+    out: Annotated[Path, typer.Option(
+        help="Output root; the job writes OUT/runs/<job_id>/")] = Path("outputs/train"),
 ) -> None:
     """Train one job in the foreground and write its run dir.
 

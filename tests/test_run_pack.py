@@ -67,8 +67,8 @@ def test_pack_in_the_grid_file_on_a_real_ray(grid_file, tmp_path):
 
 
 def test_dry_run_says_how_jobs_are_packed_and_which_run_alone(grid_file):
-    result = runner.invoke(app, ["run", str(grid_file), "--pack", "4", "method=weights,target_space",
-                                 "--dry-run"])
+    result = runner.invoke(app, ["run", str(grid_file), "--pack", "4",
+                                 "method=weights,target_space", "--dry-run"])
     assert result.exit_code == 0
     assert ("packed: 12 jobs in 8 units of up to 4 (all packs at once; a running grid packs what "
             "is free to run); 6 run alone: method=target_space trains layer targets with its own "
