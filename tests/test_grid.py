@@ -60,7 +60,7 @@ def test_bad_sweeps_say_what_is_valid(word: str, message: str) -> None:
 def test_shipped_grids_expand() -> None:
     assert set(shipped_grids()) >= {"quickstart", "smoke"}
     quickstart = load_grid("quickstart")
-    assert len(expand(quickstart)) == 18
+    assert len(expand(quickstart)) == 24
     assert quickstart.swept_keys == ["strategy", "lr", "seed"]
     assert len(expand(load_grid("smoke"))) == 4
 
@@ -104,13 +104,14 @@ def test_the_resolved_grid_runs_the_same_jobs(tmp_path: Path) -> None:
     assert again.resources == grid.resources
 
 
-def test_name_defaults_to_the_file_stem_and_pack_passes_through(tmp_path: Path) -> None:
-    grid = load_grid(write(tmp_path, "pack: {jobs: 4}\nslurm: {partition: debug}\n",
-                           "my-grid.yaml"))
+def test_name_defaults_to_the_file_stem_and_pack_and_slurm_are_kept(tmp_path: Path) -> None:
+    grid = load_grid(write(tmp_path, "pack: 4\nslurm: {partition: debug}\n", "my-grid.yaml"))
     assert grid.name == "my-grid"
-    assert grid.pack == {"jobs": 4}
+    assert grid.pack == 4
     assert grid.slurm == {"partition": "debug"}
-    assert "pack: {jobs: 4}" in grid.to_yaml()
+    assert "pack: 4" in grid.to_yaml()
+    assert load_grid(write(tmp_path, "pack: auto\n", "auto.yaml")).pack == 16
+    assert load_grid(write(tmp_path, "pack: off\n", "off.yaml")).pack == 1
 
 
 def test_resources_are_checked(tmp_path: Path) -> None:

@@ -131,8 +131,8 @@ def test_dry_run_prints_the_jobs_and_writes_nothing(in_tmp: Path) -> None:
     code, out, err = invoke("run", "quickstart", "seed=range(2)", "--dry-run", "--out", "out")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0] == "quickstart: 12 jobs -> out/quickstart (dry run: nothing written)"
-    assert lines[1] == "swept: strategy (3), lr (2), seed (2)"
+    assert lines[0] == "quickstart: 16 jobs -> out/quickstart (dry run: nothing written)"
+    assert lines[1] == "swept: strategy (4), lr (2), seed (2)"
     for spec in expand(load_grid("quickstart", ["seed=range(2)"])):
         assert spec.job_id in out
     assert list(in_tmp.iterdir()) == []
@@ -222,6 +222,6 @@ def test_grids_lists_the_shipped_grids_with_job_counts() -> None:
     assert code == 0
     rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
             for line in out.splitlines() if line.count("│") >= 3}
-    assert rows["quickstart"] == "18"
+    assert rows["quickstart"] == "24"
     assert rows["smoke"] == "4"
 
