@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import site
 import tempfile
@@ -42,7 +43,8 @@ from cluster.slurm_task import UnitTasks
 log = logging.getLogger("tvo.slurm")
 
 RESULT_POLL_S = 0.25  # result files: a stat each, cheap
-STATE_POLL_S = 2.0  # squeue/sacct: one call each for all pending jobs
+STATE_POLL_S = 2.0  # squeue: one call for all pending jobs
+UNREACHABLE_S = 600.0  # squeue failing this long: the pending units are given up as crashed
 
 
 @dataclass
@@ -50,6 +52,7 @@ class _Pending:
     unit: WorkUnit
     placement: Placement
     gone_since: float | None = None  # when squeue first stopped listing its SLURM job
+    unreachable: bool = False  # given up because squeue stopped answering
 
 
 class SlurmBackend(Backend):
@@ -77,6 +80,7 @@ class SlurmBackend(Backend):
         self._pending: dict[tuple[str, int], _Pending] = {}
         self._earlier = latest_placements(self.grid_dir)
         self._last_state_check = 0.0
+        self._unreachable_since: float | None = None
 
     # -- starting -------------------------------------------------------------------------------
     def _executor(self, folder: Path, resources: Resources, tasks: int) -> Any:
@@ -207,23 +211,42 @@ class SlurmBackend(Backend):
 
     def _ready(self) -> list[tuple[str, int]]:
         """Units whose result file is there, or whose SLURM job died without one."""
+        listed: dict[Path, set[str]] = {}  # one directory listing per folder, not a stat per job
+        for pending in self._pending.values():
+            folder = pending.placement.folder
+            if folder not in listed:
+                listed[folder] = set(os.listdir(folder))
         ready = [key for key, pending in self._pending.items()
-                 if pending.placement.result_file.exists()]
+                 if pending.placement.result_file.name in listed[pending.placement.folder]]
         now = time.monotonic()
-        if ready or now - self._last_state_check < STATE_POLL_S:
-            return ready
-        self._last_state_check = now
+        if now - self._last_state_check >= STATE_POLL_S:
+            self._last_state_check = now
+            ready += self._dead(now, exclude=set(ready))
+        return ready
+
+    def _dead(self, now: float, exclude: set[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Units whose SLURM job left the queue `result_grace_s` ago and left no result."""
         queued = commands.queued({p.placement.array_id for p in self._pending.values()})
-        if queued is None:  # slurmctld did not answer: decide nothing this round
-            return ready
+        if queued is None:  # slurmctld did not answer: decide nothing, unless it never does
+            self._unreachable_since = self._unreachable_since or now
+            if now - self._unreachable_since < UNREACHABLE_S:
+                return []
+            given_up = [key for key in self._pending if key not in exclude]
+            for key in given_up:
+                self._pending[key].unreachable = True
+            return given_up
+        self._unreachable_since = None
+        dead = []
         for key, pending in self._pending.items():
+            if key in exclude:
+                continue
             if pending.placement.slurm_id in queued:
                 pending.gone_since = None  # e.g. requeued after a preemption
             elif pending.gone_since is None:
                 pending.gone_since = now
             elif now - pending.gone_since >= self.settings.result_grace_s:
-                ready.append(key)
-        return ready
+                dead.append(key)
+        return dead
 
     def _outcome(self, pending: _Pending) -> Outcome:
         placement = pending.placement
@@ -239,9 +262,13 @@ class SlurmBackend(Backend):
             return Outcome(pending.unit, crash=f"{''.join(last)} (SLURM job {placement.slurm_id}, "
                                                f"log {placement.log})",
                            info={**info, "traceback": str(value)})
+        if pending.unreachable:
+            return Outcome(pending.unit, crash=f"squeue did not answer for {UNREACHABLE_S:.0f} s: "
+                                               f"gave up on SLURM job {placement.slurm_id}; log "
+                                               f"{placement.log}", info=info)
         states = commands.accounting([placement.array_id]) or {}
         state = states.get(placement.slurm_id)
-        said = state.state if state is not None and state.ended else "gone from the queue"
+        said = state.state if state is not None and state.ended else "UNKNOWN (no sacct record)"
         info["slurm_state"] = said
         return Outcome(pending.unit, crash=f"SLURM job {placement.slurm_id} ended {said} without "
                                            f"a result; log {placement.log}", info=info)
