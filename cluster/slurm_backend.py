@@ -215,7 +215,7 @@ class SlurmBackend(Backend):
         for pending in self._pending.values():
             folder = pending.placement.folder
             if folder not in listed:
-                listed[folder] = set(os.listdir(folder))
+                listed[folder] = set(os.listdir(_refreshed(folder)))
         ready = [key for key, pending in self._pending.items()
                  if pending.placement.result_file.name in listed[pending.placement.folder]]
         now = time.monotonic()
@@ -277,6 +277,17 @@ class SlurmBackend(Backend):
     def cancel(self) -> None:
         commands.cancel(pending.placement.slurm_id for pending in self._pending.values())
         self._pending.clear()
+
+
+def _refreshed(folder: Path) -> Path:
+    """Make an NFS client drop its cached view of the folder (as submitit does): a chmod to
+    the same mode is a SETATTR, which invalidates the attribute cache, so a listing shows
+    result files written on compute nodes at once instead of up to a minute later."""
+    try:
+        folder.chmod(folder.stat().st_mode)
+    except OSError:  # not ours to chmod: the cache expires by itself
+        pass
+    return folder
 
 
 def _job_ids(unit: WorkUnit) -> tuple[str, ...]:

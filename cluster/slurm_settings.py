@@ -49,7 +49,7 @@ PARAMETERS: dict[str, tuple[str | None, type | tuple[type, ...], str]] = {
     "python": ("slurm_python", str, "how the job starts python (default: this interpreter)"),
     "result_grace_s": (None, (int, float),
                        "seconds a job SLURM reports ended may take to show its result file "
-                       "before it counts as failed (default 5; raise it on slow shared disks)"),
+                       "before it counts as failed (default 2; raise it on slow shared disks)"),
 }
 SLURM_KEYS = [key for key in PARAMETERS if not key.startswith("resources.")]
 # submitit takes these as SlurmExecutor(...) arguments, not update_parameters
@@ -59,7 +59,7 @@ DEFAULT_SIGNAL_DELAY_S = 90  # submitit's default
 # submitit's default is 3; tvo's requeues are bounded by progress (see slurm_task.checkpoint), so
 # a job may go on for more time limits than that, as long as each one saves a new checkpoint.
 DEFAULT_MAX_NUM_TIMEOUT = 20
-DEFAULT_RESULT_GRACE_S = 5.0
+DEFAULT_RESULT_GRACE_S = 2.0
 
 
 class SlurmSettingsError(ValueError):

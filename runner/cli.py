@@ -76,7 +76,8 @@ def run(
         show_default=False)] = None,
     backend: Annotated[BackendName, typer.Option(
         help="Where jobs run: ray (RAY_ADDRESS or --ray-address, else an embedded local Ray), "
-             "inline (one after another in this process)")] = DEFAULT_BACKEND,
+             "inline (one after another in this process), slurm (job arrays via submitit; "
+             "see the grid's resources and slurm sections)")] = DEFAULT_BACKEND,
     out: Annotated[Path, typer.Option(help="Output root; the grid writes OUT/<grid name>/")] = Path(
         "outputs"),
     max_parallel: Annotated[int | None, typer.Option(
@@ -91,6 +92,8 @@ def run(
     ray_address: Annotated[str | None, typer.Option(
         help="Join the Ray cluster at this address (default: RAY_ADDRESS, else start one)",
         show_default=False)] = None,
+    detach: Annotated[bool, typer.Option(
+        help="Submit every job and exit without waiting (slurm); then `tvo status DIR`")] = False,
 ) -> None:
     """Run every job of a grid; finished jobs are skipped, interrupted ones resume.
 
@@ -109,10 +112,13 @@ def run(
         fail(str(exc))
     if ray_address and backend.value != "ray":
         fail(f"--ray-address is for --backend ray (got --backend {backend.value})")
+    if detach and backend.value != "slurm":
+        fail(f"--detach is for --backend slurm: jobs on {backend.value} end with this process")
     if dry_run:
         print_plan(plan, console)
         raise typer.Exit(0)
-    options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast)
+    options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast,
+                         detach=detach)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run like Ctrl-C
     try:
         code = execute(plan, backend.value, options, ray_address, console)
