@@ -19,6 +19,7 @@ from cluster.backends import BackendError, BackendSettings
 from cluster.base import Resources
 from cluster.slurm_backend import SlurmBackend
 from cluster.slurm_records import latest_placements
+from cluster.slurm_settings import SLURM_KEYS
 from jobs import results
 from jobs.spec import JobSpec
 from jobs.train import run_job
@@ -98,8 +99,8 @@ def test_unknown_slurm_key(tmp_path: Path) -> None:
     grid = write_grid(tmp_path / "g.yaml", "bad", slurm={"partitoin": "debug"})
     code, _, err = cli("run", str(grid), "--backend", "slurm", "--out", str(tmp_path / "out"))
     assert code == 2
-    assert err.startswith("Error: slurm: unknown key 'partitoin' (did you mean 'partition'?); "
-                          "valid keys: partition, account, qos, constraint, ")
+    assert err == (f"Error: {grid}: slurm: unknown key 'partitoin' (did you mean "
+                   f"'partition'?); valid keys: {', '.join(SLURM_KEYS)}\n")
     assert not (tmp_path / "out").exists()
 
 
