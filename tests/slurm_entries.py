@@ -1,4 +1,4 @@
-"""Stand-in unit entries for the SLURM tests: they run inside SLURM jobs, so they live in a module."""
+"""Stand-in unit entries for the SLURM tests; they run inside SLURM jobs, so they live here."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from jobs.entry import JobRequest
 from jobs.train import JobResult, run_job
 
 SEEN_VARIABLES = ("CUDA_VISIBLE_DEVICES", "SLURM_LOCALID", "SLURM_PROCID", "SLURM_JOB_ID",
-                  "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_NTASKS", "SLURM_RESTART_COUNT")
+                  "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_NTASKS",
+                  "SLURM_RESTART_COUNT")
 
 
 def recording_entry(jobs: Sequence[JobRequest], *, threads: int,
@@ -29,9 +30,13 @@ def recording_entry(jobs: Sequence[JobRequest], *, threads: int,
 
 def slow_entry(jobs: Sequence[JobRequest], *, threads: int,
                seconds_per_epoch: float) -> list[JobResult]:
-    """run_job that sleeps after every evaluated epoch: time to interrupt it in the middle."""
+    """run_job that sleeps after each evaluated epoch but the first and the last, so a test
+    can interrupt it between checkpoints; a requeued job (SLURM_RESTART_COUNT set) runs at
+    full speed, since nothing waits to interrupt it again."""
+    first_attempt = os.environ.get("SLURM_RESTART_COUNT", "0") == "0"
+
     def progress(epoch: int, epochs: int, row: dict[str, Any]) -> None:
-        if epoch < epochs:
+        if first_attempt and 0 < epoch < epochs:
             time.sleep(seconds_per_epoch)
 
     return [run_job(r.spec, r.run_dir, grid=r.grid, threads=threads, progress=progress)

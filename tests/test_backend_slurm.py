@@ -51,26 +51,6 @@ def cli(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-# -- a grid end to end --------------------------------------------------------------------------
-
-
-def test_grid_runs_and_sacct_says_completed(tmp_path: Path) -> None:
-    grid = write_grid(tmp_path / "g.yaml", "tiny", seeds=2)
-    code, out, err = cli("run", str(grid), "--backend", "slurm", "--out", str(tmp_path / "out"))
-    assert (code, err) == (0, "")
-    grid_dir = tmp_path / "out" / "tiny"
-    assert "2 jobs on SLURM via submitit (the default partition; arrays of up to" in out
-    placements = latest_placements(grid_dir)
-    assert len(placements) == 2
-    slurm_ids = sorted(placement.slurm_id for placement in placements.values())
-    assert len({slurm_id.split("_")[0] for slurm_id in slurm_ids}) == 1  # one array
-    assert set(sacct_states(slurm_ids).values()) == {"COMPLETED"}
-    for job_id, placement in placements.items():
-        assert results.read_status(grid_dir / "runs" / job_id)["state"] == "done"
-        assert "Job completed successfully" in placement.log.read_text() + \
-            placement.error_log.read_text()
-
-
 # -- bad settings: SLURM's reason, exit 2, nothing written ---------------------------------------
 
 
@@ -168,7 +148,7 @@ def test_requeued_jobs_resume_to_identical_metrics(tmp_path: Path) -> None:
     """One job is preempted (USR2, as SLURM and submitit's job._interrupt() send it), the other
     requeued by an admin (scontrol requeue); both resume from their last epoch checkpoint."""
     grid_dir = tmp_path / "requeued"
-    # 4 s asleep after each epoch: after the first checkpoint, 8 s of work are left, more than
+    # 4 s asleep after epochs 1-3: after the first checkpoint 8 s of work are left, more than
     # the 5 s SLURM waits (KillWait) between the SIGTERM submitit ignores and the SIGKILL.
     preempted, requeued = tiny(0, epochs=4), tiny(1, epochs=4)
     reports: list[RunReport] = []
@@ -202,7 +182,7 @@ def test_requeued_jobs_resume_to_identical_metrics(tmp_path: Path) -> None:
 # -- detach, then status ---------------------------------------------------------------------------
 
 
-def test_detach_then_status(tmp_path: Path) -> None:
+def test_detach_then_status_with_sacct(tmp_path: Path) -> None:
     grid = write_grid(tmp_path / "g.yaml", "away", seeds=2)
     started = time.monotonic()
     code, out, err = cli("run", str(grid), "--backend", "slurm", "--detach",
@@ -221,8 +201,12 @@ def test_detach_then_status(tmp_path: Path) -> None:
             break
         time.sleep(1)
     assert "done 2" in out
+    slurm_ids = sorted(placement.slurm_id for placement in placements.values())
+    assert len({slurm_id.split("_")[0] for slurm_id in slurm_ids}) == 1  # one array
+    assert set(sacct_states(slurm_ids).values()) == {"COMPLETED"}
     for job_id, placement in placements.items():
-        assert f"{job_id}  {placement.slurm_id}  COMPLETED" in out
+        assert f"{job_id}  {placement.slurm_id}  COMPLETED  {placement.log}" in out
+        assert "Job completed successfully" in placement.log.read_text()
 
 
 # -- submitting from inside a SLURM job ------------------------------------------------------------
