@@ -42,7 +42,7 @@ from cluster.slurm_task import UnitTasks
 
 log = logging.getLogger("tvo.slurm")
 
-RESULT_POLL_S = 0.25  # result files: a stat each, cheap
+RESULT_POLL_S = 0.25  # result files: one directory listing per submitit folder
 STATE_POLL_S = 2.0  # squeue: one call for all pending jobs
 UNREACHABLE_S = 600.0  # squeue failing this long: the pending units are given up as crashed
 
@@ -63,7 +63,7 @@ class SlurmBackend(Backend):
     def __init__(self, settings: BackendSettings) -> None:
         if not commands.slurm_installed():
             raise BackendError("--backend slurm needs SLURM's client commands (sbatch, srun) on "
-                               "PATH; none found here")
+                               "PATH; they are not installed here")
         try:
             self.settings = SlurmSettings.read(settings.slurm)
             self.layout = Layout.of(settings.resources)
@@ -83,13 +83,14 @@ class SlurmBackend(Backend):
         self._unreachable_since: float | None = None
 
     # -- starting -------------------------------------------------------------------------------
-    def _executor(self, folder: Path, resources: Resources, tasks: int) -> Any:
+    def _executor(self, folder: Path, resources: Resources, tasks: int,
+                  parallelism: int | None = None) -> Any:
         import submitit
 
         executor = submitit.SlurmExecutor(folder, max_num_timeout=self.settings.max_num_timeout,
                                           python=self.settings.python)
         parameters = self.settings.executor_parameters(resources, tasks, self.grid_name,
-                                                       self.max_parallel)
+                                                       parallelism)
         setup = _import_path_setup()
         if setup:
             parameters["setup"] = [*setup, *parameters.get("setup", [])]
@@ -135,16 +136,18 @@ class SlurmBackend(Backend):
         packs = [tuple(fresh[i:i + per_job]) for i in range(0, len(fresh), per_job)]
         full = [pack for pack in packs if len(pack) == per_job]
         partial = [pack for pack in packs if len(pack) < per_job]
-        for group in (full, partial):
-            for start in range(0, len(group), self.max_array_size):
-                self._submit_array(group[start:start + self.max_array_size], resources)
+        arrays = [group[start:start + self.max_array_size] for group in (full, partial)
+                  for start in range(0, len(group), self.max_array_size)]
+        # --max-parallel caps the whole submission: split arrays share it (each runs >= 1)
+        parallelism = max(1, self.max_parallel // len(arrays)) if self.max_parallel else None
+        for packs_of_array in arrays:
+            self._submit_array(packs_of_array, resources, parallelism)
 
-    def _submit_array(self, packs: list[tuple[WorkUnit, ...]], resources: Resources) -> None:
-        if not packs:
-            return
+    def _submit_array(self, packs: list[tuple[WorkUnit, ...]], resources: Resources,
+                      parallelism: int | None) -> None:
         if self.folder is None:
             self.folder = new_folder(self.grid_dir)
-        executor = self._executor(self.folder, resources, len(packs[0]))
+        executor = self._executor(self.folder, resources, len(packs[0]), parallelism)
         tasks = [UnitTasks(pack, resources.cpus, self.layout.gpus_per_task, self.entry,
                            time_limit_s=resources.timeout_min * 60,
                            signal_delay_s=executor.parameters["signal_delay_s"])

@@ -63,9 +63,9 @@ class UnitTasks:
         elapsed = time.time() - self.started
         if timed_out(elapsed, self.time_limit_s, self.signal_delay_s) and not self.progressed():
             minutes = self.time_limit_s // 60
-            raise NoProgressError(f"no epoch finished within the time limit of {minutes} min, "
-                                  "so a requeue would not get further; raise "
-                                  "resources.timeout_min or train fewer samples per epoch")
+            raise NoProgressError(f"no epoch checkpoint was saved within the time limit of "
+                                  f"{minutes} min, so a requeue would start from the same point "
+                                  "again; raise resources.timeout_min")
         return submitit.helpers.DelayedSubmission(self)
 
     def progressed(self) -> bool:

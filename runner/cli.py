@@ -141,6 +141,7 @@ def status(
     """Count a grid's jobs by state and list failed ones with their error and log path.
 
     Reads only files, so it works during a run, after a crash, and on a grid another machine ran.
+    Jobs sent to SLURM also show SLURM's state and job id (squeue and sacct, where available).
 
     Example: tvo status outputs/quickstart
     """

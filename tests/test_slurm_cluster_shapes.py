@@ -94,4 +94,8 @@ def test_arrays_larger_than_max_array_size_are_split(tmp_path: Path) -> None:
     [folder] = (grid_dir / "slurm").iterdir()
     record = json.loads((folder / RECORD_FILE).read_text())
     assert record["max_array_size"] == 4 and len(record["units"]) == 6
+    # the two arrays share --max-parallel 6: at most 3 of each run at once
+    arrays = sorted(line for script in folder.glob("*_submission.sh")
+                    for line in script.read_text().splitlines() if "--array" in line)
+    assert arrays == ["#SBATCH --array=0-1%2", "#SBATCH --array=0-3%3"]
     assert yaml.safe_load((grid_dir / "grid.yaml").read_text())["resources"]["cpus"] == 1
