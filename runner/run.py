@@ -94,10 +94,13 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
              resources: Resources, options: RunOptions = RunOptions(),
              listener: Listener | None = None) -> RunReport:
     """Run every unfinished job of `specs` on `backend`; never raises for a job's failure."""
-    driver = _Driver(specs, grid_name, grid_dir, backend, resources, options, listener)
     with ClaimBook(options.lease_s) as book:
-        driver.book = book
-        driver.loop()
+        driver = _Driver(specs, grid_name, grid_dir, backend, book, resources, options, listener)
+        try:
+            driver.loop()
+        except BaseException:  # Ctrl-C, SIGTERM: stop what runs before giving its claims away
+            backend.cancel()
+            raise
         lost = [path.name for path in book.lost]
     return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost,
                      driver.detached)
@@ -105,14 +108,18 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
 
 class _Driver:
     def __init__(self, specs: Sequence[JobSpec], grid_name: str, grid_dir: Path,
-                 backend: Backend, resources: Resources, options: RunOptions,
+                 backend: Backend, book: ClaimBook, resources: Resources, options: RunOptions,
                  listener: Listener | None) -> None:
         self.backend = backend
+        self.book = book
         self.resources = resources
         self.options = options
         self.listener = listener or (lambda counts, end: None)
-        self.requests = {spec.job_id: JobRequest(spec, str(run_dir(grid_dir, spec.job_id)),
-                                                 grid_name) for spec in specs}
+        # Absolute: a worker of a joined cluster does not share this process's working dir.
+        self.requests = {spec.job_id: JobRequest(spec, str(run_dir(grid_dir.resolve(),
+                                                                   spec.job_id)), grid_name)
+                         for spec in specs}
+        self.grid_dir = grid_dir
         self.counts = Counts(total=len(self.requests))
         self.problems: list[JobEnd] = []
         self.queue: deque[str] = deque()
@@ -122,14 +129,13 @@ class _Driver:
         self.stop_launching = False
         self.not_started = 0
         self.detached = 0
-        self.book: ClaimBook
         for job_id, request in self.requests.items():
             path = Path(request.run_dir)
             if results.is_finished(path):
                 self.counts.skipped += 1
                 status = results.read_status(path)
-                self._count_end(JobEnd(job_id, status["state"], status.get("error"), _log(path)),
-                                notify=False)
+                self._count_end(JobEnd(job_id, status["state"], status.get("error"),
+                                       self._log(job_id)), notify=False)
             else:
                 self.queue.append(job_id)
         self.counts.pending = len(self.queue)
@@ -175,15 +181,18 @@ class _Driver:
             job_id = self.queue.popleft()
             request = self.requests[job_id]
             path = Path(request.run_dir)
+            previous = current_holder(path)
             holder = self.book.acquire(path)
             if holder is not None:
                 self.deferred[job_id] = holder
                 self._move(pending=-1, elsewhere=+1)
                 continue
-            if results.is_finished(path):  # another runner finished it since we looked
+            ended = self._ended_elsewhere(path, previous)
+            if ended is not None:  # another runner ran it to its end since we looked
                 self.book.release(path)
                 self._move(pending=-1)
-                self._count_end(JobEnd(job_id, results.read_status(path)["state"]))
+                self._count_end(JobEnd(job_id, ended["state"], ended.get("error"),
+                                       self._log(job_id)))
                 continue
             units.append(WorkUnit((request,)))
         if not units:
@@ -201,16 +210,33 @@ class _Driver:
     def _look_at_deferred(self) -> None:
         for job_id in list(self.deferred):
             path = Path(self.requests[job_id].run_dir)
-            if results.is_finished(path):
+            holder = current_holder(path)
+            ended = self._ended_elsewhere(path, holder)
+            if ended is not None:
                 del self.deferred[job_id]
                 self._move(elsewhere=-1)
-                self._count_end(JobEnd(job_id, results.read_status(path)["state"]))
-                continue
-            holder = current_holder(path)
-            if holder is None or not holder.is_live():  # its runner died: ours to take over
+                self._count_end(JobEnd(job_id, ended["state"], ended.get("error"),
+                                       self._log(job_id)))
+            elif holder is None or not holder.is_live():  # released, or its runner died
                 del self.deferred[job_id]
                 self.queue.appendleft(job_id)
                 self._move(elsewhere=-1, pending=+1)
+
+    def _ended_elsewhere(self, path: Path, holder: Holder | None) -> dict[str, Any] | None:
+        """The status of a job another runner ran to its end, or None when it is ours to run.
+
+        Finished (done, diverged) means ended, whoever ran it. A job that failed or was
+        cancelled under a runner that still runs ended too: it is that runner's to retry, and
+        running it here as well would run it twice. Under a runner that is gone, it is ours.
+        """
+        status = results.read_status(path)
+        if results.is_finished(path):
+            return status
+        if (holder is not None and holder.released and holder.runner != self.book.runner
+                and holder.runner_alive()
+                and status["state"] in (results.FAILED, results.CANCELLED)):
+            return status
+        return None
 
     # -- outcomes ---------------------------------------------------------------------------------
     def _handle(self, outcome: Outcome) -> None:
@@ -226,7 +252,7 @@ class _Driver:
                 result = JobResult(job_id, status["state"], str(path), status.get("error"))
             if result is not None and result.state in FINAL_STATES:
                 self.book.release(path)
-                self._count_end(JobEnd(job_id, result.state, result.error, _log(path)))
+                self._count_end(JobEnd(job_id, result.state, result.error, self._log(job_id)))
                 continue
             error = result.error if result is not None else f"worker crashed: {outcome.crash}"
             if self.dispatches[job_id] <= self.options.retries and not self.stop_launching:
@@ -236,11 +262,15 @@ class _Driver:
             if result is None:
                 _record_crash(path, error, outcome.info.get("traceback"))
             self.book.release(path)
-            self._count_end(JobEnd(job_id, results.FAILED, error, _log(path)))
+            self._count_end(JobEnd(job_id, results.FAILED, error, self._log(job_id)))
             if self.options.fail_fast:
                 self.stop_launching = True
 
     # -- counting ---------------------------------------------------------------------------------
+    def _log(self, job_id: str) -> str:
+        """The job's log path as the user named the grid dir (relative stays relative)."""
+        return str(run_dir(self.grid_dir, job_id) / results.LOG_FILE)
+
     def _move(self, **changes: int) -> None:
         for name, change in changes.items():
             setattr(self.counts, name, getattr(self.counts, name) + change)
@@ -265,16 +295,12 @@ def _remove_partial_writes(path: Path) -> None:
             partial.unlink(missing_ok=True)
 
 
-def _log(path: Path) -> str:
-    return str(path / results.LOG_FILE)
-
-
 def _record_crash(path: Path, error: str, trace: str | None) -> None:
     """The worker died before run_job could say how the job ended: say it for it."""
     status: dict[str, Any] = results.read_status(path)
     status.update(state=results.FAILED, error=error, crashed=True,
                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  log=status.get("log", _log(path)))
+                  log=status.get("log", str(path / results.LOG_FILE)))
     if trace:
         status["traceback"] = trace
     results.write_status(path, status)

@@ -216,7 +216,8 @@ class BackendSuite:
 
     def test_two_runners_never_run_a_job_twice(self, make_backend: MakeBackend,
                                                tmp_path: Path) -> None:
-        specs = [tiny_spec(seed=seed) for seed in range(4)]
+        failing = failing_spec(tmp_path)
+        specs = [failing] + [tiny_spec(seed=seed) for seed in range(4)]
         reports: list[RunReport] = []
         options = RunOptions(poll_s=0.05)
 
@@ -228,11 +229,20 @@ class BackendSuite:
             thread.start()
         for thread in threads:
             thread.join()
-        assert [report.exit_code for report in reports] == [0, 0]
-        assert all(report.counts.done == 4 for report in reports)
-        for spec in specs:
+        assert [report.exit_code for report in reports] == [1, 1]
+        assert all((report.counts.done, report.counts.failed) == (4, 1) for report in reports)
+        assert status_of(tmp_path / "grid", failing)["attempts"] == 1  # failed once, not twice
+        for spec in specs[1:]:
             status = status_of(tmp_path / "grid", spec)
             assert (status["state"], status["attempts"]) == ("done", 1)
+
+    def test_a_rerun_retries_a_job_that_failed_under_a_runner_now_gone(
+            self, make_backend: MakeBackend, tmp_path: Path) -> None:
+        failing = failing_spec(tmp_path)
+        self.run(make_backend, [failing], tmp_path / "grid")
+        report = self.run(make_backend, [failing], tmp_path / "grid")
+        assert report.counts.failed == 1
+        assert status_of(tmp_path / "grid", failing)["attempts"] == 2
 
     def test_fail_fast_stops_launching(self, make_backend: MakeBackend, tmp_path: Path) -> None:
         specs = [failing_spec(tmp_path)] + [tiny_spec(seed=seed) for seed in range(3)]

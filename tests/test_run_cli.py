@@ -223,3 +223,12 @@ def test_grids_lists_the_shipped_grids_with_job_counts() -> None:
             for line in out.splitlines() if line.count("│") >= 3}
     assert rows["quickstart"] == "18"
     assert rows["smoke"] == "4"
+
+
+def test_every_grid_command_has_help_and_is_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for command in ("run", "status", "grids"):
+        code, out, err = invoke(command, "--help")
+        assert code == 0 and "Example: tvo " in out
+        assert f"tvo {command}" in readme
+    assert "tvo run quickstart" in readme
