@@ -137,7 +137,7 @@ def print_slurm_jobs(status: GridStatus, console: Console) -> None:
     in_slurm = [job for job in status.jobs if job.slurm is not None]
     if not in_slurm:
         return
-    states = Counter(job.slurm.state for job in in_slurm if job.slurm is not None)
+    states = Counter(job.slurm.state.split()[0] for job in in_slurm if job.slurm is not None)
     say(console, "SLURM: " + " · ".join(f"{state} {count}" for state, count in states.items()))
     in_slurm.sort(key=lambda job: job.state == results.DONE)
     for job in in_slurm[:SLURM_ROWS]:

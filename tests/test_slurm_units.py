@@ -180,3 +180,24 @@ def test_records_newest_run_wins(tmp_path: Path) -> None:
     assert placements["b"].slurm_id == "9" and placements["b"].array_id == "9"
     assert placements["b"].log == second / "9_1_log.out"
     assert latest_placements(tmp_path / "nothing") == {}
+
+
+def test_status_reads_slurm_where_the_files_cannot_tell(tmp_path: Path) -> None:
+    from cluster.slurm_status import SlurmJob
+    from runner.status import JobStatus, with_slurm
+
+    def slurm(state: str) -> SlurmJob:
+        return SlurmJob("a", "7_1", 0, state, tmp_path / "7_1_0_log.out")
+
+    # a detached run: the runner is gone, so the files alone say pending (interrupted)
+    orphan = JobStatus("a", "pending", tmp_path, interrupted=True)
+    assert with_slurm(orphan, slurm("RUNNING")).state == "running"
+    queued = with_slurm(JobStatus("a", "pending", tmp_path), slurm("PENDING"))
+    assert (queued.state, queued.interrupted) == ("pending", False)
+    died = with_slurm(orphan, slurm("CANCELLED by 0"))
+    assert (died.state, died.error) == ("failed", "SLURM job 7_1 ended CANCELLED by 0 without "
+                                                  f"a result; log {tmp_path / '7_1_0_log.out'}")
+    done = JobStatus("a", "done", tmp_path)
+    assert with_slurm(done, slurm("COMPLETED")).state == "done"
+    assert with_slurm(orphan, slurm("UNKNOWN")).state == "pending"  # no SLURM to ask
+    assert with_slurm(orphan, None) == orphan
