@@ -139,9 +139,12 @@ class SlurmBackend(Backend):
         arrays = [group[start:start + self.max_array_size] for group in (full, partial)
                   for start in range(0, len(group), self.max_array_size)]
         # --max-parallel caps the whole submission: split arrays share it (each runs >= 1)
-        parallelism = max(1, self.max_parallel // len(arrays)) if self.max_parallel else None
-        for packs_of_array in arrays:
-            self._submit_array(packs_of_array, resources, parallelism)
+        for index, packs_of_array in enumerate(arrays):
+            share = None
+            if self.max_parallel:
+                share = max(1, self.max_parallel // len(arrays)
+                            + (index < self.max_parallel % len(arrays)))
+            self._submit_array(packs_of_array, resources, share)
 
     def _submit_array(self, packs: list[tuple[WorkUnit, ...]], resources: Resources,
                       parallelism: int | None) -> None:
@@ -187,13 +190,15 @@ class SlurmBackend(Backend):
         earlier: dict[str, Placement] = {}
         for unit in units:
             placement = self._earlier.get(unit.jobs[0].spec.job_id)
-            if placement is not None and placement.job_ids == _job_ids(unit):
+            if (placement is not None and placement.job_ids == _job_ids(unit)
+                    and not placement.result_file.exists()):  # one with a result has ended
                 earlier[unit.key] = placement
         queued = commands.queued({p.array_id for p in earlier.values()}) if earlier else {}
         fresh = []
         for unit in units:
             placement = earlier.get(unit.key)
-            if placement is None or not queued or placement.slurm_id not in queued:
+            if (placement is None or not queued
+                    or queued.get(placement.slurm_id) in (None, "COMPLETING")):
                 fresh.append(unit)
                 continue
             log.info("job %s is still %s as SLURM job %s: waiting for it", unit.key,
