@@ -278,8 +278,10 @@ class SlurmBackend(Backend):
         state = states.get(placement.slurm_id)
         said = state.state if state is not None and state.ended else "UNKNOWN (no sacct record)"
         info["slurm_state"] = said
+        last = _last_line(placement.error_log)
+        why = f" ({last})" if last else ""
         return Outcome(pending.unit, crash=f"SLURM job {placement.slurm_id} ended {said} without "
-                                           f"a result; log {placement.log}", info=info)
+                                           f"a result{why}; log {placement.log}", info=info)
 
     # -- stopping -------------------------------------------------------------------------------
     def cancel(self) -> None:
@@ -296,6 +298,19 @@ def _refreshed(folder: Path) -> Path:
     except OSError:  # not ours to chmod: the cache expires by itself
         pass
     return folder
+
+
+def _last_line(path: Path, limit: int = 200) -> str:
+    """The last line of a task's stderr that says something: often the reason it died."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4096))
+            lines = handle.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    said = [line.strip() for line in lines if line.strip()
+            and not line.startswith(("submitit ", "srun: got SIGCONT", "srun: forcing"))]
+    return said[-1][:limit] if said else ""
 
 
 def _job_ids(unit: WorkUnit) -> tuple[str, ...]:
