@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -51,17 +50,6 @@ def train(
     raise typer.Exit(0 if result.state == "done" else 1)
 
 
-@app.command()
-def strategies() -> None:
-    """List every target strategy with its parameters, defaults, valid ranges and source.
-
-    Example: tvo strategies
-    """
-    from runner.listing import print_strategies
-
-    print_strategies(console)
-
-
 BackendName = Enum("BackendName", {name: name for name in BACKENDS}, type=str)  # type: ignore[misc]
 DEFAULT_BACKEND = BackendName("ray")
 
@@ -99,7 +87,7 @@ def run(
 
     Exit code 0 when every job is done, 1 when some failed or diverged, 2 for bad input.
 
-    Example: tvo run quickstart seed=range(5) --max-parallel 2
+    Example: tvo run quickstart 'seed=range(5)' --max-parallel 2
     """
     from cluster.backends import BackendError
     from runner.grid import GridError
@@ -117,6 +105,8 @@ def run(
     if dry_run:
         print_plan(plan, console)
         raise typer.Exit(0)
+    import signal
+
     options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast,
                          detach=detach)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run like Ctrl-C
@@ -165,6 +155,17 @@ def grids() -> None:
     from runner.run_command import print_grids
 
     print_grids(console)
+
+
+@app.command()
+def strategies() -> None:
+    """List every target strategy with its parameters, defaults, valid ranges and source.
+
+    Example: tvo strategies
+    """
+    from runner.listing import print_strategies
+
+    print_strategies(console)
 
 
 def main() -> None:
