@@ -1,16 +1,15 @@
 """Checks of the dev SLURM cluster started by ``cluster/slurm/dev-cluster.sh up``.
 
-CI runs ``cluster/slurm/dev-cluster.sh up`` before pytest. Locally, when SLURM is not installed
-at all (no ``sinfo``), these tests skip; with ``CI`` set they fail instead, so a CI run that
-forgot to start the cluster cannot go green by skipping. A cluster started with ``--dir DIR``
-needs ``TVO_SLURM_DIR=DIR`` here too (the status test calls the script).
+The session fixture in conftest.py uses a running cluster or starts the dev cluster; without SLURM
+installed (no ``sinfo``) these tests skip locally, and with ``CI`` set they fail instead, so a CI
+run cannot go green by skipping. A cluster started with ``--dir DIR`` needs ``TVO_SLURM_DIR=DIR``
+here too (the status test calls the script).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -24,21 +23,9 @@ SCRIPT = REPO / "cluster" / "slurm" / "dev-cluster.sh"
 START_HINT = "start it with: bash cluster/slurm/dev-cluster.sh up"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
 @pytest.fixture(autouse=True, scope="module")
-def _require_slurm() -> None:
-    if shutil.which("sinfo") is None:
-        if _in_ci():
-            pytest.fail(f"CI is set but SLURM is not installed (no sinfo); {START_HINT}")
-        pytest.skip(f"SLURM is not installed (no sinfo); {START_HINT}")
-    # Installed but not running: fail at once with a clear message, rather than letting every
-    # test wait on client retries.
-    ping = run("scontrol", "ping", timeout=30)
-    if "UP" not in ping.stdout:
-        pytest.fail(f"slurmctld is not answering ({ping.stdout.strip()}); {START_HINT}")
+def _require_slurm(slurm_cluster: str) -> None:
+    """Every test here runs against the session's SLURM (see tests/conftest.py)."""
 
 
 def run(*cmd: str, timeout: float = 30, cwd: Path | None = None) -> subprocess.CompletedProcess:
