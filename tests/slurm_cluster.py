@@ -1,14 +1,9 @@
-"""Helpers for tests against the dev SLURM cluster (cluster/slurm/dev-cluster.sh).
-
-Locally, without SLURM installed (no `sinfo`), SLURM tests skip; with CI set they fail instead,
-so a CI run that forgot the cluster cannot go green by skipping.
-"""
+"""Helpers for tests against a real SLURM (conftest's `slurm_cluster` fixture provides one)."""
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -17,26 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "cluster" / "slurm" / "dev-cluster.sh"
-START_HINT = "start it with: bash cluster/slurm/dev-cluster.sh up"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def require_slurm() -> None:
-    if shutil.which("sinfo") is None:
-        if in_ci():
-            pytest.fail(f"CI is set but SLURM is not installed (no sinfo); {START_HINT}")
-        pytest.skip(f"SLURM is not installed (no sinfo); {START_HINT}")
-    ping = run("scontrol", "ping")
-    if "UP" not in ping.stdout:
-        pytest.fail(f"slurmctld is not answering ({ping.stdout.strip()}); {START_HINT}")
+SCRIPT = Path(__file__).resolve().parents[1] / "cluster" / "slurm" / "dev-cluster.sh"
 
 
 def run(*command: str, timeout: float = 60, env: Mapping[str, str] | None = None,

@@ -27,15 +27,15 @@ from jobs.train import run_job
 from runner.cli import app
 from runner.run import RunOptions, RunReport, run_grid
 from tests.backend_suite import BackendSuite, MakeBackend, metrics_without_timing
-from tests.slurm_cluster import current_shape, require_slurm, run, sacct_states, write_grid
+from tests.slurm_cluster import current_shape, run, sacct_states, write_grid
 from tests.slurm_entries import slow_entry
 
 pytestmark = pytest.mark.slurm
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _slurm_is_up() -> None:
-    require_slurm()
+def _slurm_is_up(slurm_cluster: str) -> None:
+    """A running SLURM (conftest starts the dev cluster when it is installed but stopped)."""
 
 
 @pytest.fixture

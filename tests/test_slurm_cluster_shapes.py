@@ -17,14 +17,13 @@ from typer.testing import CliRunner
 from cluster.slurm_records import RECORD_FILE, latest_placements
 from jobs import results
 from runner.cli import app
-from tests.slurm_cluster import Shape, cluster_shaped, require_slurm, sacct_states, write_grid
+from tests.slurm_cluster import Shape, cluster_shaped, sacct_states, write_grid
 
 pytestmark = pytest.mark.slurm
 
 
 @pytest.fixture(autouse=True, scope="module")
-def shape() -> Iterator[Shape]:
-    require_slurm()
+def shape(slurm_cluster: str) -> Iterator[Shape]:
     with cluster_shaped(gpus=2, max_array_size=2) as shaped:
         yield shaped
 
