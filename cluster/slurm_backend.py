@@ -194,11 +194,13 @@ class SlurmBackend(Backend):
                     and not placement.result_file.exists()):  # one with a result has ended
                 earlier[unit.key] = placement
         queued = commands.queued({p.array_id for p in earlier.values()}) if earlier else {}
+        if queued is None:  # submitting blind could train a job twice into one run dir
+            raise BackendError("squeue does not answer, so tvo cannot tell whether the SLURM "
+                               "jobs of an earlier run into this dir still run; try again")
         fresh = []
         for unit in units:
             placement = earlier.get(unit.key)
-            if (placement is None or not queued
-                    or queued.get(placement.slurm_id) in (None, "COMPLETING")):
+            if placement is None or queued.get(placement.slurm_id) in (None, "COMPLETING"):
                 fresh.append(unit)
                 continue
             log.info("job %s is still %s as SLURM job %s: waiting for it", unit.key,
@@ -223,7 +225,10 @@ class SlurmBackend(Backend):
         for pending in self._pending.values():
             folder = pending.placement.folder
             if folder not in listed:
-                listed[folder] = set(os.listdir(_refreshed(folder)))
+                try:
+                    listed[folder] = set(os.listdir(_refreshed(folder)))
+                except OSError:  # removed under us: its jobs can only end as dead
+                    listed[folder] = set()
         ready = [key for key, pending in self._pending.items()
                  if pending.placement.result_file.name in listed[pending.placement.folder]]
         now = time.monotonic()
