@@ -212,6 +212,25 @@ def test_detach_then_status_with_sacct(tmp_path: Path) -> None:
         assert "Job completed successfully" in placement.log.read_text()
 
 
+def test_a_rerun_waits_for_jobs_a_detached_run_left_queued(tmp_path: Path) -> None:
+    grid_dir = tmp_path / "again"
+    spec = tiny(0, epochs=3)
+    resources = Resources(cpus=1, timeout_min=5)
+
+    def run_once(detach: bool) -> RunReport:
+        backend = SlurmBackend(BackendSettings(
+            grid_dir=grid_dir, resources=resources, slurm={"result_grace_s": 1},
+            entry=functools.partial(slow_entry, seconds_per_epoch=2.0)))
+        return run_grid([spec], "again", grid_dir, backend, resources, RunOptions(detach=detach))
+
+    detached = run_once(detach=True)
+    assert (detached.exit_code, detached.detached) == (0, 1)
+    waited = run_once(detach=False)  # at once: the job is still queued or running in SLURM
+    assert (waited.exit_code, waited.counts.done) == (0, 1)
+    assert len(list((grid_dir / "slurm").iterdir())) == 1  # nothing was submitted again
+    assert results.read_status(grid_dir / "runs" / spec.job_id)["attempts"] == 1
+
+
 # -- submitting from inside a SLURM job ------------------------------------------------------------
 
 
