@@ -64,7 +64,8 @@ def run(
         show_default=False)] = None,
     backend: Annotated[BackendName, typer.Option(
         help="Where jobs run: ray (RAY_ADDRESS or --ray-address, else an embedded local Ray), "
-             "inline (one after another in this process)")] = DEFAULT_BACKEND,
+             "inline (one after another in this process), slurm (job arrays via submitit; "
+             "see the grid's resources and slurm sections)")] = DEFAULT_BACKEND,
     out: Annotated[Path, typer.Option(help="Output root; the grid writes OUT/<grid name>/")] = Path(
         "outputs"),
     max_parallel: Annotated[int | None, typer.Option(
@@ -82,6 +83,8 @@ def run(
     pack: Annotated[int | None, typer.Option(
         min=1, help="Train up to N compatible jobs together in one process, as one unit "
                     "(default: the grid's `pack`, else 1)", show_default=False)] = None,
+    detach: Annotated[bool, typer.Option(
+        help="Submit every job and exit without waiting (slurm); then `tvo status DIR`")] = False,
 ) -> None:
     """Run every job of a grid; finished jobs are skipped, interrupted ones resume.
 
@@ -100,6 +103,8 @@ def run(
         fail(str(exc))
     if ray_address and backend.value != "ray":
         fail(f"--ray-address is for --backend ray (got --backend {backend.value})")
+    if detach and backend.value != "slurm":
+        fail(f"--detach is for --backend slurm: jobs on {backend.value} end with this process")
     pack = pack or plan.grid.pack or 1
     if dry_run:
         print_plan(plan, console, pack)
@@ -107,7 +112,7 @@ def run(
     import signal
 
     options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast,
-                         pack=pack)
+                         pack=pack, detach=detach)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run like Ctrl-C
     try:
         code = execute(plan, backend.value, options, ray_address, console)
@@ -130,6 +135,7 @@ def status(
     """Count a grid's jobs by state and list failed ones with their error and log path.
 
     Reads only files, so it works during a run, after a crash, and on a grid another machine ran.
+    Jobs sent to SLURM also show SLURM's state and job id (squeue and sacct, where available).
 
     Example: tvo status outputs/quickstart
     """

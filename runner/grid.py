@@ -173,7 +173,7 @@ def load_grid(ref: str, overrides: Sequence[str] = ()) -> Grid:
     return Grid(
         name=name, source=label, description=description.strip(), base=base, sweeps=sweeps,
         resources=_read_resources(label, resources),
-        slurm=_mapping(label, content, "slurm", "slurm: {partition: debug}"),
+        slurm=_read_slurm(label, _mapping(label, content, "slurm", "slurm: {partition: debug}")),
         pack=_read_pack(label, content.get("pack")),
     )
 
@@ -244,6 +244,17 @@ def _read_override(word: str) -> tuple[str, list[Any]]:
     except SweepError as exc:
         raise GridError(str(exc)) from None
     return key, [_coerce(word, key, value, dotted=False) for value in values]
+
+
+def _read_slurm(label: str, section: dict[str, Any]) -> dict[str, Any]:
+    """Checked whatever the backend, so a misspelt key shows before a grid reaches SLURM."""
+    from cluster.slurm_settings import SlurmSettings, SlurmSettingsError
+
+    try:
+        SlurmSettings.read(section)
+    except SlurmSettingsError as exc:
+        raise GridError(f"{label}: {exc}") from None
+    return section
 
 
 def _read_resources(label: str, values: Mapping[str, Any]) -> Resources:

@@ -35,6 +35,7 @@ class RunOptions:
     lease_s: float = DEFAULT_LEASE_S
     poll_s: float = 1.0  # how often to look at jobs another runner holds
     pack: int = 1  # up to this many compatible jobs train together as one unit (jobs.pack)
+    detach: bool = False  # submit every pending job at once and return; the cluster runs them
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,12 @@ class RunReport:
     problems: list[JobEnd]  # failed and diverged jobs, in the order they ended
     not_started: int = 0  # left pending by --fail-fast
     lost_claims: list[str] = field(default_factory=list)
+    detached: int = 0  # jobs --detach left running on the cluster
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.counts.done + self.counts.cancelled == self.counts.total else 1
+        ok = self.counts.done + self.counts.cancelled + self.detached
+        return 0 if ok == self.counts.total else 1
 
 
 Listener = Callable[[Counts, "JobEnd | None"], None]  # progress: counts, and the job that ended
@@ -100,7 +103,8 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
             backend.cancel()
             raise
         lost = [path.name for path in book.lost]
-    return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost)
+    return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost,
+                     driver.detached)
 
 
 class _Driver:
@@ -125,6 +129,7 @@ class _Driver:
         self.dispatches: Counter[str] = Counter()
         self.stop_launching = False
         self.not_started = 0
+        self.detached = 0
         for job_id, request in self.requests.items():
             path = Path(request.run_dir)
             if results.is_finished(path):
@@ -138,6 +143,13 @@ class _Driver:
 
     def loop(self) -> None:
         self.listener(self.counts, None)
+        if self.options.detach:  # all at once: the cluster's queue and its %max_parallel pace it
+            self._dispatch(max(len(self.queue), 1))
+            self.detached = sum(len(unit.jobs) for unit in self.in_flight.values())
+            self.not_started = len(self.queue) + len(self.deferred)
+            self.counts.ended_at = time.perf_counter()
+            self.listener(self.counts, None)
+            return
         window = (self.options.max_parallel or self.backend.capacity(self.resources)
                   or max(len(self.queue), 1))
         stream: Iterator[Outcome] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cluster.backends import BackendSettings, make_backend
+from jobs import results
 from jobs.spec import JobSpec
 from runner import outdir
 from runner.grid import Grid, GridError, expand, load_grid, shipped_grids
@@ -123,6 +125,9 @@ def print_report(report: RunReport, console: Console) -> None:
     for end in report.problems:
         say(console, f"{end.state} {end.job_id}: {end.error or ''}")
         say(console, f"  log: {end.log}")
+    if report.detached:
+        say(console, f"detached: {report.detached} jobs submitted; follow them with `tvo status "
+                     f"{report.grid_dir}`; the same `tvo run` again waits for them")
     say(console, f"results in {report.grid_dir}")
 
 
@@ -134,9 +139,29 @@ def print_status(status: GridStatus, console: Console) -> None:
         line += (f" ({status.interrupted} interrupted: their runner is gone; "
                  "`tvo run` resumes them from their checkpoint)")
     say(console, line)
+    print_slurm_jobs(status, console)
     for job in status.problems:
         say(console, f"{job.state} {job.job_id}: {job.error or ''}")
         say(console, f"  log: {job.log}")
+
+
+SLURM_ROWS = 20  # a big grid's table would bury the counts: the rest is on disk
+
+
+def print_slurm_jobs(status: GridStatus, console: Console) -> None:
+    """SLURM's states, and each job's SLURM job id, unfinished ones first."""
+    in_slurm = [job for job in status.jobs if job.slurm is not None]
+    if not in_slurm:
+        return
+    states = Counter(job.slurm.state.split()[0] for job in in_slurm if job.slurm is not None)
+    say(console, "SLURM: " + " · ".join(f"{state} {count}" for state, count in states.items()))
+    in_slurm.sort(key=lambda job: job.state == results.DONE)
+    for job in in_slurm[:SLURM_ROWS]:
+        assert job.slurm is not None
+        say(console, f"  {job.job_id}  {job.slurm.slurm_id}  {job.slurm.state}  {job.slurm.log}")
+    if len(in_slurm) > SLURM_ROWS:
+        say(console, f"  ... and {len(in_slurm) - SLURM_ROWS} more (see "
+                     f"{status.grid_dir / 'slurm'}/*/submission.json)")
 
 
 def print_grids(console: Console) -> None:

@@ -5,15 +5,19 @@ A job's state is what its status.json says, with two readings of `running`:
 - running, but its runner is gone (killed, or its host died): pending, marked interrupted; the
   next `tvo run` resumes it from its last checkpoint.
 A job with no status.json is pending. `done` and `diverged` also need metrics.parquet.
+A job submitted to SLURM (its grid dir has submission records) is read with SLURM's state too:
+queued in SLURM is pending or running whatever the claims say (a detached run has no runner),
+and a SLURM job that ended without the job finishing on disk is failed, with SLURM's state.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cluster.claims import current_holder
+from cluster.slurm_status import SlurmJob, slurm_jobs
 from jobs import results
 from runner.outdir import job_ids, run_dir
 
@@ -28,6 +32,7 @@ class JobStatus:
     run_dir: Path
     error: str | None = None
     interrupted: bool = False  # was running when its runner died
+    slurm: SlurmJob | None = None  # its latest SLURM job, when it was submitted to SLURM
 
     @property
     def log(self) -> Path:
@@ -71,5 +76,21 @@ def job_status(job_id: str, path: Path) -> JobStatus:
 
 def grid_status(grid_dir: Path) -> GridStatus:
     """Every job listed in the dir's jobs.parquet with its current state."""
-    return GridStatus(grid_dir, [job_status(job_id, run_dir(grid_dir, job_id))
+    in_slurm = slurm_jobs(grid_dir)
+    return GridStatus(grid_dir, [with_slurm(job_status(job_id, run_dir(grid_dir, job_id)),
+                                            in_slurm.get(job_id))
                                  for job_id in job_ids(grid_dir)])
+
+
+def with_slurm(job: JobStatus, slurm: SlurmJob | None) -> JobStatus:
+    """Add SLURM's word where the files alone cannot tell how the job stands."""
+    if slurm is None:
+        return job
+    state, error, interrupted = job.state, job.error, job.interrupted
+    if state in (results.PENDING, results.RUNNING):
+        if slurm.queued:
+            state = results.PENDING if slurm.pending else results.RUNNING
+            interrupted = False
+        elif slurm.ended:
+            state, error, interrupted = results.FAILED, slurm.died_message(), False
+    return replace(job, state=state, error=error, interrupted=interrupted, slurm=slurm)

@@ -1,0 +1,203 @@
+"""Unit tests of the SLURM backend's pure parts: the settings table, GPU pinning, requeue rule,
+SLURM output parsing, the clean client environment and the submission records. No cluster."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster import slurm_commands as commands
+from cluster.base import Resources, WorkUnit
+from cluster.slurm_records import Placement, latest_placements, new_folder, write_record
+from cluster.slurm_settings import (
+    PARAMETERS,
+    SLURM_KEYS,
+    Layout,
+    SlurmSettings,
+    SlurmSettingsError,
+    signal_delay,
+)
+from cluster.slurm_task import UnitTasks, pin_gpus, timed_out
+from jobs import results
+from jobs.entry import JobRequest
+from jobs.spec import JobSpec
+
+
+def test_unknown_slurm_key_lists_the_valid_ones() -> None:
+    with pytest.raises(SlurmSettingsError) as caught:
+        SlurmSettings.read({"partitoin": "gpu"})
+    assert str(caught.value) == (
+        "slurm: unknown key 'partitoin' (did you mean 'partition'?); valid keys: "
+        + ", ".join(SLURM_KEYS))
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"partition": 3}, "slurm.partition got 3; expected text"),
+    ({"exclusive": "yes"}, "slurm.exclusive got 'yes'; expected true or false"),
+    ({"max_num_timeout": True}, "slurm.max_num_timeout got True; expected an integer"),
+    ({"result_grace_s": -1}, "slurm.result_grace_s got -1; expected a number >= 0"),
+    ({"setup": ["module load cuda", 3]},
+     'slurm.setup must be a list of strings, e.g. setup: ["module load cuda"]'),
+    ({"additional_parameters": ["reservation=x"]},
+     "slurm.additional_parameters got ['reservation=x']; expected a mapping"),
+])
+def test_bad_slurm_values(section: dict, message: str) -> None:
+    with pytest.raises(SlurmSettingsError) as caught:
+        SlurmSettings.read(section)
+    assert str(caught.value) == message
+
+
+def test_one_table_maps_every_key_to_submitit() -> None:
+    import submitit
+
+    valid = set(submitit.SlurmExecutor._valid_parameters()) | {"max_num_timeout", "python"}
+    for key, (parameter, _, _) in PARAMETERS.items():
+        if parameter is not None:
+            assert parameter.startswith("slurm_")
+            assert parameter.removeprefix("slurm_") in valid, key
+
+
+def test_executor_parameters_for_a_plain_job() -> None:
+    settings = SlurmSettings.read({"partition": "gpu", "account": "lab", "qos": "high",
+                                   "constraint": "a100",
+                                   "additional_parameters": {"reservation": "r1"}})
+    resources = Resources(cpus=4, gpus=1, mem_gb=1.5, timeout_min=120)
+    assert settings.executor_parameters(resources, 1, "sweep", array_parallelism=8) == {
+        "job_name": "tvo-sweep", "nodes": 1, "signal_delay_s": 90, "cpus_per_task": 4,
+        "gpus_per_node": 1, "ntasks_per_node": 1, "mem": "1536MB", "time": 120,
+        "array_parallelism": 8, "partition": "gpu", "account": "lab", "qos": "high",
+        "constraint": "a100", "additional_parameters": {"reservation": "r1"},
+    }
+
+
+def test_packing_takes_gpus_and_memory_for_every_task() -> None:
+    resources = Resources(cpus=2, mem_gb=4, timeout_min=30, gpus_per_node=4, jobs_per_node=4)
+    assert Layout.of(resources) == Layout(units_per_job=4, gpus_per_task=1)
+    parameters = SlurmSettings().executor_parameters(resources, 4, "g")
+    assert (parameters["gpus_per_node"], parameters["ntasks_per_node"], parameters["mem"],
+            parameters["cpus_per_task"]) == (4, 4, "16384MB", 2)
+    partial = SlurmSettings().executor_parameters(resources, 3, "g")
+    assert (partial["gpus_per_node"], partial["ntasks_per_node"]) == (3, 3)
+
+
+def test_packing_rules() -> None:
+    assert Layout.of(Resources(gpus_per_node=8, jobs_per_node=4)).gpus_per_task == 2
+    assert Layout.of(Resources(jobs_per_node=3)) == Layout(3, 0)  # CPU packs
+    with pytest.raises(SlurmSettingsError, match="^resources.gpus_per_node=3 does not split "
+                                                 "evenly into resources.jobs_per_node=2 tasks"):
+        Layout.of(Resources(gpus_per_node=3, jobs_per_node=2))
+    with pytest.raises(SlurmSettingsError, match="^resources.gpus=2 per job, but "
+                                                 "gpus_per_node/jobs_per_node gives each job 1"):
+        Layout.of(Resources(gpus=2, gpus_per_node=2, jobs_per_node=2))
+
+
+def test_signal_delay_fits_short_time_limits() -> None:
+    assert signal_delay(120, None) == 90  # submitit's default where it fits
+    assert signal_delay(1, None) == 15  # a quarter of a 1-minute limit, not 90 s
+    assert signal_delay(4, None) == 60
+    assert signal_delay(1, 20) == 20
+    with pytest.raises(SlurmSettingsError, match=r"^slurm.signal_delay_s=60 is not below the "
+                                                 r"time limit \(resources.timeout_min=1 = 60 s\)"):
+        signal_delay(1, 60)
+
+
+def test_timed_out_tells_time_limits_from_preemption() -> None:
+    # a 5-minute job signalled 75 s before its end: a time-out; early on: a preemption
+    assert timed_out(225, 300, 75)
+    assert timed_out(200, 300, 75)  # within the slack of SLURM's timer
+    assert not timed_out(60, 300, 75)
+    assert not timed_out(10_000, 0, 0)  # no limit known
+
+
+def tiny_request(tmp_path: Path, seed: int = 0) -> JobRequest:
+    spec = JobSpec.from_dict({"dataset": "digits", "hidden": [8], "epochs": 1, "seed": seed})
+    return JobRequest(spec, str(tmp_path / "runs" / spec.job_id), "g")
+
+
+def test_checkpoint_requeues_unless_a_time_limit_passed_without_progress(tmp_path: Path) -> None:
+    import submitit
+
+    request = tiny_request(tmp_path)
+    tasks = UnitTasks((WorkUnit((request,)),), threads=1, time_limit_s=60, signal_delay_s=15)
+    tasks.started = time.time() - 50  # signalled 50 s into a 60 s limit: the time-out warning
+    with pytest.raises(RuntimeError, match="^no epoch checkpoint was saved within the time "
+                                           "limit of 1 min, so a requeue would start from"):
+        tasks.checkpoint()
+    run_dir = Path(request.run_dir)
+    run_dir.mkdir(parents=True)
+    (run_dir / results.CHECKPOINT_FILE).write_bytes(b"saved during this attempt")
+    requeued = tasks.checkpoint()
+    assert isinstance(requeued, submitit.helpers.DelayedSubmission)
+    assert requeued.function is tasks
+    os.utime(run_dir / results.CHECKPOINT_FILE, (time.time() - 100, time.time() - 100))
+    tasks.started = time.time() - 5  # a preemption early on: requeued, progress or not
+    assert isinstance(tasks.checkpoint(), submitit.helpers.DelayedSubmission)
+
+
+def test_pin_gpus_gives_each_task_its_own() -> None:
+    environ = {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    assert pin_gpus(1, 1, environ) == "1"
+    assert pin_gpus(1, 2, {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}) == "6,7"
+    assert pin_gpus(0, 1, {"CUDA_VISIBLE_DEVICES": "3"}) == "3"  # bound per task already
+    with pytest.raises(RuntimeError, match="^task 0 needs 1 GPUs, but the job sees "
+                                           "CUDA_VISIBLE_DEVICES=''"):
+        pin_gpus(0, 1, {})
+
+
+def test_expand_ids_and_reason() -> None:
+    assert commands.expand_ids("12_[3-5,8%2]") == ["12_3", "12_4", "12_5", "12_8"]
+    assert commands.expand_ids("12_[0-1]") == ["12_0", "12_1"]
+    assert commands.expand_ids("12_4") == ["12_4"]
+    assert commands.expand_ids("13") == ["13"]
+    assert commands.reason("sbatch: error: invalid partition specified: x\n"
+                           "sbatch: error: Batch job submission failed: Invalid partition name "
+                           "specified\n") == "Invalid partition name specified"
+    assert commands.reason("allocation failure: Requested node configuration is not "
+                           "available\n") == "Requested node configuration is not available"
+
+
+def test_client_environment_drops_the_surrounding_job() -> None:
+    inside = {"PATH": "/bin", "SLURM_JOB_ID": "7", "SLURM_MEM_PER_CPU": "500",
+              "SLURM_CONF": "/etc/slurm/slurm.conf", "SBATCH_PARTITION": "x", "SRUN_CPUS": "2"}
+    assert commands.client_environment(inside) == {"PATH": "/bin",
+                                                   "SLURM_CONF": "/etc/slurm/slurm.conf"}
+    outside = {"PATH": "/bin", "SBATCH_ACCOUNT": "lab"}  # the user's own choice: kept
+    assert commands.client_environment(outside) == outside
+
+
+def test_records_newest_run_wins(tmp_path: Path) -> None:
+    first, second = new_folder(tmp_path), new_folder(tmp_path)
+    assert first != second and first.parent == second.parent == tmp_path / "slurm"
+    write_record(first, [Placement(first, "5_0", 0, ("a",)), Placement(first, "5_1", 0, ("b",))],
+                 {})
+    write_record(second, [Placement(second, "9", 1, ("b",))], {})
+    placements = latest_placements(tmp_path)
+    assert placements["a"] == Placement(first, "5_0", 0, ("a",))
+    assert placements["b"].slurm_id == "9" and placements["b"].array_id == "9"
+    assert placements["b"].log == second / "9_1_log.out"
+    assert latest_placements(tmp_path / "nothing") == {}
+
+
+def test_status_reads_slurm_where_the_files_cannot_tell(tmp_path: Path) -> None:
+    from cluster.slurm_status import SlurmJob
+    from runner.status import JobStatus, with_slurm
+
+    def slurm(state: str) -> SlurmJob:
+        return SlurmJob("a", "7_1", 0, state, tmp_path / "7_1_0_log.out")
+
+    # a detached run: the runner is gone, so the files alone say pending (interrupted)
+    orphan = JobStatus("a", "pending", tmp_path, interrupted=True)
+    assert with_slurm(orphan, slurm("RUNNING")).state == "running"
+    queued = with_slurm(JobStatus("a", "pending", tmp_path), slurm("PENDING"))
+    assert (queued.state, queued.interrupted) == ("pending", False)
+    died = with_slurm(orphan, slurm("CANCELLED by 0"))
+    assert (died.state, died.error) == ("failed", "SLURM job 7_1 ended CANCELLED by 0 without "
+                                                  f"a result; log {tmp_path / '7_1_0_log.out'}")
+    done = JobStatus("a", "done", tmp_path)
+    assert with_slurm(done, slurm("COMPLETED")).state == "done"
+    assert with_slurm(orphan, slurm("UNKNOWN")).state == "pending"  # no SLURM to ask
+    assert with_slurm(orphan, None) == orphan
