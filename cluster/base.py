@@ -58,15 +58,30 @@ class Backend(ABC):
 
     @abstractmethod
     def submit(self, units: Sequence[WorkUnit], resources: Resources) -> None:
-        """Start (or queue) the units; returns at once for cluster backends."""
+        """Start (or queue) the units; returns at once for cluster backends.
+
+        The runner calls submit again whenever a slot frees up, between outcomes.
+        """
 
     @abstractmethod
     def outcomes(self) -> Iterator[Outcome]:
-        """Yield an Outcome for each submitted unit as it completes, in completion order."""
+        """Yield an Outcome for each submitted unit as it completes, in completion order.
+
+        The runner may stop iterating after any outcome and call outcomes() afresh after the
+        next submit: each call yields the submitted units not yielded before.
+        """
+
+    def capacity(self, resources: Resources) -> int | None:
+        """How many units of this size run at once; None when the backend cannot tell."""
+        return None
+
+    def describe(self) -> str:
+        """One line for the user: where the units run."""
+        return self.name
 
     @abstractmethod
     def cancel(self) -> None:
         """Stop every unit still queued or running; their jobs keep their last checkpoint."""
 
-    def close(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing)
+    def close(self) -> None:  # noqa: B027 - optional: most backends start nothing
         """Release what the backend started (an embedded Ray, for example)."""

@@ -1,0 +1,223 @@
+"""Per-job claims: two runners on one output dir never run the same job twice.
+
+The rule:
+- The runner that dispatches a job claims it first, and holds the claim until the job's outcome
+  is recorded (then it releases it). The worker that trains the job, wherever it runs, takes
+  no claim: the dispatching runner answers for it.
+- A claim is a file `runs/<job_id>/claim-<n>`. It is written under a temporary name and then
+  hard-linked to its final name; a link fails when the name exists, so exactly one runner wins
+  each generation n, on a local disk and on NFS alike.
+- A claim is live while its runner lives. On the runner's own host: while the runner's process
+  exists (pid and process start time, so a reused pid does not count). Seen from another host:
+  while its lease is fresh; the runner touches the file every lease/4 seconds (lease 60 s by
+  default), so a runner on a host that died frees its jobs one lease later.
+- A released or stale claim (dead process, expired lease) is taken over by creating generation
+  n+1; the winner deletes the older generations. Claims are never deleted while they are the
+  newest, so a slow runner can never recreate a generation that was already won.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CLAIM_PREFIX = "claim-"
+DEFAULT_LEASE_S = 60.0
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A claim as read from its file: who holds a job, and whether that runner still lives."""
+
+    path: Path
+    generation: int
+    runner: str = ""
+    host: str = ""
+    pid: int = 0
+    pid_start: str = ""
+    lease_s: float = DEFAULT_LEASE_S
+    released: bool = False
+    heartbeat: float = 0.0  # the file's mtime, touched by the holder
+
+    def is_live(self, now: float | None = None) -> bool:
+        if self.released or not self.runner:
+            return False
+        if self.host == socket.gethostname():
+            return process_start(self.pid) == self.pid_start
+        return (now if now is not None else time.time()) - self.heartbeat <= self.lease_s
+
+    def describe(self) -> str:
+        return f"runner {self.host}:{self.pid}"
+
+
+def process_start(pid: int) -> str | None:
+    """A process's start time (clock ticks since boot) or None when it does not exist.
+
+    Start time tells a live runner from an unrelated process that reused its pid. Where there
+    is no /proc, existence alone counts.
+    """
+    if pid <= 0:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[19]  # field 22 of stat(5); the two before it were cut off with ")"
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return ""
+
+
+def generations(run_dir: Path) -> list[int]:
+    found = []
+    try:
+        names = os.listdir(run_dir)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        if name.startswith(CLAIM_PREFIX) and name[len(CLAIM_PREFIX):].isdigit():
+            found.append(int(name[len(CLAIM_PREFIX):]))
+    return sorted(found)
+
+
+def claim_path(run_dir: Path, generation: int) -> Path:
+    return run_dir / f"{CLAIM_PREFIX}{generation}"
+
+
+def read_holder(run_dir: Path, generation: int) -> Holder:
+    """The claim of one generation; an unreadable or vanished one reads as released."""
+    path = claim_path(run_dir, generation)
+    try:
+        content: dict[str, Any] = json.loads(path.read_text())
+        heartbeat = path.stat().st_mtime
+    except (OSError, ValueError):
+        return Holder(path, generation, released=True)
+    return Holder(path, generation, runner=str(content.get("runner", "")),
+                  host=str(content.get("host", "")), pid=int(content.get("pid", 0)),
+                  pid_start=str(content.get("pid_start", "")),
+                  lease_s=float(content.get("lease_s", DEFAULT_LEASE_S)),
+                  released=bool(content.get("released", False)), heartbeat=heartbeat)
+
+
+def current_holder(run_dir: Path) -> Holder | None:
+    """The newest claim on a job, or None when nobody ever claimed it."""
+    found = generations(run_dir)
+    return read_holder(run_dir, found[-1]) if found else None
+
+
+def _link_new(path: Path, content: dict[str, Any]) -> bool:
+    """Create `path` with `content` atomically; False when it already exists."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(content, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
+class ClaimBook:
+    """The claims one runner holds, kept alive by a heartbeat thread while the book is open."""
+
+    def __init__(self, lease_s: float = DEFAULT_LEASE_S) -> None:
+        self.lease_s = lease_s
+        self.runner = uuid.uuid4().hex
+        self._identity = {"runner": self.runner, "host": socket.gethostname(),
+                          "pid": os.getpid(), "pid_start": process_start(os.getpid()) or "",
+                          "lease_s": lease_s}
+        self._held: dict[Path, Path] = {}  # run dir -> claim file
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="tvo-claims", daemon=True)
+        self.lost: list[Path] = []  # claims another runner took over (we were thought dead)
+
+    def __enter__(self) -> ClaimBook:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.release_all()
+
+    def acquire(self, run_dir: Path) -> Holder | None:
+        """Claim a job: None when this runner now holds it, else the live runner that does."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            found = generations(run_dir)
+            generation = 0
+            if found:
+                holder = read_holder(run_dir, found[-1])
+                if holder.runner == self.runner and not holder.released:
+                    return None
+                if holder.is_live():
+                    return holder
+                generation = found[-1] + 1
+            path = claim_path(run_dir, generation)
+            content = {**self._identity, "claimed_at": time.time(), "released": False}
+            if _link_new(path, content):
+                with self._lock:
+                    self._held[run_dir] = path
+                for older in found:
+                    claim_path(run_dir, older).unlink(missing_ok=True)
+                return None
+            # another runner won this generation at the same moment: look again
+
+    def release(self, run_dir: Path) -> None:
+        """Mark the claim released, so the next runner takes the job without waiting."""
+        with self._lock:
+            path = self._held.pop(run_dir, None)
+        if path is None:
+            return
+        try:
+            content = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        if content.get("runner") != self.runner:
+            return
+        content["released"] = True
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(content, handle)
+        os.replace(tmp, path)
+
+    def release_all(self) -> None:
+        with self._lock:
+            run_dirs = list(self._held)
+        for run_dir in run_dirs:
+            self.release(run_dir)
+
+    def holds(self, run_dir: Path) -> bool:
+        with self._lock:
+            return run_dir in self._held
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease_s / 4):
+            with self._lock:
+                held = list(self._held.items())
+            for run_dir, path in held:
+                try:
+                    os.utime(path)
+                except FileNotFoundError:  # a newer generation replaced ours
+                    with self._lock:
+                        if self._held.pop(run_dir, None) is not None:
+                            self.lost.append(run_dir)
