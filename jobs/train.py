@@ -13,7 +13,7 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +30,7 @@ from jobs.models import activate, build_model, weight_parameters
 from jobs.optim import build_optimizer, build_scheduler, current_lr, step_scheduler
 from jobs.spec import JobSpec
 from jobs.strategies import StrategyContext, TargetStrategy, make_strategy
+from jobs.tensorboard import TensorBoardLog
 
 log = logging.getLogger("tvo.job")
 
@@ -52,6 +53,14 @@ class Diverged(Exception):
     """The loss or a metric became NaN or infinite."""
 
 
+class Cancelled(Exception):
+    """A cancel request (the run dir's cancel file) stopped the job after `epoch`."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"cancelled after epoch {epoch}")
+        self.epoch = epoch
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -61,10 +70,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
-            threads: int | None = None, progress: Progress | None = None) -> JobResult:
+            threads: int | None = None, progress: Progress | None = None,
+            tensorboard: bool = False, swept_keys: Sequence[str] = ()) -> JobResult:
     """Train `spec` in `run_dir`, resuming from its checkpoint; never raises for job errors.
 
-    A job already finished is not trained again: its recorded result is returned.
+    A job already finished is not trained again: its recorded result is returned. While the run
+    dir holds a cancel file (results.CANCEL_FILE), the job does not start, or stops at the end
+    of the current epoch with that epoch checkpointed, and ends `cancelled`; a later call
+    without the file resumes it. `tensorboard` also writes each evaluated epoch as TensorBoard
+    scalars under run_dir/tensorboard, with `swept_keys` (the settings its grid sweeps) as the
+    HParams that tell the jobs of a grid apart.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +90,8 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
     results.remove_partial_writes(run_dir)
     results.write_spec(run_dir, spec, grid)
     previous = results.read_status(run_dir)
+    if results.cancel_requested(run_dir):
+        return _cancelled_before_start(spec, run_dir, previous)
     status: dict[str, Any] = {
         "job_id": spec.job_id,
         "state": results.RUNNING,
@@ -89,6 +106,15 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
     handler = _attach_log(run_dir)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    stopped_after: int | None = None  # the epoch a cancel request stopped the job after
+    board = TensorBoardLog(run_dir, spec, grid, swept_keys) if tensorboard else None
+
+    def report(epoch: int, epochs: int, row: dict[str, Any]) -> None:
+        if board is not None:
+            board.write(row)
+        if progress is not None:
+            progress(epoch, epochs, row)
+
     try:
         if threads:
             torch.set_num_threads(threads)
@@ -99,11 +125,15 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
         state = results.DONE
         error = None
         try:
-            _train(spec, run_dir, device, rows, progress)
+            _train(spec, run_dir, device, rows, report)
         except Diverged as exc:
             state, error = results.DIVERGED, str(exc)
             log.warning("diverged: %s", exc)
-        results.write_metrics(run_dir, spec, grid, rows)
+        except Cancelled as exc:  # unfinished: no metrics.parquet, the checkpoint has the rows
+            state, stopped_after = results.CANCELLED, exc.epoch
+            log.info("%s (cancel request: %s)", exc, run_dir / results.CANCEL_FILE)
+        if state != results.CANCELLED:
+            results.write_metrics(run_dir, spec, grid, rows)
         status.update(state=state, error=error)
     except Exception as exc:  # a failed job is a result, not a crash of the grid
         error = f"{type(exc).__name__}: {exc}"
@@ -111,9 +141,12 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
         log.error("failed: %s\n%s", error, status["traceback"])
     finally:
         final = rows[-1] if rows else {}
+        epochs_done = stopped_after if stopped_after is not None else int(final.get("epoch", 0))
         status.update(finished_at=_now(), seconds=round(time.perf_counter() - started, 3),
-                      epochs_done=int(final.get("epoch", 0)), test_acc=final.get("test_acc"))
+                      epochs_done=epochs_done, test_acc=final.get("test_acc"))
         results.write_status(run_dir, status)
+        if board is not None:
+            board.close()
         _detach_log(handler)
     return JobResult(spec.job_id, status["state"], str(run_dir), status.get("error"),
                      status["epochs_done"], status["test_acc"])
@@ -154,17 +187,22 @@ def _train(spec: JobSpec, run_dir: Path, device: torch.device, rows: list[dict[s
             if not math.isfinite(train_loss):
                 rows.append(_row_without_eval(epoch, train_loss, optimizer, seconds, n))
                 raise Diverged(f"training loss became {train_loss} in epoch {epoch}")
-            if epoch % spec.eval_every and epoch != spec.epochs:
-                continue
-            row = _evaluate(spec, model, strategy, data, epoch=epoch, optimizer=optimizer)
-            row.update(train_loss=train_loss, train_acc=train_acc, epoch_seconds=seconds,
-                       samples_per_second=n / seconds if seconds > 0 else None)
-            rows.append(row)
-            _report(row, spec, progress)
-            if not math.isfinite(row["test_loss"]):
-                raise Diverged(f"test loss became {row['test_loss']} in epoch {epoch}")
-            checkpoints.save(epoch=epoch, rows=rows, model=model, optimizer=optimizer,
-                             scheduler=scheduler, strategy=strategy, order=order)
+            evaluated = epoch % spec.eval_every == 0 or epoch == spec.epochs
+            if evaluated:
+                row = _evaluate(spec, model, strategy, data, epoch=epoch, optimizer=optimizer)
+                row.update(train_loss=train_loss, train_acc=train_acc, epoch_seconds=seconds,
+                           samples_per_second=n / seconds if seconds > 0 else None)
+                rows.append(row)
+                _report(row, spec, progress)
+                if not math.isfinite(row["test_loss"]):
+                    raise Diverged(f"test loss became {row['test_loss']} in epoch {epoch}")
+            # one stat per epoch; an epoch between evaluations is checkpointed before stopping
+            stopping = epoch < spec.epochs and results.cancel_requested(run_dir)
+            if evaluated or stopping:
+                checkpoints.save(epoch=epoch, rows=rows, model=model, optimizer=optimizer,
+                                 scheduler=scheduler, strategy=strategy, order=order)
+            if stopping:
+                raise Cancelled(epoch)
     finally:
         checkpoints.close()
 
@@ -247,6 +285,16 @@ def _evaluate(spec: JobSpec, model: torch.nn.Module, strategy: TargetStrategy, d
     residual = getattr(model, "realisation_residual", None)
     row["ts_residual"] = float(residual()) if callable(residual) else None
     return row
+
+
+def _cancelled_before_start(spec: JobSpec, run_dir: Path,
+                            previous: dict[str, Any]) -> JobResult:
+    """A job whose cancel request came before it started: recorded as cancelled, not run."""
+    status = {**previous, "job_id": spec.job_id, "state": results.CANCELLED, "error": None,
+              "finished_at": _now(), "log": str(run_dir / results.LOG_FILE)}
+    results.write_status(run_dir, status)
+    return JobResult(spec.job_id, results.CANCELLED, str(run_dir), None,
+                     int(status.get("epochs_done", 0)), status.get("test_acc"))
 
 
 def _row_without_eval(epoch: int, train_loss: float, optimizer: torch.optim.Optimizer,
