@@ -2,7 +2,8 @@
 
 Ray is joined at RAY_ADDRESS or --ray-address when given; otherwise an embedded local Ray starts
 here and stops at close(). If the driver process dies (even by SIGKILL), the embedded Ray's
-raylet and GCS die with it (Ray ties them to the driver), and so do the workers running jobs.
+raylet and GCS die with it (Ray ties them to the driver); its workers would train on for about
+two seconds more, so each task watches its runner's claims and exits as soon as it is gone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from cluster.backends import BackendError, BackendSettings, UnitEntry, run_entry
 from cluster.base import Backend, Outcome, Resources, WorkUnit
+from cluster.claims import ClaimWatch
 from jobs.entry import JobRequest
 from jobs.train import JobResult
 
@@ -64,8 +66,11 @@ def _use_session_token() -> None:
 
 
 def start_ray(address: str | None = None, *, num_cpus: int | None = None,
-              temp_dir: Path | None = None) -> bool:
-    """Join Ray at `address` (or RAY_ADDRESS), else start an embedded one; True if started."""
+              temp_dir: Path | None = None) -> Path | None:
+    """Join Ray at `address` (or RAY_ADDRESS), else start an embedded one in `temp_dir`.
+
+    Returns the embedded Ray's temp dir, or None when an existing cluster was joined.
+    """
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
         _use_session_token()
@@ -77,7 +82,7 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
     try:
         if address is not None:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-            return False
+            return None
         temp_dir = temp_dir or ray_temp_dir()
         temp_dir.mkdir(parents=True, exist_ok=True)
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
@@ -86,13 +91,14 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
         where = f"at {address}" if address else "locally"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackendError(f"cannot start Ray {where}: {first_line}") from None
-    return True
+    return temp_dir
 
 
 def _run_unit_task(entry: UnitEntry | None, jobs: Sequence[JobRequest],
                    threads: int) -> list[JobResult]:
-    """What a Ray worker runs for one unit."""
-    return run_entry(entry, jobs, threads)
+    """What a Ray worker runs for one unit: stops at once if the runner that sent it dies."""
+    with ClaimWatch([Path(request.run_dir) for request in jobs]):
+        return run_entry(entry, jobs, threads)
 
 
 class RayBackend(Backend):
@@ -111,11 +117,15 @@ class RayBackend(Backend):
         self._pending: dict[Any, WorkUnit] = {}
         started = time.perf_counter()
         self.owns_ray = False
+        self._logs = ""
         if not ray.is_initialized():
             cpus = os.cpu_count() or 1
             if settings.max_parallel:  # room for the requested number of concurrent units
                 cpus = max(cpus, settings.max_parallel * settings.resources.cpus)
-            self.owns_ray = start_ray(settings.ray_address, num_cpus=cpus)
+            temp_dir = start_ray(settings.ray_address, num_cpus=cpus)
+            self.owns_ray = temp_dir is not None
+            if temp_dir is not None:
+                self._logs = f" (Ray's logs: {temp_dir / 'session_latest' / 'logs'})"
         self.start_seconds = time.perf_counter() - started
         self.cluster = ray.cluster_resources()
         self._task = ray.remote(_run_unit_task)
@@ -158,7 +168,7 @@ class RayBackend(Backend):
                 yield Outcome(unit, crash=_one_line(cause), info={"traceback": str(exc)})
                 continue
             except ray.exceptions.RayError as exc:  # the worker died, or the task was cancelled
-                yield Outcome(unit, crash=_one_line(exc),
+                yield Outcome(unit, crash=_one_line(exc) + self._logs,
                               info={"traceback": traceback.format_exc()})
                 continue
             yield Outcome(unit, tuple(results))

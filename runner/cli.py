@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cluster.backends import BACKENDS
 from runner.console import console, fail
 
 app = typer.Typer(
@@ -57,6 +60,104 @@ def strategies() -> None:
     from runner.listing import print_strategies
 
     print_strategies(console)
+
+
+BackendName = Enum("BackendName", {name: name for name in BACKENDS}, type=str)  # type: ignore[misc]
+DEFAULT_BACKEND = BackendName("ray")
+
+
+@app.command()
+def run(
+    grid: Annotated[str, typer.Argument(help="A grid file (YAML) or the name of a shipped grid "
+                                             "(see `tvo grids`)", show_default=False)],
+    settings: Annotated[list[str] | None, typer.Argument(
+        help="Overrides and sweeps after the grid: lr=0.1,0.5 seed=range(5) "
+             "strategy=onehot,fixed(c=0.9, nc=0.1) hidden=[64,64],[128]",
+        show_default=False)] = None,
+    backend: Annotated[BackendName, typer.Option(
+        help="Where jobs run: ray (RAY_ADDRESS or --ray-address, else an embedded local Ray), "
+             "inline (one after another in this process)")] = DEFAULT_BACKEND,
+    out: Annotated[Path, typer.Option(help="Output root; the grid writes OUT/<grid name>/")] = Path(
+        "outputs"),
+    max_parallel: Annotated[int | None, typer.Option(
+        min=1, help="At most this many jobs running at once (default: as many as the backend fits)",
+        show_default=False)] = None,
+    retries: Annotated[int, typer.Option(
+        min=0, help="Run a job again up to N times when it failed or its worker crashed")] = 0,
+    fail_fast: Annotated[bool, typer.Option(
+        help="Stop launching jobs after the first failure; running ones finish")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        help="Print the jobs the grid expands to and exit; writes nothing")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Join the Ray cluster at this address (default: RAY_ADDRESS, else start one)",
+        show_default=False)] = None,
+) -> None:
+    """Run every job of a grid; finished jobs are skipped, interrupted ones resume.
+
+    Exit code 0 when every job is done, 1 when some failed or diverged, 2 for bad input.
+
+    Example: tvo run quickstart seed=range(5) --max-parallel 2
+    """
+    from cluster.backends import BackendError
+    from runner.grid import GridError
+    from runner.run import RunOptions
+    from runner.run_command import execute, plan_run, print_plan
+
+    try:
+        plan = plan_run(grid, settings or [], out)
+    except GridError as exc:
+        fail(str(exc))
+    if ray_address and backend.value != "ray":
+        fail(f"--ray-address is for --backend ray (got --backend {backend.value})")
+    if dry_run:
+        print_plan(plan, console)
+        raise typer.Exit(0)
+    options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run like Ctrl-C
+    try:
+        code = execute(plan, backend.value, options, ray_address, console)
+    except BackendError as exc:
+        fail(str(exc))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    raise typer.Exit(code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command()
+def status(
+    grid_dir: Annotated[Path, typer.Argument(help="A grid's output dir, e.g. outputs/quickstart",
+                                             show_default=False)],
+) -> None:
+    """Count a grid's jobs by state and list failed ones with their error and log path.
+
+    Reads only files, so it works during a run, after a crash, and on a grid another machine ran.
+
+    Example: tvo status outputs/quickstart
+    """
+    from runner.outdir import OutDirError
+    from runner.run_command import print_status
+    from runner.status import grid_status
+
+    try:
+        state = grid_status(grid_dir)
+    except OutDirError as exc:
+        fail(str(exc))
+    print_status(state, console)
+
+
+@app.command()
+def grids() -> None:
+    """List the grids shipped with tvo, with their job count and what they compare.
+
+    Example: tvo grids
+    """
+    from runner.run_command import print_grids
+
+    print_grids(console)
 
 
 def main() -> None:

@@ -123,6 +123,9 @@ def read_grid_file(path: Path, label: str) -> dict[str, Any]:
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
+        tag = problem.rsplit(" ", 1)[-1]
+        problem = f"tag {tag} is not allowed (grid files are plain YAML: no object tags)"
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
     return f"{problem}{where}"
@@ -184,14 +187,15 @@ def _mapping(label: str, content: Mapping[str, Any], key: str, example: str) -> 
     return dict(value)
 
 
-def _coerce(where: str, key: Any, value: Any) -> Any:
+def _coerce(section: str, key: Any, value: Any, *, dotted: bool = True) -> Any:
+    """A setting's value in its type; errors name `section` (and `.key` for a bad value)."""
     fields = settings()
     if key not in fields:
-        raise GridError(f"{where}: {unknown_key_message(str(key))}")
+        raise GridError(f"{section}: {unknown_key_message(str(key))}")
     try:
         return coerce(fields[key], value)
     except SpecError as exc:
-        raise GridError(f"{where}: {exc}") from None
+        raise GridError(f"{section}.{key}: {exc}" if dotted else f"{section}: {exc}") from None
 
 
 def _read_base(label: str, base: Mapping[str, Any]) -> dict[str, Any]:
@@ -222,7 +226,7 @@ def _read_override(word: str) -> tuple[str, list[Any]]:
         key, values = parse_sweep(word)
     except SweepError as exc:
         raise GridError(str(exc)) from None
-    return key, [_coerce(word, key, value) for value in values]
+    return key, [_coerce(word, key, value, dotted=False) for value in values]
 
 
 def _read_resources(label: str, values: Mapping[str, Any]) -> Resources:

@@ -14,6 +14,10 @@ The rule:
 - A released or stale claim (dead process, expired lease) is taken over by creating generation
   n+1; the winner deletes the older generations. Claims are never deleted while they are the
   newest, so a slow runner can never recreate a generation that was already won.
+- The workers of a runner that died must not write on: a worker watches its runner's claims
+  (ClaimWatch) and exits within WATCH_INTERVAL_S once a claim is superseded, released, held by a
+  process gone from this host, or not renewed for 3/4 of its lease. A runner that took a claim
+  over waits TAKEOVER_GRACE_S before dispatching the job, so those workers are gone by then.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ from typing import Any
 
 CLAIM_PREFIX = "claim-"
 DEFAULT_LEASE_S = 60.0
+WATCH_INTERVAL_S = 0.25
+TAKEOVER_GRACE_S = 4 * WATCH_INTERVAL_S
+WORKER_LEASE_FRACTION = 0.75  # a worker gives up before anyone may take its job over
+WATCH_EXIT_CODE = 75  # a worker that stopped because its runner is gone
 
 
 @dataclass(frozen=True)
@@ -47,12 +55,13 @@ class Holder:
     released: bool = False
     heartbeat: float = 0.0  # the file's mtime, touched by the holder
 
-    def is_live(self, now: float | None = None) -> bool:
+    def is_live(self, now: float | None = None, lease_fraction: float = 1.0) -> bool:
         if self.released or not self.runner:
             return False
         if self.host == socket.gethostname():
             return process_start(self.pid) == self.pid_start
-        return (now if now is not None else time.time()) - self.heartbeat <= self.lease_s
+        age = (now if now is not None else time.time()) - self.heartbeat
+        return age <= self.lease_s * lease_fraction
 
     def describe(self) -> str:
         return f"runner {self.host}:{self.pid}"
@@ -102,8 +111,9 @@ def read_holder(run_dir: Path, generation: int) -> Holder:
     """The claim of one generation; an unreadable or vanished one reads as released."""
     path = claim_path(run_dir, generation)
     try:
-        content: dict[str, Any] = json.loads(path.read_text())
-        heartbeat = path.stat().st_mtime
+        with open(path) as handle:  # open() revalidates NFS's cached attributes: fresh mtime
+            heartbeat = os.fstat(handle.fileno()).st_mtime
+            content: dict[str, Any] = json.loads(handle.read())
     except (OSError, ValueError):
         return Holder(path, generation, released=True)
     return Holder(path, generation, runner=str(content.get("runner", "")),
@@ -132,7 +142,7 @@ def _link_new(path: Path, content: dict[str, Any]) -> bool:
     except FileExistsError:
         return False
     finally:
-        os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
 
 
 class ClaimBook:
@@ -145,6 +155,7 @@ class ClaimBook:
                           "pid": os.getpid(), "pid_start": process_start(os.getpid()) or "",
                           "lease_s": lease_s}
         self._held: dict[Path, Path] = {}  # run dir -> claim file
+        self._last_takeover = float("-inf")
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="tvo-claims", daemon=True)
@@ -165,18 +176,21 @@ class ClaimBook:
         while True:
             found = generations(run_dir)
             generation = 0
+            abandoned = False  # taken from a runner that died holding it
             if found:
                 holder = read_holder(run_dir, found[-1])
                 if holder.runner == self.runner and not holder.released:
                     return None
                 if holder.is_live():
                     return holder
-                generation = found[-1] + 1
+                generation, abandoned = found[-1] + 1, not holder.released
             path = claim_path(run_dir, generation)
             content = {**self._identity, "claimed_at": time.time(), "released": False}
             if _link_new(path, content):
                 with self._lock:
                     self._held[run_dir] = path
+                    if abandoned:
+                        self._last_takeover = time.monotonic()
                 for older in found:
                     claim_path(run_dir, older).unlink(missing_ok=True)
                 return None
@@ -206,6 +220,10 @@ class ClaimBook:
         for run_dir in run_dirs:
             self.release(run_dir)
 
+    def grace_left(self) -> float:
+        """Seconds to wait before dispatching a job taken over from a dead runner."""
+        return max(0.0, self._last_takeover + TAKEOVER_GRACE_S - time.monotonic())
+
     def holds(self, run_dir: Path) -> bool:
         with self._lock:
             return run_dir in self._held
@@ -221,3 +239,56 @@ class ClaimBook:
                     with self._lock:
                         if self._held.pop(run_dir, None) is not None:
                             self.lost.append(run_dir)
+
+
+class ClaimWatch:
+    """In a worker: stop this process once the runner that dispatched its jobs is gone.
+
+    Use around the work: `with ClaimWatch(run_dirs): ...`. The claims to watch are the newest
+    ones when the watch starts (the dispatching runner took them just before). `on_lost` is
+    called with the reason; the default exits the process at once, because a worker whose
+    runner is gone must not write another byte into a run dir that a new runner now owns.
+    """
+
+    def __init__(self, run_dirs: list[Path], interval_s: float = WATCH_INTERVAL_S,
+                 on_lost: Any = None) -> None:
+        self._interval_s = interval_s
+        self._on_lost = on_lost or _exit_worker
+        self._watched = [holder for holder in map(current_holder, run_dirs)
+                         if holder is not None and not holder.released]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="tvo-claim-watch", daemon=True)
+
+    def __enter__(self) -> ClaimWatch:
+        if self._watched:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def lost(self) -> str | None:
+        """Why this worker must stop, or None while every claim is held by a live runner."""
+        for watched in self._watched:
+            now = read_holder(watched.path.parent, watched.generation)
+            if now.runner != watched.runner:
+                return f"{watched.path} was taken over by another runner"
+            if now.released:
+                return f"{watched.path} was released: its runner stopped"
+            if not now.is_live(lease_fraction=WORKER_LEASE_FRACTION):
+                return f"{watched.path}: its runner {watched.host}:{watched.pid} is gone"
+        return None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            reason = self.lost()
+            if reason is not None:
+                self._on_lost(reason)
+                return
+
+
+def _exit_worker(reason: str) -> None:
+    os.write(2, f"tvo: stopping this worker: {reason}\n".encode())
+    os._exit(WATCH_EXIT_CODE)

@@ -1,0 +1,268 @@
+"""The grid driver: dispatch a grid's unfinished jobs to a backend and record how each one ends.
+
+Finished jobs are never dispatched. Before a job is dispatched this runner claims it (see
+cluster.claims), so another runner on the same dir leaves it alone, and waits for the jobs the
+other runner holds. At most `max_parallel` units are in flight at once, whatever the backend.
+A unit that crashed, or a job that failed, is dispatched again up to `retries` times; a job
+that diverged is a result and is not retried.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cluster.base import Backend, JobRequest, Outcome, Resources, WorkUnit
+from cluster.claims import DEFAULT_LEASE_S, ClaimBook, Holder, current_holder
+from jobs import results
+from jobs.spec import JobSpec
+from jobs.train import JobResult
+from runner.outdir import run_dir
+
+FINAL_STATES = (results.DONE, results.DIVERGED, results.CANCELLED)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    max_parallel: int | None = None  # units in flight at once; None: what the backend runs
+    retries: int = 0
+    fail_fast: bool = False
+    lease_s: float = DEFAULT_LEASE_S
+    poll_s: float = 1.0  # how often to look at jobs another runner holds
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """How one job of this run ended (or why it did not run)."""
+
+    job_id: str
+    state: str
+    error: str | None = None
+    log: str = ""
+
+
+@dataclass
+class Counts:
+    """Live counts for progress: every job of the grid is in exactly one of these."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    diverged: int = 0
+    cancelled: int = 0
+    running: int = 0
+    elsewhere: int = 0  # held by another runner
+    pending: int = 0
+    skipped: int = 0  # finished before this run started (counted in done/diverged too)
+    started_at: float = field(default_factory=time.perf_counter)
+    ended_at: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended_at or time.perf_counter()) - self.started_at
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed + self.diverged + self.cancelled
+
+
+@dataclass
+class RunReport:
+    grid_dir: Path
+    counts: Counts
+    problems: list[JobEnd]  # failed and diverged jobs, in the order they ended
+    not_started: int = 0  # left pending by --fail-fast
+    lost_claims: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.counts.done + self.counts.cancelled == self.counts.total else 1
+
+
+Listener = Callable[[Counts, "JobEnd | None"], None]  # progress: counts, and the job that ended
+
+
+def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: Backend,
+             resources: Resources, options: RunOptions = RunOptions(),
+             listener: Listener | None = None) -> RunReport:
+    """Run every unfinished job of `specs` on `backend`; never raises for a job's failure."""
+    driver = _Driver(specs, grid_name, grid_dir, backend, resources, options, listener)
+    with ClaimBook(options.lease_s) as book:
+        driver.book = book
+        driver.loop()
+        lost = [path.name for path in book.lost]
+    return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost)
+
+
+class _Driver:
+    def __init__(self, specs: Sequence[JobSpec], grid_name: str, grid_dir: Path,
+                 backend: Backend, resources: Resources, options: RunOptions,
+                 listener: Listener | None) -> None:
+        self.backend = backend
+        self.resources = resources
+        self.options = options
+        self.listener = listener or (lambda counts, end: None)
+        self.requests = {spec.job_id: JobRequest(spec, str(run_dir(grid_dir, spec.job_id)),
+                                                 grid_name) for spec in specs}
+        self.counts = Counts(total=len(self.requests))
+        self.problems: list[JobEnd] = []
+        self.queue: deque[str] = deque()
+        self.deferred: dict[str, Holder] = {}  # job -> the other runner that holds it
+        self.in_flight: dict[str, WorkUnit] = {}  # unit key -> unit
+        self.dispatches: Counter[str] = Counter()
+        self.stop_launching = False
+        self.not_started = 0
+        self.book: ClaimBook
+        for job_id, request in self.requests.items():
+            path = Path(request.run_dir)
+            if results.is_finished(path):
+                self.counts.skipped += 1
+                status = results.read_status(path)
+                self._count_end(JobEnd(job_id, status["state"], status.get("error"), _log(path)),
+                                notify=False)
+            else:
+                self.queue.append(job_id)
+        self.counts.pending = len(self.queue)
+
+    def loop(self) -> None:
+        self.listener(self.counts, None)
+        window = (self.options.max_parallel or self.backend.capacity(self.resources)
+                  or max(len(self.queue), 1))
+        stream: Iterator[Outcome] | None = None
+        while True:
+            submitted = self._dispatch(window)
+            if submitted:
+                stream = None  # ask the backend afresh: it now has more units
+            if self.in_flight:
+                stream = stream or self.backend.outcomes()
+                outcome = next(stream, None)
+                if outcome is None:
+                    raise RuntimeError(f"backend {self.backend.name!r} stopped yielding outcomes "
+                                       f"with {len(self.in_flight)} units in flight")
+                self._handle(outcome)
+                self._look_at_deferred()
+            elif self.deferred and not self.stop_launching:
+                time.sleep(self.options.poll_s)
+                self._look_at_deferred()
+            else:
+                break
+        self.not_started = len(self.queue) + len(self.deferred)
+        self.counts.ended_at = time.perf_counter()
+        self.listener(self.counts, None)
+
+    # -- dispatch ---------------------------------------------------------------------------------
+    def _dispatch(self, window: int) -> int:
+        units: list[WorkUnit] = []
+        while (self.queue and not self.stop_launching
+               and len(self.in_flight) + len(units) < window):
+            job_id = self.queue.popleft()
+            request = self.requests[job_id]
+            path = Path(request.run_dir)
+            holder = self.book.acquire(path)
+            if holder is not None:
+                self.deferred[job_id] = holder
+                self._move(pending=-1, elsewhere=+1)
+                continue
+            if results.is_finished(path):  # another runner finished it since we looked
+                self.book.release(path)
+                self._move(pending=-1)
+                self._count_end(JobEnd(job_id, results.read_status(path)["state"]))
+                continue
+            units.append(WorkUnit((request,)))
+        if not units:
+            return 0
+        time.sleep(self.book.grace_left())  # a dead runner's workers stop within the grace
+        for unit in units:
+            for request in unit.jobs:
+                _remove_partial_writes(Path(request.run_dir))
+                self.dispatches[request.spec.job_id] += 1
+            self.in_flight[unit.key] = unit
+            self._move(pending=-len(unit.jobs), running=+len(unit.jobs))
+        self.backend.submit(units, self.resources)
+        return len(units)
+
+    def _look_at_deferred(self) -> None:
+        for job_id in list(self.deferred):
+            path = Path(self.requests[job_id].run_dir)
+            if results.is_finished(path):
+                del self.deferred[job_id]
+                self._move(elsewhere=-1)
+                self._count_end(JobEnd(job_id, results.read_status(path)["state"]))
+                continue
+            holder = current_holder(path)
+            if holder is None or not holder.is_live():  # its runner died: ours to take over
+                del self.deferred[job_id]
+                self.queue.appendleft(job_id)
+                self._move(elsewhere=-1, pending=+1)
+
+    # -- outcomes ---------------------------------------------------------------------------------
+    def _handle(self, outcome: Outcome) -> None:
+        self.in_flight.pop(outcome.unit.key, None)
+        by_id = {result.job_id: result for result in outcome.results}
+        for request in outcome.unit.jobs:
+            job_id = request.spec.job_id
+            path = Path(request.run_dir)
+            result = by_id.get(job_id)
+            self._move(running=-1)
+            if result is None and results.is_finished(path):  # it ended before the crash
+                status = results.read_status(path)
+                result = JobResult(job_id, status["state"], str(path), status.get("error"))
+            if result is not None and result.state in FINAL_STATES:
+                self.book.release(path)
+                self._count_end(JobEnd(job_id, result.state, result.error, _log(path)))
+                continue
+            error = result.error if result is not None else f"worker crashed: {outcome.crash}"
+            if self.dispatches[job_id] <= self.options.retries and not self.stop_launching:
+                self.queue.appendleft(job_id)  # still claimed by us: no other runner takes it
+                self._move(pending=+1)
+                continue
+            if result is None:
+                _record_crash(path, error, outcome.info.get("traceback"))
+            self.book.release(path)
+            self._count_end(JobEnd(job_id, results.FAILED, error, _log(path)))
+            if self.options.fail_fast:
+                self.stop_launching = True
+
+    # -- counting ---------------------------------------------------------------------------------
+    def _move(self, **changes: int) -> None:
+        for name, change in changes.items():
+            setattr(self.counts, name, getattr(self.counts, name) + change)
+
+    def _count_end(self, end: JobEnd, notify: bool = True) -> None:
+        state = end.state if end.state in FINAL_STATES else results.FAILED
+        self._move(**{state: +1})
+        if state in (results.FAILED, results.DIVERGED):
+            self.problems.append(end)
+        if notify:
+            self.listener(self.counts, end)
+
+
+def _remove_partial_writes(path: Path) -> None:
+    """Drop temporary files a killed writer left behind (its final files are always whole).
+
+    Safe because this runner now holds the job's claim: the runner that wrote them is gone.
+    """
+    for name in (results.SPEC_FILE, results.STATUS_FILE, results.METRICS_FILE,
+                 results.CHECKPOINT_FILE):
+        for partial in path.glob(f".{name}.*.tmp"):
+            partial.unlink(missing_ok=True)
+
+
+def _log(path: Path) -> str:
+    return str(path / results.LOG_FILE)
+
+
+def _record_crash(path: Path, error: str, trace: str | None) -> None:
+    """The worker died before run_job could say how the job ended: say it for it."""
+    status: dict[str, Any] = results.read_status(path)
+    status.update(state=results.FAILED, error=error, crashed=True,
+                  finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  log=status.get("log", _log(path)))
+    if trace:
+        status["traceback"] = trace
+    results.write_status(path, status)

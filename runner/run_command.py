@@ -1,0 +1,139 @@
+"""`tvo run`, `tvo status` and `tvo grids`: wire grid, backend and driver, and format results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from cluster.backends import BackendSettings, make_backend
+from jobs.spec import JobSpec
+from runner import outdir
+from runner.grid import Grid, GridError, expand, load_grid, shipped_grids
+from runner.progress import RunProgress, counts_text, elapsed_text
+from runner.run import RunOptions, RunReport, run_grid
+from runner.status import GridStatus, job_status
+
+INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
+
+
+def say(console: Console, text: str) -> None:
+    """A line of plain text: no markup (job errors hold brackets), long lines left whole."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A grid read, checked and expanded: what `tvo run` is about to do."""
+
+    grid: Grid
+    specs: list[JobSpec]
+    grid_dir: Path
+
+
+def plan_run(grid_ref: str, overrides: list[str], out_root: Path) -> Plan:
+    grid = load_grid(grid_ref, overrides)
+    return Plan(grid, expand(grid), out_root / grid.name)
+
+
+def print_plan(plan: Plan, console: Console) -> None:
+    """--dry-run: the job count, the swept keys and one row per job; writes nothing."""
+    grid = plan.grid
+    swept = grid.swept_keys
+    say(console, f"{grid.name}: {len(plan.specs)} jobs -> {plan.grid_dir} "
+                 "(dry run: nothing written)")
+    say(console, "swept: " + (", ".join(f"{key} ({len(grid.sweeps[key])})" for key in swept)
+                              or "nothing (one job)"))
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("job_id")
+    for key in swept:
+        table.add_column(key)
+    known = plan.grid_dir.is_dir()
+    if known:
+        table.add_column("state")
+    for spec in plan.specs:
+        values = spec.to_dict()
+        row = [spec.job_id] + [_cell(values[key]) for key in swept]
+        if known:
+            row.append(job_status(spec.job_id, outdir.run_dir(plan.grid_dir, spec.job_id)).state)
+        table.add_row(*row)
+    console.print(table)
+
+
+def _cell(value: object) -> str:
+    return str(list(value)) if isinstance(value, tuple | list) else str(value)
+
+
+def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str | None,
+            console: Console) -> int:
+    """Start the backend, write grid.yaml and jobs.parquet, run, report; returns the exit code.
+
+    Raises BackendError (bad input: nothing written) when the backend cannot start.
+    """
+    settings = BackendSettings(grid_dir=plan.grid_dir, resources=plan.grid.resources,
+                               max_parallel=options.max_parallel, ray_address=ray_address,
+                               slurm=plan.grid.slurm)
+    backend = make_backend(backend_name, settings)
+    try:
+        outdir.prepare(plan.grid_dir, plan.grid.to_yaml(), plan.specs, plan.grid.name)
+        say(console, f"{plan.grid.name}: {len(plan.specs)} jobs on {backend.describe()} "
+                     f"-> {plan.grid_dir}")
+        with RunProgress(console) as progress:
+            report = run_grid(plan.specs, plan.grid.name, plan.grid_dir, backend,
+                              plan.grid.resources, options, progress)
+    except KeyboardInterrupt:
+        backend.cancel()
+        say(console, f"interrupted: unfinished jobs keep their last checkpoint; run the same "
+                     f"command again to resume, or see `tvo status {plan.grid_dir}`")
+        return INTERRUPTED
+    finally:
+        backend.close()
+    print_report(report, console)
+    return report.exit_code
+
+
+def print_report(report: RunReport, console: Console) -> None:
+    counts = report.counts
+    before = f"; {counts.skipped} already done before this run" if counts.skipped else ""
+    say(console, f"{counts.total} jobs: {counts_text(counts)} ({elapsed_text(counts)}{before})")
+    if report.not_started:
+        say(console, f"--fail-fast: stopped launching after the first failure; "
+                     f"{report.not_started} jobs were not started and stay pending")
+    for path in report.lost_claims:
+        say(console, f"warning: another runner took over job {path} while this one ran it "
+                     "(this runner was thought dead)")
+    for end in report.problems:
+        say(console, f"{end.state} {end.job_id}: {end.error or ''}")
+        say(console, f"  log: {end.log}")
+    say(console, f"results in {report.grid_dir}")
+
+
+def print_status(status: GridStatus, console: Console) -> None:
+    counts = status.counts
+    say(console, f"{status.grid_dir}: {len(status.jobs)} jobs")
+    line = " · ".join(f"{state} {count}" for state, count in counts.items())
+    if status.interrupted:
+        line += (f" ({status.interrupted} interrupted: their runner is gone; "
+                 "`tvo run` resumes them from their checkpoint)")
+    say(console, line)
+    for job in status.problems:
+        say(console, f"{job.state} {job.job_id}: {job.error or ''}")
+        say(console, f"  log: {job.log}")
+
+
+def print_grids(console: Console) -> None:
+    table = Table(title="Grids shipped with tvo (run one with: tvo run NAME)")
+    table.add_column("grid", style="bold")
+    table.add_column("jobs", justify="right")
+    table.add_column("description")
+    for name in shipped_grids():
+        try:
+            grid = load_grid(name)
+            count = str(len(expand(grid)))
+            description = grid.description
+        except GridError as exc:  # a shipped grid that needs a strategy this build lacks
+            count, description = "-", f"cannot expand here: {exc}"
+        table.add_row(name, count, description)
+    console.print(table)

@@ -1,0 +1,253 @@
+"""The behaviour every backend must show, proven the same way for inline, ray and slurm.
+
+A backend's test module defines one fixture, `make_backend`, returning a callable that builds
+the backend from BackendSettings, and subclasses BackendSuite with an empty body:
+
+    @pytest.fixture
+    def make_backend():
+        return InlineBackend
+
+    class TestInline(BackendSuite):
+        pass
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from cluster.backends import BackendSettings
+from cluster.base import Backend, Resources
+from cluster.claims import CLAIM_PREFIX
+from jobs import results
+from jobs.entry import JobRequest, run_unit
+from jobs.spec import JobSpec
+from jobs.train import JobResult, run_job
+from runner.run import RunOptions, RunReport, run_grid
+
+TIMING_COLUMNS = ("epoch_seconds", "samples_per_second")
+MakeBackend = Callable[[BackendSettings], Backend]
+
+
+def tiny_spec(**changes: Any) -> JobSpec:
+    """A job that trains in well under a second on digits."""
+    values = {"dataset": "digits", "hidden": [16], "epochs": 2, "lr": 0.5, "output": "sigmoid",
+              "loss": "mse", **changes}
+    return JobSpec.from_dict(values)
+
+
+def failing_spec(tmp_path: Path, **changes: Any) -> JobSpec:
+    """A valid job whose data files are missing: run_job records it failed, with a traceback."""
+    return tiny_spec(dataset="mnist", data_root=str(tmp_path / "no-data"), **changes)
+
+
+def diverging_spec(**changes: Any) -> JobSpec:
+    """ReLU into a linear output on MSE at lr=1000: the loss is NaN within the first epoch."""
+    return tiny_spec(activation="relu", output="linear", loss="mse", lr=1000.0, **changes)
+
+
+def metrics_without_timing(run_dir: Path) -> list[dict[str, Any]]:
+    table = pq.read_table(run_dir / results.METRICS_FILE)
+    return table.drop_columns(list(TIMING_COLUMNS)).to_pylist()
+
+
+def status_of(grid_dir: Path, spec: JobSpec) -> dict[str, Any]:
+    return results.read_status(grid_dir / "runs" / spec.job_id)
+
+
+def crash_once(jobs: Sequence[JobRequest], *, threads: int, marker_dir: str,
+               driver_pid: int) -> list[JobResult]:
+    """A unit entry whose first call per job crashes: the worker process dies (os._exit), or,
+    run inside the driver's own process (inline), the unit raises."""
+    marker = Path(marker_dir) / f"crashed-{jobs[0].spec.job_id}"
+    if not marker.exists():
+        marker.touch()
+        if os.getpid() != driver_pid:
+            os._exit(3)
+        raise RuntimeError("the unit broke before training")
+    return run_unit(jobs, threads=threads)
+
+
+def timed_unit(jobs: Sequence[JobRequest], *, threads: int, log_dir: str) -> list[JobResult]:
+    """run_unit that leaves its start and end time behind, to check how many ran at once."""
+    started = time.time()
+    time.sleep(0.3)  # long enough that units started together surely overlap
+    out = run_unit(jobs, threads=threads)
+    Path(log_dir, jobs[0].spec.job_id).write_text(json.dumps([started, time.time()]))
+    return out
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def write_dead_claim(run_dir: Path) -> None:
+    """A claim left by a runner on this host that died."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / f"{CLAIM_PREFIX}0").write_text(json.dumps(
+        {"runner": "dead-runner", "host": socket.gethostname(), "pid": dead_pid(),
+         "pid_start": "1", "lease_s": 60.0, "released": False}))
+
+
+def interrupt_at(epoch: int) -> Callable[[int, int, dict[str, Any]], None]:
+    """A progress callback that stops a job the way a kill does, after `epoch - 1` checkpoints."""
+    def progress(done: int, epochs: int, row: dict[str, Any]) -> None:
+        if done == epoch:
+            raise KeyboardInterrupt
+    return progress
+
+
+class BackendSuite:
+    """Success, failure, divergence, crash and retry, resume, skip-done, claims, caps."""
+
+    def run(self, make_backend: MakeBackend, specs: Sequence[JobSpec], grid_dir: Path,
+            options: RunOptions | None = None, entry: Any = None) -> RunReport:
+        options = options or RunOptions()
+        resources = Resources(cpus=1)
+        backend = make_backend(BackendSettings(grid_dir=grid_dir, resources=resources,
+                                               max_parallel=options.max_parallel, entry=entry))
+        try:
+            return run_grid(specs, grid_dir.name, grid_dir, backend, resources, options)
+        finally:
+            backend.close()
+
+    def test_success(self, make_backend: MakeBackend, tmp_path: Path) -> None:
+        specs = [tiny_spec(seed=seed) for seed in range(3)]
+        report = self.run(make_backend, specs, tmp_path / "grid")
+        assert report.exit_code == 0
+        assert (report.counts.done, report.counts.failed, report.counts.pending) == (3, 0, 0)
+        for spec in specs:
+            status = status_of(tmp_path / "grid", spec)
+            assert (status["state"], status["attempts"]) == ("done", 1)
+            rows = metrics_without_timing(tmp_path / "grid" / "runs" / spec.job_id)
+            assert [row["epoch"] for row in rows] == [0, 1, 2]
+            assert rows[0]["grid"] == "grid"
+
+    def test_job_exception_is_failed_with_traceback(self, make_backend: MakeBackend,
+                                                    tmp_path: Path) -> None:
+        bad, good = failing_spec(tmp_path), tiny_spec()
+        report = self.run(make_backend, [bad, good], tmp_path / "grid")
+        assert report.exit_code == 1
+        assert (report.counts.done, report.counts.failed) == (1, 1)
+        status = status_of(tmp_path / "grid", bad)
+        assert status["state"] == "failed"
+        assert status["error"].startswith("DataError: dataset 'mnist': missing ")
+        assert "Traceback (most recent call last)" in status["traceback"]
+        [problem] = report.problems
+        assert (problem.job_id, problem.state) == (bad.job_id, "failed")
+        assert problem.error == status["error"]
+        assert problem.log == str(tmp_path / "grid" / "runs" / bad.job_id / "log.txt")
+        assert "DataError" in Path(problem.log).read_text()
+
+    def test_divergence_is_a_result_not_retried(self, make_backend: MakeBackend,
+                                                tmp_path: Path) -> None:
+        spec = diverging_spec()
+        report = self.run(make_backend, [spec], tmp_path / "grid", RunOptions(retries=2))
+        assert report.exit_code == 1
+        assert report.counts.diverged == 1
+        status = status_of(tmp_path / "grid", spec)
+        assert (status["state"], status["attempts"]) == ("diverged", 1)
+        assert status["error"] == "training loss became nan in epoch 1"
+
+    def test_retry_after_worker_crash(self, make_backend: MakeBackend, tmp_path: Path) -> None:
+        entry = functools.partial(crash_once, marker_dir=str(tmp_path), driver_pid=os.getpid())
+        specs = [tiny_spec(seed=0)]
+        report = self.run(make_backend, specs, tmp_path / "grid", RunOptions(retries=1), entry)
+        assert report.exit_code == 0
+        assert report.counts.done == 1
+        assert (tmp_path / f"crashed-{specs[0].job_id}").exists()  # it did crash once
+
+    def test_crash_without_retries_is_recorded_failed(self, make_backend: MakeBackend,
+                                                      tmp_path: Path) -> None:
+        entry = functools.partial(crash_once, marker_dir=str(tmp_path), driver_pid=os.getpid())
+        spec = tiny_spec(seed=1)
+        report = self.run(make_backend, [spec], tmp_path / "grid", RunOptions(retries=0), entry)
+        assert report.exit_code == 1
+        [problem] = report.problems
+        assert problem.error.startswith("worker crashed: ")
+        status = status_of(tmp_path / "grid", spec)
+        assert (status["state"], status["crashed"]) == ("failed", True)
+        assert status["error"] == problem.error
+
+    def test_resume_of_an_interrupted_job(self, make_backend: MakeBackend,
+                                          tmp_path: Path) -> None:
+        spec = tiny_spec(epochs=4)
+        run_dir = tmp_path / "grid" / "runs" / spec.job_id
+        with pytest.raises(KeyboardInterrupt):
+            run_job(spec, run_dir, grid="grid", progress=interrupt_at(3))
+        write_dead_claim(run_dir)
+        assert results.read_status(run_dir)["state"] == "running"
+        report = self.run(make_backend, [spec], tmp_path / "grid")
+        assert report.exit_code == 0
+        assert "resumed after epoch 2" in (run_dir / "log.txt").read_text()
+        clean = run_job(spec, tmp_path / "clean", grid="grid")
+        assert clean.state == "done"
+        assert metrics_without_timing(run_dir) == metrics_without_timing(tmp_path / "clean")
+
+    def test_done_jobs_are_not_dispatched(self, make_backend: MakeBackend,
+                                          tmp_path: Path) -> None:
+        specs = [tiny_spec(seed=seed) for seed in range(2)]
+        self.run(make_backend, specs, tmp_path / "grid")
+        metrics = tmp_path / "grid" / "runs" / specs[0].job_id / "metrics.parquet"
+        written = metrics.stat().st_mtime_ns
+        entry = functools.partial(crash_once, marker_dir=str(tmp_path), driver_pid=os.getpid())
+        report = self.run(make_backend, specs + [tiny_spec(seed=2)], tmp_path / "grid",
+                          RunOptions(retries=1), entry)
+        assert (report.counts.skipped, report.counts.done) == (2, 3)
+        assert sorted(p.name for p in tmp_path.glob("crashed-*")) == [
+            f"crashed-{tiny_spec(seed=2).job_id}"]  # only the new job reached the backend
+        assert metrics.stat().st_mtime_ns == written
+        assert status_of(tmp_path / "grid", specs[0])["attempts"] == 1
+
+    def test_two_runners_never_run_a_job_twice(self, make_backend: MakeBackend,
+                                               tmp_path: Path) -> None:
+        specs = [tiny_spec(seed=seed) for seed in range(4)]
+        reports: list[RunReport] = []
+        options = RunOptions(poll_s=0.05)
+
+        def runner() -> None:
+            reports.append(self.run(make_backend, specs, tmp_path / "grid", options))
+
+        threads = [threading.Thread(target=runner) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [report.exit_code for report in reports] == [0, 0]
+        assert all(report.counts.done == 4 for report in reports)
+        for spec in specs:
+            status = status_of(tmp_path / "grid", spec)
+            assert (status["state"], status["attempts"]) == ("done", 1)
+
+    def test_fail_fast_stops_launching(self, make_backend: MakeBackend, tmp_path: Path) -> None:
+        specs = [failing_spec(tmp_path)] + [tiny_spec(seed=seed) for seed in range(3)]
+        report = self.run(make_backend, specs, tmp_path / "grid",
+                          RunOptions(max_parallel=1, fail_fast=True))
+        assert report.exit_code == 1
+        assert (report.counts.failed, report.counts.done, report.not_started) == (1, 0, 3)
+        assert all(status_of(tmp_path / "grid", spec)["state"] == "pending" for spec in specs[1:])
+
+    def test_max_parallel_caps_units_in_flight(self, make_backend: MakeBackend,
+                                               tmp_path: Path) -> None:
+        specs = [tiny_spec(seed=seed) for seed in range(3)]
+        entry = functools.partial(timed_unit, log_dir=str(tmp_path))
+        report = self.run(make_backend, specs, tmp_path / "grid", RunOptions(max_parallel=1),
+                          entry)
+        assert report.counts.done == 3
+        spans = sorted(json.loads((tmp_path / spec.job_id).read_text()) for spec in specs)
+        assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:], strict=False))

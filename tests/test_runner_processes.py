@@ -1,0 +1,146 @@
+"""Real runner processes: SIGKILL mid-grid then rerun, and two runners on one dir at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster.claims import current_holder
+from jobs import results
+from jobs.train import run_job
+from runner.grid import expand, load_grid
+from tests.backend_suite import metrics_without_timing
+
+ROOT = Path(__file__).resolve().parents[1]
+GRID = """\
+name: killme
+base: {dataset: digits, hidden: [32], epochs: 6, batch_size: 32, lr: 0.5, output: sigmoid,
+       loss: mse}
+grid: {seed: "range(6)"}
+"""
+
+
+def start_runner(tmp_path: Path, backend: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, not an installed tvo
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", "grid.yaml", "--backend", backend, "--out", "out",
+         "--max-parallel", "2"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def job_states(grid_dir: Path) -> dict[str, str]:
+    runs = grid_dir / "runs"
+    if not runs.is_dir():
+        return {}
+    return {run.name: results.read_status(run)["state"] for run in runs.iterdir()}
+
+
+def mid_job(grid_dir: Path) -> bool:
+    """At least one job finished and another has a checkpoint but no final metrics yet."""
+    states = job_states(grid_dir)
+    finished = sum(state == "done" for state in states.values())
+    resumable = any(state == "running" and (grid_dir / "runs" / job / "checkpoint.pt").exists()
+                    for job, state in states.items())
+    return finished >= 1 and resumable
+
+
+def last_write(grid_dir: Path) -> float:
+    return max(path.stat().st_mtime for path in (grid_dir / "runs").rglob("*") if path.is_file())
+
+
+def kill_mid_grid(tmp_path: Path, backend: str) -> None:
+    """SIGKILL the runner while a job is half trained; nothing it started may write on."""
+    grid_dir = tmp_path / "out" / "killme"
+    process = start_runner(tmp_path, backend)
+    deadline = time.monotonic() + 120
+    while not mid_job(grid_dir):
+        assert process.poll() is None, process.communicate()[0].decode()
+        assert time.monotonic() < deadline, "the runner never got mid-grid"
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    killed_at = time.time()
+    process.wait()
+    time.sleep(1.5)
+    # Left alone, an embedded Ray's workers train on for about 2 s after their driver dies.
+    assert last_write(grid_dir) - killed_at < 1.0
+
+
+def check_rerun_finishes_every_job_once(tmp_path: Path) -> None:
+    grid_dir = tmp_path / "out" / "killme"
+    before = job_states(grid_dir)
+    done_before = {job for job, state in before.items() if state == "done"}
+    interrupted = {job for job, state in before.items()  # and a checkpoint to resume from
+                   if state == "running" and (grid_dir / "runs" / job / "checkpoint.pt").exists()}
+    assert done_before
+
+    rerun = start_runner(tmp_path, "inline")
+    output = rerun.communicate(timeout=300)[0].decode()
+    assert rerun.returncode == 0, output
+    assert f"{len(done_before)} already done before this run" in output
+
+    specs = expand(load_grid(str(tmp_path / "grid.yaml")))
+    for spec in specs:
+        run_dir = grid_dir / "runs" / spec.job_id
+        status = results.read_status(run_dir)
+        assert status["state"] == "done"
+        if spec.job_id in done_before:
+            assert status["attempts"] == 1  # finished jobs were not run again
+        if spec.job_id in interrupted:
+            assert "resumed after epoch" in (run_dir / "log.txt").read_text()
+        clean = tmp_path / "clean" / spec.job_id
+        assert run_job(spec, clean, grid="killme", threads=1).state == "done"  # as the runner
+        assert metrics_without_timing(run_dir) == metrics_without_timing(clean)
+    assert not list(grid_dir.rglob("*.tmp"))  # no partial files left behind
+
+
+def test_sigkill_mid_grid_then_rerun_inline(tmp_path: Path) -> None:
+    (tmp_path / "grid.yaml").write_text(GRID)
+    kill_mid_grid(tmp_path, "inline")
+    assert "running" in job_states(tmp_path / "out" / "killme").values()  # one to resume
+    check_rerun_finishes_every_job_once(tmp_path)
+
+
+@pytest.mark.ray
+def test_sigkill_of_a_ray_runner_stops_its_workers_then_rerun(tmp_path: Path) -> None:
+    (tmp_path / "grid.yaml").write_text(GRID)
+    kill_mid_grid(tmp_path, "ray")
+    check_rerun_finishes_every_job_once(tmp_path)
+
+
+def test_two_runner_processes_on_one_dir_run_each_job_once(tmp_path: Path) -> None:
+    (tmp_path / "grid.yaml").write_text(GRID.replace("epochs: 6", "epochs: 3"))
+    runners = [start_runner(tmp_path, "inline") for _ in range(2)]
+    outputs = [runner.communicate(timeout=300)[0].decode() for runner in runners]
+    assert [runner.returncode for runner in runners] == [0, 0], outputs
+    states = job_states(tmp_path / "out" / "killme")
+    assert len(states) == 6 and set(states.values()) == {"done"}
+    attempts = [results.read_status(tmp_path / "out" / "killme" / "runs" / job)["attempts"]
+                for job in states]
+    assert attempts == [1] * 6
+
+
+def test_sigterm_stops_the_run_releases_its_claims_and_says_how_to_resume(tmp_path: Path) -> None:
+    (tmp_path / "grid.yaml").write_text(GRID)
+    grid_dir = tmp_path / "out" / "killme"
+    process = start_runner(tmp_path, "inline")
+    deadline = time.monotonic() + 120
+    while not mid_job(grid_dir):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    process.terminate()
+    output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode == 130, output
+    assert ("interrupted: unfinished jobs keep their last checkpoint; run the same command "
+            "again to resume, or see `tvo status out/killme`") in output
+    for run in (grid_dir / "runs").iterdir():
+        assert not current_holder(run).is_live()  # released: the next runner starts at once
+    status = subprocess.run([sys.executable, "-m", "runner", "status", "out/killme"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                            text=True, check=True).stdout
+    assert "interrupted: their runner is gone" in status
