@@ -5,6 +5,12 @@ cluster.claims), so another runner on the same dir leaves it alone, and waits fo
 other runner holds. At most `max_parallel` units are in flight at once, whatever the backend.
 A unit that crashed, or a job that failed, is dispatched again up to `retries` times; a job
 that diverged is a result and is not retried.
+
+Cancel requests (see runner.cancel): the run clears those of its jobs and of the grid when it
+starts. Once the grid's request appears it launches nothing more and ends when the units in
+flight have ended (their jobs stop at their epoch end, `cancelled`); a SIGTERM (from `tvo
+cancel`) with the request present stops the units in flight at once and marks their jobs
+cancelled. A crashed unit whose jobs were asked to stop is cancelled, not failed or retried.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from cluster.claims import DEFAULT_LEASE_S, ClaimBook, Holder, current_holder
 from jobs import results
 from jobs.spec import JobSpec
 from jobs.train import JobResult
+from runner.cancel import clear_requests
 from runner.outdir import run_dir
 
 FINAL_STATES = (results.DONE, results.DIVERGED, results.CANCELLED)
@@ -34,6 +41,7 @@ class RunOptions:
     fail_fast: bool = False
     lease_s: float = DEFAULT_LEASE_S
     poll_s: float = 1.0  # how often to look at jobs another runner holds
+    tensorboard: bool = False  # each job also writes TensorBoard events into its run dir
 
 
 @dataclass(frozen=True)
@@ -76,12 +84,14 @@ class RunReport:
     grid_dir: Path
     counts: Counts
     problems: list[JobEnd]  # failed and diverged jobs, in the order they ended
-    not_started: int = 0  # left pending by --fail-fast
+    not_started: int = 0  # left pending by --fail-fast or a cancel request
     lost_claims: list[str] = field(default_factory=list)
+    cancelled: list[JobEnd] = field(default_factory=list)  # stopped by a cancel request
+    cancel_requested: bool = False  # the grid's cancel request stopped this run
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.counts.done + self.counts.cancelled == self.counts.total else 1
+        return 0 if self.counts.done == self.counts.total else 1
 
 
 Listener = Callable[[Counts, "JobEnd | None"], None]  # progress: counts, and the job that ended
@@ -91,12 +101,19 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
              resources: Resources, options: RunOptions = RunOptions(),
              listener: Listener | None = None) -> RunReport:
     """Run every unfinished job of `specs` on `backend`; never raises for a job's failure."""
+    clear_requests(grid_dir, [spec.job_id for spec in specs])
     driver = _Driver(specs, grid_name, grid_dir, backend, resources, options, listener)
     with ClaimBook(options.lease_s) as book:
         driver.book = book
-        driver.loop()
+        try:
+            driver.loop()
+        except KeyboardInterrupt:  # SIGTERM from `tvo cancel`, or Ctrl-C after a cancel request
+            if not results.cancel_requested(grid_dir):
+                raise
+            driver.stop_for_cancel()
         lost = [path.name for path in book.lost]
-    return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost)
+    return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost,
+                     driver.cancelled, driver.cancel_requested)
 
 
 class _Driver:
@@ -107,8 +124,11 @@ class _Driver:
         self.resources = resources
         self.options = options
         self.listener = listener or (lambda counts, end: None)
+        self.grid_dir = grid_dir
+        swept = swept_keys(specs)
         self.requests = {spec.job_id: JobRequest(spec, str(run_dir(grid_dir, spec.job_id)),
-                                                 grid_name) for spec in specs}
+                                                 grid_name, options.tensorboard, swept)
+                         for spec in specs}
         self.counts = Counts(total=len(self.requests))
         self.problems: list[JobEnd] = []
         self.queue: deque[str] = deque()
@@ -117,6 +137,8 @@ class _Driver:
         self.dispatches: Counter[str] = Counter()
         self.stop_launching = False
         self.not_started = 0
+        self.cancelled: list[JobEnd] = []
+        self.cancel_requested = False
         self.book: ClaimBook
         for job_id, request in self.requests.items():
             path = Path(request.run_dir)
@@ -135,6 +157,7 @@ class _Driver:
                   or max(len(self.queue), 1))
         stream: Iterator[Outcome] | None = None
         while True:
+            self._look_for_cancel()
             submitted = self._dispatch(window)
             if submitted:
                 stream = None  # ask the backend afresh: it now has more units
@@ -151,9 +174,38 @@ class _Driver:
                 self._look_at_deferred()
             else:
                 break
+        self._finish()
+
+    def _finish(self) -> None:
         self.not_started = len(self.queue) + len(self.deferred)
         self.counts.ended_at = time.perf_counter()
         self.listener(self.counts, None)
+
+    # -- cancel -----------------------------------------------------------------------------------
+    def _look_for_cancel(self) -> None:
+        """One stat per turn of the loop: the grid's cancel request stops all launching."""
+        if not self.cancel_requested and results.cancel_requested(self.grid_dir):
+            self.cancel_requested = self.stop_launching = True
+
+    def stop_for_cancel(self) -> None:
+        """Stop the units in flight now: their jobs keep their last checkpoint, cancelled."""
+        self.cancel_requested = self.stop_launching = True
+        self.backend.cancel()
+        for unit in list(self.in_flight.values()):
+            for request in unit.jobs:
+                path = Path(request.run_dir)
+                self._move(running=-1)
+                status = results.read_status(path)
+                if results.is_finished(path):
+                    self._count_end(JobEnd(request.spec.job_id, status["state"],
+                                           status.get("error"), _log(path)))
+                else:
+                    _record_cancelled(path)
+                    self._count_end(JobEnd(request.spec.job_id, results.CANCELLED, None,
+                                           _log(path)))
+                self.book.release(path)
+        self.in_flight.clear()
+        self._finish()
 
     # -- dispatch ---------------------------------------------------------------------------------
     def _dispatch(self, window: int) -> int:
@@ -216,6 +268,11 @@ class _Driver:
                 self.book.release(path)
                 self._count_end(JobEnd(job_id, result.state, result.error, _log(path)))
                 continue
+            if result is None and (self.cancel_requested or results.cancel_requested(path)):
+                _record_cancelled(path)  # stopped by force (scancel, a signal): as asked
+                self.book.release(path)
+                self._count_end(JobEnd(job_id, results.CANCELLED, None, _log(path)))
+                continue
             error = result.error if result is not None else f"worker crashed: {outcome.crash}"
             if self.dispatches[job_id] <= self.options.retries and not self.stop_launching:
                 self.queue.appendleft(job_id)  # still claimed by us: no other runner takes it
@@ -238,6 +295,8 @@ class _Driver:
         self._move(**{state: +1})
         if state in (results.FAILED, results.DIVERGED):
             self.problems.append(end)
+        elif state == results.CANCELLED:
+            self.cancelled.append(end)
         if notify:
             self.listener(self.counts, end)
 
@@ -255,6 +314,23 @@ def _remove_partial_writes(path: Path) -> None:
 
 def _log(path: Path) -> str:
     return str(path / results.LOG_FILE)
+
+
+def swept_keys(specs: Sequence[JobSpec]) -> tuple[str, ...]:
+    """The settings whose values differ between jobs: what tells a grid's jobs apart."""
+    values = [spec.to_dict() for spec in specs]
+    if len(values) < 2:
+        return ()
+    return tuple(key for key in values[0] if any(other[key] != values[0][key]
+                                                 for other in values[1:]))
+
+
+def _record_cancelled(path: Path) -> None:
+    """A job stopped from outside before run_job could say so: it is cancelled, resumable."""
+    status: dict[str, Any] = results.read_status(path)
+    status.update(state=results.CANCELLED, error=None, log=status.get("log", _log(path)),
+                  finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    results.write_status(path, status)
 
 
 def _record_crash(path: Path, error: str, trace: str | None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +78,7 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
                                max_parallel=options.max_parallel, ray_address=ray_address,
                                slurm=plan.grid.slurm)
     backend = make_backend(backend_name, settings)
+    _stop_on_sigterm()
     try:
         outdir.prepare(plan.grid_dir, plan.grid.to_yaml(), plan.specs, plan.grid.name)
         say(console, f"{plan.grid.name}: {len(plan.specs)} jobs on {backend.describe()} "
@@ -94,11 +97,29 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
     return report.exit_code
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, `tvo cancel`) stops the run as Ctrl-C does, once the backend is up.
+
+    ray.init installs its own SIGTERM handler (sys.exit), which would skip the run's cleanup
+    and a cancel's bookkeeping: the run's handler goes back on after the backend started.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def print_report(report: RunReport, console: Console) -> None:
     counts = report.counts
     before = f"; {counts.skipped} already done before this run" if counts.skipped else ""
     say(console, f"{counts.total} jobs: {counts_text(counts)} ({elapsed_text(counts)}{before})")
-    if report.not_started:
+    if report.cancel_requested:
+        say(console, f"cancelled (`tvo cancel`): {len(report.cancelled)} jobs stopped and keep "
+                     f"their last checkpoint, {report.not_started} were not started; run the "
+                     "same command again to resume them")
+    elif report.not_started:
         say(console, f"--fail-fast: stopped launching after the first failure; "
                      f"{report.not_started} jobs were not started and stay pending")
     for path in report.lost_claims:
@@ -107,6 +128,8 @@ def print_report(report: RunReport, console: Console) -> None:
     for end in report.problems:
         say(console, f"{end.state} {end.job_id}: {end.error or ''}")
         say(console, f"  log: {end.log}")
+    for end in report.cancelled:
+        say(console, f"cancelled {end.job_id}: `tvo run` resumes it; log: {end.log}")
     say(console, f"results in {report.grid_dir}")
 
 
