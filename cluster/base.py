@@ -83,5 +83,5 @@ class Backend(ABC):
     def cancel(self) -> None:
         """Stop every unit still queued or running; their jobs keep their last checkpoint."""
 
-    def close(self) -> None:  # noqa: B027 - optional: most backends start nothing
+    def close(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing)
         """Release what the backend started (an embedded Ray, for example)."""

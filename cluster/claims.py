@@ -29,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,15 +57,23 @@ class Holder:
     heartbeat: float = 0.0  # the file's mtime, touched by the holder
 
     def is_live(self, now: float | None = None, lease_fraction: float = 1.0) -> bool:
-        if self.released or not self.runner:
+        """Whether the claim still holds: not released, and its runner still runs."""
+        return not self.released and self.runner_alive(now, lease_fraction)
+
+    def runner_alive(self, now: float | None = None, lease_fraction: float = 1.0) -> bool:
+        """Whether the runner that wrote the claim still runs, released or not.
+
+        A released claim is no longer renewed: seen from another host, its runner counts as
+        alive for one lease after the release.
+        """
+        if not self.runner:
             return False
+        if self.host == socket.gethostname() and self.pid == os.getpid():
+            return self.runner in _OPEN_BOOKS  # a runner in this very process
         if self.host == socket.gethostname():
             return process_start(self.pid) == self.pid_start
         age = (now if now is not None else time.time()) - self.heartbeat
         return age <= self.lease_s * lease_fraction
-
-    def describe(self) -> str:
-        return f"runner {self.host}:{self.pid}"
 
 
 def process_start(pid: int) -> str | None:
@@ -145,6 +154,11 @@ def _link_new(path: Path, content: dict[str, Any]) -> bool:
         Path(tmp).unlink(missing_ok=True)
 
 
+# Runners open in this process: a process may run several one after another (tests, library
+# use); its pid alone cannot tell which of them still runs.
+_OPEN_BOOKS: set[str] = set()
+
+
 class ClaimBook:
     """The claims one runner holds, kept alive by a heartbeat thread while the book is open."""
 
@@ -162,6 +176,7 @@ class ClaimBook:
         self.lost: list[Path] = []  # claims another runner took over (we were thought dead)
 
     def __enter__(self) -> ClaimBook:
+        _OPEN_BOOKS.add(self.runner)
         self._thread.start()
         return self
 
@@ -169,9 +184,12 @@ class ClaimBook:
         self._stop.set()
         self._thread.join()
         self.release_all()
+        _OPEN_BOOKS.discard(self.runner)
 
     def acquire(self, run_dir: Path) -> Holder | None:
         """Claim a job: None when this runner now holds it, else the live runner that does."""
+        if self.runner not in _OPEN_BOOKS:
+            raise RuntimeError("open the book before claiming: with ClaimBook() as book: ...")
         run_dir.mkdir(parents=True, exist_ok=True)
         while True:
             found = generations(run_dir)
@@ -251,7 +269,7 @@ class ClaimWatch:
     """
 
     def __init__(self, run_dirs: list[Path], interval_s: float = WATCH_INTERVAL_S,
-                 on_lost: Any = None) -> None:
+                 on_lost: Callable[[str], None] | None = None) -> None:
         self._interval_s = interval_s
         self._on_lost = on_lost or _exit_worker
         self._watched = [holder for holder in map(current_holder, run_dirs)

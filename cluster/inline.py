@@ -23,14 +23,19 @@ class InlineBackend(Backend):
         self._queue.extend((unit, resources) for unit in units)
 
     def outcomes(self) -> Iterator[Outcome]:
+        import torch
+
         while self._queue:
             unit, resources = self._queue.popleft()
+            threads = torch.get_num_threads()
             try:
                 results = run_entry(self._entry, unit.jobs, resources.cpus)
             except Exception as exc:  # the unit itself broke (run_job never raises for a job)
                 yield Outcome(unit, crash=f"{type(exc).__name__}: {exc}",
                               info={"traceback": traceback.format_exc()})
                 continue
+            finally:  # the unit set torch's threads to its cpus: this process gets its own back
+                torch.set_num_threads(threads)
             yield Outcome(unit, tuple(results))
 
     def cancel(self) -> None:

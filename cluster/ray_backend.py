@@ -81,16 +81,25 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
         logging.ERROR)
     try:
         if address is not None:
-            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            # The cluster's workers run this checkout's jobs and cluster packages, uploaded by
+            # Ray, so driver and workers never disagree on a job's code or its results' schema.
+            import cluster
+            import jobs
+
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
+                     runtime_env={"py_modules": [jobs, cluster]})
             return None
         temp_dir = temp_dir or ray_temp_dir()
         temp_dir.mkdir(parents=True, exist_ok=True)
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
                  _temp_dir=str(temp_dir), log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
-        where = f"at {address}" if address else "locally"
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BackendError(f"cannot start Ray {where}: {first_line}") from None
+        if address is None:
+            raise BackendError(f"cannot start a local Ray: {_one_line(exc)}") from None
+        hint = ("; if the cluster uses token authentication (Ray's default), set "
+                "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN" if "RAY_AUTH_MODE" not in os.environ
+                else "")
+        raise BackendError(f"cannot join Ray at {address}: {_one_line(exc)}{hint}") from None
     return temp_dir
 
 
@@ -116,20 +125,21 @@ class RayBackend(Backend):
         self._entry = settings.entry
         self._pending: dict[Any, WorkUnit] = {}
         started = time.perf_counter()
-        self.owns_ray = False
+        self.embedded = False  # this backend started the Ray it uses (and stops it)
+        self._connected_here = not ray.is_initialized()  # else a caller's Ray: left as it is
         self._logs = ""
-        if not ray.is_initialized():
+        if self._connected_here:
             cpus = os.cpu_count() or 1
             if settings.max_parallel:  # room for the requested number of concurrent units
                 cpus = max(cpus, settings.max_parallel * settings.resources.cpus)
             temp_dir = start_ray(settings.ray_address, num_cpus=cpus)
-            self.owns_ray = temp_dir is not None
+            self.embedded = temp_dir is not None
             if temp_dir is not None:
                 self._logs = f" (Ray's logs: {temp_dir / 'session_latest' / 'logs'})"
         self.start_seconds = time.perf_counter() - started
         self.cluster = ray.cluster_resources()
         self._task = ray.remote(_run_unit_task)
-        if self.owns_ray:
+        if self.embedded:
             self._check_fits(settings.resources)
 
     def _check_fits(self, resources: Resources) -> None:
@@ -142,7 +152,7 @@ class RayBackend(Backend):
                                    f"has {have} {kind}s; lower resources.{setting}")
 
     def describe(self) -> str:
-        kind = "embedded local Ray" if self.owns_ray else "Ray cluster"
+        kind = "embedded local Ray" if self.embedded else "Ray cluster"
         cpus = int(self.cluster.get("CPU", 0))
         gpus = int(self.cluster.get("GPU", 0))
         return f"{kind}: {cpus} CPUs, {gpus} GPUs (ready in {self.start_seconds:.1f} s)"
@@ -185,11 +195,14 @@ class RayBackend(Backend):
         return slots or None  # none free now: an autoscaling cluster may still add nodes
 
     def close(self) -> None:
-        if self.owns_ray and self._ray.is_initialized():
+        """Stop the embedded Ray, or disconnect from a joined cluster (which keeps running)."""
+        if self._connected_here and self._ray.is_initialized():
             self._ray.shutdown()
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
+    if len(first) > limit:
+        first = first[:limit] + "..."
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -55,17 +54,6 @@ def train(
     raise typer.Exit(0 if result.state == "done" else 1)
 
 
-@app.command()
-def strategies() -> None:
-    """List every target strategy with its parameters, defaults, valid ranges and source.
-
-    Example: tvo strategies
-    """
-    from runner.listing import print_strategies
-
-    print_strategies(console)
-
-
 BackendName = Enum("BackendName", {name: name for name in BACKENDS}, type=str)  # type: ignore[misc]
 DEFAULT_BACKEND = BackendName("ray")
 
@@ -102,7 +90,7 @@ def run(
     Exit code 0 when every job is done, 1 when some failed, diverged or were cancelled (`tvo
     cancel`), 2 for bad input.
 
-    Example: tvo run quickstart seed=range(5) --max-parallel 2
+    Example: tvo run quickstart 'seed=range(5)' --max-parallel 2
     """
     from cluster.backends import BackendError
     from runner.grid import GridError
@@ -118,6 +106,8 @@ def run(
     if dry_run:
         print_plan(plan, console)
         raise typer.Exit(0)
+    import signal
+
     options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast,
                          tensorboard=tensorboard)
     if tensorboard:
@@ -210,6 +200,17 @@ def grids() -> None:
     from runner.run_command import print_grids
 
     print_grids(console)
+
+
+@app.command()
+def strategies() -> None:
+    """List every target strategy with its parameters, defaults, valid ranges and source.
+
+    Example: tvo strategies
+    """
+    from runner.listing import print_strategies
+
+    print_strategies(console)
 
 
 def main() -> None:

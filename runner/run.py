@@ -102,15 +102,16 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
              listener: Listener | None = None) -> RunReport:
     """Run every unfinished job of `specs` on `backend`; never raises for a job's failure."""
     clear_requests(grid_dir, [spec.job_id for spec in specs])
-    driver = _Driver(specs, grid_name, grid_dir, backend, resources, options, listener)
     with ClaimBook(options.lease_s) as book:
-        driver.book = book
+        driver = _Driver(specs, grid_name, grid_dir, backend, book, resources, options, listener)
         try:
             driver.loop()
-        except KeyboardInterrupt:  # SIGTERM from `tvo cancel`, or Ctrl-C after a cancel request
-            if not results.cancel_requested(grid_dir):
+        except BaseException as stop:  # Ctrl-C, SIGTERM: stop what runs before giving claims away
+            if isinstance(stop, KeyboardInterrupt) and results.cancel_requested(grid_dir):
+                driver.stop_for_cancel()  # SIGTERM from `tvo cancel`: the run ends, cancelled
+            else:
+                backend.cancel()
                 raise
-            driver.stop_for_cancel()
         lost = [path.name for path in book.lost]
     return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost,
                      driver.cancelled, driver.cancel_requested)
@@ -118,17 +119,20 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
 
 class _Driver:
     def __init__(self, specs: Sequence[JobSpec], grid_name: str, grid_dir: Path,
-                 backend: Backend, resources: Resources, options: RunOptions,
+                 backend: Backend, book: ClaimBook, resources: Resources, options: RunOptions,
                  listener: Listener | None) -> None:
         self.backend = backend
+        self.book = book
         self.resources = resources
         self.options = options
         self.listener = listener or (lambda counts, end: None)
-        self.grid_dir = grid_dir
+        # Absolute: a worker of a joined cluster does not share this process's working dir.
         swept = swept_keys(specs)
-        self.requests = {spec.job_id: JobRequest(spec, str(run_dir(grid_dir, spec.job_id)),
-                                                 grid_name, options.tensorboard, swept)
+        self.requests = {spec.job_id: JobRequest(spec, str(run_dir(grid_dir.resolve(),
+                                                                   spec.job_id)), grid_name,
+                                                 options.tensorboard, swept)
                          for spec in specs}
+        self.grid_dir = grid_dir
         self.counts = Counts(total=len(self.requests))
         self.problems: list[JobEnd] = []
         self.queue: deque[str] = deque()
@@ -139,14 +143,13 @@ class _Driver:
         self.not_started = 0
         self.cancelled: list[JobEnd] = []
         self.cancel_requested = False
-        self.book: ClaimBook
         for job_id, request in self.requests.items():
             path = Path(request.run_dir)
             if results.is_finished(path):
                 self.counts.skipped += 1
                 status = results.read_status(path)
-                self._count_end(JobEnd(job_id, status["state"], status.get("error"), _log(path)),
-                                notify=False)
+                self._count_end(JobEnd(job_id, status["state"], status.get("error"),
+                                       self._log(job_id)), notify=False)
             else:
                 self.queue.append(job_id)
         self.counts.pending = len(self.queue)
@@ -198,11 +201,11 @@ class _Driver:
                 status = results.read_status(path)
                 if results.is_finished(path):
                     self._count_end(JobEnd(request.spec.job_id, status["state"],
-                                           status.get("error"), _log(path)))
+                                           status.get("error"), self._log(request.spec.job_id)))
                 else:
                     _record_cancelled(path)
                     self._count_end(JobEnd(request.spec.job_id, results.CANCELLED, None,
-                                           _log(path)))
+                                           self._log(request.spec.job_id)))
                 self.book.release(path)
         self.in_flight.clear()
         self._finish()
@@ -215,15 +218,18 @@ class _Driver:
             job_id = self.queue.popleft()
             request = self.requests[job_id]
             path = Path(request.run_dir)
+            previous = current_holder(path)
             holder = self.book.acquire(path)
             if holder is not None:
                 self.deferred[job_id] = holder
                 self._move(pending=-1, elsewhere=+1)
                 continue
-            if results.is_finished(path):  # another runner finished it since we looked
+            ended = self._ended_elsewhere(path, previous)
+            if ended is not None:  # another runner ran it to its end since we looked
                 self.book.release(path)
                 self._move(pending=-1)
-                self._count_end(JobEnd(job_id, results.read_status(path)["state"]))
+                self._count_end(JobEnd(job_id, ended["state"], ended.get("error"),
+                                       self._log(job_id)))
                 continue
             units.append(WorkUnit((request,)))
         if not units:
@@ -241,16 +247,33 @@ class _Driver:
     def _look_at_deferred(self) -> None:
         for job_id in list(self.deferred):
             path = Path(self.requests[job_id].run_dir)
-            if results.is_finished(path):
+            holder = current_holder(path)
+            ended = self._ended_elsewhere(path, holder)
+            if ended is not None:
                 del self.deferred[job_id]
                 self._move(elsewhere=-1)
-                self._count_end(JobEnd(job_id, results.read_status(path)["state"]))
-                continue
-            holder = current_holder(path)
-            if holder is None or not holder.is_live():  # its runner died: ours to take over
+                self._count_end(JobEnd(job_id, ended["state"], ended.get("error"),
+                                       self._log(job_id)))
+            elif holder is None or not holder.is_live():  # released, or its runner died
                 del self.deferred[job_id]
                 self.queue.appendleft(job_id)
                 self._move(elsewhere=-1, pending=+1)
+
+    def _ended_elsewhere(self, path: Path, holder: Holder | None) -> dict[str, Any] | None:
+        """The status of a job another runner ran to its end, or None when it is ours to run.
+
+        Finished (done, diverged) means ended, whoever ran it. A job that failed or was
+        cancelled under a runner that still runs ended too: it is that runner's to retry, and
+        running it here as well would run it twice. Under a runner that is gone, it is ours.
+        """
+        status = results.read_status(path)
+        if results.is_finished(path):
+            return status
+        if (holder is not None and holder.released and holder.runner != self.book.runner
+                and holder.runner_alive()
+                and status["state"] in (results.FAILED, results.CANCELLED)):
+            return status
+        return None
 
     # -- outcomes ---------------------------------------------------------------------------------
     def _handle(self, outcome: Outcome) -> None:
@@ -266,12 +289,12 @@ class _Driver:
                 result = JobResult(job_id, status["state"], str(path), status.get("error"))
             if result is not None and result.state in FINAL_STATES:
                 self.book.release(path)
-                self._count_end(JobEnd(job_id, result.state, result.error, _log(path)))
+                self._count_end(JobEnd(job_id, result.state, result.error, self._log(job_id)))
                 continue
             if result is None and (self.cancel_requested or results.cancel_requested(path)):
                 _record_cancelled(path)  # stopped by force (scancel, a signal): as asked
                 self.book.release(path)
-                self._count_end(JobEnd(job_id, results.CANCELLED, None, _log(path)))
+                self._count_end(JobEnd(job_id, results.CANCELLED, None, self._log(job_id)))
                 continue
             error = result.error if result is not None else f"worker crashed: {outcome.crash}"
             if self.dispatches[job_id] <= self.options.retries and not self.stop_launching:
@@ -281,11 +304,15 @@ class _Driver:
             if result is None:
                 _record_crash(path, error, outcome.info.get("traceback"))
             self.book.release(path)
-            self._count_end(JobEnd(job_id, results.FAILED, error, _log(path)))
+            self._count_end(JobEnd(job_id, results.FAILED, error, self._log(job_id)))
             if self.options.fail_fast:
                 self.stop_launching = True
 
     # -- counting ---------------------------------------------------------------------------------
+    def _log(self, job_id: str) -> str:
+        """The job's log path as the user named the grid dir (relative stays relative)."""
+        return str(run_dir(self.grid_dir, job_id) / results.LOG_FILE)
+
     def _move(self, **changes: int) -> None:
         for name, change in changes.items():
             setattr(self.counts, name, getattr(self.counts, name) + change)
@@ -312,10 +339,6 @@ def _remove_partial_writes(path: Path) -> None:
             partial.unlink(missing_ok=True)
 
 
-def _log(path: Path) -> str:
-    return str(path / results.LOG_FILE)
-
-
 def swept_keys(specs: Sequence[JobSpec]) -> tuple[str, ...]:
     """The settings whose values differ between jobs: what tells a grid's jobs apart."""
     values = [spec.to_dict() for spec in specs]
@@ -328,7 +351,8 @@ def swept_keys(specs: Sequence[JobSpec]) -> tuple[str, ...]:
 def _record_cancelled(path: Path) -> None:
     """A job stopped from outside before run_job could say so: it is cancelled, resumable."""
     status: dict[str, Any] = results.read_status(path)
-    status.update(state=results.CANCELLED, error=None, log=status.get("log", _log(path)),
+    status.update(state=results.CANCELLED, error=None,
+                  log=status.get("log", str(path / results.LOG_FILE)),
                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     results.write_status(path, status)
 
@@ -338,7 +362,7 @@ def _record_crash(path: Path, error: str, trace: str | None) -> None:
     status: dict[str, Any] = results.read_status(path)
     status.update(state=results.FAILED, error=error, crashed=True,
                   finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  log=status.get("log", _log(path)))
+                  log=status.get("log", str(path / results.LOG_FILE)))
     if trace:
         status["traceback"] = trace
     results.write_status(path, status)

@@ -27,6 +27,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from cluster.backends import BackendSettings
 from cluster.base import Backend, Resources
@@ -61,6 +62,19 @@ def diverging_spec(**changes: Any) -> JobSpec:
 def metrics_without_timing(run_dir: Path) -> list[dict[str, Any]]:
     table = pq.read_table(run_dir / results.METRICS_FILE)
     return table.drop_columns(list(TIMING_COLUMNS)).to_pylist()
+
+
+def reference_run(spec: JobSpec, run_dir: Path) -> JobResult:
+    """The job trained straight through here, on one torch thread like a 1-cpu unit.
+
+    Thread counts change float sums, so a comparison needs the same count on both sides; this
+    process keeps its own count afterwards.
+    """
+    threads = torch.get_num_threads()
+    try:
+        return run_job(spec, run_dir, grid=run_dir.parent.name, threads=1)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def status_of(grid_dir: Path, spec: JobSpec) -> dict[str, Any]:
@@ -188,16 +202,18 @@ class BackendSuite:
                                           tmp_path: Path) -> None:
         spec = tiny_spec(epochs=4)
         run_dir = tmp_path / "grid" / "runs" / spec.job_id
+        threads = torch.get_num_threads()
         with pytest.raises(KeyboardInterrupt):
-            run_job(spec, run_dir, grid="grid", progress=interrupt_at(3))
+            run_job(spec, run_dir, grid="grid", threads=1, progress=interrupt_at(3))
+        torch.set_num_threads(threads)
         write_dead_claim(run_dir)
         assert results.read_status(run_dir)["state"] == "running"
         report = self.run(make_backend, [spec], tmp_path / "grid")
         assert report.exit_code == 0
         assert "resumed after epoch 2" in (run_dir / "log.txt").read_text()
-        clean = run_job(spec, tmp_path / "clean", grid="grid")
-        assert clean.state == "done"
-        assert metrics_without_timing(run_dir) == metrics_without_timing(tmp_path / "clean")
+        assert reference_run(spec, tmp_path / "grid" / "clean").state == "done"
+        assert metrics_without_timing(run_dir) == metrics_without_timing(tmp_path / "grid" /
+                                                                         "clean")
 
     def test_done_jobs_are_not_dispatched(self, make_backend: MakeBackend,
                                           tmp_path: Path) -> None:
@@ -216,7 +232,8 @@ class BackendSuite:
 
     def test_two_runners_never_run_a_job_twice(self, make_backend: MakeBackend,
                                                tmp_path: Path) -> None:
-        specs = [tiny_spec(seed=seed) for seed in range(4)]
+        failing = failing_spec(tmp_path)
+        specs = [failing] + [tiny_spec(seed=seed) for seed in range(4)]
         reports: list[RunReport] = []
         options = RunOptions(poll_s=0.05)
 
@@ -228,11 +245,20 @@ class BackendSuite:
             thread.start()
         for thread in threads:
             thread.join()
-        assert [report.exit_code for report in reports] == [0, 0]
-        assert all(report.counts.done == 4 for report in reports)
-        for spec in specs:
+        assert [report.exit_code for report in reports] == [1, 1]
+        assert all((report.counts.done, report.counts.failed) == (4, 1) for report in reports)
+        assert status_of(tmp_path / "grid", failing)["attempts"] == 1  # failed once, not twice
+        for spec in specs[1:]:
             status = status_of(tmp_path / "grid", spec)
             assert (status["state"], status["attempts"]) == ("done", 1)
+
+    def test_a_rerun_retries_a_job_that_failed_under_a_runner_now_gone(
+            self, make_backend: MakeBackend, tmp_path: Path) -> None:
+        failing = failing_spec(tmp_path)
+        self.run(make_backend, [failing], tmp_path / "grid")
+        report = self.run(make_backend, [failing], tmp_path / "grid")
+        assert report.counts.failed == 1
+        assert status_of(tmp_path / "grid", failing)["attempts"] == 2
 
     def test_fail_fast_stops_launching(self, make_backend: MakeBackend, tmp_path: Path) -> None:
         specs = [failing_spec(tmp_path)] + [tiny_spec(seed=seed) for seed in range(3)]

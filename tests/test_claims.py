@@ -8,7 +8,10 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
+
+import pytest
 
 from cluster.claims import (
     WATCH_EXIT_CODE,
@@ -34,6 +37,19 @@ def write_foreign_claim(run_dir: Path, age_s: float, lease_s: float = 60.0) -> N
 def test_process_start_tells_live_from_dead() -> None:
     assert process_start(os.getpid())
     assert process_start(dead_pid()) is None
+
+
+def test_a_book_must_be_open_to_claim(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="open the book before claiming"):
+        ClaimBook().acquire(tmp_path)
+
+
+def test_a_runner_in_this_process_is_alive_while_its_book_is_open(tmp_path: Path) -> None:
+    with ClaimBook() as book:
+        book.acquire(tmp_path)
+        book.release(tmp_path)
+        assert current_holder(tmp_path).runner_alive()
+    assert not current_holder(tmp_path).runner_alive()
 
 
 def test_a_claim_is_exclusive_until_released(tmp_path: Path) -> None:
@@ -98,20 +114,24 @@ def test_a_claim_taken_over_is_reported_lost(tmp_path: Path) -> None:
 
 def race_for(run_dir: Path, runners: int) -> list[ClaimBook]:
     """Many runners try to claim one job at the same moment; returns the ones that got it."""
-    books = [ClaimBook() for _ in range(runners)]
     outcomes: list[object] = [None] * runners
     start = threading.Barrier(runners)
+    with ExitStack() as stack:
+        books = [stack.enter_context(ClaimBook()) for _ in range(runners)]
 
-    def race(index: int) -> None:
-        start.wait()
-        outcomes[index] = books[index].acquire(run_dir)
+        def race(index: int) -> None:
+            start.wait()
+            outcomes[index] = books[index].acquire(run_dir)
 
-    threads = [threading.Thread(target=race, args=(i,)) for i in range(runners)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [book for book, outcome in zip(books, outcomes, strict=True) if outcome is None]
+        threads = [threading.Thread(target=race, args=(i,)) for i in range(runners)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        winners = [book for book, outcome in zip(books, outcomes, strict=True) if outcome is None]
+        assert len(winners) == 1
+        assert current_holder(run_dir).runner == winners[0].runner
+    return winners
 
 
 def test_only_one_of_many_racing_runners_takes_a_job(tmp_path: Path) -> None:
@@ -119,9 +139,7 @@ def test_only_one_of_many_racing_runners_takes_a_job(tmp_path: Path) -> None:
         fresh, stale = tmp_path / f"fresh{attempt}", tmp_path / f"stale{attempt}"
         write_dead_claim(stale)
         for run_dir in (fresh, stale):
-            winners = race_for(run_dir, 8)
-            assert len(winners) == 1
-            assert current_holder(run_dir).runner == winners[0].runner
+            assert len(race_for(run_dir, 8)) == 1
 
 
 def test_a_worker_watch_sees_its_runner_release_or_lose_the_claim(tmp_path: Path) -> None:

@@ -10,19 +10,20 @@ from typer.testing import CliRunner
 
 from cluster import backends
 from jobs import results
+from jobs.spec import settings
+from jobs.strategies import STRATEGIES
 from jobs.train import run_job
 from runner.cli import app
-from runner.grid import expand, load_grid
+from runner.grid import expand, load_grid, shipped_grids
 from runner.outdir import prepare
 from tests.backend_suite import interrupt_at, write_dead_claim
 
 runner = CliRunner()
 
-SETTINGS = ("activation, batch_size, data_root, dataset, device, dropout, epochs, eval_every, "
-            "gamma, hidden, init, l1, loss, lr, method, min_lr, model, momentum, nesterov, noise, "
-            "normalize, optimizer, output, patience, rho, schedule, seed, shortcuts, step_size, "
-            "strategy, ts_batch, ts_cascade, ts_init_std, ts_lambda, ts_projection, ts_rows, "
-            "weight_decay")
+# The catalogues grow as tvo does: the messages list whatever is registered.
+SETTINGS = ", ".join(sorted(settings()))
+STRATEGY_NAMES = ", ".join(sorted(STRATEGIES))
+SHIPPED = ", ".join(shipped_grids())
 TINY_GRID = """\
 name: tiny
 description: two tiny jobs
@@ -58,7 +59,7 @@ BAD_GRIDS = [
     ("bad range", "grid: {seed: 'range(1, x)'}\n",
      "g.yaml: grid.seed: range() takes 1 to 3 integers, e.g. range(5) or range(0, 10, 2)"),
     ("unknown strategy", "grid: {strategy: [onehot, nosuch]}\n",
-     "g.yaml: grid.strategy: unknown strategy 'nosuch'; valid strategies: fixed, onehot"),
+     f"g.yaml: grid.strategy: unknown strategy 'nosuch'; valid strategies: {STRATEGY_NAMES}"),
     ("unsafe YAML tag", "name: !!python/object/apply:os.system ['touch pwned']\n",
      "grid file 'g.yaml' is not valid YAML: tag "
      "'tag:yaml.org,2002:python/object/apply:os.system' is not allowed (grid files are plain "
@@ -94,7 +95,7 @@ def test_a_bad_grid_file_is_one_line_exit_2_and_nothing_written(in_tmp: Path, te
 BAD_ARGUMENTS = [
     (["missing.yaml"], "grid file 'missing.yaml' does not exist"),
     (["nosuch"], "unknown grid 'nosuch': no such file, and no grid of that name ships with tvo "
-                 "(shipped: quickstart, smoke; see `tvo grids`)"),
+                 f"(shipped: {SHIPPED}; see `tvo grids`)"),
     (["../etc/passwd"], "grid file '../etc/passwd' does not exist"),
     (["smoke", "seed=range(x)"],
      "seed=range(x): range() takes 1 to 3 integers, e.g. range(5) or range(0, 10, 2)"),
@@ -102,7 +103,7 @@ BAD_ARGUMENTS = [
      f"lrr=0.1: unknown setting 'lrr' (did you mean 'lr'?); valid settings: {SETTINGS}"),
     (["smoke", "lr=abc"], "lr=abc: setting 'lr' got 'abc'; expected a number > 0"),
     (["smoke", "strategy=onehot,nosuch"],
-     "strategy=onehot,nosuch: unknown strategy 'nosuch'; valid strategies: fixed, onehot"),
+     f"strategy=onehot,nosuch: unknown strategy 'nosuch'; valid strategies: {STRATEGY_NAMES}"),
     (["smoke", "--ray-address", "127.0.0.1:1", "--backend", "inline"],
      "--ray-address is for --backend ray (got --backend inline)"),
 ]
@@ -223,3 +224,4 @@ def test_grids_lists_the_shipped_grids_with_job_counts() -> None:
             for line in out.splitlines() if line.count("│") >= 3}
     assert rows["quickstart"] == "18"
     assert rows["smoke"] == "4"
+

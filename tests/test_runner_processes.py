@@ -13,9 +13,8 @@ import pytest
 
 from cluster.claims import current_holder
 from jobs import results
-from jobs.train import run_job
 from runner.grid import expand, load_grid
-from tests.backend_suite import metrics_without_timing
+from tests.backend_suite import metrics_without_timing, reference_run
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = """\
@@ -93,8 +92,8 @@ def check_rerun_finishes_every_job_once(tmp_path: Path) -> None:
             assert status["attempts"] == 1  # finished jobs were not run again
         if spec.job_id in interrupted:
             assert "resumed after epoch" in (run_dir / "log.txt").read_text()
-        clean = tmp_path / "clean" / spec.job_id
-        assert run_job(spec, clean, grid="killme", threads=1).state == "done"  # as the runner
+        clean = tmp_path / "killme" / spec.job_id
+        assert reference_run(spec, clean).state == "done"
         assert metrics_without_timing(run_dir) == metrics_without_timing(clean)
     assert not list(grid_dir.rglob("*.tmp"))  # no partial files left behind
 
