@@ -6,6 +6,7 @@ import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -77,8 +78,9 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
     settings = BackendSettings(grid_dir=plan.grid_dir, resources=plan.grid.resources,
                                max_parallel=options.max_parallel, ray_address=ray_address,
                                slurm=plan.grid.slurm)
+    sigterm = signal.getsignal(signal.SIGTERM)
     backend = make_backend(backend_name, settings)
-    _stop_on_sigterm()
+    _restore_sigterm(sigterm)
     try:
         outdir.prepare(plan.grid_dir, plan.grid.to_yaml(), plan.specs, plan.grid.name)
         say(console, f"{plan.grid.name}: {len(plan.specs)} jobs on {backend.describe()} "
@@ -97,18 +99,14 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
     return report.exit_code
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (`kill`, `tvo cancel`) stops the run as Ctrl-C does, once the backend is up.
+def _restore_sigterm(handler: Any) -> None:
+    """Put the caller's SIGTERM handler back once the backend is up.
 
-    ray.init installs its own SIGTERM handler (sys.exit), which would skip the run's cleanup
-    and a cancel's bookkeeping: the run's handler goes back on after the backend started.
+    ray.init installs its own (sys.exit), which would skip the run's cleanup when it is killed
+    and the bookkeeping of `tvo cancel`, which stops a run with SIGTERM.
     """
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def print_report(report: RunReport, console: Console) -> None:

@@ -1,8 +1,5 @@
 """`tvo cancel` against real runner processes (inline and embedded Ray): the jobs end cancelled
-with their checkpoint, the runner exits 1, and `tvo run` resumes them to the same metrics.
-
-(A SIGTERM'd Ray driver stopping its tasks is in test_run_cancel, where it is quicker to set up.)
-"""
+with their checkpoint, the runner exits 1, and `tvo run` resumes them to the same metrics."""
 
 from __future__ import annotations
 
@@ -176,3 +173,22 @@ def test_cancel_one_job_of_a_ray_run_then_the_grid_then_resume(tmp_path: Path) -
         assert f"cancelled {run.name}: `tvo run` resumes it" in driver_output
     assert "cancelled after epoch" in (other / results.LOG_FILE).read_text()  # at its epoch end
     rerun_matches_uninterrupted(tmp_path, grid_dir, [first, other])
+
+
+@pytest.mark.ray
+def test_cancel_with_no_grace_stops_a_ray_run_through_its_driver(tmp_path: Path) -> None:
+    # ray.init installs a SIGTERM handler of its own; the run puts its own back after it
+    runner = start_runner(tmp_path, slow_grid(1), "ray")
+    grid_dir = tmp_path / "out" / "slow"
+    wait_for(lambda: any(epoch_logged(run, 1) for run in run_dirs(grid_dir)), runner)
+    [job] = run_dirs(grid_dir)
+    code, output = invoke(tmp_path, "cancel", "out/slow", "--grace", "0")
+    assert code == 0, output
+    assert f"stopped at once (back to their last checkpoint): driver {HOST}:{runner.pid}" in output
+    driver_output = runner.communicate(timeout=60)[0]
+    assert runner.returncode == 1, driver_output
+    assert "1 jobs: done 0 · running 0 · failed 0 · diverged 0 · cancelled 1 · pending 0" in (
+        driver_output)
+    assert state(job) == "cancelled"
+    assert "cancelled after epoch" not in (job / results.LOG_FILE).read_text()  # mid-epoch
+    assert torch.load(job / results.CHECKPOINT_FILE, weights_only=False)["epoch"] == 1
