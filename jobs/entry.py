@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from jobs.spec import JobSpec
 from jobs.train import JobResult, run_job
@@ -11,11 +13,17 @@ from jobs.train import JobResult, run_job
 
 @dataclass(frozen=True)
 class JobRequest:
-    """One job to run: its settings, its run dir and the grid it belongs to."""
+    """One job to run: its settings, its run dir and the grid it belongs to.
+
+    The options after `grid` change how the job reports, never what it computes: they are not
+    part of the JobSpec, so they leave the job id alone.
+    """
 
     spec: JobSpec
     run_dir: str
     grid: str = ""
+    tensorboard: bool = False  # also write TensorBoard events into run_dir/tensorboard
+    swept_keys: tuple[str, ...] = ()  # the settings that tell the grid's jobs apart (HParams)
 
 
 def run_unit(jobs: Sequence[JobRequest], *, threads: int | None = None) -> list[JobResult]:
@@ -25,8 +33,21 @@ def run_unit(jobs: Sequence[JobRequest], *, threads: int | None = None) -> list[
     any job it cannot pack alone. Results come in the order of `jobs`.
     """
     if len(jobs) == 1:
-        request = jobs[0]
-        return [run_job(request.spec, request.run_dir, grid=request.grid, threads=threads)]
+        r = jobs[0]
+        return [run_job(r.spec, r.run_dir, grid=r.grid, threads=threads,
+                        tensorboard=r.tensorboard, swept_keys=r.swept_keys)]
     from jobs.pack import run_pack  # here: jobs.pack imports this module's JobRequest type
+    from jobs.tensorboard import TensorBoardLog
 
-    return run_pack(jobs, threads=threads)
+    boards = {r.spec.job_id: TensorBoardLog(Path(r.run_dir), r.spec, r.grid, r.swept_keys)
+              for r in jobs if r.tensorboard}
+
+    def progress(job_id: str, epoch: int, epochs: int, row: dict[str, Any]) -> None:
+        if job_id in boards:
+            boards[job_id].write(row)
+
+    try:
+        return run_pack(jobs, threads=threads, progress=progress if boards else None)
+    finally:
+        for board in boards.values():
+            board.close()

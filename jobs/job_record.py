@@ -49,6 +49,14 @@ class Diverged(Exception):
     """The loss or a metric became NaN or infinite."""
 
 
+class Cancelled(Exception):
+    """A cancel request (the run dir's cancel file) stopped the job after `epoch`."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"cancelled after epoch {epoch}")
+        self.epoch = epoch
+
+
 def recorded_result(spec: JobSpec, run_dir: Path) -> JobResult | None:
     """The result of a job that already finished in `run_dir`, or None when it has not."""
     if not results.is_finished(run_dir):
@@ -77,12 +85,29 @@ def begin(spec: JobSpec, run_dir: Path, grid: str) -> dict[str, Any]:
     return status
 
 
+def cancelled_before_start(spec: JobSpec, run_dir: Path, grid: str) -> JobResult:
+    """A job whose cancel request came before it started: recorded as cancelled, not run."""
+    results.write_spec(run_dir, spec, grid)
+    previous = results.read_status(run_dir)
+    status = {**previous, "job_id": spec.job_id, "state": results.CANCELLED, "error": None,
+              "finished_at": now(), "log": str(run_dir / results.LOG_FILE)}
+    results.write_status(run_dir, status)
+    return JobResult(spec.job_id, results.CANCELLED, str(run_dir), None,
+                     int(status.get("epochs_done", 0)), status.get("test_acc"))
+
+
 def finish(spec: JobSpec, run_dir: Path, status: dict[str, Any], rows: list[dict[str, Any]],
-           started: float) -> JobResult:
-    """Record how the job ended (its state and error are already in `status`)."""
+           started: float, epochs_done: int | None = None) -> JobResult:
+    """Record how the job ended (its state and error are already in `status`).
+
+    `epochs_done` is given for a cancelled job: it stopped after an epoch that may not have
+    been evaluated, so its last metrics row does not say how far it got.
+    """
     final = rows[-1] if rows else {}
+    if epochs_done is None:
+        epochs_done = int(final.get("epoch", 0))
     status.update(finished_at=now(), seconds=round(time.perf_counter() - started, 3),
-                  epochs_done=int(final.get("epoch", 0)), test_acc=final.get("test_acc"))
+                  epochs_done=epochs_done, test_acc=final.get("test_acc"))
     results.write_status(run_dir, status)
     return JobResult(spec.job_id, status["state"], str(run_dir), status.get("error"),
                      status["epochs_done"], status["test_acc"])

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.parquet"
 CHECKPOINT_FILE = "checkpoint.pt"
 LOG_FILE = "log.txt"
+CANCEL_FILE = "cancel"  # present: the job is asked to stop at its next epoch end
 
 # Job states as status.json spells them; "pending" is the absence of a status file.
 DONE, RUNNING, FAILED, DIVERGED, CANCELLED, PENDING = (
@@ -187,6 +189,26 @@ def is_finished(run_dir: Path) -> bool:
     """Done exactly when metrics.parquet exists and status.json says done (or diverged)."""
     state = read_status(run_dir).get("state")
     return state in FINISHED_STATES and (run_dir / METRICS_FILE).exists()
+
+
+def cancel_requested(folder: Path) -> bool:
+    """Whether `folder` (a run dir, or a grid dir for the whole grid) holds a cancel request."""
+    return (folder / CANCEL_FILE).exists()
+
+
+def request_cancel(folder: Path, requested_by: str) -> None:
+    """Leave a cancel request in `folder`; says who asked, for the one reading it later."""
+    atomic_write_json(folder / CANCEL_FILE, {"requested_by": requested_by,
+                                             "requested_at": time.time()})
+
+
+def clear_cancel(folder: Path) -> bool:
+    """Remove `folder`'s cancel request; True when there was one."""
+    try:
+        (folder / CANCEL_FILE).unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def write_spec(run_dir: Path, spec: JobSpec, grid: str) -> None:

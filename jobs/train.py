@@ -11,7 +11,7 @@ import math
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,13 @@ from jobs import results
 from jobs.checkpoint import CheckpointWriter, load_checkpoint
 from jobs.datasets import Dataset, load_dataset
 from jobs.job_record import (
+    Cancelled,
     Diverged,
     JobResult,
     Progress,
     attach_log,
     begin,
+    cancelled_before_start,
     detach_log,
     evaluation_row,
     finish,
@@ -41,6 +43,7 @@ from jobs.models import activate, build_model, weight_parameters
 from jobs.optim import build_optimizer, build_scheduler, current_lr, step_scheduler
 from jobs.spec import JobSpec
 from jobs.strategies import TargetStrategy, make_strategy
+from jobs.tensorboard import TensorBoardLog
 
 
 def resolve_device(name: str) -> torch.device:
@@ -52,20 +55,37 @@ def resolve_device(name: str) -> torch.device:
 
 
 def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
-            threads: int | None = None, progress: Progress | None = None) -> JobResult:
+            threads: int | None = None, progress: Progress | None = None,
+            tensorboard: bool = False, swept_keys: Sequence[str] = ()) -> JobResult:
     """Train `spec` in `run_dir`, resuming from its checkpoint; never raises for job errors.
 
-    A job already finished is not trained again: its recorded result is returned.
+    A job already finished is not trained again: its recorded result is returned. While the run
+    dir holds a cancel file (results.CANCEL_FILE), the job does not start, or stops at the end
+    of the current epoch with that epoch checkpointed, and ends `cancelled`; a later call
+    without the file resumes it. `tensorboard` also writes each evaluated epoch as TensorBoard
+    scalars under run_dir/tensorboard, with `swept_keys` (the settings its grid sweeps) as the
+    HParams that tell the jobs of a grid apart.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     recorded = recorded_result(spec, run_dir)
     if recorded is not None:
         return recorded
+    if results.cancel_requested(run_dir):
+        return cancelled_before_start(spec, run_dir, grid)
     status = begin(spec, run_dir, grid)
     handler = attach_log(run_dir)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
+    stopped_after: int | None = None  # the epoch a cancel request stopped the job after
+    board = TensorBoardLog(run_dir, spec, grid, swept_keys) if tensorboard else None
+
+    def report_row(epoch: int, epochs: int, row: dict[str, Any]) -> None:
+        if board is not None:
+            board.write(row)
+        if progress is not None:
+            progress(epoch, epochs, row)
+
     try:
         if threads:
             torch.set_num_threads(threads)
@@ -76,18 +96,24 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
         state = results.DONE
         error = None
         try:
-            _train(spec, run_dir, device, rows, progress)
+            _train(spec, run_dir, device, rows, report_row)
         except Diverged as exc:
             state, error = results.DIVERGED, str(exc)
             log.warning("diverged: %s", exc)
-        results.write_metrics(run_dir, spec, grid, rows)
+        except Cancelled as exc:  # unfinished: no metrics.parquet, the checkpoint has the rows
+            state, stopped_after = results.CANCELLED, exc.epoch
+            log.info("%s (cancel request: %s)", exc, run_dir / results.CANCEL_FILE)
+        if state != results.CANCELLED:
+            results.write_metrics(run_dir, spec, grid, rows)
         status.update(state=state, error=error)
     except Exception as exc:  # a failed job is a result, not a crash of the grid
         error = f"{type(exc).__name__}: {exc}"
         status.update(state=results.FAILED, error=error, traceback=traceback.format_exc())
         log.error("failed: %s\n%s", error, status["traceback"])
     finally:
-        result = finish(spec, run_dir, status, rows, started)
+        result = finish(spec, run_dir, status, rows, started, epochs_done=stopped_after)
+        if board is not None:
+            board.close()
         detach_log(handler)
     return result
 
@@ -127,16 +153,21 @@ def _train(spec: JobSpec, run_dir: Path, device: torch.device, rows: list[dict[s
             if not math.isfinite(train_loss):
                 rows.append(row_without_eval(epoch, train_loss, current_lr(optimizer), seconds, n))
                 raise Diverged(f"training loss became {train_loss} in epoch {epoch}")
-            if epoch % spec.eval_every and epoch != spec.epochs:
-                continue
-            row = _evaluate(spec, model, strategy, data, epoch=epoch, optimizer=optimizer)
-            with_training(row, train_loss, train_acc, seconds, n)
-            rows.append(row)
-            report(log, row, spec, progress)
-            if not math.isfinite(row["test_loss"]):
-                raise Diverged(f"test loss became {row['test_loss']} in epoch {epoch}")
-            checkpoints.save(epoch=epoch, rows=rows, model=model, optimizer=optimizer,
-                             scheduler=scheduler, strategy=strategy, order=order)
+            evaluated = epoch % spec.eval_every == 0 or epoch == spec.epochs
+            if evaluated:
+                row = _evaluate(spec, model, strategy, data, epoch=epoch, optimizer=optimizer)
+                with_training(row, train_loss, train_acc, seconds, n)
+                rows.append(row)
+                report(log, row, spec, progress)
+                if not math.isfinite(row["test_loss"]):
+                    raise Diverged(f"test loss became {row['test_loss']} in epoch {epoch}")
+            # one stat per epoch; an epoch between evaluations is checkpointed before stopping
+            stopping = epoch < spec.epochs and results.cancel_requested(run_dir)
+            if evaluated or stopping:
+                checkpoints.save(epoch=epoch, rows=rows, model=model, optimizer=optimizer,
+                                 scheduler=scheduler, strategy=strategy, order=order)
+            if stopping:
+                raise Cancelled(epoch)
     finally:
         checkpoints.close()
 

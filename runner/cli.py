@@ -24,6 +24,9 @@ SettingsArg = Annotated[
     typer.Argument(help="Settings as KEY=VALUE, e.g. lr=0.5 hidden=[64,64] strategy=lecun",
                    show_default=False),
 ]
+TensorBoardOption = Annotated[bool, typer.Option(
+    "--tensorboard", help="Also write TensorBoard events per evaluated epoch into each run dir "
+                          "(runs/<job_id>/tensorboard); view with: tensorboard --logdir OUT")]
 
 
 @app.command()
@@ -31,6 +34,7 @@ def train(
     settings: SettingsArg = None,
     out: Annotated[Path, typer.Option(
         help="Output root; the job writes OUT/runs/<job_id>/")] = Path("outputs/train"),
+    tensorboard: TensorBoardOption = False,
 ) -> None:
     """Train one job in the foreground and write its run dir.
 
@@ -46,7 +50,7 @@ def train(
         check_dataset_files(spec.dataset, spec.data_root or None)
     except (SpecError, DataError) as exc:
         fail(str(exc))
-    result = train_one(spec, out)
+    result = train_one(spec, out, tensorboard=tensorboard)
     raise typer.Exit(0 if result.state == "done" else 1)
 
 
@@ -85,10 +89,12 @@ def run(
                     "(default: the grid's `pack`, else 1)", show_default=False)] = None,
     detach: Annotated[bool, typer.Option(
         help="Submit every job and exit without waiting (slurm); then `tvo status DIR`")] = False,
+    tensorboard: TensorBoardOption = False,
 ) -> None:
-    """Run every job of a grid; finished jobs are skipped, interrupted ones resume.
+    """Run every job of a grid; finished jobs are skipped, interrupted and cancelled ones resume.
 
-    Exit code 0 when every job is done, 1 when some failed or diverged, 2 for bad input.
+    Exit code 0 when every job is done, 1 when some failed, diverged or were cancelled (`tvo
+    cancel`), 2 for bad input.
 
     Example: tvo run quickstart 'seed=range(5)' --max-parallel 2
     """
@@ -112,7 +118,10 @@ def run(
     import signal
 
     options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast,
-                         pack=pack, detach=detach)
+                         pack=pack, detach=detach, tensorboard=tensorboard)
+    if tensorboard:
+        console.print(f"TensorBoard: tensorboard --logdir {plan.grid_dir}", markup=False,
+                      highlight=False, soft_wrap=True)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run like Ctrl-C
     try:
         code = execute(plan, backend.value, options, ray_address, console)
@@ -131,23 +140,65 @@ def _interrupt(signum: int, frame: object) -> None:
 def status(
     grid_dir: Annotated[Path, typer.Argument(help="A grid's output dir, e.g. outputs/quickstart",
                                              show_default=False)],
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Refresh the status until no job of the grid runs any more (Ctrl-C "
+                        "stops watching)")] = False,
+    interval: Annotated[float, typer.Option(
+        min=0.05, help="Seconds between refreshes with --watch")] = 2.0,
 ) -> None:
     """Count a grid's jobs by state and list failed ones with their error and log path.
 
     Reads only files, so it works during a run, after a crash, and on a grid another machine ran.
     Jobs sent to SLURM also show SLURM's state and job id (squeue and sacct, where available).
+    With --watch it shows the running jobs and their epoch too, refreshed live.
 
-    Example: tvo status outputs/quickstart
+    Example: tvo status outputs/quickstart --watch
     """
     from runner.outdir import OutDirError
     from runner.run_command import print_status
     from runner.status import grid_status
+    from runner.watch import watch_status
 
     try:
-        state = grid_status(grid_dir)
+        if watch:
+            watch_status(grid_dir, interval, console)
+        else:
+            print_status(grid_status(grid_dir), console)
     except OutDirError as exc:
         fail(str(exc))
-    print_status(state, console)
+
+
+@app.command()
+def cancel(
+    grid_dir: Annotated[Path, typer.Argument(help="A grid's output dir, e.g. outputs/quickstart",
+                                             show_default=False)],
+    job: Annotated[list[str] | None, typer.Option(
+        "--job", help="Cancel only this job (repeatable); default: the whole grid",
+        show_default=False)] = None,
+    grace: Annotated[float, typer.Option(
+        min=0, help="Seconds the running jobs get to stop at their epoch end, losing nothing; "
+                    "then they are stopped at once, back to their last checkpoint")] = 30.0,
+) -> None:
+    """Stop a running grid, or one job of it, wherever it runs (Ray, SLURM, inline).
+
+    Cancelled jobs keep their last checkpoint and show as `cancelled`; running the grid again
+    (`tvo run`) resumes them. Exit code 0 when every job asked to stop has stopped, 1 when some
+    still run (on another host: they stop at their next epoch end), 2 for bad input.
+
+    Example: tvo cancel outputs/quickstart --grace 10
+    """
+    from runner.cancel import CancelError, request_cancel, stop
+    from runner.cancel_command import print_report, print_request
+    from runner.outdir import OutDirError
+
+    try:
+        request = request_cancel(grid_dir, job or [])
+    except (OutDirError, CancelError) as exc:
+        fail(str(exc))
+    print_request(request, grace, console)
+    report = stop(request, grace)
+    print_report(report, console)
+    raise typer.Exit(1 if report.still_running else 0)
 
 
 @app.command()

@@ -5,6 +5,12 @@ cluster.claims), so another runner on the same dir leaves it alone, and waits fo
 other runner holds. At most `max_parallel` units are in flight at once, whatever the backend.
 A unit that crashed, or a job that failed, is dispatched again up to `retries` times; a job
 that diverged is a result and is not retried.
+
+Cancel requests (see runner.cancel): the run clears those of its jobs and of the grid when it
+starts. Once the grid's request appears it launches nothing more and ends when the units in
+flight have ended (their jobs stop at their epoch end, `cancelled`); a SIGTERM (from `tvo
+cancel`) with the request present stops the units in flight at once and marks their jobs
+cancelled. A crashed unit whose jobs were asked to stop is cancelled, not failed or retried.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from cluster.claims import DEFAULT_LEASE_S, ClaimBook, Holder, current_holder
 from jobs import results
 from jobs.spec import JobSpec
 from jobs.train import JobResult
+from runner.cancel import clear_requests
 from runner.outdir import run_dir
 
 FINAL_STATES = (results.DONE, results.DIVERGED, results.CANCELLED)
@@ -36,6 +43,7 @@ class RunOptions:
     poll_s: float = 1.0  # how often to look at jobs another runner holds
     pack: int = 1  # up to this many compatible jobs train together as one unit (jobs.pack)
     detach: bool = False  # submit every pending job at once and return; the cluster runs them
+    tensorboard: bool = False  # each job also writes TensorBoard events into its run dir
 
 
 @dataclass(frozen=True)
@@ -78,14 +86,15 @@ class RunReport:
     grid_dir: Path
     counts: Counts
     problems: list[JobEnd]  # failed and diverged jobs, in the order they ended
-    not_started: int = 0  # left pending by --fail-fast
+    not_started: int = 0  # left pending by --fail-fast or a cancel request
     lost_claims: list[str] = field(default_factory=list)
     detached: int = 0  # jobs --detach left running on the cluster
+    cancelled: list[JobEnd] = field(default_factory=list)  # stopped by a cancel request
+    cancel_requested: bool = False  # the grid's cancel request stopped this run
 
     @property
     def exit_code(self) -> int:
-        ok = self.counts.done + self.counts.cancelled + self.detached
-        return 0 if ok == self.counts.total else 1
+        return 0 if self.counts.done + self.detached == self.counts.total else 1
 
 
 Listener = Callable[[Counts, "JobEnd | None"], None]  # progress: counts, and the job that ended
@@ -95,16 +104,20 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
              resources: Resources, options: RunOptions = RunOptions(),
              listener: Listener | None = None) -> RunReport:
     """Run every unfinished job of `specs` on `backend`; never raises for a job's failure."""
+    clear_requests(grid_dir, [spec.job_id for spec in specs])
     with ClaimBook(options.lease_s) as book:
         driver = _Driver(specs, grid_name, grid_dir, backend, book, resources, options, listener)
         try:
             driver.loop()
-        except BaseException:  # Ctrl-C, SIGTERM: stop what runs before giving its claims away
-            backend.cancel()
-            raise
+        except BaseException as stop:  # Ctrl-C, SIGTERM: stop what runs before giving claims away
+            if isinstance(stop, KeyboardInterrupt) and results.cancel_requested(grid_dir):
+                driver.stop_for_cancel()  # SIGTERM from `tvo cancel`: the run ends, cancelled
+            else:
+                backend.cancel()
+                raise
         lost = [path.name for path in book.lost]
     return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost,
-                     driver.detached)
+                     driver.detached, driver.cancelled, driver.cancel_requested)
 
 
 class _Driver:
@@ -117,8 +130,10 @@ class _Driver:
         self.options = options
         self.listener = listener or (lambda counts, end: None)
         # Absolute: a worker of a joined cluster does not share this process's working dir.
+        swept = swept_keys(specs)
         self.requests = {spec.job_id: JobRequest(spec, str(run_dir(grid_dir.resolve(),
-                                                                   spec.job_id)), grid_name)
+                                                                   spec.job_id)), grid_name,
+                                                 options.tensorboard, swept)
                          for spec in specs}
         self.grid_dir = grid_dir
         self.counts = Counts(total=len(self.requests))
@@ -130,6 +145,8 @@ class _Driver:
         self.stop_launching = False
         self.not_started = 0
         self.detached = 0
+        self.cancelled: list[JobEnd] = []
+        self.cancel_requested = False
         for job_id, request in self.requests.items():
             path = Path(request.run_dir)
             if results.is_finished(path):
@@ -154,6 +171,7 @@ class _Driver:
                   or max(len(self.queue), 1))
         stream: Iterator[Outcome] | None = None
         while True:
+            self._look_for_cancel()
             submitted = self._dispatch(window)
             if submitted:
                 stream = None  # ask the backend afresh: it now has more units
@@ -170,9 +188,38 @@ class _Driver:
                 self._look_at_deferred()
             else:
                 break
+        self._finish()
+
+    def _finish(self) -> None:
         self.not_started = len(self.queue) + len(self.deferred)
         self.counts.ended_at = time.perf_counter()
         self.listener(self.counts, None)
+
+    # -- cancel -----------------------------------------------------------------------------------
+    def _look_for_cancel(self) -> None:
+        """One stat per turn of the loop: the grid's cancel request stops all launching."""
+        if not self.cancel_requested and results.cancel_requested(self.grid_dir):
+            self.cancel_requested = self.stop_launching = True
+
+    def stop_for_cancel(self) -> None:
+        """Stop the units in flight now: their jobs keep their last checkpoint, cancelled."""
+        self.cancel_requested = self.stop_launching = True
+        self.backend.cancel()
+        for unit in list(self.in_flight.values()):
+            for request in unit.jobs:
+                path = Path(request.run_dir)
+                self._move(running=-1)
+                status = results.read_status(path)
+                if results.is_finished(path):
+                    self._count_end(JobEnd(request.spec.job_id, status["state"],
+                                           status.get("error"), self._log(request.spec.job_id)))
+                else:
+                    _record_cancelled(path)
+                    self._count_end(JobEnd(request.spec.job_id, results.CANCELLED, None,
+                                           self._log(request.spec.job_id)))
+                self.book.release(path)
+        self.in_flight.clear()
+        self._finish()
 
     # -- dispatch ---------------------------------------------------------------------------------
     def _dispatch(self, window: int) -> int:
@@ -270,6 +317,11 @@ class _Driver:
                 self.book.release(path)
                 self._count_end(JobEnd(job_id, result.state, result.error, self._log(job_id)))
                 continue
+            if result is None and (self.cancel_requested or results.cancel_requested(path)):
+                _record_cancelled(path)  # stopped by force (scancel, a signal): as asked
+                self.book.release(path)
+                self._count_end(JobEnd(job_id, results.CANCELLED, None, self._log(job_id)))
+                continue
             error = result.error if result is not None else f"worker crashed: {outcome.crash}"
             if self.dispatches[job_id] <= self.options.retries and not self.stop_launching:
                 self.queue.appendleft(job_id)  # still claimed by us: no other runner takes it
@@ -296,6 +348,8 @@ class _Driver:
         self._move(**{state: +1})
         if state in (results.FAILED, results.DIVERGED):
             self.problems.append(end)
+        elif state == results.CANCELLED:
+            self.cancelled.append(end)
         if notify:
             self.listener(self.counts, end)
 
@@ -309,6 +363,24 @@ def _remove_partial_writes(path: Path) -> None:
                  results.CHECKPOINT_FILE):
         for partial in path.glob(f".{name}.*.tmp"):
             partial.unlink(missing_ok=True)
+
+
+def swept_keys(specs: Sequence[JobSpec]) -> tuple[str, ...]:
+    """The settings whose values differ between jobs: what tells a grid's jobs apart."""
+    values = [spec.to_dict() for spec in specs]
+    if len(values) < 2:
+        return ()
+    return tuple(key for key in values[0] if any(other[key] != values[0][key]
+                                                 for other in values[1:]))
+
+
+def _record_cancelled(path: Path) -> None:
+    """A job stopped from outside before run_job could say so: it is cancelled, resumable."""
+    status: dict[str, Any] = results.read_status(path)
+    status.update(state=results.CANCELLED, error=None,
+                  log=status.get("log", str(path / results.LOG_FILE)),
+                  finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    results.write_status(path, status)
 
 
 def _record_crash(path: Path, error: str, trace: str | None) -> None:

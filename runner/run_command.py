@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -93,7 +96,9 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
     settings = BackendSettings(grid_dir=plan.grid_dir, resources=plan.grid.resources,
                                max_parallel=options.max_parallel, ray_address=ray_address,
                                slurm=plan.grid.slurm)
+    sigterm = signal.getsignal(signal.SIGTERM)
     backend = make_backend(backend_name, settings)
+    _restore_sigterm(sigterm)
     try:
         outdir.prepare(plan.grid_dir, plan.grid.to_yaml(), plan.specs, plan.grid.name)
         say(console, f"{plan.grid.name}: {len(plan.specs)} jobs on {backend.describe()} "
@@ -112,11 +117,25 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
     return report.exit_code
 
 
+def _restore_sigterm(handler: Any) -> None:
+    """Put the caller's SIGTERM handler back once the backend is up.
+
+    ray.init installs its own (sys.exit), which would skip the run's cleanup when it is killed
+    and the bookkeeping of `tvo cancel`, which stops a run with SIGTERM.
+    """
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def print_report(report: RunReport, console: Console) -> None:
     counts = report.counts
     before = f"; {counts.skipped} already done before this run" if counts.skipped else ""
     say(console, f"{counts.total} jobs: {counts_text(counts)} ({elapsed_text(counts)}{before})")
-    if report.not_started:
+    if report.cancel_requested:
+        say(console, f"cancelled (`tvo cancel`): {len(report.cancelled)} jobs stopped and keep "
+                     f"their last checkpoint, {report.not_started} were not started; run the "
+                     "same command again to resume them")
+    elif report.not_started:
         say(console, f"--fail-fast: stopped launching after the first failure; "
                      f"{report.not_started} jobs were not started and stay pending")
     for path in report.lost_claims:
@@ -128,6 +147,8 @@ def print_report(report: RunReport, console: Console) -> None:
     if report.detached:
         say(console, f"detached: {report.detached} jobs submitted; follow them with `tvo status "
                      f"{report.grid_dir}`; the same `tvo run` again waits for them")
+    for end in report.cancelled:
+        say(console, f"cancelled {end.job_id}: `tvo run` resumes it; log: {end.log}")
     say(console, f"results in {report.grid_dir}")
 
 

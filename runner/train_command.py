@@ -7,13 +7,15 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from jobs import results
 from jobs.spec import JobSpec
 from jobs.train import JobResult, run_job
 from runner.console import console
 
 
-def train_one(spec: JobSpec, out: Path) -> JobResult:
+def train_one(spec: JobSpec, out: Path, *, tensorboard: bool = False) -> JobResult:
     run_dir = out / "runs" / spec.job_id
+    results.clear_cancel(run_dir)  # training it again is the answer to an earlier cancel
     console.print(f"job {spec.job_id}: {spec.dataset} {spec.model} {spec.strategy} "
                   f"-> {run_dir}")
     if console.is_terminal:
@@ -25,12 +27,16 @@ def train_one(spec: JobSpec, out: Path) -> JobResult:
             def progress(epoch: int, epochs: int, row: dict[str, Any]) -> None:
                 bar.update(task, completed=epoch, metrics=_metrics_text(row))
 
-            result = run_job(spec, run_dir, grid=out.name, progress=progress)
+            result = run_job(spec, run_dir, grid=out.name, progress=progress,
+                             tensorboard=tensorboard)
     else:
         def progress(epoch: int, epochs: int, row: dict[str, Any]) -> None:
             console.print(f"epoch {epoch}/{epochs} {_metrics_text(row)}")
 
-        result = run_job(spec, run_dir, grid=out.name, progress=progress)
+        result = run_job(spec, run_dir, grid=out.name, progress=progress,
+                         tensorboard=tensorboard)
+    if tensorboard:
+        console.print(f"TensorBoard: tensorboard --logdir {out}", markup=False, highlight=False)
     if result.state == "done":
         console.print(f"done: test_acc {result.test_acc:.4f} after {result.epochs_done} epochs; "
                       f"results in {run_dir}")

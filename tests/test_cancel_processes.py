@@ -1,0 +1,194 @@
+"""`tvo cancel` against real runner processes (inline and embedded Ray): the jobs end cancelled
+with their checkpoint, the runner exits 1, and `tvo run` resumes them to the same metrics."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from jobs import results
+from jobs.train import run_job
+from runner.cli import app
+from runner.grid import expand, load_grid
+from tests.backend_suite import metrics_without_timing
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = socket.gethostname()
+# about 30 ms an epoch: a cancel request lands mid-job and is seen within an epoch
+QUICK_EPOCHS = """\
+name: quick
+base: {dataset: digits, hidden: [32], epochs: 40, batch_size: 8, lr: 0.5, output: sigmoid,
+       loss: mse}
+grid: {seed: "range(2)"}
+"""
+# over a second an epoch: a request made just after an epoch ended is not seen for a second,
+# so only the force (--grace 0) can stop the job before that
+SLOW_EPOCHS = """\
+name: slow
+base: {dataset: digits, model: cnn, epochs: EPOCHS, batch_size: 2, lr: 0.05, output: sigmoid,
+       loss: mse}
+grid: {seed: "range(SEEDS)"}
+"""
+
+
+def slow_grid(seeds: int, epochs: int = 3) -> str:
+    return SLOW_EPOCHS.replace("SEEDS", str(seeds)).replace("EPOCHS", str(epochs))
+
+
+def start_runner(tmp_path: Path, grid: str, backend: str, *args: str) -> subprocess.Popen[str]:
+    (tmp_path / "grid.yaml").write_text(grid)
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", "grid.yaml", "--backend", backend, "--out", "out",
+         *args], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition: Callable[[], bool], runner: subprocess.Popen[str],
+             seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert runner.poll() is None, runner.communicate()[0]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def invoke(tmp_path: Path, *args: str) -> tuple[int, str]:
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        result = CliRunner().invoke(app, list(args))
+    finally:
+        os.chdir(cwd)
+    return result.exit_code, result.stdout + result.stderr
+
+
+def run_dirs(grid_dir: Path) -> list[Path]:
+    return sorted((grid_dir / "runs").iterdir()) if (grid_dir / "runs").is_dir() else []
+
+
+def state(run_dir: Path) -> str:
+    return results.read_status(run_dir).get("state", "pending")
+
+
+def mid_job(grid_dir: Path) -> list[Path]:
+    return [run for run in run_dirs(grid_dir)
+            if state(run) == "running" and (run / results.CHECKPOINT_FILE).exists()]
+
+
+def epoch_logged(run_dir: Path, epoch: int) -> bool:
+    log = run_dir / results.LOG_FILE
+    return log.exists() and f" epoch {epoch}/" in log.read_text()
+
+
+def rerun_matches_uninterrupted(tmp_path: Path, grid_dir: Path, resumed: list[Path]) -> None:
+    code, output = invoke(tmp_path, "run", "grid.yaml", "--backend", "inline", "--out", "out")
+    assert code == 0, output
+    specs = {spec.job_id: spec for spec in expand(load_grid(str(tmp_path / "grid.yaml")))}
+    for run in run_dirs(grid_dir):
+        assert state(run) == "done"
+        assert not results.cancel_requested(run)
+    for run in resumed:
+        assert "resumed after epoch" in (run / results.LOG_FILE).read_text()
+        clean = tmp_path / "clean" / run.name
+        assert run_job(specs[run.name], clean, grid=grid_dir.name, threads=1).state == "done"
+        assert metrics_without_timing(run) == metrics_without_timing(clean)
+    assert not results.cancel_requested(grid_dir)
+
+
+def test_cancel_an_inline_run_then_resume(tmp_path: Path) -> None:
+    runner = start_runner(tmp_path, QUICK_EPOCHS, "inline")
+    grid_dir = tmp_path / "out" / "quick"
+    wait_for(lambda: bool(mid_job(grid_dir)), runner)
+    [running] = mid_job(grid_dir)
+    code, output = invoke(tmp_path, "cancel", "out/quick")
+    assert code == 0, output
+    assert re.search(rf"cancel requested for [12] unfinished jobs of out/quick; 1 running by "
+                     rf"{HOST}:{runner.pid}\n", output)
+    assert "`tvo run` on the same grid resumes the cancelled jobs" in output
+    driver_output = runner.communicate(timeout=60)[0]
+    assert runner.returncode == 1, driver_output
+    assert re.search(r"cancelled \(`tvo cancel`\): 1 jobs stopped and keep their last checkpoint, "
+                     r"[01] were not started", driver_output)
+    assert f"cancelled {running.name}: `tvo run` resumes it" in driver_output
+    assert state(running) == "cancelled"
+    assert "cancelled after epoch" in (running / results.LOG_FILE).read_text()
+    assert not (running / results.METRICS_FILE).exists()
+    assert results.cancel_requested(grid_dir)
+    code, output = invoke(tmp_path, "status", "out/quick")
+    assert re.search(r"cancelled 1 · pending [01]\n", output)
+    rerun_matches_uninterrupted(tmp_path, grid_dir, [running])
+
+
+def test_cancel_with_no_grace_stops_an_inline_job_mid_epoch(tmp_path: Path) -> None:
+    runner = start_runner(tmp_path, slow_grid(1), "inline")
+    grid_dir = tmp_path / "out" / "slow"
+    wait_for(lambda: any(epoch_logged(run, 1) for run in run_dirs(grid_dir)), runner)
+    [job] = run_dirs(grid_dir)
+    code, output = invoke(tmp_path, "cancel", "out/slow", "--grace", "0")
+    assert code == 0, output
+    assert (f"still running after the grace, stopped at once (back to their last checkpoint): "
+            f"driver {HOST}:{runner.pid}") in output
+    driver_output = runner.communicate(timeout=60)[0]
+    assert runner.returncode == 1, driver_output
+    assert state(job) == "cancelled"
+    assert "cancelled after epoch" not in (job / results.LOG_FILE).read_text()  # mid-epoch
+    assert torch.load(job / results.CHECKPOINT_FILE, weights_only=False)["epoch"] == 1
+
+
+@pytest.mark.ray
+def test_cancel_one_job_of_a_ray_run_then_the_grid_then_resume(tmp_path: Path) -> None:
+    runner = start_runner(tmp_path, slow_grid(2), "ray", "--max-parallel",
+                          "2")
+    grid_dir = tmp_path / "out" / "slow"
+    wait_for(lambda: any(epoch_logged(run, 1) for run in run_dirs(grid_dir)), runner)
+    # the job ahead: the other one is at most one epoch further when the grid's request comes,
+    # so it still stops before its last epoch
+    first = next(run for run in run_dirs(grid_dir) if epoch_logged(run, 1))
+    [other] = [run for run in run_dirs(grid_dir) if run != first]
+    code, output = invoke(tmp_path, "cancel", "out/slow", "--job", first.name, "--grace", "0")
+    assert code == 0, output
+    assert f"cancel requested for 1 unfinished jobs of out/slow ({first.name}); 1 running" in output
+    assert re.search(rf"stopped at once \(back to their last checkpoint\): worker {HOST}:\d+ "
+                     rf"\(job {first.name}\)", output)
+    assert state(first) == "cancelled"
+    assert "cancelled after epoch" not in (first / results.LOG_FILE).read_text()  # by force
+    assert state(other) == "running" and not results.cancel_requested(other)
+    assert runner.poll() is None  # the rest of the grid goes on
+
+    code, output = invoke(tmp_path, "cancel", "out/slow")
+    assert code == 0, output
+    driver_output = runner.communicate(timeout=60)[0]
+    assert runner.returncode == 1, driver_output
+    for run in (first, other):
+        assert f"cancelled {run.name}: `tvo run` resumes it" in driver_output
+    assert "cancelled after epoch" in (other / results.LOG_FILE).read_text()  # at its epoch end
+    rerun_matches_uninterrupted(tmp_path, grid_dir, [first, other])
+
+
+@pytest.mark.ray
+def test_cancel_with_no_grace_stops_a_ray_run_through_its_driver(tmp_path: Path) -> None:
+    # ray.init installs a SIGTERM handler of its own; the run puts its own back after it
+    runner = start_runner(tmp_path, slow_grid(1), "ray")
+    grid_dir = tmp_path / "out" / "slow"
+    wait_for(lambda: any(epoch_logged(run, 1) for run in run_dirs(grid_dir)), runner)
+    [job] = run_dirs(grid_dir)
+    code, output = invoke(tmp_path, "cancel", "out/slow", "--grace", "0")
+    assert code == 0, output
+    assert f"stopped at once (back to their last checkpoint): driver {HOST}:{runner.pid}" in output
+    driver_output = runner.communicate(timeout=60)[0]
+    assert runner.returncode == 1, driver_output
+    assert "1 jobs: done 0 · running 0 · failed 0 · diverged 0 · cancelled 1 · pending 0" in (
+        driver_output)
+    assert state(job) == "cancelled"
+    assert "cancelled after epoch" not in (job / results.LOG_FILE).read_text()  # mid-epoch
+    assert torch.load(job / results.CHECKPOINT_FILE, weights_only=False)["epoch"] == 1
