@@ -182,7 +182,7 @@ def test_uniform_and_soft_inits():
 def test_position_layout_takes_each_neurons_own_nonclass_value():
     strategy = ready("tvo(init=uniform, adapt=none, layout=position, normalize=false)",
                      context(3, output="sigmoid", loss="mse"))
-    c, nc = strategy.target_class.float(), strategy.target_nonclass.float()
+    c, nc = strategy.target_class.tolist(), strategy.target_nonclass.tolist()
     assert strategy.templates()[0].tolist() == pytest.approx([c[0], nc[1], nc[2]])
     assert strategy.templates()[2].tolist() == pytest.approx([nc[0], nc[1], c[2]])
 
