@@ -139,9 +139,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def remove_partial_writes(folder: Path) -> None:
-    """Delete temp files of writes that a killed process never finished (never the real files)."""
-    for partial in folder.glob(".*.tmp"):
-        partial.unlink(missing_ok=True)
+    """Delete temp files of result writes a killed process never finished (never the real files).
+
+    Only the job's own result files: other temp files in a run dir (a runner's claim being
+    created, cluster.claims) belong to live writers.
+    """
+    for name in (SPEC_FILE, STATUS_FILE, METRICS_FILE, CHECKPOINT_FILE):
+        for partial in folder.glob(f".{name}.*.tmp"):
+            partial.unlink(missing_ok=True)
 
 
 def atomic_write_json(path: Path, value: Any) -> None:

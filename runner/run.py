@@ -249,7 +249,8 @@ class _Driver:
         time.sleep(self.book.grace_left())  # a dead runner's workers stop within the grace
         for unit in units:
             for request in unit.jobs:
-                _remove_partial_writes(Path(request.run_dir))
+                # safe: this runner now holds the claim, so the writer of any leftover is gone
+                results.remove_partial_writes(Path(request.run_dir))
                 self.dispatches[request.spec.job_id] += 1
             self.in_flight[unit.key] = unit
             self._move(pending=-len(unit.jobs), running=+len(unit.jobs))
@@ -352,17 +353,6 @@ class _Driver:
             self.cancelled.append(end)
         if notify:
             self.listener(self.counts, end)
-
-
-def _remove_partial_writes(path: Path) -> None:
-    """Drop temporary files a killed writer left behind (its final files are always whole).
-
-    Safe because this runner now holds the job's claim: the runner that wrote them is gone.
-    """
-    for name in (results.SPEC_FILE, results.STATUS_FILE, results.METRICS_FILE,
-                 results.CHECKPOINT_FILE):
-        for partial in path.glob(f".{name}.*.tmp"):
-            partial.unlink(missing_ok=True)
 
 
 def swept_keys(specs: Sequence[JobSpec]) -> tuple[str, ...]:

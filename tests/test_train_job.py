@@ -251,3 +251,14 @@ def test_results_are_readable_by_others_like_any_file(tmp_path):
     os.umask(umask)
     for name in (results.METRICS_FILE, results.STATUS_FILE, results.SPEC_FILE):
         assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_starting_a_job_leaves_other_writers_temp_files_alone(tmp_path):
+    run_dir = tmp_path / "job"
+    run_dir.mkdir()
+    claim_in_progress = run_dir / ".claim-0.abc123.tmp"  # a runner about to link its claim
+    claim_in_progress.write_text("{}")
+    cut_short = run_dir / f".{results.CHECKPOINT_FILE}.xyz.tmp"  # a killed checkpoint write
+    cut_short.write_bytes(b"partial")
+    run_job(JobSpec.from_dict(TINY), run_dir)
+    assert claim_in_progress.exists() and not cut_short.exists()
