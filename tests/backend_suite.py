@@ -126,19 +126,25 @@ def interrupt_at(epoch: int) -> Callable[[int, int, dict[str, Any]], None]:
     return progress
 
 
+def run_on_backend(make_backend: MakeBackend, specs: Sequence[JobSpec], grid_dir: Path,
+                   options: RunOptions | None = None, entry: Any = None) -> RunReport:
+    """Run `specs` as a grid in `grid_dir` on a backend made for it, then close the backend."""
+    options = options or RunOptions()
+    resources = Resources(cpus=1)
+    backend = make_backend(BackendSettings(grid_dir=grid_dir, resources=resources,
+                                           max_parallel=options.max_parallel, entry=entry))
+    try:
+        return run_grid(specs, grid_dir.name, grid_dir, backend, resources, options)
+    finally:
+        backend.close()
+
+
 class BackendSuite:
     """Success, failure, divergence, crash and retry, resume, skip-done, claims, caps."""
 
     def run(self, make_backend: MakeBackend, specs: Sequence[JobSpec], grid_dir: Path,
             options: RunOptions | None = None, entry: Any = None) -> RunReport:
-        options = options or RunOptions()
-        resources = Resources(cpus=1)
-        backend = make_backend(BackendSettings(grid_dir=grid_dir, resources=resources,
-                                               max_parallel=options.max_parallel, entry=entry))
-        try:
-            return run_grid(specs, grid_dir.name, grid_dir, backend, resources, options)
-        finally:
-            backend.close()
+        return run_on_backend(make_backend, specs, grid_dir, options, entry)
 
     def test_success(self, make_backend: MakeBackend, tmp_path: Path) -> None:
         specs = [tiny_spec(seed=seed) for seed in range(3)]

@@ -14,15 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from cluster.backends import BackendSettings
-from cluster.base import Resources
 from cluster.claims import current_holder
 from cluster.inline import InlineBackend
 from jobs import results
 from jobs.spec import JobSpec
 from runner.outdir import prepare
-from runner.run import RunOptions, RunReport, run_grid, swept_keys
-from tests.backend_suite import MakeBackend, status_of, tiny_spec
+from runner.run import RunOptions, RunReport, swept_keys
+from tests.backend_suite import MakeBackend, run_on_backend, status_of, tiny_spec
 from tests.cancel_entries import (
     cancel_grid_by_force,
     cancel_grid_first,
@@ -33,15 +31,8 @@ from tests.cancel_entries import (
 class CancelSuite:
     def run(self, make_backend: MakeBackend, specs: Sequence[JobSpec], grid_dir: Path,
             options: RunOptions | None = None, entry: object = None) -> RunReport:
-        options = options or RunOptions()
         prepare(grid_dir, "name: grid\n", specs, grid_dir.name)
-        resources = Resources(cpus=1)
-        backend = make_backend(BackendSettings(grid_dir=grid_dir, resources=resources,
-                                               max_parallel=options.max_parallel, entry=entry))
-        try:
-            return run_grid(specs, grid_dir.name, grid_dir, backend, resources, options)
-        finally:
-            backend.close()
+        return run_on_backend(make_backend, specs, grid_dir, options, entry)
 
     def test_a_grid_request_stops_launching_and_a_rerun_resumes(self, make_backend: MakeBackend,
                                                                  tmp_path: Path) -> None:
