@@ -190,8 +190,9 @@ def test_cancel_with_no_grace_stops_a_ray_run_through_its_driver(tmp_path: Path)
     assert f"stopped at once (back to their last checkpoint): driver {HOST}:{runner.pid}" in output
     driver_output = runner.communicate(timeout=60)[0]
     assert runner.returncode == 1, driver_output
-    assert "1 jobs: done 0 · running 0 · failed 0 · diverged 0 · cancelled 1 · pending 0" in (
-        driver_output)
+    # Ray's own processes, stopped with the driver, may print to the same pipe mid-line, so the
+    # summary line is not matched whole here; the job's line and its state say what happened.
+    assert f"cancelled {job.name}" in driver_output
     assert state(job) == "cancelled"
     # Usually stopped mid-epoch 2, back to epoch 1's checkpoint; on a loaded machine epoch 2 may
     # end (and see the request) before the signal lands: then it stopped there, checkpointed.
