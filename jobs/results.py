@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -154,11 +154,17 @@ def atomic_write_json(path: Path, value: Any) -> None:
 
 
 def write_parquet(path: Path, table: pa.Table) -> None:
+    atomic_write_with(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def atomic_write_with(path: Path, write_to: Callable[[str], None]) -> None:
+    """`write_to(temp path)` writes the file's content (a Parquet writer that takes a path), then
+    it is fsynced and renamed onto `path`: readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        write_to(tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -201,6 +201,21 @@ def test_compaction_is_reused_and_updated_run_by_run(tmp_path):
     assert not list((tmp_path / "summary").glob(".*tmp"))
 
 
+def test_compacted_file_is_plain_parquet_that_pyarrow_reads(tmp_path):
+    import pyarrow.parquet as pq
+
+    build_grid(tmp_path)
+    aggregate(tmp_path, plots=False)
+    compacted = pq.read_table(tmp_path / "summary" / "metrics.parquet")
+    assert compacted.column_names == results.metrics_schema().names
+    runs = pq.ParquetDataset(sorted(tmp_path.glob("runs/*/metrics.parquet"))).read()
+    key = [("job_id", "ascending"), ("epoch", "ascending")]
+    assert compacted.sort_by(key).to_pylist() == runs.sort_by(key).to_pylist()
+    version = pq.ParquetFile(tmp_path / "summary" / "metrics.parquet").metadata.metadata
+    assert version[b"tvo.schema_version"] == results.metrics_schema().metadata[
+        b"tvo.schema_version"]
+
+
 def test_rewritten_run_is_read_again(tmp_path):
     build_grid(tmp_path)
     aggregate(tmp_path, plots=False)

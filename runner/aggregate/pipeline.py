@@ -18,9 +18,9 @@ from runner.aggregate.load import (
     SUMMARY_DIR,
     AggregateError,
     GridData,
-    compacted_table,
     load_grid,
     state_counts,
+    write_compacted,
 )
 from runner.aggregate.tables import Summary, format_value, summarise
 
@@ -90,7 +90,7 @@ def write(data: GridData, summary: Summary, rendered: Rendered) -> list[Path]:
     written = []
     try:
         if data.fresh is not None:
-            results.write_parquet(data.compacted_path, compacted_table(data))
+            write_compacted(data)
             written.append(data.compacted_path)
         results.write_parquet(summary_dir / SUMMARY_PARQUET, formats.summary_table(summary))
         written.append(summary_dir / SUMMARY_PARQUET)

@@ -58,13 +58,12 @@ def _membership(groups: Sequence[Group]) -> pl.DataFrame:
 def epoch_curves(data: GridData, groups: Sequence[Group], column: str) -> list[Curve]:
     """Per group: `column` averaged over its done jobs at each epoch."""
     members = _membership(groups)
-    frame = (
+    frame = data.collect(
         data.metrics.select("job_id", "epoch", column)
         .join(members.lazy(), on="job_id")
         .group_by("group_index", "epoch")
         .agg(mean=pl.col(column).mean(), std=pl.col(column).std(), n=pl.col(column).count())
         .sort("group_index", "epoch")
-        .collect()
     )
     curves = []
     for (index,), part in frame.group_by("group_index", maintain_order=True):
@@ -81,15 +80,15 @@ def target_trajectories(data: GridData, groups: Sequence[Group]) -> list[Traject
     rows = (data.metrics.select("job_id", "epoch", "target_class", "target_nonclass")
             .join(members.lazy(), on="job_id")
             .filter(pl.col("target_class").is_not_null() | pl.col("target_nonclass").is_not_null()))
-    classes = rows.select(pl.max_horizontal(pl.col("target_class").list.len().max(),
-                                            pl.col("target_nonclass").list.len().max())
-                          ).collect().item()
+    classes = data.collect(rows.select(pl.max_horizontal(
+        pl.col("target_class").list.len().max(), pl.col("target_nonclass").list.len().max(),
+    ))).item()
     if not classes:
         return []
     parts = [pl.col(column).list.get(i, null_on_oob=True).alias(f"{column}_{i}")
              for column in ("target_class", "target_nonclass") for i in range(classes)]
-    frame = (rows.select("group_index", "epoch", *parts)
-             .group_by("group_index", "epoch").mean().sort("group_index", "epoch").collect())
+    frame = data.collect(rows.select("group_index", "epoch", *parts)
+                         .group_by("group_index", "epoch").mean().sort("group_index", "epoch"))
     trajectories = []
     for (index,), part in frame.group_by("group_index", maintain_order=True):
         c = part.select(f"target_class_{i}" for i in range(classes)).to_numpy().astype(float)

@@ -139,7 +139,7 @@ def parse_baseline(text: str, keys: Sequence[str]) -> tuple[str, Any]:
 # Per-job measures (the one pass over all metrics rows)
 
 
-def per_job_measures(metrics: pl.LazyFrame, job_ids: Sequence[str],
+def per_job_measures(data: GridData, job_ids: Sequence[str],
                      threshold: float) -> dict[str, dict[str, Any]]:
     """Final-epoch values, best accuracy, first epoch at the threshold and AUC, per job."""
     epoch = pl.col("epoch")
@@ -149,8 +149,8 @@ def per_job_measures(metrics: pl.LazyFrame, job_ids: Sequence[str],
     finals = {name: pl.col(column).sort_by("epoch").last()
               for name, column in FINAL_COLUMNS.items()}
     # every job is reduced and the wanted ones picked after: cheaper than filtering 1M rows
-    frame = (
-        metrics.select("job_id", "epoch", *sorted(set(FINAL_COLUMNS.values())))
+    frame = data.collect(
+        data.metrics.select("job_id", "epoch", *sorted(set(FINAL_COLUMNS.values())))
         .group_by("job_id")
         .agg(
             **finals,
@@ -158,7 +158,6 @@ def per_job_measures(metrics: pl.LazyFrame, job_ids: Sequence[str],
             epochs_to_threshold=epoch.filter(pl.col("test_acc") >= threshold).min(),
             acc_auc=pl.when(span > 0).then(area / span).otherwise(acc.last()),
         )
-        .collect()
     )
     wanted = set(job_ids)
     return {row.pop("job_id"): row for row in frame.to_dicts() if row["job_id"] in wanted}
@@ -174,7 +173,7 @@ def summarise(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | Non
     keys = resolve_keys(jobs, by)
     groups = make_groups(jobs, keys)
     done = [job_id for group in groups for job_id in group.done_ids]
-    measures = per_job_measures(data.metrics, done, threshold)
+    measures = per_job_measures(data, done, threshold)
     rows = [_group_row(group, keys, measures) for group in groups]
     chosen, note = _choose_baseline(groups, keys, baseline)
     if chosen is not None:

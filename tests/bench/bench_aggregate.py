@@ -3,10 +3,11 @@
 Run:  python -m tests.bench.bench_aggregate [--jobs 1000] [--epochs 1000]
   or  python -m pytest tests/bench/bench_aggregate.py -s
 
-Reports read, group and write times separately (plots excluded), for the first run (every
-run's file is read and compacted) and the second (the compacted file is reused), against a
-baseline measured in the same run: pyarrow.dataset reading the same files with threads and
-grouping the final-epoch accuracy per job.
+Reports read, group and write times separately (plots excluded), for the first run (the
+statistics read the 8 columns they use from every run's file; the write streams all 58 into the
+compacted file) and the second (the compacted file is reused), against a baseline measured in
+the same run: pyarrow.dataset reading the same files with threads and grouping the final-epoch
+accuracy per job. Goal: read + group under 0.3 s, both runs.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def run(jobs: int, epochs: int) -> dict[str, dict[str, float]]:
         second = min((timed_run(root) for _ in range(3)), key=lambda t: t["read"] + t["group"])
     print(f"baseline pyarrow.dataset read + per-job group (8 columns): {baseline:.3f} s; "
           f"reading every column with it: {read_all:.3f} s")
-    for name, times in (("first run (read every file, compact)", first),
+    for name, times in (("first run (read every run's file, compact in the write)", first),
                         ("second run (compacted file reused)", second)):
         total = times["read"] + times["group"]
         print(f"{name}: read {times['read']:.3f} s, group {times['group']:.3f} s, "
@@ -147,8 +148,8 @@ def run(jobs: int, epochs: int) -> dict[str, dict[str, float]]:
 
 def test_bench_aggregate() -> None:
     times = run(1000, 1000)
-    second = times["second"]
-    assert second["read"] + second["group"] < GOAL_SECONDS
+    for name in ("first", "second"):
+        assert times[name]["read"] + times[name]["group"] < GOAL_SECONDS, name
 
 
 if __name__ == "__main__":
