@@ -29,7 +29,6 @@ import time
 import traceback
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,7 +57,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PackProgress", "pack_key", "pack_refusal", "plan_packs", "run_pack"]
 
-CHECKPOINT_WRITERS = 2  # threads writing members' checkpoints, overlapping the training
 CHECKPOINT_SECONDS = 10.0  # at most this much packed training is redone after a kill
 
 
@@ -142,7 +140,6 @@ def _run_group(requests: Sequence[JobRequest], threads: int | None,
         run.log.info("training in a pack of %d jobs", len(runs))
     ended: dict[MemberRun, JobResult] = {}
     members: list[Member] = []
-    pool = ThreadPoolExecutor(max_workers=CHECKPOINT_WRITERS, thread_name_prefix="tvo-pack")
     try:
         try:
             spec = runs[0].spec
@@ -150,7 +147,7 @@ def _run_group(requests: Sequence[JobRequest], threads: int | None,
                                 normalize=spec.normalize, noise=spec.noise).to(device)
             for run in runs:
                 try:
-                    members.append(build_member(run, data, device, pool, progress))
+                    members.append(build_member(run, data, device, progress))
                 except Exception as exc:
                     ended[run] = run.end_failed(f"{type(exc).__name__}: {exc}",
                                                 traceback.format_exc())
@@ -167,7 +164,6 @@ def _run_group(requests: Sequence[JobRequest], threads: int | None,
     finally:  # when interrupted, status.json stays "running", as run_job leaves it
         for member in members:
             _close_quietly(member)
-        pool.shutdown(wait=True)
         for run in runs:
             if run not in ended:
                 detach_log(run.handler)

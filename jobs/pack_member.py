@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,7 +158,7 @@ class Member:
                               torch_rng=self.dropout_rng.get_state())
 
 
-def build_member(run: MemberRun, data: Dataset, device: torch.device, pool: ThreadPoolExecutor,
+def build_member(run: MemberRun, data: Dataset, device: torch.device,
                  progress: PackProgress | None) -> Member:
     """Everything run_job builds for the job, in run_job's order, so the member's initial weights,
     data order, strategy state and random streams are the ones it would have alone."""
@@ -172,7 +171,7 @@ def build_member(run: MemberRun, data: Dataset, device: torch.device, pool: Thre
     scheduler = build_scheduler(spec, optimizer)
     order = torch.Generator().manual_seed(spec.seed)
     member = Member(run, module, optimizer, scheduler, strategy, order, torch.Generator(),
-                    CheckpointWriter(run.run_dir / results.CHECKPOINT_FILE, pool), next_epoch=1)
+                    CheckpointWriter(run.run_dir / results.CHECKPOINT_FILE), next_epoch=1)
     strategy.setup(strategy_context(spec, data, member.forward, device))
     checkpoint = run.run_dir / results.CHECKPOINT_FILE
     if checkpoint.exists():

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from jobs import results
+from jobs.checkpoint import read_checkpoint
 from jobs.train import run_job
 from runner.cli import app
 from runner.grid import expand, load_grid
@@ -145,7 +145,7 @@ def test_cancel_with_no_grace_stops_an_inline_job_mid_epoch(tmp_path: Path) -> N
     # end (and see the request) before the signal lands: then it stopped there, checkpointed.
     log_text = (job / results.LOG_FILE).read_text()
     stopped_at = 2 if "cancelled after epoch 2" in log_text else 1
-    assert torch.load(job / results.CHECKPOINT_FILE, weights_only=False)["epoch"] == stopped_at
+    assert read_checkpoint(job / results.CHECKPOINT_FILE)["epoch"] == stopped_at
 
 
 @pytest.mark.ray
@@ -198,4 +198,4 @@ def test_cancel_with_no_grace_stops_a_ray_run_through_its_driver(tmp_path: Path)
     # end (and see the request) before the signal lands: then it stopped there, checkpointed.
     log_text = (job / results.LOG_FILE).read_text()
     stopped_at = 2 if "cancelled after epoch 2" in log_text else 1
-    assert torch.load(job / results.CHECKPOINT_FILE, weights_only=False)["epoch"] == stopped_at
+    assert read_checkpoint(job / results.CHECKPOINT_FILE)["epoch"] == stopped_at

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from jobs import results
+from jobs.checkpoint import read_checkpoint
 from jobs.spec import JobSpec
 from jobs.train import run_job
 
@@ -42,7 +42,7 @@ def test_cancelled_after_the_epoch_then_resumed_to_the_same_metrics(tmp_path: Pa
     assert (status["state"], status["epochs_done"], status["error"]) == ("cancelled", 1, None)
     assert not (run_dir / results.METRICS_FILE).exists()
     assert not results.is_finished(run_dir)
-    saved = torch.load(run_dir / results.CHECKPOINT_FILE, weights_only=False)
+    saved = read_checkpoint(run_dir / results.CHECKPOINT_FILE)
     assert saved["epoch"] == 1
     assert "cancelled after epoch 1" in (run_dir / results.LOG_FILE).read_text()
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from jobs import results
+from jobs.checkpoint import read_checkpoint
 from jobs.entry import JobRequest, run_unit
 from jobs.pack import pack_key, pack_refusal, plan_packs, run_pack
 from jobs.spec import JobSpec
@@ -341,7 +342,7 @@ def test_with_the_default_interval_a_small_pack_checkpoints_at_its_last_epoch(tm
     jobs = specs({"seed": 0}, {"seed": 1})
     run_pack(requests(jobs, tmp_path))
     for spec in jobs:
-        saved = torch.load(tmp_path / spec.job_id / results.CHECKPOINT_FILE, weights_only=False)
+        saved = read_checkpoint(tmp_path / spec.job_id / results.CHECKPOINT_FILE)
         assert saved["epoch"] == spec.epochs
 
 
