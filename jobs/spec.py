@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.strategies.base import Pairing, canonical_strategy, make_strategy
-from jobs.strategies.params import StrategyError
+from jobs.strategies import Pairing, StrategyError
 
 DATASET_CLASSES = {  # classes per dataset, known without loading, so pairings are checked up front
     "digits": 10, "mnist1d": 10, "spirals": 2, "moons": 2,
@@ -182,6 +181,8 @@ class JobSpec:
             )
         if any(width < 1 for width in self.hidden):
             raise SpecError(f"setting 'hidden' got {list(self.hidden)}; widths must be >= 1")
+        from jobs.strategies import make_strategy  # here: building a strategy imports torch
+
         try:
             make_strategy(self.strategy).check(self.pairing())
         except StrategyError as exc:
@@ -240,6 +241,8 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
         if meta["choices"] and value not in meta["choices"]:
             raise bad()
         if f.name == "strategy":
+            from jobs.strategies import canonical_strategy  # here: it imports torch
+
             try:
                 return canonical_strategy(value)
             except StrategyError as exc:

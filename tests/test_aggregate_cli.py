@@ -195,3 +195,18 @@ def test_aggregate_is_in_the_help():
     assert result.exit_code == 0
     assert "Example: tvo aggregate outputs/quickstart" in result.stdout
     assert FIXED  # the grid fixture's strategy, kept importable for the other tests
+
+
+def test_aggregate_runs_without_importing_torch(grid):
+    """torch's import costs about a second; nothing `tvo aggregate` does needs it."""
+    import subprocess
+    import sys
+
+    root, _ = grid
+    script = ("import sys; from typer.testing import CliRunner; from runner.cli import app; "
+              f"result = CliRunner().invoke(app, ['aggregate', {str(root)!r}, '--no-plots', "
+              "'--format', 'csv']); assert result.exit_code == 0, result.output; "
+              "print('torch' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True).stdout
+    assert shown.strip() == "False"

@@ -9,17 +9,8 @@ from typing import Any, ClassVar
 
 import torch
 
+from jobs.strategies.pairing import Pairing
 from jobs.strategies.params import Call, Param, StrategyError, bind, format_call, parse_call
-
-
-@dataclass(frozen=True)
-class Pairing:
-    """What a strategy must fit with; known before any data is loaded, so checks run up front."""
-
-    num_classes: int
-    output: str  # output activation: sigmoid | softmax | tanh | lecun_tanh | linear
-    loss: str  # mse | bce | ce
-    epochs: int
 
 
 @dataclass
@@ -220,10 +211,14 @@ def register(cls: type[TargetStrategy]) -> type[TargetStrategy]:
     return cls
 
 
+def load_catalogue() -> None:
+    """Import every strategy module, which registers its strategies in STRATEGIES."""
+    from jobs.strategies import fixed, literature, matrix, schedules, tvo  # noqa: F401
+
+
 def make_strategy(text: str | Call) -> TargetStrategy:
     """Build a strategy from its string, e.g. `fixed(c=0.9, nc=0.1)`; StrategyError if invalid."""
-    import jobs.strategies  # noqa: F401  (fills the registry)
-
+    load_catalogue()
     call = parse_call(text) if isinstance(text, str) else text
     cls = STRATEGIES.get(call.name)
     if cls is None:
