@@ -169,6 +169,7 @@ class ClaimBook:
                           "pid": os.getpid(), "pid_start": process_start(os.getpid()) or "",
                           "lease_s": lease_s}
         self._held: dict[Path, Path] = {}  # run dir -> claim file
+        self._replaced: dict[Path, Holder] = {}  # run dir -> the claim ours took the place of
         self._last_takeover = float("-inf")
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -195,6 +196,7 @@ class ClaimBook:
             found = generations(run_dir)
             generation = 0
             abandoned = False  # taken from a runner that died holding it
+            holder = None
             if found:
                 holder = read_holder(run_dir, found[-1])
                 if holder.runner == self.runner and not holder.released:
@@ -207,6 +209,8 @@ class ClaimBook:
             if _link_new(path, content):
                 with self._lock:
                     self._held[run_dir] = path
+                    if holder is not None:
+                        self._replaced[run_dir] = holder
                     if abandoned:
                         self._last_takeover = time.monotonic()
                 for older in found:
@@ -214,9 +218,19 @@ class ClaimBook:
                 return None
             # another runner won this generation at the same moment: look again
 
+    def replaced(self, run_dir: Path) -> Holder | None:
+        """The claim this runner's claim on `run_dir` took the place of, as it was then
+        (released, or its runner dead), or None when the job had never been claimed.
+
+        Read at the takeover, not before: a claim read before acquiring may be released in
+        between, and then says nothing about how its job ended."""
+        with self._lock:
+            return self._replaced.get(run_dir)
+
     def release(self, run_dir: Path) -> None:
         """Mark the claim released, so the next runner takes the job without waiting."""
         with self._lock:
+            self._replaced.pop(run_dir, None)
             path = self._held.pop(run_dir, None)
         if path is None:
             return

@@ -229,13 +229,12 @@ class _Driver:
             job_id = self.queue.popleft()
             request = self.requests[job_id]
             path = Path(request.run_dir)
-            previous = current_holder(path)
             holder = self.book.acquire(path)
             if holder is not None:
                 self.deferred[job_id] = holder
                 self._move(pending=-1, elsewhere=+1)
                 continue
-            ended = self._ended_elsewhere(path, previous)
+            ended = self._ended_elsewhere(path, self.book.replaced(path))
             if ended is not None:  # another runner ran it to its end since we looked
                 self.book.release(path)
                 self._move(pending=-1)

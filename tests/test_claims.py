@@ -52,6 +52,24 @@ def test_a_runner_in_this_process_is_alive_while_its_book_is_open(tmp_path: Path
     assert not current_holder(tmp_path).runner_alive()
 
 
+def test_a_claim_knows_the_claim_it_replaced_as_it_was_at_the_takeover(tmp_path: Path) -> None:
+    """A runner that peeked at a claim still held, then acquired after its release, must see
+    the release: that is how it knows the job ended under a live runner (and is not its own to
+    run again). A peek before acquiring would still say 'held'."""
+    with ClaimBook() as first, ClaimBook() as second:
+        assert second.replaced(tmp_path) is None
+        first.acquire(tmp_path)
+        peeked = current_holder(tmp_path)
+        first.release(tmp_path)  # the job ended between the peek and the acquire
+        assert second.acquire(tmp_path) is None
+        replaced = second.replaced(tmp_path)
+        assert not peeked.released
+        assert replaced is not None and replaced.runner == first.runner and replaced.released
+        assert replaced.runner_alive()
+        second.release(tmp_path)
+        assert second.replaced(tmp_path) is None
+
+
 def test_a_claim_is_exclusive_until_released(tmp_path: Path) -> None:
     with ClaimBook() as first, ClaimBook() as second:
         assert first.acquire(tmp_path) is None
