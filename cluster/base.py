@@ -10,10 +10,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.entry import JobRequest
-from jobs.train import JobResult
+
+if TYPE_CHECKING:
+    from jobs.results import JobResult
 
 __all__ = ["Backend", "JobRequest", "Outcome", "Resources", "WorkUnit"]
 

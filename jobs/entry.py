@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.spec import JobSpec
-from jobs.train import JobResult, run_job
+
+if TYPE_CHECKING:  # at run time imported where used: jobs.train imports torch
+    from jobs.results import JobResult
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ def run_unit(jobs: Sequence[JobRequest], *, threads: int | None = None) -> list[
     any job it cannot pack alone. Results come in the order of `jobs`.
     """
     if len(jobs) == 1:
+        from jobs.train import run_job
+
         r = jobs[0]
         return [run_job(r.spec, r.run_dir, grid=r.grid, threads=threads,
                         tensorboard=r.tensorboard, swept_keys=r.swept_keys)]

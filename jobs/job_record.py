@@ -11,7 +11,6 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import torch
 from jobs import results
 from jobs.datasets import Dataset
 from jobs.metrics import evaluate
+from jobs.results import JobResult
 from jobs.spec import JobSpec
 from jobs.strategies import StrategyContext, TargetStrategy
 
@@ -31,18 +31,6 @@ Forward = Callable[[torch.Tensor], torch.Tensor]  # inputs -> logits
 
 CLUSTER_ENV = {"slurm_job_id": "SLURM_JOB_ID", "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
                "ray_node_ip": "RAY_NODE_IP"}
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """What a backend hands back; the run dir holds everything else."""
-
-    job_id: str
-    state: str  # done | failed | diverged | cancelled
-    run_dir: str
-    error: str | None = None
-    epochs_done: int = 0
-    test_acc: float | None = None
 
 
 class Diverged(Exception):

@@ -34,6 +34,18 @@ DONE, RUNNING, FAILED, DIVERGED, CANCELLED, PENDING = (
     "done", "running", "failed", "diverged", "cancelled", "pending")
 FINISHED_STATES = (DONE, DIVERGED)  # a rerun does not train these again
 
+
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+    """What a backend hands back; the run dir holds everything else."""
+
+    job_id: str
+    state: str  # done | failed | diverged | cancelled
+    run_dir: str
+    error: str | None = None
+    epochs_done: int = 0
+    test_acc: float | None = None
+
 # Per-epoch measurements, after the job's settings. train_* of epoch >= 1 are running means over
 # that epoch's training batches (in train mode); epoch 0 is one pass over the training set.
 MEASUREMENTS: tuple[tuple[str, pa.DataType], ...] = (

@@ -26,8 +26,8 @@ from typing import Any
 from cluster.base import Backend, JobRequest, Outcome, Resources, WorkUnit
 from cluster.claims import DEFAULT_LEASE_S, ClaimBook, Holder, current_holder
 from jobs import results
+from jobs.results import JobResult
 from jobs.spec import JobSpec
-from jobs.train import JobResult
 from runner.cancel import clear_requests
 from runner.outdir import run_dir
 

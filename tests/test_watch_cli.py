@@ -110,6 +110,22 @@ def test_watch_on_a_finished_grid_exits_at_once_like_status(in_tmp: Path) -> Non
     assert "\n".join(lines[1:]) + "\n" == status_out
 
 
+def test_status_answers_without_importing_torch(in_tmp: Path) -> None:
+    """torch's import costs about a second; reading a grid's status files needs none of it."""
+    import subprocess
+    import sys
+
+    (in_tmp / "tiny.yaml").write_text(TINY_GRID)
+    assert invoke("run", "tiny.yaml", "--backend", "inline", "--out", "out")[0] == 0
+    script = ("import sys; from typer.testing import CliRunner; from runner.cli import app; "
+              "result = CliRunner().invoke(app, ['status', 'out/tiny']); "
+              "assert result.exit_code == 0, result.output; "
+              "print(sorted({'torch', 'pandas'} & set(sys.modules)))")
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True, cwd=in_tmp).stdout
+    assert shown.strip() == "[]"
+
+
 def test_watch_of_a_dir_that_is_not_a_grid_is_bad_input(in_tmp: Path) -> None:
     code, out, err = invoke("status", "nowhere", "--watch")
     assert (code, err) == (2, "Error: grid output dir 'nowhere' does not exist\n")
