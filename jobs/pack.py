@@ -17,6 +17,8 @@ How a pack trains (pack_member, pack_model, pack_optim and pack_epoch hold the p
   `checkpoint_seconds` (and always after a member's last epoch): for small models one
   checkpoint costs more than a packed epoch, and resuming from an earlier epoch gives the same
   results, so only the work redone after a kill grows, by at most that interval.
+- A member whose run dir holds a cancel request stops at its epoch end, checkpointed, as
+  run_job does, while the others train on; one asked to stop before the pack starts is not run.
 - Jobs that cannot be packed (`pack_refusal`, or dropout where the unit finds a GPU) run one
   after another with run_job; so does every unfinished member if the stacked computation itself
   breaks (each resumes from its last checkpoint).
@@ -39,6 +41,7 @@ from jobs.datasets import Dataset, load_dataset
 from jobs.job_record import (
     JobResult,
     attach_log,
+    cancelled_before_start,
     detach_log,
     job_logger,
     recorded_result,
@@ -80,6 +83,10 @@ def run_pack(requests: Sequence[JobRequest], *, threads: int | None = None,
         recorded = recorded_result(request.spec, Path(request.run_dir))
         if recorded is not None:
             outcome[position] = recorded
+            continue
+        if results.cancel_requested(Path(request.run_dir)):
+            outcome[position] = cancelled_before_start(request.spec, Path(request.run_dir),
+                                                       request.grid)
             continue
         reason = _refusal_here(request.spec)
         if reason is not None:
@@ -229,11 +236,23 @@ def _end_epoch(member: Member, stack: Stack, data: Dataset, epoch: int, train_lo
                             f"test loss became {row['test_loss']} in epoch {epoch}")
             if checkpoint or epoch == spec.epochs:
                 member.save(epoch)
+        if epoch < spec.epochs and results.cancel_requested(member.run.run_dir):
+            member.save(epoch)  # as run_job: the epoch it stops after, evaluated or not
+            return _end_cancelled(member, epoch)
     except Exception as exc:
         member.record_failure(exc)
         return _end(member, results.FAILED)
     member.next_epoch = epoch + 1
     return None
+
+
+def _end_cancelled(member: Member, epoch: int) -> JobResult:
+    """A member whose run dir holds a cancel request stops after `epoch`, as run_job does: that
+    epoch checkpointed, no metrics.parquet, the others train on."""
+    member.run.log.info("cancelled after epoch %d (cancel request: %s)", epoch,
+                        member.run.run_dir / results.CANCEL_FILE)
+    member.checkpoints.close()
+    return member.run.end(results.CANCELLED, with_metrics=False, epochs_done=epoch)
 
 
 def _end(member: Member, state: str, error: str | None = None) -> JobResult:

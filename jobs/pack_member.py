@@ -73,8 +73,9 @@ class MemberRun:
         return run
 
     def end(self, state: str, error: str | None = None, *, with_metrics: bool = True,
-            trace: str | None = None) -> JobResult:
-        """Record the member's end: metrics.parquet (unless it failed), then status.json."""
+            trace: str | None = None, epochs_done: int | None = None) -> JobResult:
+        """Record the member's end: metrics.parquet (unless it failed or was cancelled), then
+        status.json; `epochs_done` for a cancelled member, as run_job's `finish` takes it."""
         if state == results.DIVERGED:
             self.log.warning("diverged: %s", error)
         try:
@@ -87,7 +88,8 @@ class MemberRun:
             self.status.update(state=results.FAILED, error=f"{type(exc).__name__}: {exc}",
                                traceback=traceback.format_exc())
         try:
-            return finish(self.spec, self.run_dir, self.status, self.rows, self.started)
+            return finish(self.spec, self.run_dir, self.status, self.rows, self.started,
+                          epochs_done=epochs_done)
         finally:
             detach_log(self.handler)
 
