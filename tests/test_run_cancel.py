@@ -102,20 +102,23 @@ class TestInline(CancelSuite):
         return InlineBackend
 
 
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    """One embedded Ray for the Ray tests of this module (pytest 10 drops class-scoped fixtures
+    written as methods)."""
+    import ray
+
+    from cluster.ray_backend import start_ray
+
+    temp_dir = Path(tempfile.mkdtemp(prefix="tvo-ray-test-"))
+    assert start_ray(num_cpus=2, temp_dir=temp_dir)
+    yield
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 @pytest.mark.ray
 class TestRay(CancelSuite):
-    @pytest.fixture(scope="class")
-    def ray_session(self) -> Iterator[None]:
-        import ray
-
-        from cluster.ray_backend import start_ray
-
-        temp_dir = Path(tempfile.mkdtemp(prefix="tvo-ray-test-"))
-        assert start_ray(num_cpus=2, temp_dir=temp_dir)
-        yield
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
     @pytest.fixture
     def make_backend(self, ray_session: None) -> MakeBackend:
         from cluster.ray_backend import RayBackend
