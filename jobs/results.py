@@ -169,6 +169,13 @@ def write_parquet(path: Path, table: pa.Table) -> None:
     atomic_write_with(path, lambda tmp: pq.write_table(table, tmp))
 
 
+def write_query_parquet(path: Path, query: Any, metadata: Mapping[str, str]) -> None:
+    """Stream a polars LazyFrame's rows into `path` (key-value `metadata` in the footer): no
+    table is built in memory first. The columns keep polars' Arrow types (large_string,
+    large_list), which every Parquet reader takes."""
+    atomic_write_with(path, lambda tmp: query.sink_parquet(tmp, metadata=dict(metadata)))
+
+
 def atomic_write_with(path: Path, write_to: Callable[[str], None]) -> None:
     """`write_to(temp path)` writes the file's content (a Parquet writer that takes a path), then
     it is fsynced and renamed onto `path`: readers see the old file or the whole new one."""
