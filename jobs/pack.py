@@ -251,24 +251,24 @@ def _end_cancelled(member: Member, epoch: int) -> JobResult:
     epoch checkpointed, no metrics.parquet, the others train on."""
     member.run.log.info("cancelled after epoch %d (cancel request: %s)", epoch,
                         member.run.run_dir / results.CANCEL_FILE)
-    member.checkpoints.close()
-    return member.run.end(results.CANCELLED, with_metrics=False, epochs_done=epoch)
+    return _end(member, results.CANCELLED, epochs_done=epoch)
 
 
-def _end(member: Member, state: str, error: str | None = None) -> JobResult:
-    """Record a member's end in its run dir, once its last checkpoint write has finished."""
+def _end(member: Member, state: str, error: str | None = None,
+         epochs_done: int | None = None) -> JobResult:
+    """Record a member's end in its run dir, its checkpoint file closed."""
     try:
         member.checkpoints.close()
     except Exception as exc:
         member.record_failure(exc)
     if member.failure is not None:
         return member.run.end_failed(*member.failure)
-    return member.run.end(state, error)
+    return member.run.end(state, error, epochs_done=epochs_done)
 
 
 def _close_quietly(member: Member) -> None:
-    """Wait for the member's pending checkpoint write; its failure no longer matters here."""
+    """Close the member's checkpoint file; a failure to do so no longer matters here."""
     try:
         member.checkpoints.close()
     except Exception as exc:
-        member.run.log.warning("last checkpoint write failed: %s", exc)
+        member.run.log.warning("closing the checkpoint file failed: %s", exc)

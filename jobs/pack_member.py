@@ -72,14 +72,14 @@ class MemberRun:
                      status["host"], device)
         return run
 
-    def end(self, state: str, error: str | None = None, *, with_metrics: bool = True,
-            trace: str | None = None, epochs_done: int | None = None) -> JobResult:
-        """Record the member's end: metrics.parquet (unless it failed or was cancelled), then
-        status.json; `epochs_done` for a cancelled member, as run_job's `finish` takes it."""
+    def end(self, state: str, error: str | None = None, *, trace: str | None = None,
+            epochs_done: int | None = None) -> JobResult:
+        """Record the member's end as run_job does: metrics.parquet (unless it failed or was
+        cancelled), then status.json; `epochs_done` for a cancelled member, as `finish` takes it."""
         if state == results.DIVERGED:
             self.log.warning("diverged: %s", error)
         try:
-            if with_metrics:
+            if state not in (results.FAILED, results.CANCELLED):
                 results.write_metrics(self.run_dir, self.spec, self.grid, self.rows)
             self.status.update(state=state, error=error)
             if trace is not None:
@@ -95,7 +95,7 @@ class MemberRun:
 
     def end_failed(self, error: str, trace: str) -> JobResult:
         self.log.error("failed: %s\n%s", error, trace)
-        return self.end(results.FAILED, error, with_metrics=False, trace=trace)
+        return self.end(results.FAILED, error, trace=trace)
 
     def hand_back(self) -> None:
         """Undo this attempt's status so that run_job can take the job over as a fresh attempt."""

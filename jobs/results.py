@@ -46,6 +46,7 @@ class JobResult:
     epochs_done: int = 0
     test_acc: float | None = None
 
+
 # Per-epoch measurements, after the job's settings. train_* of epoch >= 1 are running means over
 # that epoch's training batches (in train mode); epoch 0 is one pass over the training set.
 MEASUREMENTS: tuple[tuple[str, pa.DataType], ...] = (

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import pickle
+from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from jobs import results
 from jobs.checkpoint import (
+    _HEADER,
     CheckpointError,
     CheckpointWriter,
     decode_state,
@@ -37,6 +40,32 @@ def save(writer: CheckpointWriter, epoch: int, rows: list | None = None) -> None
     writer.save(epoch=epoch, rows=rows if rows is not None else [{"epoch": epoch}], **pieces())
 
 
+def save_epochs(path: Path, *epochs: int) -> None:
+    """One writer (one job attempt) saving after each of `epochs`, then closed."""
+    writer = CheckpointWriter(path)
+    for epoch in epochs:
+        save(writer, epoch)
+    writer.close()
+
+
+def tear_slot_of(path: Path, epoch: int) -> None:
+    """Zero part of the payload of the slot that holds `epoch`: a write a kill cut short."""
+    content = bytearray(path.read_bytes())
+    start = next(start for start in (0, len(content) // 2)
+                 if slot_epoch(content, start) == epoch)
+    content[start + 100:start + 200] = bytes(100)
+    path.write_bytes(bytes(content))
+
+
+def slot_epoch(content: bytearray, start: int) -> int | None:
+    _, _, length, _ = _HEADER.unpack_from(content, start)
+    payload = bytes(content[start + _HEADER.size:start + _HEADER.size + length])
+    try:
+        return decode_state(payload)["epoch"]
+    except Exception:
+        return None
+
+
 def test_tensors_of_every_kind_come_back_equal_with_their_dtype():
     state = {
         "float": torch.randn(3, 4), "double": torch.randn(2, dtype=torch.float64),
@@ -55,10 +84,7 @@ def test_tensors_of_every_kind_come_back_equal_with_their_dtype():
 
 def test_saves_alternate_slots_and_the_newest_is_read(tmp_path):
     path = tmp_path / results.CHECKPOINT_FILE
-    writer = CheckpointWriter(path)
-    for epoch in (1, 2, 3):
-        save(writer, epoch)
-    writer.close()
+    save_epochs(path, 1, 2, 3)
     assert read_checkpoint(path)["epoch"] == 3
     size = path.stat().st_size
     assert size % 2 == 0 and size >= 2 * 64 * 1024  # two fixed slots, overwritten in place
@@ -66,38 +92,15 @@ def test_saves_alternate_slots_and_the_newest_is_read(tmp_path):
 
 def test_a_write_cut_short_falls_back_to_the_slot_before(tmp_path):
     path = tmp_path / results.CHECKPOINT_FILE
-    writer = CheckpointWriter(path)
-    save(writer, 1)
-    save(writer, 2)
-    writer.close()
-    content = bytearray(path.read_bytes())
-    newest = next(start for start in (0, len(content) // 2)
-                  if read_slot_epoch(content, start) == 2)
-    content[newest + 100:newest + 200] = bytes(100)  # as if the kill came mid-pwrite
-    path.write_bytes(bytes(content))
+    save_epochs(path, 1, 2)
+    tear_slot_of(path, 2)
     assert read_checkpoint(path)["epoch"] == 1
-
-
-def read_slot_epoch(content: bytearray, start: int) -> int | None:
-    from jobs.checkpoint import _HEADER
-
-    _, _, length, _ = _HEADER.unpack_from(content, start)
-    payload = bytes(content[start + _HEADER.size:start + _HEADER.size + length])
-    try:
-        return decode_state(payload)["epoch"]
-    except Exception:
-        return None
 
 
 def test_a_new_writer_continues_the_file_a_killed_attempt_left(tmp_path):
     path = tmp_path / results.CHECKPOINT_FILE
-    first = CheckpointWriter(path)
-    for epoch in (1, 2, 3):
-        save(first, epoch)
-    first.close()
-    second = CheckpointWriter(path)  # a resumed attempt: its saves must count as newer
-    save(second, 4)
-    second.close()
+    save_epochs(path, 1, 2, 3)
+    save_epochs(path, 4)  # a resumed attempt: its saves must count as newer
     assert read_checkpoint(path)["epoch"] == 4
 
 
@@ -126,9 +129,7 @@ def test_checkpoints_written_by_torch_save_still_load(tmp_path):
     path.write_bytes(buffer.getvalue())
     saved = read_checkpoint(path)
     assert saved["epoch"] == 1 and saved["rows"] == rows
-    writer = CheckpointWriter(path)  # the next save replaces the old format
-    save(writer, 2)
-    writer.close()
+    save_epochs(path, 2)  # the next save replaces the old format
     assert read_checkpoint(path)["epoch"] == 2
 
 
@@ -148,22 +149,16 @@ def test_a_job_resumes_from_the_older_slot_when_the_newest_is_torn(tmp_path):
     spec = JobSpec.from_dict(TINY)
     run_dir = tmp_path / "job"
     run_job(spec, run_dir)
-    checkpoint = run_dir / results.CHECKPOINT_FILE
-    content = bytearray(checkpoint.read_bytes())
-    newest = next(start for start in (0, len(content) // 2)
-                  if read_slot_epoch(content, start) == spec.epochs)
-    content[newest + 64:newest + 128] = bytes(64)
-    checkpoint.write_bytes(bytes(content))
+    tear_slot_of(run_dir / results.CHECKPOINT_FILE, spec.epochs)
     metrics_before = (run_dir / results.METRICS_FILE).read_bytes()
     for name in (results.METRICS_FILE, results.STATUS_FILE):
         (run_dir / name).unlink()  # as if killed before the job finished
     assert run_job(spec, run_dir).state == "done"
     log = (run_dir / results.LOG_FILE).read_text()
     assert f"resumed after epoch {spec.epochs - 1}" in log
-    import pyarrow.parquet as pq
+    assert metric_values(run_dir / results.METRICS_FILE) == metric_values(
+        io.BytesIO(metrics_before))
 
-    def values(table):
-        return table.drop_columns(["epoch_seconds", "samples_per_second"]).to_pylist()
 
-    assert values(pq.read_table(run_dir / results.METRICS_FILE)) == values(
-        pq.read_table(io.BytesIO(metrics_before)))
+def metric_values(source) -> list[dict]:
+    return pq.read_table(source).drop_columns(["epoch_seconds", "samples_per_second"]).to_pylist()

@@ -1,4 +1,5 @@
-"""run_job and a cancel request: stop at the epoch end, keep the checkpoint, resume identically."""
+"""run_job and packs with a cancel request: stop at the epoch end, keep the checkpoint, resume
+identically."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import pytest
 
 from jobs import results
 from jobs.checkpoint import read_checkpoint
+from jobs.pack import run_pack
 from jobs.spec import JobSpec
 from jobs.train import run_job
+from tests.test_pack import close, metric_rows, requests, specs
 
 TINY = {"dataset": "digits", "hidden": [8], "batch_size": 64, "loss": "mse", "output": "sigmoid",
         "strategy": "tvo", "lr": 0.5, "epochs": 6}
@@ -82,3 +85,47 @@ def test_clear_cancel_says_whether_there_was_a_request(tmp_path: Path) -> None:
     assert results.cancel_requested(tmp_path)
     assert results.read_json(tmp_path / results.CANCEL_FILE)["requested_by"] == "me@host"
     assert results.clear_cancel(tmp_path) and not results.clear_cancel(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Packs: one member stops at its epoch end, the others train on
+
+
+def test_a_cancelled_member_stops_at_its_epoch_end_and_resumes_like_a_job_alone(tmp_path):
+    jobs = specs({"seed": 0}, {"seed": 1}, {"seed": 2}, epochs=4)
+    stopping = tmp_path / "packed" / jobs[1].job_id
+
+    def cancel_second_at_epoch_1(job_id: str, epoch: int, epochs: int, row: dict) -> None:
+        if job_id == jobs[1].job_id and epoch == 1:
+            results.request_cancel(stopping, "test")
+
+    packed = run_pack(requests(jobs, tmp_path / "packed"), progress=cancel_second_at_epoch_1)
+    assert [(r.state, r.epochs_done) for r in packed] == [("done", 4), ("cancelled", 1),
+                                                           ("done", 4)]
+    assert not (stopping / results.METRICS_FILE).exists()
+    assert read_checkpoint(stopping / results.CHECKPOINT_FILE)["epoch"] == 1
+    assert "cancelled after epoch 1" in (stopping / results.LOG_FILE).read_text()
+    assert results.read_status(stopping)["epochs_done"] == 1
+
+    assert results.clear_cancel(stopping)
+    assert run_job(jobs[1], stopping, grid="g").state == "done"  # resumed alone, after epoch 1
+    assert "resumed after epoch 1" in (stopping / results.LOG_FILE).read_text()
+    for spec in jobs:
+        run_job(spec, tmp_path / "alone" / spec.job_id, grid="g")
+        rows_alone = metric_rows(tmp_path / "alone" / spec.job_id)
+        rows_packed = metric_rows(tmp_path / "packed" / spec.job_id)
+        assert all(close(a[k], b[k]) for a, b in zip(rows_packed, rows_alone, strict=True)
+                   for k in b), spec.job_id
+
+
+def test_a_member_cancelled_before_the_pack_starts_is_not_trained(tmp_path):
+    jobs = specs({"seed": 0}, {"seed": 1}, {"seed": 2}, epochs=2)
+    waiting = tmp_path / jobs[2].job_id
+    waiting.mkdir()
+    results.request_cancel(waiting, "test")
+    outcome = run_pack(requests(jobs, tmp_path))
+    assert [(r.state, r.epochs_done) for r in outcome] == [("done", 2), ("done", 2),
+                                                            ("cancelled", 0)]
+    assert not (waiting / results.CHECKPOINT_FILE).exists()
+    assert "training in a pack of 2 jobs" in (tmp_path / jobs[0].job_id / results.LOG_FILE
+                                              ).read_text()

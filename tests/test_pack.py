@@ -347,50 +347,6 @@ def test_with_the_default_interval_a_small_pack_checkpoints_at_its_last_epoch(tm
 
 
 # ---------------------------------------------------------------------------------------------
-# Cancel requests: one member stops at its epoch end, the others train on
-
-
-def test_a_cancelled_member_stops_at_its_epoch_end_and_resumes_like_a_job_alone(tmp_path):
-    jobs = specs({"seed": 0}, {"seed": 1}, {"seed": 2}, epochs=4)
-    stopping = tmp_path / "packed" / jobs[1].job_id
-
-    def cancel_second_at_epoch_1(job_id: str, epoch: int, epochs: int, row: dict) -> None:
-        if job_id == jobs[1].job_id and epoch == 1:
-            results.request_cancel(stopping, "test")
-
-    packed = run_pack(requests(jobs, tmp_path / "packed"), progress=cancel_second_at_epoch_1)
-    assert [(r.state, r.epochs_done) for r in packed] == [("done", 4), ("cancelled", 1),
-                                                           ("done", 4)]
-    assert not (stopping / results.METRICS_FILE).exists()
-    assert read_checkpoint(stopping / results.CHECKPOINT_FILE)["epoch"] == 1
-    assert "cancelled after epoch 1" in (stopping / results.LOG_FILE).read_text()
-    assert results.read_status(stopping)["epochs_done"] == 1
-
-    assert results.clear_cancel(stopping)
-    assert run_job(jobs[1], stopping, grid="g").state == "done"  # resumed alone, after epoch 1
-    assert "resumed after epoch 1" in (stopping / results.LOG_FILE).read_text()
-    for spec in jobs:
-        run_job(spec, tmp_path / "alone" / spec.job_id, grid="g")
-        rows_alone = metric_rows(tmp_path / "alone" / spec.job_id)
-        rows_packed = metric_rows(tmp_path / "packed" / spec.job_id)
-        assert all(close(a[k], b[k]) for a, b in zip(rows_packed, rows_alone, strict=True)
-                   for k in b), spec.job_id
-
-
-def test_a_member_cancelled_before_the_pack_starts_is_not_trained(tmp_path):
-    jobs = specs({"seed": 0}, {"seed": 1}, {"seed": 2}, epochs=2)
-    waiting = tmp_path / jobs[2].job_id
-    waiting.mkdir()
-    results.request_cancel(waiting, "test")
-    outcome = run_pack(requests(jobs, tmp_path))
-    assert [(r.state, r.epochs_done) for r in outcome] == [("done", 2), ("done", 2),
-                                                            ("cancelled", 0)]
-    assert not (waiting / results.CHECKPOINT_FILE).exists()
-    assert "training in a pack of 2 jobs" in (tmp_path / jobs[0].job_id / results.LOG_FILE
-                                              ).read_text()
-
-
-# ---------------------------------------------------------------------------------------------
 # Which jobs pack together
 
 

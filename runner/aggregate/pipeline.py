@@ -89,7 +89,7 @@ def write(data: GridData, summary: Summary, rendered: Rendered) -> list[Path]:
     summary_dir = data.grid_dir / SUMMARY_DIR
     written = []
     try:
-        if data.fresh is not None:
+        if not data.compacted_current:
             write_compacted(data)
             written.append(data.compacted_path)
         results.write_parquet(summary_dir / SUMMARY_PARQUET, formats.summary_table(summary))
