@@ -42,6 +42,16 @@ def pack_key(spec: JobSpec) -> str | None:
     return json.dumps(shared, sort_keys=True, separators=(",", ":"))
 
 
+AUTO_PACK_MAX = 64  # members per stack with pack=auto: see tests/bench/bench_headline.py
+AUTO = 0  # the pack size that means "auto" wherever a size is passed around
+
+
+def auto_pack_size(jobs: int, slots: int) -> int:
+    """pack=auto: the jobs spread evenly over the slots that run at once, at most
+    AUTO_PACK_MAX per stack (larger stacks gain little more and lose more when one breaks)."""
+    return max(1, min(AUTO_PACK_MAX, -(-jobs // max(slots, 1))))
+
+
 def plan_packs(specs: Sequence[JobSpec], max_size: int) -> list[list[JobSpec]]:
     """Group `specs` into packs of at most `max_size` compatible jobs; unpackable jobs alone.
 
