@@ -185,6 +185,11 @@ def _train(members: list[Member], data: Dataset, device: torch.device,
     """Epoch by epoch, the members whose next epoch is the earliest train as one stack."""
     live = list(members)
     stack: Stack | None = None
+    fresh = stack_order([m for m in live if not m.rows])
+    if fresh:  # before training: the epoch-0 row (also of a job that trains 0 epochs)
+        stack = Stack(fresh, data, device)
+        for member, row in zip(fresh, stack.evaluation_rows(epoch=0), strict=True):
+            _record(member, row, progress)
     last_checkpoint = time.perf_counter()
     while live:
         for member in [m for m in live if m.next_epoch > m.spec.epochs]:
@@ -198,11 +203,6 @@ def _train(members: list[Member], data: Dataset, device: torch.device,
             if stack is not None:
                 stack.hand_back_all()
             stack = Stack(active, data, device)
-            fresh = [i for i, m in enumerate(active) if not m.rows]
-            if fresh:
-                rows = stack.evaluation_rows(epoch=0)
-                for i in fresh:
-                    _record(active[i], rows[i], progress)
         losses, accuracies, seconds = stack.train_epoch(epoch)
         stack.end_epoch(epoch, losses)
         evaluated = [epoch % m.spec.eval_every == 0 or epoch == m.spec.epochs for m in active]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from jobs.pack import run_pack
 
 from jobs import results
 from jobs.checkpoint import read_checkpoint
-from jobs.pack import run_pack
 from jobs.spec import JobSpec
 from jobs.train import run_job
 from tests.test_pack import close, metric_rows, requests, specs

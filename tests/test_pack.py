@@ -11,11 +11,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import torch
+from jobs.pack import pack_key, pack_refusal, plan_packs, run_pack
 
 from jobs import results
 from jobs.checkpoint import read_checkpoint
 from jobs.entry import JobRequest, run_unit
-from jobs.pack import pack_key, pack_refusal, plan_packs, run_pack
 from jobs.spec import JobSpec
 from jobs.strategies import STRATEGIES, StrategyContext, StrategyValues, TargetStrategy
 from jobs.strategies.params import number, param

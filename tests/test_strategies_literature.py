@@ -54,7 +54,8 @@ def test_ols_loss_is_alpha_ce_of_the_label_plus_one_minus_alpha_ce_of_the_soft_r
 
 def test_pskd_alpha_grows_linearly_to_alpha_T_in_the_last_epoch():
     strategy = ready("pskd(alpha_T=0.8)", context(3, epochs=4))
-    assert [float(strategy.one.alpha(epoch)) for epoch in (1, 2, 3, 4)] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    alphas = [float(strategy.one.alpha(epoch)) for epoch in (1, 2, 3, 4)]
+    assert alphas == pytest.approx([0.2, 0.4, 0.6, 0.8])
     # the source: alpha_T * (epoch + 1) / E with 0-based epochs
     assert [float(strategy.one.alpha(e + 1)) for e in range(4)] == pytest.approx(
         [0.8 * (e + 1) / 4 for e in range(4)])

@@ -155,7 +155,8 @@ def test_average_nudge_and_its_remap_start_from_the_network_preference():
     ctx = context(3, labels=labels, forward=forward, x=x)
     average = ready("tvo(init=average, adapt=none)", ctx)
     nudged = ready("tvo(init=average_nudge(nu=0.2), adapt=none)", ctx)
-    expected_c, expected_nc = nudge(average.one.target_class[0], average.one.target_nonclass[0], 0.2)
+    expected_c, expected_nc = nudge(average.one.target_class[0],
+                                    average.one.target_nonclass[0], 0.2)
     assert torch.equal(nudged.one.target_class[0], expected_c)
     assert torch.equal(nudged.one.target_nonclass[0], expected_nc)
     remapped = ready("tvo(init=average_nudge_remap(nu=0.2), adapt=none)", ctx)
@@ -241,7 +242,8 @@ def test_batch_cadence_adapts_after_every_batch():
     wide = torch.tensor([[0.9, 0.1], [0.1, 0.9]])  # class 0: s = 0.4 + 0.4 > |0.5 - 0.2|
     strategy.observe(wide, torch.tensor([0, 0]), torch.arange(2), epoch=1)
     assert strategy.one.target_nonclass[0].tolist() == pytest.approx([0.0, 0.4])
-    assert strategy.one.target_class[0].tolist() == pytest.approx([0.8, 0.5])  # c = s m at the clamp
+    # c = s m at the clamp
+    assert strategy.one.target_class[0].tolist() == pytest.approx([0.8, 0.5])
 
 
 def test_prediction_goes_to_the_nearest_template():

@@ -29,8 +29,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from jobs.entry import JobRequest  # noqa: E402
 from jobs.pack import plan_packs, run_pack  # noqa: E402
+
+from jobs.entry import JobRequest  # noqa: E402
 from jobs.spec import JobSpec  # noqa: E402
 from jobs.train import run_job  # noqa: E402
 
