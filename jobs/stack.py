@@ -61,6 +61,7 @@ class Stack:
         self.needs_outputs = self.loss != "ce" or any(
             s.observes or s.uses_outputs or s.decision == "template" for s in definitions)
         self.weighted = any(s.weighted for s in definitions)
+        self.log_softmax = self.needs_outputs and self.loss == "ce" and self.output == "softmax"
         self.observers = [(part, group) for part, group in self.groups
                           if group.members[0].observes]
         self.all_argmax = all(s.decision == "argmax" for s in definitions)
@@ -104,8 +105,13 @@ class Stack:
             index = order[:, start:start + self.batch_size]
             xb, yb = x[index], y[index]  # every member's own batch: [N, B, ...], [N, B]
             logits = self.net.forward(xb, self.dropout)
-            outputs = activate(logits, self.output) if self.needs_outputs else logits
-            member_loss = self._loss(logits, outputs, yb, index, epoch)
+            log_probs = None
+            if self.log_softmax:  # one log-softmax serves the outputs and the loss
+                log_probs = torch.log_softmax(logits, dim=-1)
+                outputs = log_probs.exp()
+            else:
+                outputs = activate(logits, self.output) if self.needs_outputs else logits
+            member_loss = self._loss(logits, outputs, log_probs, yb, index, epoch)
             self.net.zero_grad()
             member_loss.sum().backward()  # members share no parameter: each its own gradient
             self.optimizer.step(self.net.flat, self.net.flat_grad())
@@ -121,20 +127,25 @@ class Stack:
         accuracies = (torch.stack(correct, dim=1).sum(dim=1) / n).tolist()
         return losses, accuracies, time.perf_counter() - started
 
-    def _loss(self, logits: torch.Tensor, outputs: torch.Tensor, labels: torch.Tensor,
-              index: torch.Tensor, epoch: int) -> torch.Tensor:
+    def _loss(self, logits: torch.Tensor, outputs: torch.Tensor, log_probs: torch.Tensor | None,
+              labels: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
         """Each member's batch loss [N]: the mean (or its strategy's weighted mean) of its
         samples' losses, plus its L1 penalty."""
         size, batch, classes = logits.shape
         if self.class_indices:
-            targets = labels.reshape(-1)
+            targets = labels
         else:
             targets = torch.cat([group.batch_targets(outputs[part], labels[part], index[part],
                                                      epoch) for part, group in self.groups])
-            targets = targets.reshape(-1, classes)
-        values = per_sample_loss(self.loss, logits.reshape(-1, classes),
-                                 outputs.reshape(-1, classes), targets, self.output)
-        values = values.view(size, batch)
+        if log_probs is not None:  # cross-entropy, as jobs.losses computes it, from log_probs
+            values = (-log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+                      if self.class_indices else -(targets * log_probs).sum(dim=-1))
+        else:
+            flat_targets = targets.reshape(-1) if self.class_indices \
+                else targets.reshape(-1, classes)
+            values = per_sample_loss(self.loss, logits.reshape(-1, classes),
+                                     outputs.reshape(-1, classes), flat_targets, self.output)
+            values = values.view(size, batch)
         if self.weighted:
             weights = torch.cat([_or_ones(group.sample_weights(labels[part], index[part], epoch),
                                           labels[part]) for part, group in self.groups])
@@ -200,8 +211,7 @@ class Stack:
                 row.update(train_loss=train["loss"][i], train_acc=train["acc"][i])
             rows.append(row)
         for part, group in self.groups:
-            for g, row in enumerate(rows[part]):
-                values = group.values(g)
+            for row, values in zip(rows[part], group.all_values(), strict=True):
                 row.update(target_class=values.target_class,
                            target_nonclass=values.target_nonclass,
                            target_matrix=values.target_matrix)

@@ -175,8 +175,8 @@ class DriftingStack(StrategyStack):
     def templates(self):
         return self.table
 
-    def values(self, g):
-        return StrategyValues(target_matrix=self.table[g].tolist())
+    def all_values(self):
+        return [StrategyValues(target_matrix=table) for table in self.table.tolist()]
 
     def state_dict(self, g):
         return {"table": self.table[g].clone()}

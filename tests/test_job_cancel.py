@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from jobs.train import run_stack
 
 from jobs import results
 from jobs.checkpoint import read_checkpoint
 from jobs.spec import JobSpec
-from jobs.train import run_job
+from jobs.train import run_job, run_stack
 from tests.test_engine import close, metric_rows, requests, specs
 
 TINY = {"dataset": "digits", "hidden": [8], "batch_size": 64, "loss": "mse", "output": "sigmoid",

@@ -208,7 +208,7 @@ def test_status_shows_a_job_whose_runner_died_as_interrupted_pending(in_tmp: Pat
     grid_dir = in_tmp / "out" / "tiny"
     run_dir = grid_dir / "runs" / spec.job_id
     with pytest.raises(KeyboardInterrupt):
-        run_job(spec, run_dir, grid="tiny", progress=interrupt_at(3))
+        run_job(spec, run_dir, grid="tiny", progress=interrupt_at(3), checkpoint_seconds=0)
     write_dead_claim(run_dir)
     prepare(grid_dir, load_grid("tiny.yaml").to_yaml(), [spec], "tiny")
     code, out, err = invoke("status", "out/tiny")

@@ -123,8 +123,12 @@ class StrategyStack:
             return nearest_template(outputs, self.templates())
         return outputs.argmax(dim=-1)
 
+    def all_values(self) -> list[StrategyValues]:
+        """Every member's current values for logging, read from the device at once."""
+        return values_from_tables(self.templates())
+
     def values(self, g: int) -> StrategyValues:
-        return values_from_table(self.templates()[g])
+        return self.all_values()[g]
 
     # -- checkpoints ----------------------------------------------------------------------------
     def state_dict(self, g: int) -> dict[str, Any]:
@@ -283,6 +287,18 @@ def values_from_table(table: torch.Tensor) -> StrategyValues:
         target_nonclass=off_diagonal[:, 0].tolist() if uniform_rows else None,
         target_matrix=table.tolist(),
     )
+
+
+def values_from_tables(tables: torch.Tensor) -> list[StrategyValues]:
+    """values_from_table for each of [G, K, K] tables, with one transfer from the device."""
+    g, k, _ = tables.shape
+    off = tables[:, ~torch.eye(k, dtype=torch.bool, device=tables.device)].view(g, k, k - 1)
+    uniform = (off == off[:, :, :1]).flatten(1).all(dim=1).tolist()
+    diagonal, nonclass = tables.diagonal(dim1=1, dim2=2).tolist(), off[:, :, 0].tolist()
+    matrices = tables.tolist()
+    return [StrategyValues(target_class=diagonal[i],
+                           target_nonclass=nonclass[i] if uniform[i] else None,
+                           target_matrix=matrices[i]) for i in range(g)]
 
 
 def check_target_table(strategy: str, table: torch.Tensor, pairing: Pairing) -> None:

@@ -148,10 +148,11 @@ class TVOStack(StrategyStack):
     def templates(self) -> torch.Tensor:
         return self._templates
 
-    def values(self, g: int) -> StrategyValues:
-        return StrategyValues(target_class=self.target_class[g].tolist(),
-                              target_nonclass=self.target_nonclass[g].tolist(),
-                              target_matrix=self._templates[g].tolist())
+    def all_values(self) -> list[StrategyValues]:
+        c, nc = self.target_class.tolist(), self.target_nonclass.tolist()
+        tables = self._templates.tolist()
+        return [StrategyValues(target_class=c[g], target_nonclass=nc[g], target_matrix=tables[g])
+                for g in range(self.size)]
 
     def state_dict(self, g: int) -> dict[str, Any]:
         return {"target_class": self.target_class[g].clone(),
