@@ -192,7 +192,7 @@ def test_fail_fast_leaves_the_rest_pending(in_tmp: Path) -> None:
         "name: ff\nbase: {hidden: [16], epochs: 2, loss: mse, output: sigmoid, "
         "data_root: nodata}\ngrid: {dataset: [mnist, digits], seed: [0, 1]}\n")
     code, out, err = invoke("run", "g.yaml", "--backend", "inline", "--out", "out",
-                            "--fail-fast")
+                            "--fail-fast", "--pack", "off")
     assert code == 1
     assert ("--fail-fast: stopped launching after the first failure; 3 jobs were not started "
             "and stay pending") in out
