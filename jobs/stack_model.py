@@ -13,6 +13,7 @@ of one (`ModuleStack`): the module itself, its parameters views of the flat matr
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,11 @@ from jobs.models import CNN
 from jobs.spec import JobSpec
 
 EVAL_MEMBER_SAMPLES = 1 << 16  # member-samples per evaluation forward: bounds its memory
+
+# The gradient views below have their parameters' strides (rows of the flat matrix), which
+# torch's layout check for .grad does not expect; accumulating into them is correct and is
+# what saves a copy of all gradients per batch.
+warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
 
 
 @dataclass(frozen=True)
@@ -75,19 +81,22 @@ class FlatParameters:
             self.flat = torch.stack([
                 torch.cat([params[s.name].detach().reshape(-1).to(device, torch.float32)
                            for s in self.slots]) for params in members])  # [N, P]
+        # Gradients land in one [N, P] matrix laid out like `flat`: each parameter's .grad is a
+        # view of it, which backward accumulates into in place (no copy per batch).
+        self.grad = torch.zeros_like(self.flat)
         self.params: dict[str, torch.Tensor] = {}
         for s in self.slots:
             view = self.flat[:, s.offset:s.offset + s.size].view(self.size, *s.shape)
             self.params[s.name] = view.requires_grad_(True)  # a leaf sharing flat's memory
+            self.params[s.name].grad = self.grad[:, s.offset:s.offset + s.size].view(
+                self.size, *s.shape)
 
     def zero_grad(self) -> None:
-        for parameter in self.params.values():
-            parameter.grad = None
+        self.grad.zero_()
 
     def flat_grad(self) -> torch.Tensor:
         """The members' gradients as one [N, P] matrix, laid out like `flat`."""
-        return torch.cat([self.params[s.name].grad.reshape(self.size, -1) for s in self.slots],
-                         dim=1)
+        return self.grad
 
     def member_row(self, index: int, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
         """Row `index` of a [N, P] matrix laid out like `flat`, as named parameter copies."""
@@ -202,15 +211,14 @@ class ModuleStack(FlatParameters):
             owner_name, _, leaf = s.name.rpartition(".")
             owner = self.module.get_submodule(owner_name) if owner_name else self.module
             setattr(owner, leaf, nn.Parameter(self.params[s.name][0].detach()))
-        self.params = {s.name: p for (s, p) in zip(self.slots, self._module_parameters(),
-                                                    strict=True)}
+        self.params = dict(zip([s.name for s in self.slots], self._module_parameters(),
+                               strict=True))
+        for s in self.slots:  # its gradients land in row 0 of the flat gradient matrix too
+            self.params[s.name].grad = self.grad[0, s.offset:s.offset + s.size].view(s.shape)
 
     def _module_parameters(self) -> list[nn.Parameter]:
         named = dict(self.module.named_parameters())
         return [named[s.name] for s in self.slots]
-
-    def flat_grad(self) -> torch.Tensor:
-        return torch.cat([self.params[s.name].grad.reshape(1, -1) for s in self.slots], dim=1)
 
     def weight_abs_sums(self) -> torch.Tensor:
         sums = [self.params[s.name].abs().sum() for s in self.slots if s.name.endswith("weight")]
