@@ -25,6 +25,8 @@ from jobs.stack_model import MemberDropout, ModuleStack, stack_networks
 from jobs.stack_optim import StackedOptimizer
 from jobs.strategies import StackContext, StrategyStack
 
+EPOCH_GATHER_FLOATS = 1 << 25  # inputs gathered once per epoch up to this size (128 MB)
+
 
 def stack_order(members: Sequence[Member]) -> list[Member]:
     """Members sharing a strategy stack side by side (stable): each strategy stack is a slice."""
@@ -66,6 +68,7 @@ class Stack:
                           if group.members[0].observes]
         self.all_argmax = all(s.decision == "argmax" for s in definitions)
         self.member_index = torch.arange(self.size, device=device).unsqueeze(1)
+        self._sizes: torch.Tensor | None = None
 
     def _strategy_stacks(self, data: Dataset) -> list[tuple[slice, StrategyStack]]:
         forward = _SetupForward(lambda x: activate(self.net.evaluate(x), self.output))
@@ -97,14 +100,22 @@ class Stack:
         n = x.shape[0]
         order = torch.stack([torch.randperm(n, generator=m.order) for m in self.members])
         order = order.to(self.device)
+        y_epoch = y[order]  # [N, n]: each member's labels in its own order
+        # Each member's inputs in its own order, gathered once (batches are then views) where
+        # that copy is small; else gathered per batch.
+        x_epoch = x[order] if order.numel() * x[0].numel() <= EPOCH_GATHER_FLOATS else None
         own_rng = isinstance(self.net, ModuleStack)  # its module draws dropout from the global RNG
         if own_rng:
             torch.set_rng_state(self.members[0].dropout.get_state())
-        batch_losses, correct = [], []  # device tensors: no sync until the epoch ends
+        # what the epoch's loss and accuracy are made of, kept on the device and reduced when
+        # the epoch ends; argmax decisions wait for the epoch's end too (templates, which may
+        # move within an epoch, decide per batch)
+        batch_losses, decided = [], []
         for start in range(0, n, self.batch_size):
             index = order[:, start:start + self.batch_size]
-            xb, yb = x[index], y[index]  # every member's own batch: [N, B, ...], [N, B]
-            logits = self.net.forward(xb, self.dropout)
+            yb = y_epoch[:, start:start + self.batch_size]
+            xb = x[index] if x_epoch is None else x_epoch[:, start:start + self.batch_size]
+            logits = self.net.forward(xb, self.dropout)  # xb: [N, B, ...], yb: [N, B]
             log_probs = None
             if self.log_softmax:  # one log-softmax serves the outputs and the loss
                 log_probs = torch.log_softmax(logits, dim=-1)
@@ -118,14 +129,28 @@ class Stack:
             outputs = outputs.detach()
             for part, group in self.observers:
                 group.observe(outputs[part], yb[part], index[part], epoch)
-            batch_losses.append(member_loss.detach() * yb.shape[1])
-            correct.append((self._predict(outputs) == yb).sum(dim=1))
+            batch_losses.append(member_loss.detach())
+            decided.append(outputs if self.all_argmax else self._predict(outputs))
         if own_rng:
             self.members[0].dropout.set_state(torch.get_rng_state())
-        # the epoch's one sync point
-        losses = (torch.stack(batch_losses, dim=1).sum(dim=1) / n).tolist()
-        accuracies = (torch.stack(correct, dim=1).sum(dim=1) / n).tolist()
+        # Few operations from here, and the epoch's one sync point
+        predicted = torch.cat(decided, dim=1)
+        if self.all_argmax:  # argmax of logits is argmax of outputs: activations are monotone
+            predicted = predicted.argmax(dim=-1)
+        sizes = self._batch_sizes(n)
+        losses = (torch.stack(batch_losses, dim=1) @ sizes / n).tolist()
+        accuracies = ((predicted == y_epoch).sum(dim=1) / n).tolist()
         return losses, accuracies, time.perf_counter() - started
+
+    def _batch_sizes(self, n: int) -> torch.Tensor:
+        """The sizes of an epoch's batches (the last may be short): the weights of the batch
+        means in the epoch's mean over samples."""
+        if self._sizes is None:
+            count = -(-n // self.batch_size)
+            sizes = torch.full((count,), float(self.batch_size), device=self.device)
+            sizes[-1] = n - self.batch_size * (count - 1)
+            self._sizes = sizes
+        return self._sizes
 
     def _loss(self, logits: torch.Tensor, outputs: torch.Tensor, log_probs: torch.Tensor | None,
               labels: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
@@ -158,8 +183,6 @@ class Stack:
 
     def _predict(self, outputs: torch.Tensor) -> torch.Tensor:
         """Predicted classes [N, B], each member by its strategy's decision rule."""
-        if self.all_argmax:  # argmax of logits is argmax of outputs: activations are monotone
-            return outputs.argmax(dim=-1)
         return torch.cat([group.predict(outputs[part]) for part, group in self.groups])
 
     def end_epoch(self, epoch: int, train_losses: Sequence[float]) -> None:
