@@ -42,6 +42,8 @@ class Member:
     strategy_state: dict[str, Any] | None = None  # None: set the strategy up from scratch
     rows: list[dict[str, Any]] = field(default_factory=list)
     next_epoch: int = 1
+    best_val_acc: float = float("-inf")  # early stopping (stop_patience)
+    epochs_since_best: int = 0  # evaluated epochs since the best validation accuracy
     board: TensorBoardLog | None = None
 
     @property
@@ -85,10 +87,24 @@ class Member:
         self.dropout.set_state(saved["dropout"])
         self.rows = list(saved["rows"])
         self.next_epoch = saved["epoch"] + 1
+        self.best_val_acc, self.epochs_since_best = saved["early_stopping"]
+
+    def stops_early(self, row: dict[str, Any]) -> bool:
+        """Early stopping: whether `stop_patience` evaluated epochs have passed without a better
+        validation accuracy (chosen on validation, never on test)."""
+        patience = self.spec.stop_patience
+        if patience == 0 or row.get("val_acc") is None:
+            return False
+        if row["val_acc"] > self.best_val_acc:
+            self.best_val_acc, self.epochs_since_best = row["val_acc"], 0
+        else:
+            self.epochs_since_best += 1
+        return self.epochs_since_best >= patience
 
     def state(self, epoch: int) -> dict[str, Any]:
         """Everything needed to continue after `epoch` (the stack has handed its state back)."""
         return {"epoch": epoch, "rows": self.rows, "model": self.params,
                 "optimizer": self.optimizer, "strategy": self.strategy_state,
                 "schedule": self.schedule.state_dict(), "order": self.order.get_state(),
-                "dropout": self.dropout.get_state()}
+                "dropout": self.dropout.get_state(),
+                "early_stopping": (self.best_val_acc, self.epochs_since_best)}

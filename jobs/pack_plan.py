@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from jobs.spec import JobSpec
 
 SHARED_SETTINGS = (
-    "dataset", "data_root", "normalize", "noise",  # one copy of the data
+    "dataset", "data_root", "normalize", "noise", "val_fraction", "val_seed",  # one copy of
+    # the data
     "model", "hidden", "activation", "shortcuts", "output",  # one stacked network shape
     "loss", "optimizer", "batch_size",  # one loss, one update rule, one batch loop
     "device", "method",  # one place the stack lives, one kind of network

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from jobs.spec import JobSpec
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: validation columns and settings (val_fraction, val_seed, ...)
 
 SPEC_FILE = "spec.json"
 STATUS_FILE = "status.json"
@@ -60,6 +60,10 @@ MEASUREMENTS: tuple[tuple[str, pa.DataType], ...] = (
     ("confidence", pa.float64()),
     ("margin", pa.float64()),
     ("ece", pa.float64()),
+    ("val_loss", pa.float64()),  # the validation part (val_fraction of the training data)
+    ("val_acc", pa.float64()),
+    ("val_nll", pa.float64()),
+    ("val_ece", pa.float64()),
     ("target_class", pa.list_(pa.float64())),
     ("target_nonclass", pa.list_(pa.float64())),
     ("target_matrix", pa.list_(pa.list_(pa.float64()))),

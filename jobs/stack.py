@@ -45,6 +45,8 @@ class Stack:
         self.size = len(self.members)
         self.x_train, self.y_train = _inputs(data.x_train, shared), data.y_train
         self.x_test, self.y_test = _inputs(data.x_test, shared), data.y_test
+        self.x_val = None if data.x_val is None else _inputs(data.x_val, shared)
+        self.y_val = data.y_val
         self.batch_size = shared.batch_size or self.x_train.shape[0]
         self.net = stack_networks(specs, [m.params for m in self.members], data.input_shape,
                                   device, self.members[0].module)
@@ -218,20 +220,23 @@ class Stack:
         """Each member's metrics row of an evaluated epoch (the training columns are the
         epoch's; before training, epoch 0, one pass over the training set)."""
         test = self.measure(self.x_test, self.y_test)
+        val = None if self.x_val is None else self.measure(self.x_val, self.y_val)
         train = self.measure(self.x_train, self.y_train) if epoch == 0 else None
         residual = self.net.residual()
         rows = []
         for i, member in enumerate(self.members):
-            nll, ece = test["nll"][i], test["ece"][i]
             row: dict[str, Any] = {
                 "epoch": epoch, "learning_rate": member.schedule.lr,
                 "test_loss": test["loss"][i], "test_acc": test["acc"][i],
-                "test_nll": None if nll != nll else nll, "ece": None if ece != ece else ece,
+                "test_nll": _number(test["nll"][i]), "ece": _number(test["ece"][i]),
                 "confidence": test["confidence"][i], "margin": test["margin"][i],
                 "epoch_seconds": 0.0, "samples_per_second": None, "ts_residual": residual,
             }
             if train is not None:
                 row.update(train_loss=train["loss"][i], train_acc=train["acc"][i])
+            if val is not None:
+                row.update(val_loss=val["loss"][i], val_acc=val["acc"][i],
+                           val_nll=_number(val["nll"][i]), val_ece=_number(val["ece"][i]))
             rows.append(row)
         for part, group in self.groups:
             for row, values in zip(rows[part], group.all_values(), strict=True):
@@ -259,6 +264,11 @@ def _inputs(x: torch.Tensor, spec: Any) -> torch.Tensor:
     """The inputs as the stacked network takes them: flat for an MLP, images for a CNN, as they
     are for a network that is not stacked."""
     return x.flatten(1) if spec.model == "mlp" and spec.method != "target_space" else x
+
+
+def _number(value: float) -> float | None:
+    """A measurement, or None (null in Parquet) where it does not apply (NaN)."""
+    return None if value != value else value
 
 
 def _or_ones(weights: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:

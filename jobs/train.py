@@ -54,12 +54,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def shared_dataset(spec: JobSpec, device: torch.device) -> Dataset:
+    """The job's data on its device, loaded once per process and shared by every stack."""
+    return _dataset(spec.dataset, spec.data_root, spec.normalize, spec.noise, spec.val_fraction,
+                    spec.val_seed, str(device))
+
+
 @functools.lru_cache(maxsize=4)
-def shared_dataset(name: str, data_root: str, normalize: str, noise: float,
-                   device: str) -> Dataset:
-    """A dataset on a device, loaded once per process and shared by every stack that uses it."""
-    return load_dataset(name, data_root=data_root or None, normalize=normalize,
-                        noise=noise).to(torch.device(device))
+def _dataset(name: str, data_root: str, normalize: str, noise: float, val_fraction: float,
+             val_seed: int, device: str) -> Dataset:
+    return load_dataset(name, data_root=data_root or None, normalize=normalize, noise=noise,
+                        val_fraction=val_fraction, val_seed=val_seed).to(torch.device(device))
 
 
 def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
@@ -138,8 +143,7 @@ def _train_together(requests: Sequence[JobRequest], progress: StackProgress | No
         spec = requests[0].spec
         try:
             device = resolve_device(spec.device)
-            data = shared_dataset(spec.dataset, spec.data_root, spec.normalize, spec.noise,
-                                  str(device))
+            data = shared_dataset(spec, device)
         except Exception as exc:  # every member fails alike: nothing to train with
             for run in runs:
                 run.begin(spec.device, len(runs))
@@ -260,6 +264,11 @@ def _end_epoch(stack: Stack, index: int, epoch: int, train_loss: float, train_ac
         if not math.isfinite(row["test_loss"]):
             return run.end(results.DIVERGED, member.rows,
                            f"test loss became {row['test_loss']} in epoch {epoch}")
+        if epoch < member.spec.epochs and member.stops_early(row):
+            run.log.info("stopped early after epoch %d: no better val_acc in %d evaluated "
+                         "epochs (best %.4f)", epoch, member.spec.stop_patience,
+                         member.best_val_acc)
+            return run.end(results.DONE, member.rows)
     if epoch < member.spec.epochs and run.cancel_requested():
         stack.hand_back(index)  # the epoch it stops after, evaluated or not
         run.checkpoint(member.state(epoch))
