@@ -32,6 +32,7 @@ CANCEL_FILE = "cancel"  # present: the job is asked to stop at its next epoch en
 # Job states as status.json spells them; "pending" is the absence of a status file.
 DONE, RUNNING, FAILED, DIVERGED, CANCELLED, PENDING = (
     "done", "running", "failed", "diverged", "cancelled", "pending")
+INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM; resumes from its checkpoint
 FINISHED_STATES = (DONE, DIVERGED)  # a rerun does not train these again
 
 

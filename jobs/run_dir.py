@@ -149,11 +149,18 @@ class RunDir:
             results.write_status(self.path, self.previous_status)
         self._detach()
 
-    def release(self) -> None:
-        """An interrupted attempt (Ctrl-C, SIGTERM): the status stays "running" with this
-        process's pid, which readers see is gone, and the checkpoint stays for the resume."""
+    def release(self, signalled: bool) -> None:
+        """An attempt stopped from outside: by Ctrl-C or SIGTERM (`signalled`) the status says
+        "interrupted"; else (the process is going away) it stays "running" with this process's
+        pid, which readers see is gone. Either way the checkpoint stays for the resume."""
         self._close_checkpoints()
-        self._detach()
+        try:
+            if signalled and self.status:
+                self.log.info("interrupted; the next run resumes from the last checkpoint")
+                self.status.update(state=results.INTERRUPTED, interrupted_at=now())
+                results.write_status(self.path, self.status)
+        finally:
+            self._detach()
 
     def _close_checkpoints(self) -> None:
         if self._checkpoints is not None:

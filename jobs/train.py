@@ -165,10 +165,11 @@ def _train_together(requests: Sequence[JobRequest], progress: StackProgress | No
             _train(members, data, device, progress, checkpoint_seconds, ended)
         except Exception as exc:
             _after_stack_error(exc, members, requests, runs, progress, checkpoint_seconds, ended)
-    except BaseException:  # interrupted: statuses stay "running", checkpoints stay to resume
+    except BaseException as exc:  # stopped from outside: checkpoints stay for the resume
+        signalled = isinstance(exc, KeyboardInterrupt | SystemExit)
         for run in runs:
             if run not in ended:
-                run.release()
+                run.release(signalled)
         raise
     finally:
         for member in members:

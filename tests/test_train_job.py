@@ -262,3 +262,19 @@ def test_starting_a_job_leaves_other_writers_temp_files_alone(tmp_path):
     cut_short.write_bytes(b"partial")
     run_job(JobSpec.from_dict(TINY), run_dir)
     assert claim_in_progress.exists() and not cut_short.exists()
+
+
+def test_ctrl_c_leaves_the_job_interrupted_and_resumable(tmp_path):
+    spec = JobSpec.from_dict({**TINY, "epochs": 4})
+
+    def ctrl_c_at_epoch_three(epoch, epochs, row):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(spec, tmp_path / "job", progress=ctrl_c_at_epoch_three, checkpoint_seconds=0)
+    status = results.read_status(tmp_path / "job")
+    assert status["state"] == results.INTERRUPTED and "interrupted_at" in status
+    assert not results.is_finished(tmp_path / "job")
+    assert run_job(spec, tmp_path / "job").state == "done"
+    assert "resumed after epoch 2" in (tmp_path / "job" / results.LOG_FILE).read_text()
