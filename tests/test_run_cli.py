@@ -61,14 +61,14 @@ BAD_GRIDS = [
     ("unknown strategy", "grid: {strategy: [onehot, nosuch]}\n",
      f"g.yaml: grid.strategy: unknown strategy 'nosuch'; valid strategies: {STRATEGY_NAMES}"),
     ("unsafe YAML tag", "name: !!python/object/apply:os.system ['touch pwned']\n",
-     "grid file 'g.yaml' is not valid YAML: tag "
-     "'tag:yaml.org,2002:python/object/apply:os.system' is not allowed (grid files are plain "
-     "YAML: no object tags) at line 1, column 7"),
+     "grid file 'g.yaml' is not valid YAML: tag !!python/object/apply:os.system is not allowed "
+     "(grid files hold plain data: text, numbers, true/false, lists, mappings) at line 1, "
+     "column 7"),
     ("name with ..", "name: ../escape\n",
-     "g.yaml: name '../escape' must be a plain name (letters, digits, '-', '_' and '.', "
+     "g.yaml: name '../escape' must be a plain name (1 to 100 letters, digits, '-', '_' and '.', "
      "starting with a letter, digit or '_', without '..')"),
     ("name with a path separator", "name: a/b\n",
-     "g.yaml: name 'a/b' must be a plain name (letters, digits, '-', '_' and '.', "
+     "g.yaml: name 'a/b' must be a plain name (1 to 100 letters, digits, '-', '_' and '.', "
      "starting with a letter, digit or '_', without '..')"),
     ("not a mapping", "- a\n- b\n",
      "grid file 'g.yaml' must be a mapping with keys name, description, base, grid, resources, "
