@@ -229,10 +229,14 @@ def describe(f: dataclasses.Field) -> str:
     if low is not None and high is not None:
         lo = "(" if meta["open_low"] else "["
         hi = ")" if meta["open_high"] else "]"
-        return f"{kind} in {lo}{low:g}, {high:g}{hi}"
+        return f"{kind} in {lo}{_bound(low)}, {_bound(high)}{hi}"
     if low is not None:
-        return f"{kind} {'>' if meta['open_low'] else '>='} {low:g}"
+        return f"{kind} {'>' if meta['open_low'] else '>='} {_bound(low)}"
     return "text" if f.type in ("str", str) else kind
+
+
+def _bound(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
 
 
 def coerce(f: dataclasses.Field, value: Any) -> Any:

@@ -40,15 +40,15 @@ def train(
 
     Example: tvo train dataset=digits loss=mse output=sigmoid strategy=lecun epochs=10
     """
-    from jobs.datasets import DataError, check_dataset_files
     from jobs.spec import SpecError
     from runner.overrides import parse_assignments
+    from runner.preflight import PreflightError, check_run
     from runner.train_command import train_one
 
     try:
         spec = parse_assignments(settings or [])
-        check_dataset_files(spec.dataset, spec.data_root or None)
-    except (SpecError, DataError) as exc:
+        check_run([spec], out)
+    except (SpecError, PreflightError) as exc:
         fail(str(exc))
     result = train_one(spec, out, tensorboard=tensorboard)
     raise typer.Exit(0 if result.state == "done" else 1)
@@ -111,6 +111,13 @@ def run(
         fail(f"--ray-address is for --backend ray (got --backend {backend.value})")
     if detach and backend.value != "slurm":
         fail(f"--detach is for --backend slurm: jobs on {backend.value} end with this process")
+    from runner.preflight import PreflightError, check_run
+
+    try:
+        check_run(plan.specs, plan.grid_dir, backend=backend.value, resources=plan.grid.resources,
+                  ray_address=ray_address)
+    except PreflightError as exc:
+        fail(str(exc))
     pack = pack or plan.grid.pack or 1
     if dry_run:
         print_plan(plan, console, pack)

@@ -165,7 +165,18 @@ def test_run_writes_the_grid_dir_and_a_rerun_skips_done_jobs(in_tmp: Path) -> No
         0, "done 4 · running 0 · failed 0 · diverged 0 · cancelled 0 · pending 0")
 
 
+def corrupt_mnist(root: Path) -> None:
+    """MNIST files that pass the preflight (present, readable, IDX magic) but fail in the job."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        (raw / name).write_bytes(b"\x00\x00\x08\x03")
+    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"\x00\x00\x08\x01")
+
+
 def test_failed_and_diverged_jobs_exit_1_and_are_listed_with_their_log(in_tmp: Path) -> None:
+    corrupt_mnist(in_tmp / "nodata")
     (in_tmp / "g.yaml").write_text(
         "name: mixed\nbase: {hidden: [16], epochs: 2, loss: mse, output: linear, "
         "activation: relu, data_root: nodata}\n"
@@ -184,10 +195,11 @@ def test_failed_and_diverged_jobs_exit_1_and_are_listed_with_their_log(in_tmp: P
     assert code == 0
     assert out.splitlines()[:2] == [
         "out/mixed: 4 jobs", "done 1 · running 0 · failed 2 · diverged 1 · cancelled 0 · pending 0"]
-    assert "failed " in out and "DataError: dataset 'mnist': missing " in out
+    assert "failed " in out and "DataError: dataset 'mnist': corrupt file " in out
 
 
 def test_fail_fast_leaves_the_rest_pending(in_tmp: Path) -> None:
+    corrupt_mnist(in_tmp / "nodata")
     (in_tmp / "g.yaml").write_text(
         "name: ff\nbase: {hidden: [16], epochs: 2, loss: mse, output: sigmoid, "
         "data_root: nodata}\ngrid: {dataset: [mnist, digits], seed: [0, 1]}\n")
