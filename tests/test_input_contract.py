@@ -13,7 +13,7 @@ from runner.cli import app
 
 runner = CliRunner()
 BOMB = "".join(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
-               for prev, name in zip("abcdefgh", "bcdefghi")).replace("*a", "x")
+               for prev, name in zip("abcdefgh", "bcdefghi", strict=True)).replace("*a", "x")
 DEEP = "[" * 600 + "]" * 600
 
 
