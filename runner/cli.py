@@ -41,6 +41,7 @@ def train(
     Example: tvo train dataset=digits loss=mse output=sigmoid strategy=lecun epochs=10
     """
     from jobs.spec import SpecError
+    from runner.interrupts import interrupt_guard
     from runner.overrides import parse_assignments
     from runner.preflight import PreflightError, check_run
     from runner.train_command import train_one
@@ -50,7 +51,9 @@ def train(
         check_run([spec], out)
     except (SpecError, PreflightError) as exc:
         fail(str(exc))
-    result = train_one(spec, out, tensorboard=tensorboard)
+    with interrupt_guard(f"job {spec.job_id} keeps its last checkpoint; the same command "
+                         f"resumes it (see `tvo status {out}`)"):
+        result = train_one(spec, out, tensorboard=tensorboard)
     raise typer.Exit(0 if result.state == "done" else 1)
 
 
@@ -129,9 +132,16 @@ def run(
     if tensorboard:
         console.print(f"TensorBoard: tensorboard --logdir {plan.grid_dir}", markup=False,
                       highlight=False, soft_wrap=True)
+    from runner.interrupts import INTERRUPTED, announced, interrupt_guard, stop_children
+
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run like Ctrl-C
     try:
-        code = execute(plan, backend.value, options, ray_address, console)
+        with interrupt_guard("unfinished jobs keep their last checkpoint; run the same command "
+                             f"again to resume, or see `tvo status {plan.grid_dir}`"):
+            code = execute(plan, backend.value, options, ray_address, console)
+            if code == INTERRUPTED:  # execute said so in one line
+                announced()
+                stop_children()  # whatever the backend's own cleanup left
     except BackendError as exc:
         fail(str(exc))
     finally:

@@ -104,7 +104,8 @@ def load_grid(ref: str, overrides: Sequence[str] = ()) -> Grid:
     """
     path, label = find_grid_file(ref)
     content = read_grid_file(path, label)
-    label = echo(label, 80).strip("'\"") if len(label) > 80 else label
+    if len(label) > 500 or not label.isprintable():  # a path is shown whole, unless absurd
+        label = echo(label, 200)
     for key in content:
         if key not in GRID_KEYS:
             raise GridError(f"{label}: unknown key {echo(key, 40)}{_hint(str(key), GRID_KEYS)}; "
