@@ -7,8 +7,8 @@ from runner.interrupts import INTERRUPTED, say_interrupted, sigterm_interrupts
 
 
 def main() -> None:
-    sigterm_interrupts()
     try:
+        sigterm_interrupts()
         from runner.cli import app
 
         app()
