@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from cluster.backends import BACKENDS
-from runner.console import console, fail
+from runner.console import OneLineErrors, console, fail
 
 app = typer.Typer(
     name="tvo",
+    cls=OneLineErrors,
     help="Run experiment grids that compare target-value strategies for training classifiers.",
     no_args_is_help=True,
     add_completion=False,
