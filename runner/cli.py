@@ -45,13 +45,14 @@ def train(
     from runner.interrupts import interrupt_guard
     from runner.overrides import parse_assignments
     from runner.preflight import PreflightError, check_run
-    from runner.train_command import train_one
 
     try:
         spec = parse_assignments(settings or [])
         check_run([spec], out)
     except (SpecError, PreflightError) as exc:
         fail(str(exc))
+    from runner.train_command import train_one  # here: it imports the training engine
+
     with interrupt_guard(f"job {spec.job_id} keeps its last checkpoint; the same command "
                          f"resumes it (see `tvo status {out}`)"):
         result = train_one(spec, out, tensorboard=tensorboard)

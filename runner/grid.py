@@ -22,7 +22,8 @@ import yaml
 
 from cluster.base import Resources
 from jobs.spec import JobSpec, SpecError, coerce, settings, unknown_key_message
-from jobs.strategies.params import echo
+from jobs.strategies import StrategyError
+from jobs.strategies.params import echo, parse_call
 from runner.grid_file import (  # noqa: F401 (re-exported: the grid's public names)
     GRID_KEYS,
     SHIPPED_DIR,
@@ -134,13 +135,13 @@ def load_grid(ref: str, overrides: Sequence[str] = ()) -> Grid:
         else:
             sweeps[key] = tuple(values)  # keeps a swept key's place in the file order
     _check_size(label, sweeps)
-    resources = _mapping(label, content, "resources", "resources: {cpus: 1}")
-    return Grid(
-        name=name, source=label, description=description.strip(), base=base, sweeps=sweeps,
-        resources=_read_resources(label, resources),
-        slurm=_read_slurm(label, _mapping(label, content, "slurm", "slurm: {partition: debug}")),
-        pack=_read_pack(label, content.get("pack")),
-    )
+    resources = _read_resources(label, _mapping(label, content, "resources",
+                                                "resources: {cpus: 1}"))
+    slurm = _read_slurm(label, _mapping(label, content, "slurm", "slurm: {partition: debug}"))
+    pack = _read_pack(label, content.get("pack"))
+    _check_strategies(base, sweeps)
+    return Grid(name=name, source=label, description=description.strip(), base=base,
+                sweeps=sweeps, resources=resources, slurm=slurm, pack=pack)
 
 
 AUTO_PACK = 16  # `pack: auto`: 16 small models at once gave 1.9-4x on 2 CPU cores
@@ -195,14 +196,52 @@ def _mapping(label: str, content: Mapping[str, Any], key: str, example: str) -> 
 
 
 def _coerce(section: str, key: Any, value: Any, *, dotted: bool = True) -> Any:
-    """A setting's value in its type; errors name `section` (and `.key` for a bad value)."""
+    """A setting's value in its type; errors name `section` (and `.key` for a bad value).
+
+    A strategy is only parsed here (no torch): its full check needs the strategy catalogue,
+    which imports torch (about a second), so it runs last, in _check_strategies, and every
+    other mistake is reported without that wait.
+    """
     fields = settings()
     if not isinstance(key, str) or key not in fields:
         raise GridError(f"{section}: {unknown_key_message(str(key))}")
+    where = f"{section}.{key}" if dotted else section
     try:
+        if key == "strategy" and isinstance(value, str):
+            parse_call(value)
+            return _Unchecked(value.strip(), where)
         return coerce(fields[key], value)
-    except SpecError as exc:
-        raise GridError(f"{section}.{key}: {exc}" if dotted else f"{section}: {exc}") from None
+    except (SpecError, StrategyError) as exc:
+        raise GridError(f"{where}: {exc}") from None
+
+
+class _Unchecked(str):
+    """A strategy string that parses, and where it came from, until _check_strategies."""
+
+    where: str
+
+    def __new__(cls, text: str, where: str) -> _Unchecked:
+        made = super().__new__(cls, text)
+        made.where = where
+        return made
+
+
+def _check_strategies(base: dict[str, Any], sweeps: dict[str, tuple[Any, ...]]) -> None:
+    """Replace the parsed strategy strings with their canonical form, in place."""
+    field_ = settings()["strategy"]
+
+    def checked(value: Any) -> Any:
+        if not isinstance(value, _Unchecked):
+            return value
+        try:
+            return coerce(field_, str(value))
+        except SpecError as exc:
+            raise GridError(f"{value.where}: {exc}") from None
+
+    if "strategy" in base:
+        base["strategy"] = checked(base["strategy"])
+    if "strategy" in sweeps:
+        sweeps["strategy"] = tuple(checked(value) for value in sweeps["strategy"])
 
 
 def _word(word: str) -> str:
