@@ -21,6 +21,7 @@ from cluster.slurm_status import SlurmJob, slurm_jobs
 from jobs import results
 from runner.outdir import JOBS_FILE, OutDirError, job_ids, run_dir
 
+INTERRUPTED = "interrupted"  # what the engine writes for a job stopped by Ctrl-C or SIGTERM
 STATES = (results.DONE, results.RUNNING, results.FAILED, results.DIVERGED, results.CANCELLED,
           results.PENDING)
 
@@ -65,7 +66,9 @@ def job_status(job_id: str, path: Path) -> JobStatus:
     if state in results.FINISHED_STATES and not (path / results.METRICS_FILE).exists():
         state = results.RUNNING  # metrics are written before the final status: not finished
     interrupted = False
-    if state == results.RUNNING:
+    if state == INTERRUPTED:  # stopped by Ctrl-C or SIGTERM: resumable from its checkpoint
+        state, interrupted = results.PENDING, True
+    elif state == results.RUNNING:
         holder = current_holder(path)
         if holder is None or not holder.is_live():
             state, interrupted = results.PENDING, True

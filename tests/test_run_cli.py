@@ -237,3 +237,15 @@ def test_grids_lists_the_shipped_grids_with_job_counts() -> None:
     assert rows["quickstart"] == "24"
     assert rows["smoke"] == "4"
 
+
+
+def test_status_counts_a_job_its_engine_marked_interrupted_as_pending(in_tmp: Path) -> None:
+    (in_tmp / "tiny.yaml").write_text(TINY_GRID)
+    grid = load_grid("tiny.yaml")
+    specs = expand(grid)
+    prepare(in_tmp / "out" / "tiny", grid.to_yaml(), specs, grid.name)
+    run_dir = in_tmp / "out" / "tiny" / "runs" / specs[0].job_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results.write_status(run_dir, {"state": "interrupted", "epochs_done": 1})
+    code, out, err = invoke("status", "out/tiny")
+    assert code == 0 and "pending 2 (1 interrupted" in out
