@@ -34,7 +34,7 @@ def hidden_activation(name: str) -> nn.Module:
 def activate(logits: torch.Tensor, output: str) -> torch.Tensor:
     """The output layer's activation: what the targets are compared with."""
     if output == "softmax":
-        return torch.softmax(logits, dim=1)
+        return torch.softmax(logits, dim=-1)
     if output == "sigmoid":
         return torch.sigmoid(logits)
     if output == "tanh":
@@ -85,8 +85,8 @@ class CNN(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], hidden: tuple[int, ...], num_classes: int,
                  activation: str, dropout: float) -> None:
         super().__init__()
-        channels, height, _ = input_shape
-        padding = 0 if height >= 16 else 2
+        channels = input_shape[0]
+        padding = self.padding_for(input_shape)
         self.features = nn.Sequential(
             nn.Conv2d(channels, 10, kernel_size=5, padding=padding),
             nn.MaxPool2d(2),
@@ -100,6 +100,10 @@ class CNN(nn.Module):
         with torch.no_grad():
             flat = self.features(torch.zeros(1, *input_shape)).shape[1]
         self.dense = MLP(flat, hidden, num_classes, activation, dropout, shortcuts=False)
+
+    @staticmethod
+    def padding_for(input_shape: tuple[int, ...]) -> int:
+        return 0 if input_shape[1] >= 16 else 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dense(self.features(x))

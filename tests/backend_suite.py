@@ -210,7 +210,8 @@ class BackendSuite:
         run_dir = tmp_path / "grid" / "runs" / spec.job_id
         threads = torch.get_num_threads()
         with pytest.raises(KeyboardInterrupt):
-            run_job(spec, run_dir, grid="grid", threads=1, progress=interrupt_at(3))
+            run_job(spec, run_dir, grid="grid", threads=1, progress=interrupt_at(3),
+                    checkpoint_seconds=0)
         torch.set_num_threads(threads)
         write_dead_claim(run_dir)
         assert results.read_status(run_dir)["state"] == "running"

@@ -39,7 +39,7 @@ def test_running_shows_the_units_just_sent(tmp_path: Path) -> None:
     grid_dir = tmp_path / "grid"
     backend = make_backend("inline", BackendSettings(grid_dir=grid_dir))
     try:
-        run_grid(specs, "grid", grid_dir, backend, Resources(), RunOptions(), listener)
+        run_grid(specs, "grid", grid_dir, backend, Resources(), RunOptions(pack=1), listener)
     finally:
         backend.close()
     # each job shows as running before it ends: (1, n) comes before (0, n + 1)

@@ -11,8 +11,8 @@ from typing import Any
 from jobs.strategies.pairing import Pairing
 from jobs.strategies.params import StrategyError
 
-_FROM_BASE = ("STRATEGIES", "StrategyContext", "StrategyValues", "TargetStrategy",
-              "canonical_strategy", "make_strategy")
+_FROM_BASE = ("STRATEGIES", "StackContext", "StrategyContext", "StrategyStack", "StrategyValues",
+              "TargetStrategy", "canonical_strategy", "make_strategy")
 
 __all__ = ["Pairing", "StrategyError", *_FROM_BASE]
 
