@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 
+from jobs.activations import activate
 from jobs.datasets import Dataset
 from jobs.losses import per_sample_loss
 from jobs.member import Member
 from jobs.metrics import calibration, confidence, margin
-from jobs.models import activate
 from jobs.stack_model import MemberDropout, ModuleStack, stack_networks
 from jobs.stack_optim import StackedOptimizer
 from jobs.strategies import StackContext, StrategyStack

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jobs.models import CNN, hidden_activation
+from jobs.activations import hidden_activation
+from jobs.models import CNN
 from jobs.spec import JobSpec
 
 EVAL_MEMBER_SAMPLES = 1 << 16  # member-samples per evaluation forward: bounds its memory

@@ -41,6 +41,7 @@ from jobs.tensorboard import TensorBoardLog
 __all__ = ["JobResult", "run_job", "run_stack"]
 
 CHECKPOINT_SECONDS = 10.0  # at most this much training is redone after a kill
+CHECKPOINT_SECONDS_ENV = "TVO_CHECKPOINT_SECONDS"  # overrides it (0: after every evaluated epoch)
 Progress = Callable[[int, int, dict[str, Any]], None]  # (epoch, epochs, metrics row)
 StackProgress = Callable[[str, int, int, dict[str, Any]], None]  # (job_id, epoch, epochs, row)
 
@@ -64,7 +65,7 @@ def shared_dataset(name: str, data_root: str, normalize: str, noise: float,
 def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
             threads: int | None = None, progress: Progress | None = None,
             tensorboard: bool = False, swept_keys: Sequence[str] = (),
-            checkpoint_seconds: float = CHECKPOINT_SECONDS) -> JobResult:
+            checkpoint_seconds: float | None = None) -> JobResult:
     """Train `spec` in `run_dir` as a stack of one, resuming from its checkpoint; never raises
     for job errors (failures and divergence are results).
 
@@ -84,12 +85,15 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
 
 def run_stack(requests: Sequence[JobRequest], *, threads: int | None = None,
               progress: StackProgress | None = None,
-              checkpoint_seconds: float = CHECKPOINT_SECONDS) -> list[JobResult]:
+              checkpoint_seconds: float | None = None) -> list[JobResult]:
     """Train the requested jobs together, each into its own run dir; one result per request, in
     order. Jobs that cannot share a stack (`pack_key`) train in stacks of their own, one after
-    another. Finished jobs are not trained again."""
+    another. Finished jobs are not trained again. `checkpoint_seconds` defaults to
+    $TVO_CHECKPOINT_SECONDS, else CHECKPOINT_SECONDS."""
     if threads:
         torch.set_num_threads(threads)
+    if checkpoint_seconds is None:
+        checkpoint_seconds = checkpoint_interval()
     outcome: dict[int, JobResult] = {}
     stacks: dict[str, list[int]] = {}
     for position, request in enumerate(requests):
@@ -107,6 +111,21 @@ def run_stack(requests: Sequence[JobRequest], *, threads: int | None = None,
         outcome.update(zip(positions, _train_together(chosen, progress, checkpoint_seconds),
                            strict=True))
     return [outcome[position] for position in range(len(requests))]
+
+
+def checkpoint_interval() -> float:
+    """Seconds between a stack's checkpoints: $TVO_CHECKPOINT_SECONDS, else the default."""
+    value = os.environ.get(CHECKPOINT_SECONDS_ENV, "")
+    if not value:
+        return CHECKPOINT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(f"{CHECKPOINT_SECONDS_ENV}={value[:40]!r}: expected a number of seconds "
+                         ">= 0 (0: a checkpoint after every evaluated epoch)")
+    return seconds
 
 
 def _train_together(requests: Sequence[JobRequest], progress: StackProgress | None,

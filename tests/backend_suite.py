@@ -13,6 +13,7 @@ the backend from BackendSettings, and subclasses BackendSuite with an empty body
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -130,6 +131,8 @@ def run_on_backend(make_backend: MakeBackend, specs: Sequence[JobSpec], grid_dir
                    options: RunOptions | None = None, entry: Any = None) -> RunReport:
     """Run `specs` as a grid in `grid_dir` on a backend made for it, then close the backend."""
     options = options or RunOptions()
+    if options.pack == 0:  # these suites test per-job dispatch; packing has tests of its own
+        options = dataclasses.replace(options, pack=1)
     resources = Resources(cpus=1)
     backend = make_backend(BackendSettings(grid_dir=grid_dir, resources=resources,
                                            max_parallel=options.max_parallel, entry=entry))

@@ -49,6 +49,8 @@ def close(a: Any, b: Any) -> bool:
                                                                     abs_tol=1e-6)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[key], b[key]) for key in a)
     return a == b
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -10,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from jobs.strategies.pairing import Pairing
-from jobs.strategies.params import Call, Param, StrategyError, bind, format_call, parse_call
+from jobs.strategies.params import Param, StrategyError, format_call
 
 
 @dataclass
@@ -270,7 +269,7 @@ def templates_from_values(target_class: torch.Tensor, target_nonclass: torch.Ten
 
 def output_range(output: str) -> tuple[float, float] | None:
     """The closed range an output activation can approach; None when unbounded (linear)."""
-    from jobs.models import LECUN_TANH_SCALE  # here, not at the top: jobs.models imports jobs.spec
+    from jobs.activations import LECUN_TANH_SCALE  # here: torch is imported on first use
 
     return {"sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "tanh": (-1.0, 1.0),
             "lecun_tanh": (-LECUN_TANH_SCALE, LECUN_TANH_SCALE)}.get(output)
@@ -326,7 +325,7 @@ def check_target_table(strategy: str, table: torch.Tensor, pairing: Pairing) -> 
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry
+# Registry: filled by each strategy module's @register (jobs.strategies.registry imports them all)
 
 STRATEGIES: dict[str, type[TargetStrategy]] = {}
 
@@ -334,28 +333,3 @@ STRATEGIES: dict[str, type[TargetStrategy]] = {}
 def register(cls: type[TargetStrategy]) -> type[TargetStrategy]:
     STRATEGIES[cls.name] = cls
     return cls
-
-
-def load_catalogue() -> None:
-    """Import every strategy module, which registers its strategies in STRATEGIES."""
-    from jobs.strategies import fixed, literature, matrix, schedules, tvo  # noqa: F401
-
-
-def make_strategy(text: str | Call) -> TargetStrategy:
-    """Build a strategy from its string, e.g. `fixed(c=0.9, nc=0.1)`; StrategyError if invalid."""
-    load_catalogue()
-    call = parse_call(text) if isinstance(text, str) else text
-    cls = STRATEGIES.get(call.name)
-    if cls is None:
-        names = sorted(STRATEGIES)
-        hint = difflib.get_close_matches(call.name, names, n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise StrategyError(
-            f"unknown strategy {call.name!r}{suggestion}; valid strategies: {', '.join(names)}"
-        )
-    return cls(bind(call.name, cls.params, call.args))
-
-
-def canonical_strategy(text: str) -> str:
-    """The one spelling of a strategy with every parameter, so equal settings give equal job ids."""
-    return make_strategy(text).canonical()
