@@ -289,14 +289,25 @@ def _read_slurm(label: str, section: dict[str, Any]) -> dict[str, Any]:
     """Checked whatever the backend, so a misspelt key shows before a grid reaches SLURM."""
     from cluster.slurm_settings import SlurmSettings, SlurmSettingsError
 
-    for key, value in section.items():
+    for key, value in _leaves(section, "slurm"):
         if isinstance(value, float) and not math.isfinite(value):
-            raise GridError(f"{label}: slurm.{key} got {value}; expected a finite number")
+            raise GridError(f"{label}: {key} got {value}; expected a finite number")
     try:
         SlurmSettings.read(section)
     except SlurmSettingsError as exc:
         raise GridError(f"{label}: {exc}") from None
     return section
+
+
+def _leaves(value: Any, where: str) -> list[tuple[str, Any]]:
+    """Every scalar in nested mappings and lists, with its dotted place (plain_yaml bounds the
+    depth and size)."""
+    if isinstance(value, dict):
+        return [leaf for key, item in value.items() for leaf in _leaves(item, f"{where}.{key}")]
+    if isinstance(value, list):
+        return [leaf for index, item in enumerate(value)
+                for leaf in _leaves(item, f"{where}[{index}]")]
+    return [(where, value)]
 
 
 def _read_resources(label: str, values: Mapping[str, Any]) -> Resources:

@@ -1,5 +1,5 @@
 """Every class of bad input the fuzzer found (issue 16): one `Error:` line, exit 2, nothing
-written, well under a second once imports are done."""
+written, in bounded time."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ runner = CliRunner()
 BOMB = "".join(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
                for prev, name in zip("abcdefgh", "bcdefghi", strict=True)).replace("*a", "x")
 DEEP = "[" * 600 + "]" * 600
+# In process, after imports, a refusal takes milliseconds; the first case that names a strategy
+# pays torch's import (1-2 s), and CI's 2 cores are shared: the bound catches hangs, not jitter.
+SECONDS = 5.0
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +36,7 @@ def refused(args: list[str], tmp_path: Path) -> str:
     assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
     assert len(result.stderr) < 1_000
     assert sorted(tmp_path.rglob("*")) == before
-    assert seconds < 2, f"{seconds:.1f} s"
+    assert seconds < SECONDS, f"{seconds:.1f} s"
     return result.stderr.strip()
 
 
@@ -51,6 +54,8 @@ GRID_FILES = [
     ("nan memory", "resources: {mem_gb: .nan}\n", "resources.mem_gb got .nan; expected a number"),
     ("nan grace", "slurm: {result_grace_s: .nan}\n", "slurm.result_grace_s got nan; expected a "
                                                      "finite number"),
+    ("nan deep in slurm", "slurm: {additional_parameters: {x: [.inf]}}\n",
+     "slurm.additional_parameters.x[0] got inf; expected a finite number"),
     ("huge integer", "base: {seed: " + "9" * 5000 + "}\n", "a number of 5000 characters"),
     ("two grid sections", "grid: {seed: [0]}\ngrid: {lr: [0.1]}\n",
      "duplicate key 'grid' (first set on line 1; keep one)"),
