@@ -74,6 +74,9 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None,
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address is None:
         _use_session_token()
+    # Ray's C++ core would otherwise catch SIGTERM while ray.init runs and abort the process
+    # (SIGABRT, a stack dump): `kill` during Ray's start must stop tvo like Ctrl-C does.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     import ray
 
     # Ray announces that it enabled token auth on every start; tvo keeps it on knowingly.

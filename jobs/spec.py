@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.strategies import Pairing, StrategyError
+from jobs.strategies.params import echo
 
 DATASET_CLASSES = {  # classes per dataset, known without loading, so pairings are checked up front
     "digits": 10, "mnist1d": 10, "spirals": 2, "moons": 2,
@@ -19,6 +21,12 @@ DATASET_CLASSES = {  # classes per dataset, known without loading, so pairings a
 }
 IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
 FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+NOISY_DATASETS = ("spirals", "moons")  # the datasets whose `noise` means something
+MAX_INT = 2**31 - 1  # integer settings fit every index and counter type torch uses
+MAX_SEED = 2**32 - 1  # what every RNG takes (jobs derive seeds as seed + a small offset)
+MAX_WIDTH = 2**20  # a wider layer cannot be trained on any machine tvo runs on
+MAX_LAYERS = 100
+MAX_NUMBER_CHARS = 40  # 2**64 has 20 digits; a float needs about 25 characters
 
 
 class SpecError(ValueError):
@@ -53,7 +61,7 @@ class JobSpec:
                                   "(stratified); what tvo chooses, it chooses on it", low=0,
                                   high=0.5)
     val_seed: int = setting(0, "seed of the validation split (jobs that share it share the "
-                            "split)", low=0)
+                            "split)", low=0, high=MAX_SEED)
     # model
     model: str = setting("mlp", "network type", choices=("mlp", "cnn"))
     hidden: tuple[int, ...] = setting([128], "widths of the hidden dense layers, e.g. [64,64]")
@@ -93,7 +101,8 @@ class JobSpec:
     eval_every: int = setting(1, "evaluate and checkpoint every N epochs (and at the end)", low=1)
     stop_patience: int = setting(0, "early stopping: end after N evaluated epochs without a "
                                  "better val_acc (0: never; needs val_fraction > 0)", low=0)
-    seed: int = setting(0, "seed for initialisation, data order, dropout and the strategy", low=0)
+    seed: int = setting(0, "seed for initialisation, data order, dropout and the strategy", low=0,
+                        high=MAX_SEED)
     device: str = setting("auto", "where the job trains (auto = cuda when available)",
                           choices=("auto", "cpu", "cuda"))
     # deep learning in target space (Fairbank et al. 2022)
@@ -119,7 +128,7 @@ class JobSpec:
         fields = settings()
         for key in values:
             if key not in fields:
-                raise SpecError(unknown_key_message(key))
+                raise SpecError(unknown_key_message(str(key)))
         coerced = {key: coerce(fields[key], value) for key, value in values.items()}
         spec = cls(**coerced)
         spec.validate()
@@ -179,6 +188,11 @@ class JobSpec:
                 f"dataset={self.dataset} reads its files from disk; pass data_root=DIR "
                 "(nothing is downloaded)"
             )
+        if self.noise > 0 and self.dataset not in NOISY_DATASETS:
+            raise SpecError(
+                f"noise={self.noise:g} applies to {', '.join(NOISY_DATASETS)} only "
+                f"(got dataset={self.dataset}); leave noise at 0"
+            )
         if self.nesterov and self.momentum == 0:
             raise SpecError("nesterov=true needs momentum > 0 (e.g. momentum=0.9)")
         if self.stop_patience > 0 and self.val_fraction == 0:
@@ -191,12 +205,7 @@ class JobSpec:
             )
         if any(width < 1 for width in self.hidden):
             raise SpecError(f"setting 'hidden' got {list(self.hidden)}; widths must be >= 1")
-        from jobs.strategies import make_strategy  # here: building a strategy imports torch
-
-        try:
-            make_strategy(self.strategy).check(self.pairing())
-        except StrategyError as exc:
-            raise SpecError(str(exc)) from None
+        _check_strategy(self.strategy, self.pairing())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,9 +218,9 @@ def settings() -> dict[str, dataclasses.Field]:
 
 def unknown_key_message(key: str) -> str:
     names = sorted(settings())
-    hint = difflib.get_close_matches(key, names, n=1)
+    hint = difflib.get_close_matches(key[:100], names, n=1)
     suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-    return f"unknown setting {key!r}{suggestion}; valid settings: {', '.join(names)}"
+    return f"unknown setting {echo(key, 40)}{suggestion}; valid settings: {', '.join(names)}"
 
 
 def describe(f: dataclasses.Field) -> str:
@@ -222,7 +231,7 @@ def describe(f: dataclasses.Field) -> str:
     if f.type in ("bool", bool):
         return "true or false"
     if f.name == "hidden":
-        return "a list of positive integers like [128] or [64,64]"
+        return f"a list of positive integers like [128] or [64,64] (each at most {MAX_WIDTH})"
     if f.name == "strategy":
         return "a strategy like onehot or fixed(c=0.9, nc=0.1)"
     kind = "an integer" if f.type in ("int", int) else "a number"
@@ -230,17 +239,20 @@ def describe(f: dataclasses.Field) -> str:
     if low is not None and high is not None:
         lo = "(" if meta["open_low"] else "["
         hi = ")" if meta["open_high"] else "]"
-        return f"{kind} in {lo}{low:g}, {high:g}{hi}"
+        return f"{kind} in {lo}{_bound(low)}, {_bound(high)}{hi}"
     if low is not None:
-        return f"{kind} {'>' if meta['open_low'] else '>='} {low:g}"
+        return f"{kind} {'>' if meta['open_low'] else '>='} {_bound(low)}"
     return "text" if f.type in ("str", str) else kind
+
+
+def _bound(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
 
 
 def coerce(f: dataclasses.Field, value: Any) -> Any:
     """Turn a raw value (CLI string or YAML value) into the setting's type, or raise SpecError."""
     def bad() -> SpecError:
-        shown = value if isinstance(value, str) else json.dumps(_plain(value))
-        return SpecError(f"setting {f.name!r} got {shown!r}; expected {describe(f)}")
+        return SpecError(f"setting {f.name!r} got {_shown(value)}; expected {describe(f)}")
 
     kind = f.type
     meta = f.metadata
@@ -251,12 +263,9 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
         if meta["choices"] and value not in meta["choices"]:
             raise bad()
         if f.name == "strategy":
-            from jobs.strategies import canonical_strategy  # here: it imports torch
-
-            try:
-                return canonical_strategy(value)
-            except StrategyError as exc:
-                raise SpecError(str(exc)) from None
+            if "file" in value:  # matrix(file=...): its canonical form hashes the file, read anew
+                return _canonical_strategy.__wrapped__(value)
+            return _canonical_strategy(value)
         return value
     if kind in ("bool", bool):
         if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on"):
@@ -269,12 +278,22 @@ def coerce(f: dataclasses.Field, value: Any) -> Any:
     if f.name == "hidden":
         return _coerce_int_list(value, bad)
     number = _to_number(value)
-    if number is None or math.isnan(number) or math.isinf(number):
+    if number is None:
         raise bad()
     if kind in ("int", int):
-        if number != int(number):
-            raise bad()
+        if isinstance(number, float) and not number.is_integer():
+            raise bad()  # also nan and inf
         number = int(number)
+        if abs(number) > MAX_INT and meta["high"] is None:
+            raise SpecError(f"setting {f.name!r} got {_shown(value)}; expected {describe(f)} "
+                            f"and at most {MAX_INT}")
+    else:
+        try:
+            number = float(number)
+        except OverflowError:  # an integer beyond a float's range
+            raise bad() from None
+        if not math.isfinite(number):
+            raise bad()
     low, high = meta["low"], meta["high"]
     if low is not None and (number < low or (meta["open_low"] and number == low)):
         raise bad()
@@ -289,6 +308,8 @@ def _to_number(value: Any) -> float | int | None:
     if isinstance(value, int | float):
         return value
     if isinstance(value, str):
+        if len(value) > MAX_NUMBER_CHARS:  # int() of a long digit string is slow, or refused
+            return None
         try:
             return int(value)
         except ValueError:
@@ -312,12 +333,49 @@ def _coerce_int_list(value: Any, bad: Any) -> tuple[int, ...]:
         raise bad()
     widths = []
     for item in value:
-        if isinstance(item, bool) or not isinstance(item, int | float) or item != int(item):
+        if isinstance(item, bool) or not isinstance(item, int | float):
             raise bad()
-        if item < 1:
+        if isinstance(item, float) and not item.is_integer():
+            raise bad()  # also nan and inf
+        if not 1 <= item <= MAX_WIDTH:
             raise bad()
         widths.append(int(item))
+    if len(widths) > MAX_LAYERS:
+        raise bad()
     return tuple(widths)
+
+
+@functools.lru_cache(maxsize=4096)  # a grid repeats a few strategies over thousands of jobs
+def _canonical_strategy(text: str) -> str:
+    from jobs.strategies import canonical_strategy  # here: it imports torch
+    from jobs.strategies.params import parse_call
+
+    try:
+        parse_call(text)  # a misspelt string fails here, before torch's import
+        return canonical_strategy(text)
+    except StrategyError as exc:
+        raise SpecError(str(exc)) from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_strategy(strategy: str, pairing: Pairing) -> None:
+    from jobs.strategies import make_strategy  # here: building a strategy imports torch
+
+    try:
+        make_strategy(strategy).check(pairing)
+    except StrategyError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def _shown(value: Any) -> str:
+    """A raw value as an error repeats it: what was typed, or the YAML value as JSON, cut."""
+    if isinstance(value, str):
+        return echo(value)
+    try:
+        text = json.dumps(_plain(value))
+    except (TypeError, ValueError):  # nan, or a structure json cannot write
+        text = str(value)
+    return echo(text)
 
 
 def _plain(value: Any) -> Any:

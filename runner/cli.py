@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from cluster.backends import BACKENDS
-from runner.console import console, fail
+from runner.console import OneLineErrors, console, fail
 
 app = typer.Typer(
     name="tvo",
+    cls=OneLineErrors,
     help="Run experiment grids that compare target-value strategies for training classifiers.",
     no_args_is_help=True,
     add_completion=False,
@@ -40,17 +41,21 @@ def train(
 
     Example: tvo train dataset=digits loss=mse output=sigmoid strategy=lecun epochs=10
     """
-    from jobs.datasets import DataError, check_dataset_files
     from jobs.spec import SpecError
+    from runner.interrupts import interrupt_guard
     from runner.overrides import parse_assignments
-    from runner.train_command import train_one
+    from runner.preflight import PreflightError, check_run
 
     try:
         spec = parse_assignments(settings or [])
-        check_dataset_files(spec.dataset, spec.data_root or None)
-    except (SpecError, DataError) as exc:
+        check_run([spec], out)
+    except (SpecError, PreflightError) as exc:
         fail(str(exc))
-    result = train_one(spec, out, tensorboard=tensorboard)
+    from runner.train_command import train_one  # here: it imports the training engine
+
+    with interrupt_guard(f"job {spec.job_id} keeps its last checkpoint; the same command "
+                         f"resumes it (see `tvo status {out}`)"):
+        result = train_one(spec, out, tensorboard=tensorboard)
     raise typer.Exit(0 if result.state == "done" else 1)
 
 
@@ -112,6 +117,13 @@ def run(
         fail(f"--ray-address is for --backend ray (got --backend {backend.value})")
     if detach and backend.value != "slurm":
         fail(f"--detach is for --backend slurm: jobs on {backend.value} end with this process")
+    from runner.preflight import PreflightError, check_run
+
+    try:
+        check_run(plan.specs, plan.grid_dir, backend=backend.value, resources=plan.grid.resources,
+                  ray_address=ray_address)
+    except PreflightError as exc:
+        fail(str(exc))
     pack_size = _pack_option(pack) if pack is not None else plan.grid.pack or 0
     if dry_run:
         print_plan(plan, console, pack_size, slots=max_parallel or _default_slots(backend.value))
@@ -123,9 +135,16 @@ def run(
     if tensorboard:
         console.print(f"TensorBoard: tensorboard --logdir {plan.grid_dir}", markup=False,
                       highlight=False, soft_wrap=True)
+    from runner.interrupts import INTERRUPTED, announced, interrupt_guard, stop_children
+
     previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run like Ctrl-C
     try:
-        code = execute(plan, backend.value, options, ray_address, console)
+        with interrupt_guard("unfinished jobs keep their last checkpoint; run the same command "
+                             f"again to resume, or see `tvo status {plan.grid_dir}`"):
+            code = execute(plan, backend.value, options, ray_address, console)
+            if code == INTERRUPTED:  # execute said so in one line
+                announced()
+                stop_children()  # whatever the backend's own cleanup left
     except BackendError as exc:
         fail(str(exc))
     finally:

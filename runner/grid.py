@@ -11,22 +11,40 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from cluster.base import Resources
 from jobs.spec import JobSpec, SpecError, coerce, settings, unknown_key_message
+from jobs.strategies import StrategyError
+from jobs.strategies.params import echo, parse_call
+from runner.grid_file import (  # noqa: F401 (re-exported: the grid's public names)
+    GRID_KEYS,
+    SHIPPED_DIR,
+    GridError,
+    find_grid_file,
+    read_grid_file,
+    shipped_grids,
+)
 from runner.sweeps import SweepError, parse_sweep, parse_values
 
-GRID_KEYS = ("name", "description", "base", "grid", "resources", "slurm", "pack")
-SHIPPED_DIR = Path(__file__).parent / "grids"
 # A grid's name becomes a folder under the output root: a plain name can never leave it.
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+DEFAULT_MAX_JOBS = 10_000
+
+
+def max_jobs() -> int:
+    """The most jobs one grid may expand to (TVO_MAX_JOBS raises it)."""
+    try:
+        return max(1, int(os.environ.get("TVO_MAX_JOBS", DEFAULT_MAX_JOBS)))
+    except ValueError:
+        return DEFAULT_MAX_JOBS
 
 # resource -> (what is valid, lowest value, integer?, may be null?)
 _RESOURCE_RULES: dict[str, tuple[str, float, bool, bool]] = {
@@ -37,10 +55,6 @@ _RESOURCE_RULES: dict[str, tuple[str, float, bool, bool]] = {
     "gpus_per_node": ("an integer >= 0", 0, True, False),
     "jobs_per_node": ("an integer >= 1", 1, True, False),
 }
-
-
-class GridError(ValueError):
-    """A grid that cannot run; the message is one line naming the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -80,58 +94,6 @@ class Grid:
 
 
 # ---------------------------------------------------------------------------------------------
-# Finding and reading a grid file
-
-
-def shipped_grids() -> dict[str, Path]:
-    """Grids that ship with tvo, by name."""
-    return {path.stem: path for path in sorted(SHIPPED_DIR.glob("*.yaml"))}
-
-
-def find_grid_file(ref: str) -> tuple[Path, str]:
-    """The file a GRID argument means, and how messages name it."""
-    path = Path(ref)
-    if path.is_file():
-        return path, ref
-    shipped = shipped_grids()
-    if ref in shipped:
-        return shipped[ref], f"{ref}.yaml"
-    if "/" in ref or "\\" in ref or path.suffix in (".yaml", ".yml"):
-        raise GridError(f"grid file {ref!r} does not exist")
-    raise GridError(
-        f"unknown grid {ref!r}: no such file, and no grid of that name ships with tvo "
-        f"(shipped: {', '.join(shipped) or 'none'}; see `tvo grids`)"
-    )
-
-
-def read_grid_file(path: Path, label: str) -> dict[str, Any]:
-    """The file's top-level mapping, read with YAML's safe loader (no object tags)."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GridError(f"cannot read grid file {label!r}: {exc}") from None
-    try:
-        content = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise GridError(f"grid file {label!r} is not valid YAML: {_yaml_problem(exc)}") from None
-    if not isinstance(content, dict):
-        kind = "nothing" if content is None else f"a {type(content).__name__}"
-        raise GridError(f"grid file {label!r} must be a mapping with keys "
-                        f"{', '.join(GRID_KEYS)}; it holds {kind}")
-    return content
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
-        tag = problem.rsplit(" ", 1)[-1]
-        problem = f"tag {tag} is not allowed (grid files are plain YAML: no object tags)"
-    mark = getattr(exc, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{problem}{where}"
-
-
-# ---------------------------------------------------------------------------------------------
 # Building a Grid
 
 
@@ -143,14 +105,17 @@ def load_grid(ref: str, overrides: Sequence[str] = ()) -> Grid:
     """
     path, label = find_grid_file(ref)
     content = read_grid_file(path, label)
+    if len(label) > 500 or not label.isprintable():  # a path is shown whole, unless absurd
+        label = echo(label, 200)
     for key in content:
         if key not in GRID_KEYS:
-            raise GridError(f"{label}: unknown key {key!r}{_hint(str(key), GRID_KEYS)}; "
+            raise GridError(f"{label}: unknown key {echo(key, 40)}{_hint(str(key), GRID_KEYS)}; "
                             f"valid keys: {', '.join(GRID_KEYS)}")
     name = content.get("name", path.stem)
     if not isinstance(name, str) or not _PLAIN_NAME.fullmatch(name) or ".." in name:
-        raise GridError(f"{label}: name {name!r} must be a plain name (letters, digits, '-', "
-                        "'_' and '.', starting with a letter, digit or '_', without '..')")
+        raise GridError(f"{label}: name {_yaml_echo(name)} must be a plain name (1 to 100 "
+                        "letters, digits, '-', '_' and '.', starting with a letter, digit or "
+                        "'_', without '..')")
     description = content.get("description", "")
     if not isinstance(description, str):
         raise GridError(f"{label}: description must be text")
@@ -169,13 +134,14 @@ def load_grid(ref: str, overrides: Sequence[str] = ()) -> Grid:
             base[key] = values[0]
         else:
             sweeps[key] = tuple(values)  # keeps a swept key's place in the file order
-    resources = _mapping(label, content, "resources", "resources: {cpus: 1}")
-    return Grid(
-        name=name, source=label, description=description.strip(), base=base, sweeps=sweeps,
-        resources=_read_resources(label, resources),
-        slurm=_read_slurm(label, _mapping(label, content, "slurm", "slurm: {partition: debug}")),
-        pack=_read_pack(label, content.get("pack")),
-    )
+    _check_size(label, sweeps)
+    resources = _read_resources(label, _mapping(label, content, "resources",
+                                                "resources: {cpus: 1}"))
+    slurm = _read_slurm(label, _mapping(label, content, "slurm", "slurm: {partition: debug}"))
+    pack = _read_pack(label, content.get("pack"))
+    _check_strategies(base, sweeps)
+    return Grid(name=name, source=label, description=description.strip(), base=base,
+                sweeps=sweeps, resources=resources, slurm=slurm, pack=pack)
 
 
 def _read_pack(label: str, value: Any) -> int | None:
@@ -187,10 +153,35 @@ def _read_pack(label: str, value: Any) -> int | None:
         return 0
     if value is False or value == "off":
         return 1
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= max_jobs():
         return value
-    raise GridError(f"{label}: pack: got {value!r}; expected auto, off or a whole number >= 1 "
-                    "(jobs trained together in one process)")
+    raise GridError(f"{label}: pack: got {_yaml_echo(value)}; expected auto, off or a whole "
+                    f"number >= 1 (jobs trained together in one process, at most "
+                    f"{max_jobs():,})")
+
+
+def _check_size(label: str, sweeps: Mapping[str, tuple[Any, ...]]) -> None:
+    """Refuse a grid too large to expand, before it is expanded."""
+    count = math.prod(len(values) for values in sweeps.values())
+    limit = max_jobs()
+    if count > limit:
+        sizes = " x ".join(f"{key} ({len(values)})" for key, values in sweeps.items()
+                           if len(values) > 1)
+        raise GridError(f"{label}: {sizes} makes {count:,} jobs; a grid holds at most "
+                        f"{limit:,}. Split it into several grids (e.g. one per seed range or "
+                        "dataset, each with its own name), or set TVO_MAX_JOBS to raise the limit")
+
+
+def _yaml_echo(value: Any) -> str:
+    """A YAML value as errors repeat it: text as written, anything else as YAML would, cut."""
+    if isinstance(value, str):
+        return echo(value)
+    try:
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    except (yaml.YAMLError, RecursionError):
+        text = type(value).__name__
+    text = " ".join(text.removesuffix("\n...").split())
+    return text if len(text) <= 60 else f"{text[:60]}... ({len(text):,} characters)"
 
 
 def _mapping(label: str, content: Mapping[str, Any], key: str, example: str) -> dict[str, Any]:
@@ -198,19 +189,63 @@ def _mapping(label: str, content: Mapping[str, Any], key: str, example: str) -> 
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise GridError(f"{label}: {key} must be a mapping, e.g. {example}")
+        raise GridError(f"{label}: {key} must be a mapping, e.g. {example}; got "
+                        f"{_yaml_echo(value)}")
     return dict(value)
 
 
 def _coerce(section: str, key: Any, value: Any, *, dotted: bool = True) -> Any:
-    """A setting's value in its type; errors name `section` (and `.key` for a bad value)."""
+    """A setting's value in its type; errors name `section` (and `.key` for a bad value).
+
+    A strategy is only parsed here (no torch): its full check needs the strategy catalogue,
+    which imports torch (about a second), so it runs last, in _check_strategies, and every
+    other mistake is reported without that wait.
+    """
     fields = settings()
-    if key not in fields:
+    if not isinstance(key, str) or key not in fields:
         raise GridError(f"{section}: {unknown_key_message(str(key))}")
+    where = f"{section}.{key}" if dotted else section
     try:
+        if key == "strategy" and isinstance(value, str):
+            parse_call(value)
+            return _Unchecked(value.strip(), where)
         return coerce(fields[key], value)
-    except SpecError as exc:
-        raise GridError(f"{section}.{key}: {exc}" if dotted else f"{section}: {exc}") from None
+    except (SpecError, StrategyError) as exc:
+        raise GridError(f"{where}: {exc}") from None
+
+
+class _Unchecked(str):
+    """A strategy string that parses, and where it came from, until _check_strategies."""
+
+    where: str
+
+    def __new__(cls, text: str, where: str) -> _Unchecked:
+        made = super().__new__(cls, text)
+        made.where = where
+        return made
+
+
+def _check_strategies(base: dict[str, Any], sweeps: dict[str, tuple[Any, ...]]) -> None:
+    """Replace the parsed strategy strings with their canonical form, in place."""
+    field_ = settings()["strategy"]
+
+    def checked(value: Any) -> Any:
+        if not isinstance(value, _Unchecked):
+            return value
+        try:
+            return coerce(field_, str(value))
+        except SpecError as exc:
+            raise GridError(f"{value.where}: {exc}") from None
+
+    if "strategy" in base:
+        base["strategy"] = checked(base["strategy"])
+    if "strategy" in sweeps:
+        sweeps["strategy"] = tuple(checked(value) for value in sweeps["strategy"])
+
+
+def _word(word: str) -> str:
+    """An override word as errors name it: whole when short, else its key and a cut value."""
+    return word if len(word) <= 80 and word.isprintable() else echo(word, 80)
 
 
 def _read_base(label: str, base: Mapping[str, Any]) -> dict[str, Any]:
@@ -220,16 +255,22 @@ def _read_base(label: str, base: Mapping[str, Any]) -> dict[str, Any]:
 def _read_sweeps(label: str, grid: Mapping[str, Any]) -> dict[str, tuple[Any, ...]]:
     sweeps: dict[str, tuple[Any, ...]] = {}
     for key, raw in grid.items():
+        if not isinstance(key, str) or key not in settings():
+            raise GridError(f"{label}: grid: {unknown_key_message(str(key))}")
         where = f"{label}: grid.{key}"
         if isinstance(raw, str):
             try:
-                raw = parse_values(where, raw)
+                raw = parse_values(where, raw, max_jobs())
             except SweepError as exc:
                 raise GridError(str(exc)) from None
         elif isinstance(raw, bool | int | float):
             raw = [raw]
         if not isinstance(raw, list):
-            raise GridError(f"{where} must be a list of values, e.g. seed: [0, 1, 2]")
+            raise GridError(f"{where} must be a list of values, e.g. seed: [0, 1, 2]; got "
+                            f"{_yaml_echo(raw)}")
+        if len(raw) > max_jobs():
+            raise GridError(f"{where} lists {len(raw):,} values; a grid holds at most "
+                            f"{max_jobs():,} jobs (TVO_MAX_JOBS raises the limit)")
         if not raw:
             raise GridError(f"{where} has no values")
         sweeps[key] = tuple(_coerce(f"{label}: grid", key, value) for value in raw)
@@ -238,16 +279,19 @@ def _read_sweeps(label: str, grid: Mapping[str, Any]) -> dict[str, tuple[Any, ..
 
 def _read_override(word: str) -> tuple[str, list[Any]]:
     try:
-        key, values = parse_sweep(word)
+        key, values = parse_sweep(word, max_jobs())
     except SweepError as exc:
         raise GridError(str(exc)) from None
-    return key, [_coerce(word, key, value, dotted=False) for value in values]
+    return key, [_coerce(_word(word), key, value, dotted=False) for value in values]
 
 
 def _read_slurm(label: str, section: dict[str, Any]) -> dict[str, Any]:
     """Checked whatever the backend, so a misspelt key shows before a grid reaches SLURM."""
     from cluster.slurm_settings import SlurmSettings, SlurmSettingsError
 
+    for key, value in _leaves(section, "slurm"):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise GridError(f"{label}: {key} got {value}; expected a finite number")
     try:
         SlurmSettings.read(section)
     except SlurmSettingsError as exc:
@@ -255,27 +299,39 @@ def _read_slurm(label: str, section: dict[str, Any]) -> dict[str, Any]:
     return section
 
 
+def _leaves(value: Any, where: str) -> list[tuple[str, Any]]:
+    """Every scalar in nested mappings and lists, with its dotted place (plain_yaml bounds the
+    depth and size)."""
+    if isinstance(value, dict):
+        return [leaf for key, item in value.items() for leaf in _leaves(item, f"{where}.{key}")]
+    if isinstance(value, list):
+        return [leaf for index, item in enumerate(value)
+                for leaf in _leaves(item, f"{where}[{index}]")]
+    return [(where, value)]
+
+
 def _read_resources(label: str, values: Mapping[str, Any]) -> Resources:
     checked: dict[str, Any] = {}
     for key, value in values.items():
         if key not in _RESOURCE_RULES:
             names = list(_RESOURCE_RULES)
-            raise GridError(f"{label}: resources: unknown key {key!r}{_hint(str(key), names)}; "
-                            f"valid keys: {', '.join(names)}")
+            raise GridError(f"{label}: resources: unknown key {echo(key, 40)}"
+                            f"{_hint(str(key), names)}; valid keys: {', '.join(names)}")
         valid, low, integer, nullable = _RESOURCE_RULES[key]
         if value is None and nullable:
             checked[key] = None
             continue
-        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        is_number = (isinstance(value, int | float) and not isinstance(value, bool)
+                     and math.isfinite(value) and abs(value) <= 2**31)
         if not is_number or value < low or (integer and value != int(value)) or (
                 not integer and value == low):  # the real-valued mem_gb must be above 0
-            raise GridError(f"{label}: resources.{key} got {value!r}; expected {valid}")
+            raise GridError(f"{label}: resources.{key} got {_yaml_echo(value)}; expected {valid}")
         checked[key] = int(value) if integer else value
     return Resources(**checked)
 
 
 def _hint(word: str, names: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, names, n=1)
+    close = difflib.get_close_matches(word[:100], names, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from jobs.spec import JobSpec, SpecError
+from jobs.strategies.params import echo
 
 
 def split_assignment(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise SpecError(f"cannot read {text!r}: settings are written KEY=VALUE, e.g. lr=0.5")
+        raise SpecError(f"cannot read {echo(text)}: settings are written KEY=VALUE, e.g. lr=0.5")
     return key.strip(), value.strip()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 
 from rich.console import Console, Group
@@ -22,14 +23,34 @@ def counts_text(counts: Counts) -> str:
     return " · ".join(parts)
 
 
-def eta_text(counts: Counts) -> str:
-    """The time left at this run's pace so far ("" until a job of this run has ended)."""
-    elapsed = counts.elapsed
-    finished_here = counts.finished - counts.skipped
-    left = counts.total - counts.finished
-    if finished_here <= 0 or left <= 0:
-        return ""
-    return f"ETA {_duration(elapsed / finished_here * left)}"
+class Eta:
+    """Time left, from the pace at which this run's jobs end once they have started ending.
+
+    The first job to end carries the start-up (imports, data, the backend's warm-up) and jobs
+    that run side by side end in waves, so one ended job says little: the ETA says
+    "estimating" until MIN_ENDS jobs of this run have ended, and then measures the pace from
+    the first end on, start-up excluded.
+    """
+
+    MIN_ENDS = 3
+
+    def __init__(self) -> None:
+        self.first_end_at: float | None = None
+        self.ends = 0  # jobs of this run that ended since (and including) the first
+
+    def job_ended(self, now: float) -> None:
+        if self.first_end_at is None:
+            self.first_end_at = now
+        self.ends += 1
+
+    def text(self, counts: Counts, now: float) -> str:
+        left = counts.total - counts.finished
+        if left <= 0 or counts.finished - counts.skipped <= 0 and not counts.running:
+            return ""
+        if self.first_end_at is None or self.ends < self.MIN_ENDS or now <= self.first_end_at:
+            return "ETA estimating"
+        pace = (self.ends - 1) / (now - self.first_end_at)  # jobs per second after the first
+        return f"ETA {_duration(left / pace)}" if pace > 0 else "ETA estimating"
 
 
 def elapsed_text(counts: Counts) -> str:
@@ -65,6 +86,7 @@ class RunProgress:
         self._counts = Text()
         self._screen = Live(Group(self._bar, self._counts), console=console,
                             refresh_per_second=4, transient=False)
+        self._eta = Eta()
 
     def __enter__(self) -> RunProgress:
         if self.live:
@@ -77,9 +99,12 @@ class RunProgress:
             self._screen.stop()
 
     def __call__(self, counts: Counts, end: JobEnd | None) -> None:
+        now = time.perf_counter()
+        if end is not None:
+            self._eta.job_ended(now)
+        eta = self._eta.text(counts, now)
         if self.live:
-            self._bar.update(self._task, total=counts.total, completed=counts.finished,
-                             eta=eta_text(counts))
+            self._bar.update(self._task, total=counts.total, completed=counts.finished, eta=eta)
             self._counts.plain = counts_text(counts)
             if end is not None and end.state != "done":
                 self.console.print(f"{end.state} {end.job_id}: {end.error or ''}",
@@ -88,7 +113,7 @@ class RunProgress:
         if end is None:
             return
         error = f" {end.error}" if end.error and end.state != "done" else ""
-        times = ", ".join(filter(None, (elapsed_text(counts), eta_text(counts))))
+        times = ", ".join(filter(None, (elapsed_text(counts), eta)))
         self.console.print(f"[{counts.finished}/{counts.total}] {end.state} {end.job_id}{error} "
                            f"| {counts_text(counts)} | {times}",
                            markup=False, highlight=False, soft_wrap=True)

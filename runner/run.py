@@ -259,6 +259,7 @@ class _Driver:
             self.in_flight[unit.key] = unit
             self._move(pending=-len(unit.jobs), running=+len(unit.jobs))
         self.backend.submit(units, self.resources)
+        self.listener(self.counts, None)  # the units just sent run now: show them as running
         return len(units)
 
     def _units(self, claimed: list[JobRequest], slots: int) -> list[WorkUnit]:

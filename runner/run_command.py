@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from cluster.backends import BackendSettings, make_backend
 from jobs import results
@@ -59,13 +60,19 @@ def print_plan(plan: Plan, console: Console, pack: int = 0, slots: int = 1) -> N
     known = plan.grid_dir.is_dir()
     if known:
         table.add_column("state")
-    for spec in plan.specs:
+    for spec in plan.specs[:PLAN_ROWS]:
         values = spec.to_dict()
         row = [spec.job_id] + [_cell(values[key]) for key in swept]
         if known:
             row.append(job_status(spec.job_id, outdir.run_dir(plan.grid_dir, spec.job_id)).state)
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # Text: a value like [/b] is no markup
     console.print(table)
+    if len(plan.specs) > PLAN_ROWS:
+        say(console, f"... and {len(plan.specs) - PLAN_ROWS:,} more jobs (every job is listed "
+                     "in jobs.parquet once the grid runs)")
+
+
+PLAN_ROWS = 1_000  # a dry run's table stays readable (and quick) for a large grid
 
 
 def packing_text(specs: list[JobSpec], pack: int, slots: int) -> str:

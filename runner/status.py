@@ -19,8 +19,9 @@ from pathlib import Path
 from cluster.claims import current_holder
 from cluster.slurm_status import SlurmJob, slurm_jobs
 from jobs import results
-from runner.outdir import job_ids, run_dir
+from runner.outdir import JOBS_FILE, OutDirError, job_ids, run_dir
 
+INTERRUPTED = "interrupted"  # what the engine writes for a job stopped by Ctrl-C or SIGTERM
 STATES = (results.DONE, results.RUNNING, results.FAILED, results.DIVERGED, results.CANCELLED,
           results.PENDING)
 
@@ -65,7 +66,9 @@ def job_status(job_id: str, path: Path) -> JobStatus:
     if state in results.FINISHED_STATES and not (path / results.METRICS_FILE).exists():
         state = results.RUNNING  # metrics are written before the final status: not finished
     interrupted = False
-    if state == results.RUNNING:
+    if state == INTERRUPTED:  # stopped by Ctrl-C or SIGTERM: resumable from its checkpoint
+        state, interrupted = results.PENDING, True
+    elif state == results.RUNNING:
         holder = current_holder(path)
         if holder is None or not holder.is_live():
             state, interrupted = results.PENDING, True
@@ -75,11 +78,27 @@ def job_status(job_id: str, path: Path) -> JobStatus:
 
 
 def grid_status(grid_dir: Path) -> GridStatus:
-    """Every job listed in the dir's jobs.parquet with its current state."""
+    """Every job listed in the dir's jobs.parquet with its current state (or, in a dir `tvo
+    train` writes, which has no jobs.parquet, every run dir under runs/)."""
     in_slurm = slurm_jobs(grid_dir)
     return GridStatus(grid_dir, [with_slurm(job_status(job_id, run_dir(grid_dir, job_id)),
                                             in_slurm.get(job_id))
-                                 for job_id in job_ids(grid_dir)])
+                                 for job_id in listed_jobs(grid_dir)])
+
+
+def listed_jobs(grid_dir: Path) -> list[str]:
+    """The jobs of a grid dir, or the run dirs of a `tvo train` output dir."""
+    try:
+        return job_ids(grid_dir)
+    except OutDirError:
+        runs = grid_dir / "runs"
+        if (grid_dir / JOBS_FILE).exists() or not runs.is_dir():
+            raise
+        found = sorted(path.name for path in runs.iterdir()
+                       if (path / results.STATUS_FILE).exists() or (path / "spec.json").exists())
+        if not found:
+            raise
+        return found
 
 
 def with_slurm(job: JobStatus, slurm: SlurmJob | None) -> JobStatus:

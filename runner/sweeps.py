@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from jobs.strategies.params import echo
 from runner.overrides import split_assignment
 
 _RANGE = re.compile(r"range\((.*)\)", re.DOTALL)
@@ -43,13 +44,16 @@ def split_values(text: str) -> list[str]:
     return parts
 
 
-def expand_range(word: str, text: str) -> list[int] | None:
-    """The integers of `range(...)`, or None when `text` is not a range; raises when malformed."""
+def expand_range(word: str, text: str, limit: int | None = None) -> list[int] | None:
+    """The integers of `range(...)`, or None when `text` is not a range; raises when malformed
+    or when it holds more than `limit` values."""
     match = _RANGE.fullmatch(text.strip())
     if match is None:
         return None
     usage = f"{word}: range() takes 1 to 3 integers, e.g. range(5) or range(0, 10, 2)"
     items = [item.strip() for item in match.group(1).split(",")]
+    if any(len(item) > 20 for item in items):  # beyond any setting, and int() is slow there
+        raise SweepError(usage + " of at most 20 digits")
     try:
         numbers = [int(item) for item in items]
     except ValueError:
@@ -58,27 +62,36 @@ def expand_range(word: str, text: str) -> list[int] | None:
         raise SweepError(usage)
     if len(numbers) == 3 and numbers[2] == 0:
         raise SweepError(f"{word}: range() step must not be 0")
-    values = list(range(*numbers))
-    if not values:
+    span = range(*numbers)
+    if not span:
         raise SweepError(f"{word}: {text.strip()} gives no values")
-    return values
+    if limit is not None and len(span) > limit:
+        raise SweepError(f"{word}: {text.strip()} gives {len(span):,} values; a grid holds at "
+                         f"most {limit:,} jobs. Split it into several grids (e.g. one per seed "
+                         "range, each with its own name), or set TVO_MAX_JOBS to raise the limit")
+    return list(span)
 
 
-def parse_values(word: str, text: str) -> list[str | int]:
-    """The values of one sweep: raw strings (coerced later by the setting) or range integers."""
+def parse_values(word: str, text: str, limit: int | None = None) -> list[str | int]:
+    """The values of one sweep: raw strings (coerced later by the setting) or range integers;
+    at most `limit` of them."""
     values: list[str | int] = []
     for part in split_values(text):
         if not part:
             raise SweepError(f"{word}: empty value; write KEY=VALUE or KEY=V1,V2")
-        expanded = expand_range(word, part)
+        expanded = expand_range(word, part, limit)
         values.extend(expanded if expanded is not None else [part])
+        if limit is not None and len(values) > limit:
+            raise SweepError(f"{word}: more than {limit:,} values; a grid holds at most "
+                             f"{limit:,} jobs (TVO_MAX_JOBS raises the limit)")
     return values
 
 
-def parse_sweep(word: str) -> tuple[str, list[str | int]]:
+def parse_sweep(word: str, limit: int | None = None) -> tuple[str, list[str | int]]:
     """`KEY=VALUES` -> (key, values); one value is an override, several are a sweep."""
     try:
         key, text = split_assignment(word)
     except ValueError as exc:
         raise SweepError(str(exc)) from None
-    return key, parse_values(word, text)
+    shown = word if len(word) <= 80 and word.isprintable() else echo(word, 80)
+    return key, parse_values(shown, text, limit)

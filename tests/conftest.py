@@ -1,10 +1,14 @@
-"""Shared fixtures: the dev SLURM cluster, started for the session when it is not running."""
+"""Shared fixtures: the dev SLURM cluster, started for the session when it is not running, and
+a check that the suite leaves no process of its own behind."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,16 +40,79 @@ def slurm_cluster() -> Iterator[str]:
     SLURM installed the tests skip locally; in CI they fail, so CI cannot go green by skipping.
     """
     started = False
+    before = os.environ.get("TVO_SLURM_DIR")
     if not slurm_answers():
         if shutil.which("sinfo") is None and not in_ci():
             pytest.skip(f"SLURM is not installed (no sinfo); {START_HINT}")
+        # A state dir of the session's own, in /tmp whatever TMPDIR says: its unix sockets need
+        # a short path, and the munge and mysql users must reach it. The tests that restart the
+        # cluster find it through TVO_SLURM_DIR.
+        os.environ["TVO_SLURM_DIR"] = tempfile.mkdtemp(prefix="tvo-slurm-tests.", dir="/tmp")
         up = subprocess.run(["bash", str(DEV_CLUSTER), "up"], capture_output=True, text=True,
                             timeout=600)
         if up.returncode != 0:
+            _stop_session_cluster(before)
             pytest.fail(f"could not start the dev SLURM cluster: {up.stderr.strip()[-800:]}")
         started = True
     partition = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True,
                                timeout=30).stdout.split()[0].rstrip("*")
     yield partition
     if started:
-        subprocess.run(["bash", str(DEV_CLUSTER), "down"], capture_output=True, timeout=120)
+        _stop_session_cluster(before)
+
+
+def _stop_session_cluster(previous_dir: str | None) -> None:
+    """down --purge: the session's daemons stop and its state dir goes."""
+    subprocess.run(["bash", str(DEV_CLUSTER), "down", "--purge"], capture_output=True,
+                   timeout=120)
+    if previous_dir is None:
+        os.environ.pop("TVO_SLURM_DIR", None)
+    else:
+        os.environ["TVO_SLURM_DIR"] = previous_dir
+
+
+def descendants(pid: int) -> list[int]:
+    """Live processes below `pid` (from /proc; zombies are gone already)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite leaves nothing running: processes it started (Ray, workers, daemons started
+    by tests) must be gone a few seconds after the last test. Leftovers fail the run and are
+    stopped, by PID."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    deadline = time.monotonic() + 10
+    while (left := descendants(os.getpid())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not left:
+        return
+    names = []
+    for pid in left:
+        try:
+            names.append(f"{pid} {Path(f'/proc/{pid}/comm').read_text().strip()}")
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+    if names:
+        session.config.get_terminal_reporter().write_line(
+            f"processes left running by the test suite (now killed): {', '.join(names)}",
+            red=True)
+        session.exitstatus = 1

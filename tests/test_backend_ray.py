@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from cluster.ray_backend import RayBackend, start_ray
 from tests.backend_suite import BackendSuite, MakeBackend
+from tests.short_paths import short_temp_dir
 
 pytestmark = pytest.mark.ray
 
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.ray
 def ray_session() -> Iterator[None]:
     import ray
 
-    temp_dir = Path(tempfile.mkdtemp(prefix="tvo-ray-test-"))  # short: Ray's sockets live here
+    temp_dir = short_temp_dir("tvo-ray-test-")  # short: Ray's sockets live here
     assert start_ray(num_cpus=2, temp_dir=temp_dir)
     yield
     ray.shutdown()

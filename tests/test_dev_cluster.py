@@ -2,14 +2,16 @@
 
 The session fixture in conftest.py uses a running cluster or starts the dev cluster; without SLURM
 installed (no ``sinfo``) these tests skip locally, and with ``CI`` set they fail instead, so a CI
-run cannot go green by skipping. A cluster started with ``--dir DIR`` needs ``TVO_SLURM_DIR=DIR``
-here too (the status test calls the script).
+run cannot go green by skipping. The script finds the running cluster's state dir itself (through
+the /etc/slurm/slurm.conf link), or from ``TVO_SLURM_DIR`` (the session fixture sets it when it
+starts a cluster of its own).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -133,3 +135,48 @@ def test_gpu_tasks_get_their_own_device(tmp_path: Path) -> None:
     # Observed on SLURM 22.05 with TaskPlugin=task/none: --gpus-per-task binds each task to
     # its own GPU anyway (the gres plugin does it, not the task plugin).
     assert seen == {"0": "0", "1": "1"}, seen
+
+
+def state_dir() -> Path:
+    """The running cluster's state dir, as the script finds it."""
+    status = run("bash", str(SCRIPT), "status").stdout
+    found = re.search(r"cluster is up \(state dir (.+)\)", status)
+    assert found, status
+    return Path(found.group(1))
+
+
+def test_the_cluster_keeps_its_state_and_temp_files_in_its_own_dir() -> None:
+    directory = state_dir()
+    assert directory != Path("/tmp/tvo-slurm")
+    for part in ("db", "munge", "state/slurmctld", "log", "tmp", "run"):
+        assert (directory / part).is_dir(), part
+    conf = (directory / "etc" / "slurm.conf").read_text()
+    assert f"StateSaveLocation={directory}/state/slurmctld" in conf
+    mariadbd = (directory / "run" / "mariadbd.pid").read_text().strip()
+    command = Path(f"/proc/{mariadbd}/cmdline").read_bytes().split(b"\0")
+    assert f"--tmpdir={directory}/tmp".encode() in command  # never the caller's TMPDIR
+
+
+def test_a_failed_up_stops_every_daemon_it_started() -> None:
+    """With slurmdbd's port taken, `up` fails after starting munged and mariadbd: it must stop
+    both before it exits. The cluster is restarted afterwards (state kept)."""
+    directory = state_dir()
+    down = run("bash", str(SCRIPT), "down", timeout=120)
+    assert down.returncode == 0, down.stderr
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        blocker.bind(("127.0.0.1", 6819))
+        blocker.listen()
+        up = run("bash", str(SCRIPT), "up", "--dir", str(directory), timeout=300)
+        assert up.returncode == 1, up.stderr
+        assert "up failed: stopping the daemons it started (munged mariadbd)" in up.stderr
+        for daemon in ("munged", "mariadbd"):
+            assert not (directory / "run" / f"{daemon}.pid").exists(), daemon
+        status = run("bash", str(SCRIPT), "status", "--dir", str(directory)).stdout
+        assert re.search(r"^munged\s+not running", status, re.M), status
+        assert re.search(r"^mariadbd\s+not running", status, re.M), status
+    finally:
+        blocker.close()
+        up = run("bash", str(SCRIPT), "up", "--dir", str(directory), timeout=300)
+        assert up.returncode == 0, up.stderr

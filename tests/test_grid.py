@@ -131,3 +131,11 @@ def test_a_setting_in_both_base_and_grid_is_refused(tmp_path: Path) -> None:
     with pytest.raises(GridError) as error:
         load_grid(path)
     assert str(error.value) == f"{path}: 'lr' is set in both base and grid; keep it in one"
+
+
+def test_shipped_grids_point_only_at_what_ships() -> None:
+    """A shipped file's comments may not send readers to documents outside the project."""
+    for path in shipped_grids().values():
+        text = path.read_text()
+        for name in ("RESEARCH.md", "DESIGN.md", "STYLE.md"):
+            assert name not in text, f"{path.name} refers to {name}, which does not ship"

@@ -7,7 +7,6 @@ import functools
 import os
 import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.cancel_entries import (
     cancel_grid_first,
     cancel_job_then_crash,
 )
+from tests.short_paths import short_temp_dir
 
 
 class CancelSuite:
@@ -110,7 +110,7 @@ def ray_session() -> Iterator[None]:
 
     from cluster.ray_backend import start_ray
 
-    temp_dir = Path(tempfile.mkdtemp(prefix="tvo-ray-test-"))
+    temp_dir = short_temp_dir("tvo-ray-test-")
     assert start_ray(num_cpus=2, temp_dir=temp_dir)
     yield
     ray.shutdown()

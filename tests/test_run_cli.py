@@ -61,14 +61,14 @@ BAD_GRIDS = [
     ("unknown strategy", "grid: {strategy: [onehot, nosuch]}\n",
      f"g.yaml: grid.strategy: unknown strategy 'nosuch'; valid strategies: {STRATEGY_NAMES}"),
     ("unsafe YAML tag", "name: !!python/object/apply:os.system ['touch pwned']\n",
-     "grid file 'g.yaml' is not valid YAML: tag "
-     "'tag:yaml.org,2002:python/object/apply:os.system' is not allowed (grid files are plain "
-     "YAML: no object tags) at line 1, column 7"),
+     "grid file 'g.yaml' is not valid YAML: tag !!python/object/apply:os.system is not allowed "
+     "(grid files hold plain data: text, numbers, true/false, lists, mappings) at line 1, "
+     "column 7"),
     ("name with ..", "name: ../escape\n",
-     "g.yaml: name '../escape' must be a plain name (letters, digits, '-', '_' and '.', "
+     "g.yaml: name '../escape' must be a plain name (1 to 100 letters, digits, '-', '_' and '.', "
      "starting with a letter, digit or '_', without '..')"),
     ("name with a path separator", "name: a/b\n",
-     "g.yaml: name 'a/b' must be a plain name (letters, digits, '-', '_' and '.', "
+     "g.yaml: name 'a/b' must be a plain name (1 to 100 letters, digits, '-', '_' and '.', "
      "starting with a letter, digit or '_', without '..')"),
     ("not a mapping", "- a\n- b\n",
      "grid file 'g.yaml' must be a mapping with keys name, description, base, grid, resources, "
@@ -165,7 +165,18 @@ def test_run_writes_the_grid_dir_and_a_rerun_skips_done_jobs(in_tmp: Path) -> No
         0, "done 4 · running 0 · failed 0 · diverged 0 · cancelled 0 · pending 0")
 
 
+def corrupt_mnist(root: Path) -> None:
+    """MNIST files that pass the preflight (present, readable, IDX magic) but fail in the job."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        (raw / name).write_bytes(b"\x00\x00\x08\x03")
+    for name in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"\x00\x00\x08\x01")
+
+
 def test_failed_and_diverged_jobs_exit_1_and_are_listed_with_their_log(in_tmp: Path) -> None:
+    corrupt_mnist(in_tmp / "nodata")
     (in_tmp / "g.yaml").write_text(
         "name: mixed\nbase: {hidden: [16], epochs: 2, loss: mse, output: linear, "
         "activation: relu, data_root: nodata}\n"
@@ -184,10 +195,11 @@ def test_failed_and_diverged_jobs_exit_1_and_are_listed_with_their_log(in_tmp: P
     assert code == 0
     assert out.splitlines()[:2] == [
         "out/mixed: 4 jobs", "done 1 · running 0 · failed 2 · diverged 1 · cancelled 0 · pending 0"]
-    assert "failed " in out and "DataError: dataset 'mnist': missing " in out
+    assert "failed " in out and "DataError: dataset 'mnist': corrupt file " in out
 
 
 def test_fail_fast_leaves_the_rest_pending(in_tmp: Path) -> None:
+    corrupt_mnist(in_tmp / "nodata")
     (in_tmp / "g.yaml").write_text(
         "name: ff\nbase: {hidden: [16], epochs: 2, loss: mse, output: sigmoid, "
         "data_root: nodata}\ngrid: {dataset: [mnist, digits], seed: [0, 1]}\n")
@@ -225,3 +237,15 @@ def test_grids_lists_the_shipped_grids_with_job_counts() -> None:
     assert rows["quickstart"] == "24"
     assert rows["smoke"] == "4"
 
+
+
+def test_status_counts_a_job_its_engine_marked_interrupted_as_pending(in_tmp: Path) -> None:
+    (in_tmp / "tiny.yaml").write_text(TINY_GRID)
+    grid = load_grid("tiny.yaml")
+    specs = expand(grid)
+    prepare(in_tmp / "out" / "tiny", grid.to_yaml(), specs, grid.name)
+    run_dir = in_tmp / "out" / "tiny" / "runs" / specs[0].job_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results.write_status(run_dir, {"state": "interrupted", "epochs_done": 1})
+    code, out, err = invoke("status", "out/tiny")
+    assert code == 0 and "pending 2 (1 interrupted" in out

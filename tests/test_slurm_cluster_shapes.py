@@ -78,7 +78,8 @@ def run_grid_with_entry(grid: Path, out: Path, record_dir: Path) -> str:
 
 def test_arrays_larger_than_max_array_size_are_split(tmp_path: Path) -> None:
     grid = write_grid(tmp_path / "g.yaml", "split", seeds=5)
-    out = run_grid_file(grid, tmp_path / "out", "--max-parallel", "4")
+    # one job per array element (packing by default would make fewer, larger units)
+    out = run_grid_file(grid, tmp_path / "out", "--max-parallel", "4", "--pack", "off")
     grid_dir = tmp_path / "out" / "split"
     assert "arrays of up to 2" in out
     placements = latest_placements(grid_dir)

@@ -18,7 +18,12 @@
 #
 # Options and environment:
 #   --dir DIR                  state dir: config, logs, PID files, DB, spool, munge key, fake GPU
-#                              devices. Default ${TVO_SLURM_DIR:-/tmp/tvo-slurm}.
+#                              devices, and the daemons' temp files (TMPDIR=DIR/tmp), so a
+#                              private TMPDIR of the caller never matters. Default:
+#                              $TVO_SLURM_DIR; else the dir of the cluster this script last
+#                              started (found through the /etc/slurm/slurm.conf link); else, for
+#                              `up`, a new dir /tmp/tvo-slurm.XXXXXX. It must be short (unix
+#                              sockets live in it) and reachable by the munge and mysql users.
 #   --cpus N                   CPUs the node claims (default: max(8, nproc)). More than the
 #                              machine has is fine (SlurmdParameters=config_overrides): it lets
 #                              several test jobs run at once on a 2-core machine.
@@ -90,6 +95,9 @@
 #   - The "can not load PMIx library" errors in slurmctld.log/slurmd.log are harmless
 #     (--no-install-recommends skips libpmix; MpiDefault=none).
 #
+# A failed `up` stops every daemon it started (in reverse order) before it exits, so a broken
+# start leaves nothing running; daemons that were already running are left as they were.
+#
 # Container facts this relies on: no systemd (daemons are started here, not by units), no
 # cgroups (proctrack/linuxproc + task/none), everything runs as root except munged (munge user)
 # and mariadbd (drops to the mysql user). Each daemon runs in the foreground in its own session
@@ -139,6 +147,7 @@ set_paths() {
     DB_SOCKET=$DBDIR/mariadb.sock
     DEVDIR=$DIR/dev
     PARAMS=$ETC/params
+    TMPDIR_OWN=$DIR/tmp
 }
 
 # The PID files this script trusts: DIR/run/NAME.pid, written by the script itself from $! the
@@ -277,6 +286,11 @@ install_packages() {
 make_dirs() {
     mkdir -p "$ETC" "$LOGDIR" "$RUNDIR" "$DIR/state/slurmctld" "$DIR/state/slurmd" "$DEVDIR"
     chmod 755 "$DIR"
+    # The daemons' temp files (mariadbd's above all, which runs as mysql and cannot write to a
+    # caller's private TMPDIR) stay in the state dir too.
+    mkdir -p "$TMPDIR_OWN"
+    chmod 1777 "$TMPDIR_OWN"
+    export TMPDIR=$TMPDIR_OWN
     # munged refuses directories that others can write to, and runs as munge: give it its own.
     mkdir -p "$MUNGEDIR"
     chown munge:munge "$MUNGEDIR"
@@ -487,6 +501,7 @@ launch() {
     setsid "$@" </dev/null >>"$LOGDIR/$name.stderr" 2>&1 &
     pid=$!
     echo "$pid" >"$(pidfile_of "$name")"
+    STARTED+=("$name")
     # Until the exec chain (bash -> setsid [-> setpriv] -> daemon) is done, /proc/PID/comm is
     # not the daemon's name and `running` would call it dead: wait for the name (or death).
     for ((i = 0; i < 100; i++)); do
@@ -532,7 +547,7 @@ start_mariadbd() {
         mkdir -p "$DBDIR"
         chown mysql:mysql "$DBDIR"
         chmod 750 "$DBDIR"
-        mariadb-install-db --no-defaults --datadir="$DBDIR" --user=mysql \
+        mariadb-install-db --no-defaults --datadir="$DBDIR" --user=mysql --tmpdir="$TMPDIR_OWN" \
             --auth-root-authentication-method=socket --skip-test-db \
             >>"$LOGDIR/mariadb-install-db.log" 2>&1 ||
             { tail -n 25 "$LOGDIR/mariadb-install-db.log" >&2; die "mariadb-install-db failed"; }
@@ -541,6 +556,7 @@ start_mariadbd() {
     # --no-defaults: ignore /etc/mysql (a system MariaDB's config); loopback only; own socket.
     launch mariadbd mariadbd --no-defaults --user=mysql --datadir="$DBDIR" \
         --socket="$DB_SOCKET" --port="$DB_PORT" --bind-address=127.0.0.1 --skip-name-resolve \
+        --tmpdir="$TMPDIR_OWN" \
         --pid-file="$DBDIR/mariadbd.daemon.pid" --log-error="$(logfile_of mariadbd)" \
         --innodb-buffer-pool-size=512M --innodb-lock-wait-timeout=900 --skip-log-bin
     wait_for mariadbd "mariadb-admin ping" db_ping
@@ -645,6 +661,7 @@ cmd_up() {
     fi
     mkdir -p "$DIR/log"
     export SLURM_CONF=$CONF   # the script's own client calls never depend on /etc
+    trap stop_started_on_failure EXIT
     install_packages
     [[ -n $CPUS ]] || { CPUS=$(nproc); ((CPUS >= 8)) || CPUS=8; }
     check_socket_paths
@@ -678,8 +695,31 @@ cmd_up() {
     start_slurmctld
     start_slurmd
     wait_node_idle
-    log "up in ${SECONDS}s: node $NODE, $(node_state); config $CONF"
+    trap - EXIT
+    log "up in ${SECONDS}s: node $NODE, $(node_state); config $CONF (state dir $DIR)"
     echo "$PARTITION"
+}
+
+# EXIT trap of `up`: when it fails, stop what this `up` started, newest first.
+stop_started_on_failure() {
+    local code=$? i
+    ((code != 0)) || return 0
+    if ((${#STARTED[@]})); then
+        log "up failed: stopping the daemons it started (${STARTED[*]})"
+        for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+            stop_daemon "${STARTED[i]}" || true
+        done
+    fi
+    exit "$code"
+}
+
+# The state dir of the cluster this script last started: /etc/slurm/slurm.conf links to it.
+linked_dir() {
+    local etc=/etc/slurm/slurm.conf target
+    [[ -L $etc ]] || return 0
+    target=$(readlink "$etc")
+    [[ $target == */etc/slurm.conf && -f $target ]] && grep -qF "$MARKER" "$target" || return 0
+    echo "${target%/etc/slurm.conf}"
 }
 
 # Ask slurmctld to cancel every job, and wait briefly, so that no slurmstepd or job process
@@ -774,8 +814,9 @@ main() {
     local cmd=${1:-}
     [[ -n $cmd ]] || { short_usage; exit 2; }
     shift
-    DIR=${TVO_SLURM_DIR:-/tmp/tvo-slurm}
+    DIR=${TVO_SLURM_DIR:-}
     GPUS=0 CPUS='' PURGE=0
+    STARTED=()
     declare -gA EXPLICIT=()
     [[ -n ${TVO_SLURM_MAX_ARRAY_SIZE:-} ]] && EXPLICIT[MAX_ARRAY_SIZE]=$MAX_ARRAY_SIZE
     while (($#)); do
@@ -788,6 +829,16 @@ main() {
             *) short_usage; die "unknown argument: $1" ;;
         esac
     done
+    if [[ -z $DIR ]]; then
+        DIR=$(linked_dir)
+        if [[ -z $DIR && $cmd == up ]]; then
+            DIR=$(mktemp -d /tmp/tvo-slurm.XXXXXX) || die "cannot create a state dir in /tmp"
+        elif [[ -z $DIR ]]; then
+            log "no dev cluster found (no --dir, no TVO_SLURM_DIR, no /etc/slurm/slurm.conf link)"
+            [[ $cmd == status ]] && exit 1
+            exit 0
+        fi
+    fi
     [[ $GPUS =~ ^[0-9]+$ ]] || die "--gpus must be a non-negative integer"
     [[ -z $CPUS || $CPUS =~ ^[1-9][0-9]*$ ]] || die "--cpus must be a positive integer"
     DIR=$(realpath -m -- "$DIR")

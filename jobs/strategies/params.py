@@ -18,6 +18,23 @@ class StrategyError(ValueError):
     """A strategy string that cannot be used; the message is one line that says what is valid."""
 
 
+ECHO_CHARS = 60  # how much of a user's input an error message repeats
+
+
+def echo(value: Any, limit: int = ECHO_CHARS) -> str:
+    """`value` as an error message repeats it: quoted and escaped (one line, no markup
+    surprises), and cut to about `limit` characters with the full length said."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return repr(text[:limit]) + f"... ({len(text):,} characters)"
+
+
+MAX_STRATEGY_CHARS = 2_000  # the longest shipped strategy string has about 60
+MAX_NESTING = 8  # tvo(init=average_nudge(nu=0.1)) nests 2 deep; matrix rows 2
+MAX_NUMBER_CHARS = 40  # more digits than any setting can use; int() refuses > 4,300
+
+
 @dataclass(frozen=True)
 class Call:
     """A parsed `name(key=value, ...)`; also used for nested values like `sigma(m=1)`."""
@@ -44,6 +61,9 @@ _TOKEN = re.compile(
 
 
 def _tokenize(text: str) -> list[tuple[str, str]]:
+    if len(text) > MAX_STRATEGY_CHARS:
+        raise StrategyError(f"strategy {echo(text)} is too long: at most "
+                            f"{MAX_STRATEGY_CHARS:,} characters")
     tokens: list[tuple[str, str]] = []
     pos = 0
     while pos < len(text):
@@ -51,7 +71,8 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
             break
         match = _TOKEN.match(text, pos)
         if match is None:
-            raise StrategyError(f"cannot read strategy {text!r} at {text[pos:].strip()!r}")
+            raise StrategyError(f"cannot read strategy {echo(text)} at "
+                                f"{echo(text[pos:].strip(), 20)}")
         kind = match.lastgroup or ""
         tokens.append((kind, match.group(kind)))
         pos = match.end()
@@ -63,6 +84,7 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.pos = 0
+        self.depth = 0  # lists and calls open around the current token
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -70,18 +92,17 @@ class _Parser:
     def take(self, expected: str | None = None) -> tuple[str, str]:
         token = self.peek()
         if token is None or (expected is not None and token[1] != expected):
-            found = "the end" if token is None else repr(token[1])
+            found = "the end" if token is None else echo(token[1], 20)
             want = repr(expected) if expected else "a value"
             raise StrategyError(
-                f"cannot read strategy {self.text!r}: expected {want}, found {found}")
+                f"cannot read strategy {echo(self.text)}: expected {want}, found {found}")
         self.pos += 1
         return token
 
     def value(self) -> Any:
         kind, text = self.take()
         if kind == "number":
-            number = float(text)
-            return int(text) if re.fullmatch(r"[-+]?\d+", text) else number
+            return self.number(text)
         if kind == "string":
             return text[1:-1]
         if kind == "word":
@@ -93,31 +114,55 @@ class _Parser:
                 return self.call_args(text)
             return text
         if text == "[":
+            self.nest()
             items: list[Any] = []
             while (self.peek() or ("", ""))[1] != "]":
                 items.append(self.value())
                 if (self.peek() or ("", ""))[1] == ",":
                     self.take(",")
             self.take("]")
+            self.depth -= 1
             return items
-        raise StrategyError(f"cannot read strategy {self.text!r}: unexpected {text!r}")
+        raise StrategyError(f"cannot read strategy {echo(self.text)}: unexpected {echo(text, 20)}")
+
+    def number(self, text: str) -> int | float:
+        """A finite number of bounded size: every parameter wants one, and int() of a long
+        digit string is slow or refused."""
+        if len(text) > MAX_NUMBER_CHARS:
+            raise StrategyError(f"strategy {echo(self.text)}: number {echo(text, 20)} has "
+                                f"{len(text)} characters; at most {MAX_NUMBER_CHARS}")
+        if re.fullmatch(r"[-+]?\d+", text):
+            return int(text)
+        number = float(text)
+        if not math.isfinite(number):
+            raise StrategyError(f"strategy {echo(self.text)}: number {text} is out of range "
+                                "(beyond about 1.8e308)")
+        return number
+
+    def nest(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise StrategyError(f"strategy {echo(self.text)} nests lists and parameters more "
+                                f"than {MAX_NESTING} deep")
 
     def call_args(self, name: str) -> Call:
         self.take("(")
+        self.nest()
         args: dict[str, Any] = {}
         while (self.peek() or ("", ""))[1] != ")":
             kind, key = self.take()
             if kind != "word":
                 raise StrategyError(
-                    f"cannot read strategy {self.text!r}: parameters are written key=value"
+                    f"cannot read strategy {echo(self.text)}: parameters are written key=value"
                 )
             self.take("=")
             if key in args:
-                raise StrategyError(f"strategy {self.text!r} sets {key!r} twice")
+                raise StrategyError(f"strategy {echo(self.text)} sets {echo(key, 20)} twice")
             args[key] = self.value()
             if (self.peek() or ("", ""))[1] == ",":
                 self.take(",")
         self.take(")")
+        self.depth -= 1
         return Call(name, args)
 
 
@@ -126,10 +171,10 @@ def parse_call(text: str) -> Call:
     parser = _Parser(text.strip())
     kind, name = parser.take()
     if kind != "word":
-        raise StrategyError(f"cannot read strategy {text!r}: it must start with a name")
+        raise StrategyError(f"cannot read strategy {echo(text)}: it must start with a name")
     call = parser.call_args(name) if parser.peek() is not None else Call(name, {})
-    if parser.peek() is not None:
-        raise StrategyError(f"cannot read strategy {text!r}: unexpected {parser.peek()[1]!r}")
+    if (token := parser.peek()) is not None:
+        raise StrategyError(f"cannot read strategy {echo(text)}: unexpected {echo(token[1], 20)}")
     return call
 
 
@@ -188,9 +233,12 @@ def number(low: float | None = None, high: float | None = None, *, open_low: boo
     def check(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"a number in {shown}")
-        value = float(value)
-        if math.isnan(value):
-            raise ValueError(f"a number in {shown}")
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond a float's range
+            raise ValueError(f"a number in {shown}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"a finite number in {shown}")
         if low is not None and (value < low or (open_low and value == low)):
             raise ValueError(f"a number in {shown}")
         if high is not None and (value > high or (open_high and value == high)):
@@ -204,7 +252,8 @@ def integer(low: int = 0, high: int | None = None) -> tuple[Callable[[Any], int]
     shown = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
 
     def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or (isinstance(value, float) and not value.is_integer())):
             raise ValueError(shown)
         if value < low or (high is not None and value > high):
             raise ValueError(shown)
@@ -315,7 +364,7 @@ def param(name: str, default: Any, help: str, rule: tuple[Any, ...]) -> Param:
 
 def bind(strategy: str, params: Sequence[Param], args: Mapping[str, Any]) -> dict[str, Any]:
     """Check `args` against `params`; return every parameter's value in declared order."""
-    return _bind(f"strategy {strategy!r}", params, args)
+    return _bind(f"strategy {echo(strategy, 40)}", params, args)
 
 
 def _bind(owner: str, params: Sequence[Param], args: Mapping[str, Any]) -> dict[str, Any]:
@@ -323,7 +372,8 @@ def _bind(owner: str, params: Sequence[Param], args: Mapping[str, Any]) -> dict[
     for key in args:
         if key not in known:
             valid = ", ".join(known) if known else "none"
-            raise StrategyError(f"{owner} has no parameter {key!r}; its parameters: {valid}")
+            raise StrategyError(f"{owner} has no parameter {echo(key, 30)}; its parameters: "
+                                f"{valid}")
     bound: dict[str, Any] = {}
     for p in params:
         raw = args.get(p.name, p.default)
@@ -333,9 +383,13 @@ def _bind(owner: str, params: Sequence[Param], args: Mapping[str, Any]) -> dict[
             raise StrategyError(f"{owner} parameter {p.name!r}: {exc}") from None
         except ValueError as exc:
             raise StrategyError(
-                f"{owner} parameter {p.name!r} got {format_value(raw)}; expected {exc}"
+                f"{owner} parameter {p.name!r} got {_cut(format_value(raw))}; expected {exc}"
             ) from None
     return bound
+
+
+def _cut(text: str, limit: int = ECHO_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _short(value: float) -> str:

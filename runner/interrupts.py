@@ -1,0 +1,149 @@
+"""Ctrl-C and SIGTERM: at any moment of a command, one line, exit code 130, nothing left running.
+
+SIGTERM is turned into KeyboardInterrupt as the process starts (before the heavy imports), so
+`kill` and Ctrl-C take the same path. Whatever was interrupted (imports, Ray's start, dispatch,
+training, writing), the command's guard stops every process this one started, by PID (Ray's
+GCS, raylet and workers are children of the process that started them), prints one line and
+exits 130.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
+STOP_GRACE_S = 3.0  # SIGTERM first, then SIGKILL for what is still alive
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def sigterm_interrupts() -> None:
+    """Make SIGTERM raise KeyboardInterrupt in the main thread, as Ctrl-C does."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+_said = False
+
+
+def announced() -> None:
+    """The command said it was interrupted in its own words: say nothing more."""
+    global _said
+    _said = True
+
+
+def say_interrupted(message: str) -> None:
+    """The one line an interrupted command prints (stderr, plain text); once per process."""
+    global _said
+    if _said:
+        return
+    _said = True
+    print(f"\ninterrupted: {message}" if sys.stderr.isatty() else f"interrupted: {message}",
+          file=sys.stderr, flush=True)
+
+
+@contextmanager
+def interrupt_guard(message: str) -> Iterator[None]:
+    """Around a command's work: on Ctrl-C or SIGTERM, stop this process's children, print
+    `interrupted: message`, exit 130. Further signals while it cleans up are ignored."""
+    try:
+        yield
+    except (KeyboardInterrupt, SystemExit) as stop:
+        # ray.init puts in a SIGTERM handler of its own (sys.exit(15)) until it returns
+        if isinstance(stop, SystemExit) and stop.code != signal.SIGTERM:
+            raise
+        with _ignoring_signals():
+            stop_children()
+            say_interrupted(message)
+        raise SystemExit(INTERRUPTED) from None
+
+
+@contextmanager
+def _ignoring_signals() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT,
+                                                                     signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stop_children(grace_s: float = STOP_GRACE_S) -> list[int]:
+    """Stop every live descendant of this process (SIGTERM, then SIGKILL); returns their PIDs.
+
+    Ray is shut down first when it runs here, so it stops its own processes in order; what is
+    left (a start that was cut short, a worker that hangs) is signalled by PID.
+    """
+    ray = sys.modules.get("ray")
+    if ray is not None:
+        try:
+            if ray.is_initialized():
+                ray.shutdown()
+        except Exception:  # a half-started Ray may fail to shut down: its PIDs are next
+            pass
+    pids = descendants(os.getpid())
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in alive:
+        _signal(pid, signal.SIGKILL)
+    for pid in pids:  # reap our own children, so none stays a zombie while we exit
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return pids
+
+
+def descendants(pid: int) -> list[int]:
+    """Live (non-zombie) processes below `pid`, read from /proc; [] where there is none."""
+    children: dict[int, list[int]] = {}
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
