@@ -96,6 +96,10 @@ def run(
     detach: Annotated[bool, typer.Option(
         help="Submit every job and exit without waiting (slurm); then `tvo status DIR`")] = False,
     tensorboard: TensorBoardOption = False,
+    samples: Annotated[int | None, typer.Option(
+        min=1, max=100_000, help="Draw N configurations from the grid's search spaces, e.g. "
+                                 "'lr=loguniform(0.01, 1)' (default: the grid's `samples`)",
+        show_default=False)] = None,
 ) -> None:
     """Run every job of a grid; finished jobs are skipped, interrupted and cancelled ones resume.
 
@@ -107,10 +111,10 @@ def run(
     from cluster.backends import BackendError
     from runner.grid import GridError
     from runner.run import RunOptions
-    from runner.run_command import execute, plan_run, print_plan
+    from runner.run_command import execute, execute_comparison, plan_run, print_plan
 
     try:
-        plan = plan_run(grid, settings or [], out)
+        plan = plan_run(grid, settings or [], out, samples)
     except GridError as exc:
         fail(str(exc))
     if ray_address and backend.value != "ray":
@@ -141,7 +145,8 @@ def run(
     try:
         with interrupt_guard("unfinished jobs keep their last checkpoint; run the same command "
                              f"again to resume, or see `tvo status {plan.grid_dir}`"):
-            code = execute(plan, backend.value, options, ray_address, console)
+            run = execute if plan.grid.compare is None else execute_comparison
+            code = run(plan, backend.value, options, ray_address, console)
             if code == INTERRUPTED:  # execute said so in one line
                 announced()
                 stop_children()  # whatever the backend's own cleanup left

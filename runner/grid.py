@@ -24,6 +24,7 @@ from cluster.base import Resources
 from jobs.spec import JobSpec, SpecError, coerce, settings, unknown_key_message
 from jobs.strategies import StrategyError
 from jobs.strategies.params import echo, parse_call
+from runner.compare import Compare, CompareError, read_compare, stage_one
 from runner.grid_file import (  # noqa: F401 (re-exported: the grid's public names)
     GRID_KEYS,
     SHIPPED_DIR,
@@ -32,6 +33,7 @@ from runner.grid_file import (  # noqa: F401 (re-exported: the grid's public nam
     read_grid_file,
     shipped_grids,
 )
+from runner.spaces import MAX_SAMPLES, Space, draw, parse_space
 from runner.sweeps import SweepError, parse_sweep, parse_values
 
 # A grid's name becomes a folder under the output root: a plain name can never leave it.
@@ -69,11 +71,16 @@ class Grid:
     resources: Resources = field(default_factory=Resources)
     slurm: Mapping[str, Any] = field(default_factory=dict)
     pack: int | None = None  # jobs per stack, 0: auto; None: not set in the file (auto)
+    spaces: Mapping[str, Space] = field(default_factory=dict)  # settings drawn from a space
+    samples: int | None = None  # configurations drawn from `spaces`
+    compare: Compare | None = None  # the comparison protocol (runner.compare)
 
     @property
     def swept_keys(self) -> list[str]:
-        """Settings that take more than one value across the grid."""
-        return [key for key, values in self.sweeps.items() if len(values) > 1]
+        """Settings that take more than one value across the grid (drawn ones included)."""
+        drawn = sorted(self.spaces) if (self.samples or 0) > 1 else []
+        tuned = sorted(self.compare.tune) if self.compare is not None else []
+        return [key for key, values in self.sweeps.items() if len(values) > 1] + drawn + tuned
 
     def to_yaml(self) -> str:
         """The resolved grid as a grid file: `tvo run` on it runs the same jobs."""
@@ -88,6 +95,11 @@ class Grid:
             content["slurm"] = dict(self.slurm)
         if self.pack is not None:
             content["pack"] = self.pack
+        if self.spaces:
+            content["grid"].update({key: str(space) for key, space in self.spaces.items()})
+            content["samples"] = self.samples
+        if self.compare is not None:
+            content["compare"] = self.compare.to_plain()
         header = f"# resolved from {self.source}\n"
         return header + yaml.safe_dump(content, sort_keys=False, default_flow_style=None,
                                        width=1000)
@@ -97,11 +109,12 @@ class Grid:
 # Building a Grid
 
 
-def load_grid(ref: str, overrides: Sequence[str] = ()) -> Grid:
+def load_grid(ref: str, overrides: Sequence[str] = (), samples: int | None = None) -> Grid:
     """Read grid `ref` (a path or a shipped name) and apply KEY=VALUES words from the CLI.
 
     A command-line word replaces that key's values in the file, in `base` or `grid`: one value
-    goes to `base`, several make it a sweep.
+    goes to `base`, several make it a sweep, a search space (`lr=loguniform(0.01, 1)`) is drawn
+    from `samples` times (`--samples`, else the file's `samples:`).
     """
     path, label = find_grid_file(ref)
     content = read_grid_file(path, label)
@@ -119,14 +132,25 @@ def load_grid(ref: str, overrides: Sequence[str] = ()) -> Grid:
     description = content.get("description", "")
     if not isinstance(description, str):
         raise GridError(f"{label}: description must be text")
-    base = _read_base(label, _mapping(label, content, "base", "base: {lr: 0.5}"))
-    sweeps = _read_sweeps(label, _mapping(label, content, "grid", "grid: {seed: [0, 1, 2]}"))
+    raw_base = _mapping(label, content, "base", "base: {lr: 0.5}")
+    raw_grid = _mapping(label, content, "grid", "grid: {seed: [0, 1, 2]}")
+    spaces = _take_spaces(f"{label}: base", raw_base) | _take_spaces(f"{label}: grid", raw_grid)
+    base = _read_base(label, raw_base)
+    sweeps = _read_sweeps(label, raw_grid)
     for key in base:
         if key in sweeps:
             raise GridError(f"{label}: {key!r} is set in both base and grid; keep it in one")
     for word in overrides:
+        space = _override_space(word)
+        if space is not None:
+            key = space[0]
+            base.pop(key, None)
+            sweeps.pop(key, None)
+            spaces[key] = space[1]
+            continue
         key, values = _read_override(word)
         base.pop(key, None)
+        spaces.pop(key, None)
         if len(values) == 1 and key not in sweeps:
             base[key] = values[0]
         elif len(values) == 1:
@@ -139,9 +163,67 @@ def load_grid(ref: str, overrides: Sequence[str] = ()) -> Grid:
                                                 "resources: {cpus: 1}"))
     slurm = _read_slurm(label, _mapping(label, content, "slurm", "slurm: {partition: debug}"))
     pack = _read_pack(label, content.get("pack"))
+    samples = _read_samples(label, content.get("samples") if samples is None else samples,
+                            spaces)
+    compare = None
+    if "compare" in content:
+        try:
+            compare = read_compare(label, content["compare"])
+        except CompareError as exc:
+            raise GridError(str(exc)) from None
+        if spaces:
+            raise GridError(f"{label}: compare draws its own configurations from compare.tune; "
+                            f"remove the search spaces of {', '.join(sorted(spaces))} or compare")
     _check_strategies(base, sweeps)
     return Grid(name=name, source=label, description=description.strip(), base=base,
-                sweeps=sweeps, resources=resources, slurm=slurm, pack=pack)
+                sweeps=sweeps, resources=resources, slurm=slurm, pack=pack, spaces=spaces,
+                samples=samples, compare=compare)
+
+
+def _take_spaces(where: str, section: dict[str, Any]) -> dict[str, Space]:
+    """Remove the search-space values from a file's section; they are drawn, not coerced."""
+    spaces = {}
+    for key in list(section):
+        try:
+            space = parse_space(f"{where}.{key}", section[key])
+        except SweepError as exc:
+            raise GridError(str(exc)) from None
+        if space is not None:
+            if key not in settings():
+                raise GridError(f"{where}: {unknown_key_message(str(key))}")
+            spaces[key] = space
+            del section[key]
+    return spaces
+
+
+def _override_space(word: str) -> tuple[str, Space] | None:
+    key, _, text = word.partition("=")
+    key = key.strip()
+    try:
+        space = parse_space(_word(word), text)
+    except SweepError as exc:
+        raise GridError(str(exc)) from None
+    if space is None:
+        return None
+    if key not in settings():
+        raise GridError(f"{_word(word)}: {unknown_key_message(key)}")
+    return key, space
+
+
+def _read_samples(label: str, value: Any, spaces: Mapping[str, Space]) -> int | None:
+    if value is None:
+        if spaces:
+            raise GridError(f"{label}: {', '.join(sorted(spaces))} is a search space: say how "
+                            "many configurations to draw with --samples N (or samples: N in "
+                            "the grid)")
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SAMPLES:
+        raise GridError(f"{label}: samples: got {_yaml_echo(value)}; expected a whole number "
+                        f"from 1 to {MAX_SAMPLES:,} (configurations drawn from the spaces)")
+    if not spaces:
+        raise GridError(f"{label}: samples: {value} needs search spaces to draw from, e.g. "
+                        "'lr=loguniform(0.01, 1)'")
+    return value
 
 
 def _read_pack(label: str, value: Any) -> int | None:
@@ -344,11 +426,21 @@ def _plain(value: Any) -> Any:
 
 
 def expand(grid: Grid) -> list[JobSpec]:
-    """Every job of the grid, validated; identical jobs (same job_id) collapse to one."""
+    """Every job of the grid, validated; identical jobs (same job_id) collapse to one.
+
+    Drawn configurations (`samples` from the `spaces`) are crossed with the sweeps; a grid
+    with `compare` expands to its tuning stage (runner.compare)."""
+    if grid.compare is not None:
+        try:
+            return stage_one(grid.base, grid.sweeps, grid.compare)
+        except (SpecError, SweepError) as exc:
+            raise GridError(f"{grid.source}: compare: {exc}") from None
     keys = list(grid.sweeps)
+    drawn = draw(grid.spaces, grid.samples, seed=0) if grid.spaces and grid.samples else [{}]
     jobs: dict[str, JobSpec] = {}
-    for combination in itertools.product(*grid.sweeps.values()):
-        swept = dict(zip(keys, combination, strict=True))
+    for combination, configuration in itertools.product(
+            itertools.product(*grid.sweeps.values()), drawn):
+        swept = {**dict(zip(keys, combination, strict=True)), **configuration}
         try:
             spec = JobSpec.from_dict({**grid.base, **swept})
         except SpecError as exc:

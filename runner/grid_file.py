@@ -12,7 +12,8 @@ from jobs.strategies.params import echo
 from runner import plain_yaml
 
 SHIPPED_DIR = Path(__file__).parent / "grids"
-GRID_KEYS = ("name", "description", "base", "grid", "resources", "slurm", "pack")
+GRID_KEYS = ("name", "description", "base", "grid", "resources", "slurm", "pack", "samples",
+             "compare")
 MAX_FILE_BYTES = 1_000_000  # the largest shipped grid is about 2 kB
 
 

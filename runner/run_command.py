@@ -39,8 +39,9 @@ class Plan:
     grid_dir: Path
 
 
-def plan_run(grid_ref: str, overrides: list[str], out_root: Path) -> Plan:
-    grid = load_grid(grid_ref, overrides)
+def plan_run(grid_ref: str, overrides: list[str], out_root: Path,
+             samples: int | None = None) -> Plan:
+    grid = load_grid(grid_ref, overrides, samples)
     return Plan(grid, expand(grid), out_root / grid.name)
 
 
@@ -50,8 +51,16 @@ def print_plan(plan: Plan, console: Console, pack: int = 0, slots: int = 1) -> N
     swept = grid.swept_keys
     say(console, f"{grid.name}: {len(plan.specs)} jobs -> {plan.grid_dir} "
                  "(dry run: nothing written)")
-    say(console, "swept: " + (", ".join(f"{key} ({len(grid.sweeps[key])})" for key in swept)
-                              or "nothing (one job)"))
+    counts = [f"{key} ({len(grid.sweeps[key])})" if key in grid.sweeps
+              else f"{key} ({grid.spaces[key]}, {grid.samples} draws)" if key in grid.spaces
+              else f"{key} (tuned)" for key in swept]
+    say(console, "swept: " + (", ".join(counts) or "nothing (one job)"))
+    if grid.compare is not None:
+        compare = grid.compare
+        say(console, f"compare: stage 1 tries {compare.budget} configurations of "
+                     f"{', '.join(f'{k}={v}' for k, v in compare.tune.items())} per "
+                     f"{compare.by}; stage 2 trains each selected one with seeds "
+                     f"{', '.join(map(str, compare.final_seeds))} (selected on {compare.select})")
     say(console, packing_text(plan.specs, pack, slots))
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("job_id")
@@ -125,6 +134,38 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
         backend.close()
     print_report(report, console)
     return report.exit_code
+
+
+def execute_comparison(plan: Plan, backend_name: str, options: RunOptions,
+                       ray_address: str | None, console: Console) -> int:
+    """A grid with `compare:` (runner.compare): the tuning stage, the selection on validation,
+    then the final seeds of each method's selected configuration. A rerun skips what is done
+    in either stage and selects the same configurations again."""
+    from runner.compare import select, stage_two
+
+    compare = plan.grid.compare
+    assert compare is not None
+    say(console, f"stage 1 of 2: {compare.budget} configurations of {', '.join(compare.tune)} "
+                 f"for each {compare.by}, selected on {compare.select}")
+    code = execute(plan, backend_name, options, ray_address, console)
+    if code == INTERRUPTED:
+        return code
+    selections = select(plan.grid_dir, plan.grid.base, plan.grid.sweeps, compare)
+    if not selections:
+        say(console, "no configuration of stage 1 finished: nothing to select; see `tvo status "
+                     f"{plan.grid_dir}`")
+        return 1
+    for chosen in selections:
+        tuned = ", ".join(f"{key}={_cell(value)}" for key, value in chosen.settings.items())
+        say(console, f"selected for {compare.by}={_cell(chosen.context[compare.by])}: {tuned} "
+                     f"({compare.select} {chosen.score:.4f}"
+                     + (f"; {chosen.missing} configurations without a score)"
+                        if chosen.missing else ")"))
+    final = Plan(plan.grid, stage_two(selections, compare), plan.grid_dir)
+    say(console, f"stage 2 of 2: seeds {', '.join(map(str, compare.final_seeds))} of each "
+                 "selected configuration")
+    second = execute(final, backend_name, options, ray_address, console)
+    return second if second == INTERRUPTED else max(code, second)
 
 
 def _restore_sigterm(handler: Any) -> None:

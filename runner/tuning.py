@@ -51,10 +51,14 @@ def tuning_curve(scores: Sequence[float], budgets: Sequence[int], *, minimize: b
     nan = [float("nan")] * len(budgets)
     if bounds is None or len(scores) < 2:
         return TuningCurve(budgets, expected, nan, nan, "none (unbounded or too few scores)")
+    import warnings
+
     from opda.nonparametric import EmpiricalDistribution
 
-    lower_dist, _, upper_dist = EmpiricalDistribution.confidence_bands(
-        np.asarray(scores, dtype=float), confidence, a=bounds[0], b=bounds[1])
+    with warnings.catch_warnings():  # tied scores (accuracies on a finite split): the bands
+        warnings.filterwarnings("ignore", message="Duplicates detected")  # are conservative
+        lower_dist, _, upper_dist = EmpiricalDistribution.confidence_bands(
+            np.asarray(scores, dtype=float), confidence, a=bounds[0], b=bounds[1])
     ks = np.asarray(budgets)
     # the lower band of the scores' CDF gives the upper band of the best score, and back
     high = upper_dist.average_tuning_curve(ks, minimize=minimize)
