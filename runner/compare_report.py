@@ -144,7 +144,6 @@ def _plot(path: Path, curves: list[tuple[str, Any]], compare: Compare) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import MaxNLocator
 
     figure, axes = plt.subplots(figsize=(7, 4.8), constrained_layout=True)
