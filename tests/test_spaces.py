@@ -43,3 +43,36 @@ def test_draws_are_reproducible_joint_and_inside_their_spaces():
     assert {c["width"] for c in first} == {1, 2, 3, 4}
     with pytest.raises(SweepError, match="samples: got 0; expected a whole number from 1 to"):
         draw(spaces, 0)
+
+
+def test_a_space_on_the_command_line_is_drawn_samples_times_per_discrete_combination(
+        tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from runner.cli import app
+    from runner.grid import expand, load_grid
+
+    monkeypatch.chdir(tmp_path)
+    grid = load_grid("quickstart", ["lr=loguniform(0.1, 3)"], samples=4)
+    specs = expand(grid)
+    assert len(specs) == 4 * 4 * 3  # strategies x draws x seeds
+    assert len({spec.lr for spec in specs}) == 4
+    assert all(0.1 <= spec.lr <= 3 for spec in specs)
+    assert expand(load_grid("quickstart", ["lr=loguniform(0.1, 3)"], samples=4)) == specs
+    runner = CliRunner()
+    dry = runner.invoke(app, ["run", "quickstart", "lr=loguniform(0.1, 3)", "--samples", "4",
+                              "--dry-run"])
+    assert dry.exit_code == 0 and "quickstart: 48 jobs" in dry.output
+    assert "lr (loguniform(0.1, 3.0), 4 draws)" in dry.output
+    for words, message in [
+        (["lr=loguniform(0.1, 3)"], "Error: quickstart.yaml: lr is a search space: say how many "
+                                    "configurations to draw with --samples N (or samples: N in "
+                                    "the grid)\n"),
+        (["lr=loguniform(-1, 3)", "--samples", "2"],
+         "Error: lr=loguniform(-1, 3): loguniform() needs 0 < low < high (a log scale)\n"),
+        (["--samples", "2"], "Error: quickstart.yaml: samples: 2 needs search spaces to draw "
+                             "from, e.g. 'lr=loguniform(0.01, 1)'\n"),
+    ]:
+        result = runner.invoke(app, ["run", "quickstart", *words, "--dry-run"])
+        assert (result.exit_code, result.stderr) == (2, message)
+    assert not (tmp_path / "outputs").exists()
