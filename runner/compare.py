@@ -73,7 +73,7 @@ def read_compare(label: str, section: Any) -> Compare:
         raise CompareError(f"{where}: missing {missing[0]!r} (needs {', '.join(COMPARE_KEYS)})")
     known = settings()
     by = section["by"]
-    if by not in known:
+    if not isinstance(by, str) or by not in known:
         raise CompareError(f"{where}.by: got {str(by)[:40]!r}; expected a setting, e.g. strategy")
     tune = section["tune"]
     if not isinstance(tune, Mapping) or not tune:
@@ -81,7 +81,7 @@ def read_compare(label: str, section: Any) -> Compare:
                            "{lr: loguniform(0.01, 1)}")
     spaces: dict[str, Space] = {}
     for key, text in tune.items():
-        if key not in known or key in (by, "seed"):
+        if not isinstance(key, str) or key not in known or key in (by, "seed"):
             raise CompareError(f"{where}.tune: {str(key)[:40]!r} cannot be tuned; tune settings "
                                "other than the compared one and the seed")
         try:
@@ -105,12 +105,15 @@ def read_compare(label: str, section: Any) -> Compare:
 
 
 def _seeds(where: str, value: Any) -> tuple[int, ...]:
-    raw = value if isinstance(value, list) else parse_values(f"{where}.final_seeds", str(value))
+    raw: list[Any] = []
     try:
-        seeds = tuple(int(seed) for seed in raw)
-    except (TypeError, ValueError):
+        raw = value if isinstance(value, list) else parse_values(f"{where}.final_seeds",
+                                                                 str(value)[:200], 10_000)
+        seeds = tuple(seed for seed in raw if isinstance(seed, int) and not isinstance(seed, bool))
+    except (SweepError, TypeError, ValueError):
         seeds = ()
-    if not seeds or any(seed < 0 for seed in seeds):
+    if not seeds or len(seeds) != len(raw) or len(seeds) > 10_000 or any(
+            not 0 <= seed < 2**32 for seed in seeds):
         raise CompareError(f"{where}.final_seeds: expected seeds >= 0, e.g. range(10) or "
                            "[10, 11, 12]")
     return seeds

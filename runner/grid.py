@@ -174,6 +174,8 @@ def load_grid(ref: str, overrides: Sequence[str] = (), samples: int | None = Non
         if spaces:
             raise GridError(f"{label}: compare draws its own configurations from compare.tune; "
                             f"remove the search spaces of {', '.join(sorted(spaces))} or compare")
+        _check_size(label, sweeps, compare.budget + len(compare.final_seeds))
+    _check_size(label, sweeps, samples or 1)
     _check_strategies(base, sweeps)
     return Grid(name=name, source=label, description=description.strip(), base=base,
                 sweeps=sweeps, resources=resources, slurm=slurm, pack=pack, spaces=spaces,
@@ -242,13 +244,14 @@ def _read_pack(label: str, value: Any) -> int | None:
                     f"{max_jobs():,})")
 
 
-def _check_size(label: str, sweeps: Mapping[str, tuple[Any, ...]]) -> None:
-    """Refuse a grid too large to expand, before it is expanded."""
-    count = math.prod(len(values) for values in sweeps.values())
+def _check_size(label: str, sweeps: Mapping[str, tuple[Any, ...]], draws: int = 1) -> None:
+    """Refuse a grid too large to expand, before it is expanded (`draws`: configurations
+    drawn per combination of the sweeps)."""
+    count = math.prod(len(values) for values in sweeps.values()) * draws
     limit = max_jobs()
     if count > limit:
-        sizes = " x ".join(f"{key} ({len(values)})" for key, values in sweeps.items()
-                           if len(values) > 1)
+        sizes = " x ".join([f"{key} ({len(values)})" for key, values in sweeps.items()
+                            if len(values) > 1] + ([f"{draws} draws"] if draws > 1 else []))
         raise GridError(f"{label}: {sizes} makes {count:,} jobs; a grid holds at most "
                         f"{limit:,}. Split it into several grids (e.g. one per seed range or "
                         "dataset, each with its own name), or set TVO_MAX_JOBS to raise the limit")
