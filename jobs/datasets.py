@@ -147,7 +147,7 @@ def load_dataset(
             f"dataset {name!r} takes no noise (got noise={noise}); "
             f"noise applies to {', '.join(NOISY_DATASETS)}"
         )
-    files = _dataset_files(name, data_root)
+    files = dataset_files(name, data_root)
     try:
         x_train, y_train, x_test, y_test = _load_arrays(name, files, float(noise))
     except FileFormatError as err:
@@ -183,7 +183,7 @@ def check_dataset_files(name: str, data_root: str | None) -> None:
 
     Cheap (looks at file names only), so a grid can check every job before the first runs.
     """
-    _dataset_files(name, data_root)
+    dataset_files(name, data_root)
 
 
 def _info(name: str) -> DatasetInfo:
@@ -192,8 +192,9 @@ def _info(name: str) -> DatasetInfo:
     return DATASETS[name]
 
 
-def _dataset_files(name: str, data_root: str | None) -> dict[str, Path]:
-    """File name -> the path to read, for the datasets read from disk; {} for the others."""
+def dataset_files(name: str, data_root: str | None) -> dict[str, Path]:
+    """File name -> the path to read, for the datasets read from disk; {} for the others.
+    DataError when `name` is unknown or a file is missing."""
     _info(name)
     layout = _FILE_LAYOUTS.get(name)
     if layout is None:

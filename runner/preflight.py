@@ -50,9 +50,9 @@ def check_datasets(specs: Iterable[JobSpec]) -> None:
 
 
 def _dataset_paths(name: str, root: str) -> list[Path]:
-    from jobs import datasets
+    from jobs.datasets import dataset_files
 
-    return list(datasets._dataset_files(name, root or None).values())
+    return list(dataset_files(name, root or None).values())
 
 
 IDX_MAGIC_PREFIX = b"\x00\x00\x08"  # unsigned-byte IDX: 0x0000 08 ndim
