@@ -157,6 +157,9 @@ def test_cancel_one_job_of_a_ray_run_then_the_grid_then_resume(tmp_path: Path) -
                           "2")
     grid_dir = tmp_path / "out" / "slow"
     wait_for(lambda: any(epoch_logged(run, 1) for run in run_dirs(grid_dir)), runner)
+    # both have started (on a loaded machine the second worker may start late)
+    wait_for(lambda: len(run_dirs(grid_dir)) == 2
+             and all(state(run) == "running" for run in run_dirs(grid_dir)), runner)
     # the job ahead: the other one is at most one epoch further when the grid's request comes,
     # so it still stops before its last epoch
     first = next(run for run in run_dirs(grid_dir) if epoch_logged(run, 1))
