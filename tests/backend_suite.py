@@ -217,7 +217,7 @@ class BackendSuite:
                     checkpoint_seconds=0)
         torch.set_num_threads(threads)
         write_dead_claim(run_dir)
-        assert results.read_status(run_dir)["state"] == "running"
+        assert results.read_status(run_dir)["state"] == results.INTERRUPTED
         report = self.run(make_backend, [spec], tmp_path / "grid")
         assert report.exit_code == 0
         assert "resumed after epoch 2" in (run_dir / "log.txt").read_text()

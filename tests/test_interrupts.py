@@ -116,7 +116,8 @@ def test_an_interrupt_while_importing_says_nothing_was_started(tmp_path: Path, s
 
 
 def test_an_interrupted_train_keeps_its_checkpoint_and_status_reads_its_dir(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TVO_CHECKPOINT_SECONDS", "0")  # a checkpoint after every epoch
     out_dir = tmp_path / "outputs" / "train"
     code, out, err = interrupt(tmp_path, ["train", "epochs=400", "hidden=[64]"],
                                signal.SIGINT, run_dir_has(out_dir, "runs/*/checkpoint.pt"))

@@ -46,7 +46,7 @@ def invoke(*args: str) -> tuple[int, str, str]:
 BAD_GRIDS = [
     ("unknown top-level key", "name: x\ngird: {}\n",
      "g.yaml: unknown key 'gird' (did you mean 'grid'?); valid keys: name, description, base, "
-     "grid, resources, slurm, pack"),
+     "grid, resources, slurm, pack, samples, compare"),
     ("unknown setting", "base: {lrr: 0.1}\n",
      f"g.yaml: base: unknown setting 'lrr' (did you mean 'lr'?); valid settings: {SETTINGS}"),
     ("bad value", "base: {lr: -1}\n",
@@ -72,7 +72,7 @@ BAD_GRIDS = [
      "starting with a letter, digit or '_', without '..')"),
     ("not a mapping", "- a\n- b\n",
      "grid file 'g.yaml' must be a mapping with keys name, description, base, grid, resources, "
-     "slurm, pack; it holds a list"),
+     "slurm, pack, samples, compare; it holds a list"),
     ("unknown resource", "resources: {cpu: 2}\n",
      "g.yaml: resources: unknown key 'cpu' (did you mean 'cpus'?); valid keys: cpus, gpus, "
      "mem_gb, timeout_min, gpus_per_node, jobs_per_node"),

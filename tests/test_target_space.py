@@ -298,7 +298,8 @@ def test_output_targets_come_from_the_strategy(tmp_path):
     spec = JobSpec.from_dict(settings)
     assert run_job(spec, tmp_path / "fixed").state == "done"
     rows = metrics(tmp_path / "fixed")
-    data = load_dataset("spirals", normalize="none")
+    data = load_dataset("spirals", normalize=spec.normalize, val_fraction=spec.val_fraction,
+                        val_seed=spec.val_seed)  # the training part the job saw
     torch.manual_seed(spec.seed)
     net = build_model(spec, data.input_shape, 2, train_inputs=data.x_train).eval()
     with torch.no_grad():
