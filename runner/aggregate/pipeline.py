@@ -27,6 +27,7 @@ from runner.aggregate.tables import Summary, format_value, summarise
 SUMMARY_PARQUET = "summary.parquet"
 SUMMARY_CSV = "summary.csv"
 REPORT_FILE = "report.md"
+HTML_REPORT_FILE = "report.html"
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Rendered:
     """The text and image files of a summary, rendered but not yet written."""
 
     files: dict[str, bytes]  # name inside summary/ -> content; report.md last
-    plots: list[str]
+    plots: list[str]  # figure names: each has name.png and name.pdf in files
     plot_notes: list[str] = field(default_factory=list)
 
 
@@ -67,16 +68,24 @@ def check_threshold(threshold: float) -> None:
 
 
 def render(data: GridData, summary: Summary, *, command: str, plots: bool = True) -> Rendered:
+    from runner.aggregate import html_report
+
     files: dict[str, bytes] = {SUMMARY_CSV: formats.to_csv(summary).encode()}
     names: list[str] = []
     notes: list[str] = []
+    specs: dict[str, Any] = {}
     if plots:
-        from runner.aggregate.plots import make_figures, png_bytes
+        from runner.aggregate.plot_data import read_plot_data
+        from runner.aggregate.plots import figure_files, make_figures, plot_notes
 
-        figures, notes = make_figures(data, summary)
-        for name, figure in figures.items():
-            files[name] = png_bytes(figure)
+        plot_data = read_plot_data(data, summary.groups)
+        notes = plot_notes(summary, plot_data)
+        specs = html_report.charts(summary, plot_data)
+        for name, figure in make_figures(summary, plot_data).items():
+            files.update(figure_files(name, figure))
             names.append(name)
+    files[HTML_REPORT_FILE] = html_report.render(data, summary, command=command, specs=specs,
+                                                 notes=notes).encode()
     text = report.render(data, summary, command=command, plots=names, plot_notes=notes)
     files[REPORT_FILE] = text.encode()
     return Rendered(files, names, notes)
