@@ -30,7 +30,8 @@ MAX_COLUMNS = 3  # facets per row
 FONT_SIZE = 8.0  # points, for tick labels, legends and panel titles
 CHAR_WIDTH = 0.62 * FONT_SIZE / 72  # inches per character of FONT_SIZE text, a safe average
 LEGEND_HANDLE = 0.55  # inches a legend entry takes besides its text
-ROW_HEIGHT = 0.2  # inches per dot (one group) in a dot plot
+ROW_HEIGHT = 0.2  # inches per dot (one group) in a dot plot, and per legend row
+AXIS_MARGIN = 0.7  # inches of a panel taken by its y tick labels and y label
 MAX_TARGET_PANELS = 12  # a figure with more panels is unreadable; the best groups are shown
 
 
@@ -66,21 +67,29 @@ def _legend_height(names: Sequence[str], width: float) -> float:
     return 0.35 + rows * ROW_HEIGHT
 
 
-def _style_axes(axes: Axes, title: str, width: float) -> None:
+def _style_axes(axes: Axes, title: str, width: float, *, epochs: bool = True) -> None:
+    """Small ticks, few of them; `epochs`: integer x ticks and a y locator (curve panels),
+    else the y ticks are the dot plot's group names and stay as they are."""
     from matplotlib.ticker import MaxNLocator
 
     axes.tick_params(labelsize=FONT_SIZE)
     axes.xaxis.label.set_fontsize(FONT_SIZE)
     axes.yaxis.label.set_fontsize(FONT_SIZE)
-    axes.xaxis.set_major_locator(MaxNLocator(nbins=5))
-    axes.yaxis.set_major_locator(MaxNLocator(nbins=5))
+    axes.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=epochs))
+    if epochs:
+        axes.yaxis.set_major_locator(MaxNLocator(nbins=5))
     if title:
         axes.set_title(_wrap(title, width), fontsize=FONT_SIZE)
     axes.grid(alpha=0.3)
 
 
+def _columns(count: int) -> int:
+    """Facets per row: up to three, and four as two by two."""
+    return 2 if count == 4 else min(MAX_COLUMNS, count)
+
+
 def _panels(figure: Figure, count: int, **shared: Any) -> list[Axes]:
-    columns = min(MAX_COLUMNS, count)
+    columns = _columns(count)
     rows = math.ceil(count / columns)
     grid = figure.subplots(rows, columns, squeeze=False, **shared)
     for axes in grid.flat[count:]:
@@ -114,7 +123,7 @@ def curves_figure(curves: Sequence[Curve], labels: Labels, ylabel: str, title: s
                                                      for c in curves)]
     hues = _present_hues(labels, [c.group for c in curves])
     look = styles(labels.hue_order)
-    columns = min(MAX_COLUMNS, len(facets))
+    columns = _columns(len(facets))
     width = max(6.5, PANEL_WIDTH * columns)
     height = PANEL_HEIGHT * math.ceil(len(facets) / columns) + 0.4 + _legend_height(hues, width)
     figure = _figure(width, height)
@@ -129,7 +138,7 @@ def curves_figure(curves: Sequence[Curve], labels: Labels, ylabel: str, title: s
                 axes.fill_between(curve.epochs, curve.low, curve.high, color=style.color,
                                   alpha=0.15, linewidth=0)
         axes.set(xlabel="epoch", ylabel=ylabel)
-        _style_axes(axes, facet, width / columns)
+        _style_axes(axes, facet, width / columns - AXIS_MARGIN)
     figure.suptitle(title, fontsize="medium")
     _legend(figure, _line_handles(hues, look), hues, labels.hue or "")
     return figure
@@ -144,7 +153,7 @@ def targets_figure(trajectories: Sequence[Trajectory]) -> Figure:
     class_colors = [COLORS[i % len(COLORS)] for i in range(classes)]
     names = [f"class {i}" for i in range(classes)] + ["c_i (class value)",
                                                       "nc_i (non-class value)"]
-    columns = min(MAX_COLUMNS, len(shown))
+    columns = _columns(len(shown))
     width = max(6.5, PANEL_WIDTH * columns)
     height = (PANEL_HEIGHT + 0.3) * math.ceil(len(shown) / columns) + 0.4 + _legend_height(
         names, width)
@@ -155,7 +164,7 @@ def targets_figure(trajectories: Sequence[Trajectory]) -> Figure:
             axes.plot(trajectory.epochs, trajectory.target_nonclass[:, i], color=color,
                       linestyle="--")
         axes.set(xlabel="epoch", ylabel="target value")
-        _style_axes(axes, trajectory.group.label, width / columns)
+        _style_axes(axes, trajectory.group.label, width / columns - AXIS_MARGIN)
     handles = [Line2D([], [], color=color) for color in class_colors]
     handles += [Line2D([], [], color="black"), Line2D([], [], color="black", linestyle="--")]
     figure.suptitle("Targets per class over epochs (mean over seeds)", fontsize="medium")
@@ -167,10 +176,20 @@ def _column(rows: Sequence[dict[str, Any]], name: str) -> np.ndarray:
     return np.array([row[name] for row in rows], dtype=float)
 
 
+def _row_positions(hues: Sequence[str]) -> tuple[dict[str, float], float]:
+    """Each name's y position, a row per text line (wrapped names take more), and the total."""
+    positions, used = {}, 0.0
+    for hue in hues:
+        lines = hue.count("\n") + 1
+        positions[hue] = used + lines / 2
+        used += lines
+    return positions, used
+
+
 def _dots(axes: Axes, rows: Sequence[dict[str, Any]], measure: str, hues: Sequence[str],
           look: dict[str, Style], show_names: bool) -> None:
     """One marker per group at its mean, its CI as a horizontal bar; one row per hue."""
-    position = {hue: i for i, hue in enumerate(hues)}
+    position, total = _row_positions(hues)
     for row in rows:
         mean = row[f"{measure}_mean"]
         if math.isnan(mean):
@@ -180,8 +199,8 @@ def _dots(axes: Axes, rows: Sequence[dict[str, Any]], measure: str, hues: Sequen
         style = look[row["_hue"]]
         axes.errorbar(mean, position[row["_hue"]], xerr=error, fmt=style.marker,
                       color=style.color, capsize=3, markersize=4)
-    axes.set_yticks(range(len(hues)), hues if show_names else [""] * len(hues))
-    axes.set_ylim(len(hues) - 0.5, -0.5)
+    axes.set_yticks([position[h] for h in hues], hues if show_names else [""] * len(hues))
+    axes.set_ylim(total, 0)
     axes.grid(axis="x", alpha=0.3)
 
 
@@ -211,7 +230,7 @@ def dots_figure(summary: Summary, measures: Sequence[tuple[str, str]], title: st
                                                                strict=True)):
             _dots(axes, facet_rows, measure, hues, look, show_names=column == 0)
             axes.set_xlabel(xlabel)
-            _style_axes(axes, facet if len(measures) == 1 else "", 3.0)
+            _style_axes(axes, facet if len(measures) == 1 else "", 3.0, epochs=False)
             if column == 0 and facet and len(measures) > 1:
                 axes.set_title(_wrap(facet, width - 0.5), fontsize=FONT_SIZE, loc="left")
     figure.suptitle(title, fontsize="medium")

@@ -28,6 +28,7 @@ SUMMARY_PARQUET = "summary.parquet"
 SUMMARY_CSV = "summary.csv"
 REPORT_FILE = "report.md"
 HTML_REPORT_FILE = "report.html"
+LATEX_FILE = "summary.tex"
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,11 @@ def check_threshold(threshold: float) -> None:
 def render(data: GridData, summary: Summary, *, command: str, plots: bool = True) -> Rendered:
     from runner.aggregate import html_report
 
-    files: dict[str, bytes] = {SUMMARY_CSV: formats.to_csv(summary).encode()}
+    from runner.aggregate.latex import to_latex
+
+    files: dict[str, bytes] = {SUMMARY_CSV: formats.to_csv(summary).encode(),
+                               LATEX_FILE: to_latex(summary, grid=data.name,
+                                                    command=command).encode()}
     names: list[str] = []
     notes: list[str] = []
     specs: dict[str, Any] = {}
