@@ -70,7 +70,6 @@ def check_threshold(threshold: float) -> None:
 
 def render(data: GridData, summary: Summary, *, command: str, plots: bool = True) -> Rendered:
     from runner.aggregate import html_report
-
     from runner.aggregate.latex import to_latex
 
     files: dict[str, bytes] = {SUMMARY_CSV: formats.to_csv(summary).encode(),
