@@ -65,7 +65,8 @@ def write_jobs(grid_dir: Path, specs: Sequence[JobSpec], grid: str = "fake") -> 
 
 # Strategies of the sized grids below, long canonical strings on purpose (labels must cope).
 STRATEGIES = ("onehot", "tvo(adapt=sigma)", "fixed(c=0.9, nc=0.1)", "fixed(c=0.8, nc=0.2)",
-              "lecun", "label_smoothing(eps=0.1)", "label_smoothing(eps=0.2)", "tvo(adapt=none)", "tvo(init=soft, adapt=none)",
+              "lecun", "label_smoothing(eps=0.1)", "label_smoothing(eps=0.2)", "tvo(adapt=none)",
+              "tvo(init=soft, adapt=none)",
               "tvo(init=uniform, adapt=sigma_half, cadence=batch, layout=position)")
 MOVES = ("tvo(adapt=sigma)", "tvo(init=uniform, adapt=sigma_half, cadence=batch, "
          "layout=position)")  # strategies whose fake targets move
