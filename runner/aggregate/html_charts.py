@@ -36,13 +36,15 @@ def _axis_name(kind: str, index: int) -> str:
     return kind if index == 0 else f"{kind}{index + 1}"
 
 
-def _facet_layout(facets: Sequence[str], title: str, xlabel: str, ylabel: str) -> dict[str, Any]:
-    columns = min(MAX_COLUMNS, len(facets))
+def _facet_layout(facets: Sequence[str], title: str, xlabel: str, ylabel: str,
+                  max_columns: int = MAX_COLUMNS) -> dict[str, Any]:
+    columns = min(max_columns, len(facets))
     rows = math.ceil(len(facets) / columns)
     layout: dict[str, Any] = {
         "title": {"text": title}, "height": 120 + PANEL_HEIGHT * rows,
         "grid": {"rows": rows, "columns": columns, "pattern": "independent"},
-        "legend": {"title": {"text": ""}, "groupclick": "togglegroup"},
+        # traceorder: filled CI bands would otherwise turn the legend upside down
+        "legend": {"groupclick": "togglegroup", "traceorder": "normal"},
         "margin": {"t": 80}, "hovermode": "closest",
     }
     annotations = []
@@ -79,6 +81,7 @@ def curves_chart(curves: Sequence[Curve], labels: Labels, title: str,
                 "line": {"width": 0}, "hoverinfo": "skip", **axes})
         data.append({
             "type": "scatter", "mode": "lines", "name": hue, "legendgroup": hue,
+            "legendrank": labels.hue_order.index(hue) + 1,  # grid order, as in the PNGs
             "showlegend": hue not in shown, "x": _numbers(curve.epochs),
             "y": _numbers(curve.mean), "line": {"color": style.color,
                                                 "dash": style.plotly_dash, "width": 2},
@@ -107,13 +110,14 @@ def dots_chart(summary: Summary, measure: str, title: str, xlabel: str) -> dict[
                   "arrayminus": [mean - low]} if math.isfinite(low) else {"visible": False})
         data.append({
             "type": "scatter", "mode": "markers", "name": hue, "legendgroup": hue,
-            "showlegend": hue not in shown, "x": [mean], "y": [hue], "error_x": error,
+            "legendrank": labels.hue_order.index(hue) + 1, "showlegend": hue not in shown, "x": [mean], "y": [hue], "error_x": error,
             "marker": {"color": look[hue].color, "symbol": look[hue].plotly_marker, "size": 9},
             "hovertemplate": f"{group.label}<br>{xlabel}: %{{x:.4f}}<extra></extra>",
             "xaxis": _axis_name("x", index), "yaxis": _axis_name("y", index)})
         shown.add(hue)
-    layout = _facet_layout(facets, title, xlabel, "")
-    layout["height"] = 120 + (60 + 28 * len(hues)) * math.ceil(len(facets) / MAX_COLUMNS)
+    # one facet per row: the group names need the width
+    layout = _facet_layout(facets, title, xlabel, "", max_columns=1)
+    layout["height"] = 120 + (80 + 24 * len(hues)) * len(facets)
     for index in range(len(facets)):
         layout[_axis_name("yaxis", index)].update(
             {"type": "category", "categoryorder": "array", "categoryarray": hues,

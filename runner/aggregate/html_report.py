@@ -28,10 +28,11 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em;
        color: #222; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }
-th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.6em; text-align: right; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.6em; text-align: right;
+         white-space: nowrap; }
+.scroll { overflow-x: auto; } td.name, th.name { text-align: left; }
 th { cursor: pointer; user-select: none; background: #f5f5f5; position: sticky; top: 0; }
 th[data-order=asc]::after { content: " \\25B2"; } th[data-order=desc]::after { content: " \\25BC"; }
-td:first-child, th:first-child { text-align: left; }
 .chart { margin: 1em 0 2em; } .note { color: #555; } code { font-size: 0.9em; }
 """
 
@@ -74,12 +75,17 @@ def plotly_js() -> str:
     return (folder / "package_data" / "plotly.min.js").read_text(encoding="utf-8")
 
 
-def _table(headers: Sequence[str], cells: Sequence[Sequence[str]], table_id: str) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                   for row in cells)
-    return (f'<table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{body}</tbody></table>")
+def _table(headers: Sequence[str], cells: Sequence[Sequence[str]], table_id: str,
+           names: int = 1) -> str:
+    """A sortable table; its first `names` columns are names (left-aligned), the rest numbers."""
+    def kind(index: int) -> str:
+        return ' class="name"' if index < names else ""
+
+    head = "".join(f"<th{kind(i)}>{html.escape(h)}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f"<td{kind(i)}>{html.escape(c)}</td>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in cells)
+    return (f'<div class="scroll"><table class="sortable" id="{table_id}"><thead><tr>{head}'
+            f"</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _chart(name: str, spec: dict[str, Any]) -> str:
@@ -128,13 +134,13 @@ def render(data: GridData, summary: Summary, *, command: str,
         "Click a column header to sort; drag on a chart to zoom (double-click resets); click a "
         "legend entry to hide or show a group.</p>",
         "<h2>Results</h2>",
-        _table(*display(summary), "results"),
+        _table(*display(summary), "results", names=max(1, len(summary.keys))),
         "<h2>Comparison with the baseline</h2>",
     ]
     if summary.baseline is None:
         parts.append(f'<p class="note">{html.escape(summary.baseline_note)}</p>')
     else:
-        parts.append(_table(*comparison_cells(summary), "comparison"))
+        parts.append(_table(*comparison_cells(summary), "comparison", names=3))
         if summary.baseline_note:
             parts.append(f'<p class="note">{html.escape(summary.baseline_note)}</p>')
     parts.append("<h2>Charts</h2>")
@@ -144,7 +150,7 @@ def render(data: GridData, summary: Summary, *, command: str,
     parts += [f'<p class="note">{html.escape(note)}</p>' for note in notes]
     parts += ["<h2>Groups</h2>",
               _table(["label", "settings in full"],
-                     [[g.label, g.name] for g in summary.groups], "groups"),
+                     [[g.label, g.name] for g in summary.groups], "groups", names=2),
               "<h2>Definitions</h2><ul>",
               *[f"<li><b>{html.escape(name)}</b>: {html.escape(text)}</li>"
                 for name, text in METRICS],
