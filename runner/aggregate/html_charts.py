@@ -110,7 +110,8 @@ def dots_chart(summary: Summary, measure: str, title: str, xlabel: str) -> dict[
                   "arrayminus": [mean - low]} if math.isfinite(low) else {"visible": False})
         data.append({
             "type": "scatter", "mode": "markers", "name": hue, "legendgroup": hue,
-            "legendrank": labels.hue_order.index(hue) + 1, "showlegend": hue not in shown, "x": [mean], "y": [hue], "error_x": error,
+            "legendrank": labels.hue_order.index(hue) + 1, "showlegend": hue not in shown,
+            "x": [mean], "y": [hue], "error_x": error,
             "marker": {"color": look[hue].color, "symbol": look[hue].plotly_marker, "size": 9},
             "hovertemplate": f"{group.label}<br>{xlabel}: %{{x:.4f}}<extra></extra>",
             "xaxis": _axis_name("x", index), "yaxis": _axis_name("y", index)})
