@@ -43,13 +43,14 @@ def test_files_written_with_report_plots_and_command(grid):
     root, _ = grid
     summary = root / "summary"
     figures = ("test_acc", "train_loss", "final_acc", "calibration")  # no target moves
-    names = {"metrics.parquet", "summary.parquet", "summary.csv", "report.md", "report.html",
-             *(f"{name}.{fmt}" for name in figures for fmt in ("png", "pdf"))}
+    names = {"metrics.parquet", "summary.parquet", "summary.csv", "summary.tex", "report.md",
+             "report.html",
+             *(f"{name}.{fmt}" for name in figures for fmt in ("png", "svg"))}
     assert {p.name for p in summary.iterdir()} == names  # no temporary files left
     for png in summary.glob("*.png"):
         assert png.read_bytes()[:8] == PNG_MAGIC
-    for pdf in summary.glob("*.pdf"):
-        assert pdf.read_bytes()[:5] == b"%PDF-"
+    for svg in summary.glob("*.svg"):
+        assert b"<svg" in svg.read_bytes()[:1000]
     report = (summary / "report.md").read_text()
     assert report.startswith("# Results of grid fake\n\nMade by `tvo aggregate "
                              f"{root} --threshold 0.9` on ")

@@ -22,7 +22,9 @@ from runner.aggregate.load import (
     state_counts,
     write_compacted,
 )
-from runner.aggregate.tables import Summary, format_value, summarise
+from runner.aggregate.plot_data import PlotData
+from runner.aggregate.render_worker import FigureWorkers
+from runner.aggregate.tables import Summary, compare_with_baseline, describe, format_value
 
 SUMMARY_PARQUET = "summary.parquet"
 SUMMARY_CSV = "summary.csv"
@@ -35,8 +37,8 @@ LATEX_FILE = "summary.tex"
 class Rendered:
     """The text and image files of a summary, rendered but not yet written."""
 
-    files: dict[str, bytes]  # name inside summary/ -> content; report.md last
-    plots: list[str]  # figure names: each has name.png and name.pdf in files
+    files: dict[str, bytes]  # name inside summary/ -> content
+    plots: list[str]  # figure names: each has name.png and name.svg in files
     plot_notes: list[str] = field(default_factory=list)
 
 
@@ -68,7 +70,11 @@ def check_threshold(threshold: float) -> None:
         raise AggregateError(f"--threshold must be an accuracy in (0, 1], got {threshold:g}")
 
 
-def render(data: GridData, summary: Summary, *, command: str, plots: bool = True) -> Rendered:
+def render(data: GridData, summary: Summary, *, command: str,
+           plot_data: PlotData | None = None, drawn: dict[str, bytes] | None = None,
+           ) -> Rendered:
+    """Every file of summary/ in memory. `plot_data`: plots wanted, with the figures' files
+    already `drawn` (by FigureWorkers) or drawn here."""
     from runner.aggregate import html_report
     from runner.aggregate.latex import to_latex
 
@@ -78,16 +84,14 @@ def render(data: GridData, summary: Summary, *, command: str, plots: bool = True
     names: list[str] = []
     notes: list[str] = []
     specs: dict[str, Any] = {}
-    if plots:
-        from runner.aggregate.plot_data import read_plot_data
-        from runner.aggregate.plots import figure_files, make_figures, plot_notes
+    if plot_data is not None:
+        from runner.aggregate.plots import figure_names, plot_notes
+        from runner.aggregate.render_worker import draw_share
 
-        plot_data = read_plot_data(data, summary.groups)
+        names = figure_names(summary, plot_data)
         notes = plot_notes(summary, plot_data)
         specs = html_report.charts(summary, plot_data)
-        for name, figure in make_figures(summary, plot_data).items():
-            files.update(figure_files(name, figure))
-            names.append(name)
+        files.update(drawn if drawn is not None else draw_share(summary, plot_data, names))
     files[HTML_REPORT_FILE] = html_report.render(data, summary, command=command, specs=specs,
                                                  notes=notes).encode()
     text = report.render(data, summary, command=command, plots=names, plot_notes=notes)
@@ -121,9 +125,26 @@ def write(data: GridData, summary: Summary, rendered: Rendered) -> list[Path]:
 def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | None = None,
               baseline: str | None = None, plots: bool = True,
               command: str = "tvo aggregate") -> Aggregation:
-    """Summarise a grid dir into DIR/summary/ and return what was computed and written."""
+    """Summarise a grid dir into DIR/summary/ and return what was computed and written.
+
+    With plots, worker processes draw the figures while this one compares the groups and
+    renders the tables and the reports (render_worker says why).
+    """
     check_threshold(threshold)
-    data = load_grid(Path(grid_dir))
-    summary = summarise(data, threshold=threshold, by=by, baseline=baseline)
-    rendered = render(data, summary, command=command, plots=plots)
+    workers = FigureWorkers() if plots else None
+    try:
+        data = load_grid(Path(grid_dir))
+        described, measures = describe(data, threshold=threshold, by=by, baseline=baseline)
+        plot_data = None
+        if plots:
+            from runner.aggregate.plot_data import read_plot_data
+
+            plot_data = read_plot_data(data, described.groups)
+            workers.draw(described, plot_data)
+        summary = compare_with_baseline(described, measures)
+        drawn = workers.files() if workers else None
+        rendered = render(data, summary, command=command, plot_data=plot_data, drawn=drawn)
+    finally:
+        if workers:
+            workers.close()
     return Aggregation(data, summary, rendered, write(data, summary, rendered))

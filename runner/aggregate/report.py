@@ -102,7 +102,7 @@ def render(data: GridData, summary: Summary, *, command: str, plots: Sequence[st
         "",
         "## Plots",
         "",
-        "Each plot is also in this folder as a PDF (vector) for papers; report.html has the "
+        "Each plot is also in this folder as an SVG (vector) for papers; report.html has the "
         "same data as interactive charts.",
         "",
     ]
@@ -110,7 +110,7 @@ def render(data: GridData, summary: Summary, *, command: str, plots: Sequence[st
         lines += [f"### {PLOT_TITLES[name]}", "", f"![{PLOT_TITLES[name]}]({name}.png)", ""]
     lines += [f"- {note}" for note in plot_notes]
     if not plots:
-        lines.append("Plots were not made this time (--no-plots); PNG and PDF files in this "
+        lines.append("Plots were not made this time (--no-plots); PNG and SVG files in this "
                      "folder, if any, are from an earlier run.")
     lines += [
         "",

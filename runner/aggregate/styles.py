@@ -1,4 +1,4 @@
-"""One look per compared value (a colour, and a dash and marker beyond ten), shared by the PNG/PDF
+"""One look per compared value (a colour, and a dash and marker beyond ten), shared by the PNG/SVG
 figures and the HTML report, so a strategy looks the same in every plot, facet and file."""
 
 from __future__ import annotations

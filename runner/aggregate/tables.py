@@ -145,6 +145,15 @@ def per_job_measures(data: GridData, job_ids: Sequence[str],
 
 def summarise(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | None = None,
               baseline: str | None = None) -> Summary:
+    """Groups, their statistics and the comparison with the baseline."""
+    summary, measures = describe(data, threshold=threshold, by=by, baseline=baseline)
+    return compare_with_baseline(summary, measures)
+
+
+def describe(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | None = None,
+             baseline: str | None = None) -> tuple[Summary, dict[str, dict[str, Any]]]:
+    """Everything but the comparison (what the figures need; the comparison's statistics
+    libraries take a second to import), and the per-job measures it will use."""
     from runner.aggregate import compare
 
     jobs = list(data.jobs.values())
@@ -154,12 +163,22 @@ def summarise(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | Non
     measures = per_job_measures(data, done, threshold)
     rows = [_group_row(group, keys, measures) for group in groups]
     chosen, note = compare.choose_baseline(groups, keys, baseline)
-    if chosen is not None:
-        note = compare.compare(groups, rows, keys, chosen, measures)
     order = sorted(range(len(rows)), key=lambda i: _rank(rows[i]))
-    return Summary(keys=keys, labels=labels, groups=[groups[i] for i in order],
-                   rows=[rows[i] for i in order], baseline=chosen, baseline_note=note,
-                   threshold=threshold)
+    summary = Summary(keys=keys, labels=labels, groups=[groups[i] for i in order],
+                      rows=[rows[i] for i in order], baseline=chosen, baseline_note=note,
+                      threshold=threshold)
+    return summary, measures
+
+
+def compare_with_baseline(summary: Summary, measures: dict[str, dict[str, Any]]) -> Summary:
+    """The summary with its comparison columns filled (rows are new dicts)."""
+    from runner.aggregate import compare
+
+    if summary.baseline is None:
+        return summary
+    rows = [dict(row) for row in summary.rows]
+    note = compare.compare(summary.groups, rows, summary.keys, summary.baseline, measures)
+    return dataclasses.replace(summary, rows=rows, baseline_note=note)
 
 
 def _rank(row: dict[str, Any]) -> tuple[bool, float, str]:
