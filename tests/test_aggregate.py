@@ -117,6 +117,32 @@ def test_groups_whose_seeds_pair_up_are_compared_by_a_paired_test(tmp_path):
     assert onehot["test"] is None and math.isnan(onehot["p_holm"])
 
 
+def test_p_values_are_holm_corrected_across_all_comparisons(tmp_path):
+    finals = {"onehot": [0.90, 0.91, 0.92, 0.93], FIXED: [0.93, 0.95, 0.94, 0.97],
+              "lecun": [0.91, 0.91, 0.94, 0.92], "label_smoothing(eps=0.1)": [0.90, 0.92, 0.91,
+                                                                              0.95]}
+    for strategy, accuracies in finals.items():
+        for seed, final in enumerate(accuracies):
+            write_run(tmp_path, make_spec(strategy=strategy, seed=seed),
+                      curve_rows([0.1, 0.5, final]))
+    rows = {r["label"]: r for r in aggregate(tmp_path, plots=False).summary.rows}
+    raw = {label: scipy_stats.ttest_rel(finals[strategy], finals["onehot"]).pvalue
+           for label, strategy in (("fixed", FIXED), ("lecun", "lecun"),
+                                   ("label_smoothing", "label_smoothing(eps=0.1)"))}
+    # Holm by hand: the smallest p times 3, the next times 2, the largest times 1, each at
+    # least the one before
+    order = sorted(raw, key=raw.get)
+    expected, running = {}, 0.0
+    for rank, label in enumerate(order):
+        running = max(running, min(1.0, raw[label] * (len(order) - rank)))
+        expected[label] = running
+    for label in raw:
+        assert rows[label]["p_value"] == pytest.approx(raw[label])
+        assert rows[label]["p_holm"] == pytest.approx(expected[label])
+        assert rows[label]["significant"] is bool(expected[label] < 0.05)
+    assert rows["fixed"]["p_holm"] > rows["fixed"]["p_value"]
+
+
 def test_groups_on_different_data_are_compared_by_welch(tmp_path):
     finals = {("onehot", "digits"): [0.90, 0.92, 0.94], ("onehot", "mnist1d"): [0.95, 0.96, 0.97]}
     for (strategy, dataset), accuracies in finals.items():

@@ -60,9 +60,9 @@ class Labels:
         return short_value(value)
 
     def part(self, key: str, value: Any) -> str:
-        """`lr=0.5`; the hue setting by its value alone (a strategy names itself)."""
+        """`lr=0.5`; a strategy by its label alone (it names itself)."""
         shown = self.value(key, value)
-        return shown if key == self.hue else f"{key}={shown}"
+        return shown if key in HUE_PREFERENCE else f"{key}={shown}"
 
     def _values(self, key_values: Sequence[Any]) -> dict[str, Any]:
         return dict(zip(self.keys, key_values, strict=True))
