@@ -9,11 +9,9 @@ import json
 import math
 
 import pytest
-from typer.testing import CliRunner
-
+from runner.aggregate.formats import to_json
 from runner.aggregate.latex import to_latex
 from runner.aggregate.pipeline import aggregate
-from runner.cli import app
 from tests.fake_grid import curve_rows, make_spec, write_run
 
 
@@ -40,7 +38,7 @@ def test_null_ece_is_not_applicable_not_zero(grid):
 
 
 def test_not_applicable_in_every_output(grid):
-    root, _ = grid
+    root, result = grid
     summary = root / "summary"
     report = (summary / "report.md").read_text()
     assert "| tanh | 3 | 0.9100 ± 0.0248 |" in report
@@ -49,9 +47,8 @@ def test_not_applicable_in_every_output(grid):
     csv_rows = {r["output"]: r for r in csv.DictReader(io.StringIO(
         (summary / "summary.csv").read_text()))}
     assert csv_rows["tanh"]["ece_mean"] == "" and csv_rows["tanh"]["test_nll_mean"] == ""
-    result = CliRunner().invoke(app, ["aggregate", str(root), "--format", "json",
-                                      "--no-plots"])
-    tanh = next(g for g in json.loads(result.stdout)["groups"] if g["output"] == "tanh")
+    tanh = next(g for g in json.loads(to_json(result.summary, {}))["groups"]
+                if g["output"] == "tanh")
     assert tanh["ece_mean"] is None and tanh["test_nll_ci_low"] is None
     assert "n/a" in (summary / "summary.tex").read_text()
 
