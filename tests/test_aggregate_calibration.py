@@ -9,6 +9,7 @@ import json
 import math
 
 import pytest
+
 from runner.aggregate.formats import to_json
 from runner.aggregate.latex import to_latex
 from runner.aggregate.pipeline import aggregate
