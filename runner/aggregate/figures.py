@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runner.aggregate.labels import Labels
-from runner.aggregate.plot_data import Curve, Trajectory
+from runner.aggregate.model import Curve, Group, Summary, Trajectory
 from runner.aggregate.styles import COLORS, Style, styles
-from runner.aggregate.tables import Group, Summary
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from runner.aggregate.labels import Labels
-from runner.aggregate.plot_data import Curve, Trajectory
+from runner.aggregate.model import Curve, Summary, Trajectory
 from runner.aggregate.styles import COLORS, styles
-from runner.aggregate.tables import Summary
 
 MAX_COLUMNS = 3
 PANEL_HEIGHT = 300  # pixels per row of facets

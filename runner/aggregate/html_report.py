@@ -18,7 +18,7 @@ from typing import Any
 from runner.aggregate.definitions import METRICS, statistics_text
 from runner.aggregate.formats import comparison_cells, display
 from runner.aggregate.load import GridData
-from runner.aggregate.plot_data import PlotData
+from runner.aggregate.model import PlotData
 from runner.aggregate.report import jobs_line
 from runner.aggregate.tables import Summary
 

@@ -22,7 +22,7 @@ from runner.aggregate.load import (
     state_counts,
     write_compacted,
 )
-from runner.aggregate.plot_data import PlotData
+from runner.aggregate.model import PlotData
 from runner.aggregate.render_worker import FigureWorkers
 from runner.aggregate.tables import Summary, compare_with_baseline, describe, format_value
 

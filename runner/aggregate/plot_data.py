@@ -4,38 +4,16 @@ the target trajectories (c_i, nc_i) of groups whose strategy moves them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from runner.aggregate import stats
 from runner.aggregate.load import GridData
+from runner.aggregate.model import Curve, Group, PlotData, Trajectory
 from runner.aggregate.strategy_labels import static_strategies
-from runner.aggregate.tables import Group
 
 MOVE_TOLERANCE = 1e-9  # target values that change less than this over epochs count as fixed
-
-
-@dataclass(frozen=True)
-class Curve:
-    """Mean over seeds per epoch, with the CI band (NaN where fewer than two seeds)."""
-
-    group: Group
-    epochs: np.ndarray
-    mean: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-
-
-@dataclass(frozen=True)
-class Trajectory:
-    """Mean over seeds of each class's c_i and nc_i per epoch."""
-
-    group: Group
-    epochs: np.ndarray
-    target_class: np.ndarray  # epochs x classes
-    target_nonclass: np.ndarray
 
 
 def _membership(groups: Sequence[Group]) -> pl.DataFrame:
@@ -111,15 +89,6 @@ def target_trajectories(data: GridData, groups: Sequence[Group]) -> list[Traject
         if _moves(c) or _moves(nc):
             trajectories.append(Trajectory(groups[index], part["epoch"].to_numpy(), c, nc))
     return trajectories
-
-
-@dataclass(frozen=True)
-class PlotData:
-    """Everything the figures and the HTML charts draw, read once for both."""
-
-    groups: list[Group]  # groups with done jobs, best first
-    curves: dict[str, list[Curve]]  # metrics column -> one curve per group
-    trajectories: list[Trajectory]
 
 
 CURVE_COLUMNS = ("test_acc", "train_loss")

@@ -11,8 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from runner.aggregate.plot_data import PlotData
-from runner.aggregate.tables import Summary
+from runner.aggregate.model import PlotData, Summary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import runner
-from runner.aggregate.plot_data import PlotData
-from runner.aggregate.tables import Summary
+from runner.aggregate.model import PlotData, Summary
 
 # figures per worker, about equal in cost (curve plots cost the most)
 SHARES = (("test_acc", "final_acc", "targets"), ("train_loss", "calibration"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -20,7 +19,8 @@ from jobs import results
 from jobs.spec import JobSpec
 from runner.aggregate import stats
 from runner.aggregate.labels import Labels, format_value
-from runner.aggregate.load import AggregateError, GridData, Job
+from runner.aggregate.load import AggregateError, GridData
+from runner.aggregate.model import Group, Job, Summary
 
 # summary name -> what it is; each gets _mean, _std, _ci_low, _ci_high columns
 MEASURES: dict[str, str] = {
@@ -38,31 +38,6 @@ FINAL_COLUMNS = {"final_test_acc": "test_acc", "test_nll": "test_nll", "ece": "e
 COMPARED = "final_test_acc"  # the measure compared with the baseline
 STATE_COLUMNS = (results.FAILED, results.DIVERGED, results.RUNNING, results.CANCELLED,
                  results.PENDING)
-
-
-@dataclass(frozen=True)
-class Group:
-    key: tuple[Any, ...]  # values of the grouping settings, in their order
-    name: str  # every grouping setting with its full value: `strategy=fixed(c=0.9, ...); lr=0.1`
-    label: str  # what tells it apart from the other groups: `fixed; lr=0.1` (see labels)
-    jobs: tuple[Job, ...]
-
-    @property
-    def done_ids(self) -> list[str]:
-        return [job.job_id for job in self.jobs if job.state == results.DONE]
-
-
-@dataclass(frozen=True)
-class Summary:
-    """Everything the formats, plots and report need."""
-
-    keys: list[str]
-    labels: Labels
-    groups: list[Group]  # sorted like rows
-    rows: list[dict[str, Any]]  # one per group, best first
-    baseline: tuple[str, Any] | None  # (key, value) compared against, None when no comparison
-    baseline_note: str  # why there is no comparison, or which groups lack a baseline
-    threshold: float
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,7 +81,8 @@ def make_groups(jobs: Sequence[Job], keys: Sequence[str]) -> tuple[list[Group], 
     for job in jobs:
         members.setdefault(tuple(job.settings.get(k) for k in keys), []).append(job)
     labels = Labels.of(keys, list(members))
-    groups = [Group(key, group_name(keys, key), labels.group(key), tuple(group))
+    groups = [Group(key, group_name(keys, key), labels.group(key), tuple(group),
+                    tuple(job.job_id for job in group if job.state == results.DONE))
               for key, group in members.items()]
     return groups, labels
 
