@@ -96,6 +96,23 @@ def _panels(figure: Figure, count: int, **shared: Any) -> list[Axes]:
     return list(grid.flat[:count])
 
 
+def _outer_labels(axes: Axes, xlabel: str, ylabel: str) -> None:
+    """Axis labels and tick labels on the outer panels only (the axes are shared)."""
+    spec = axes.get_subplotspec()
+    last_row = spec.is_last_row() or not any(
+        other.get_subplotspec().rowspan.start == spec.rowspan.stop
+        and other.get_subplotspec().colspan.start == spec.colspan.start
+        for other in axes.figure.axes)  # nothing below it: the slot under it is empty
+    if last_row:
+        axes.set_xlabel(xlabel)
+    else:
+        axes.tick_params(labelbottom=False)
+    if spec.is_first_col():
+        axes.set_ylabel(ylabel)
+    else:
+        axes.tick_params(labelleft=False)
+
+
 def _facet_of(labels: Labels, group: Group) -> str:
     return labels.facet_label(group.key)
 
@@ -126,7 +143,9 @@ def curves_figure(curves: Sequence[Curve], labels: Labels, ylabel: str, title: s
     width = max(6.5, PANEL_WIDTH * columns)
     height = PANEL_HEIGHT * math.ceil(len(facets) / columns) + 0.4 + _legend_height(hues, width)
     figure = _figure(width, height)
-    for axes, facet in zip(_panels(figure, len(facets)), facets, strict=True):
+    # shared axes: the facets compare at a glance, and inner panels need no tick labels
+    for axes, facet in zip(_panels(figure, len(facets), sharex=True, sharey=True), facets,
+                           strict=True):
         for curve in curves:
             if _facet_of(labels, curve.group) != facet:
                 continue
@@ -136,8 +155,8 @@ def curves_figure(curves: Sequence[Curve], labels: Labels, ylabel: str, title: s
             if np.any(np.isfinite(curve.low)):
                 axes.fill_between(curve.epochs, curve.low, curve.high, color=style.color,
                                   alpha=0.15, linewidth=0)
-        axes.set(xlabel="epoch", ylabel=ylabel)
         _style_axes(axes, facet, width / columns - AXIS_MARGIN)
+        _outer_labels(axes, "epoch", ylabel)
     figure.suptitle(title, fontsize="medium")
     _legend(figure, _line_handles(hues, look), hues, labels.hue or "")
     return figure
