@@ -2,11 +2,13 @@
 every chart renders, tables sort and the legend toggles a strategy in every facet.
 
 Needs Debian's chromium and chromium-driver (.ci/run installs them); skipped where they are
-absent. The chart specs are also checked by plotly's own figure validation.
+absent, except under .ci/run (TVO_BROWSER_TESTS=required). The chart specs are also checked by
+plotly's own figure validation.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from html.parser import HTMLParser
 
@@ -68,8 +70,11 @@ def test_page_is_self_contained(grid):
 @pytest.fixture(scope="module")
 def browser():
     if not shutil.which("chromium") or not shutil.which(CHROMEDRIVER):
-        pytest.skip("needs chromium and chromium-driver (apt-get install chromium "
-                    "chromium-driver; .ci/run does)")
+        message = ("needs chromium and chromium-driver (apt-get install chromium "
+                   "chromium-driver; .ci/run does)")
+        if os.environ.get("TVO_BROWSER_TESTS") == "required":  # set by .ci/run
+            pytest.fail(message)
+        pytest.skip(message)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
