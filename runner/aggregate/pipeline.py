@@ -85,13 +85,15 @@ def render(data: GridData, summary: Summary, *, command: str,
     notes: list[str] = []
     specs: dict[str, Any] = {}
     if plot_data is not None:
-        from runner.aggregate.plots import figure_names, plot_notes
+        from runner.aggregate.plots import FORMATS, figure_names, plot_notes
         from runner.aggregate.render_worker import draw_share
 
         names = figure_names(summary, plot_data)
         notes = plot_notes(summary, plot_data)
         specs = html_report.charts(summary, plot_data)
-        files.update(drawn if drawn is not None else draw_share(summary, plot_data, names))
+        drawn = drawn if drawn is not None else draw_share(summary, plot_data, names)
+        files.update({f"{name}.{fmt}": drawn[f"{name}.{fmt}"] for name in names
+                      for fmt in FORMATS})  # in report order, whichever worker drew them
     files[HTML_REPORT_FILE] = html_report.render(data, summary, command=command, specs=specs,
                                                  notes=notes).encode()
     text = report.render(data, summary, command=command, plots=names, plot_notes=notes)
