@@ -200,7 +200,7 @@ def to_markdown(summary: Summary) -> str:
 # ones that do not fit are left out (report.md and the files have them all).
 TERMINAL_PRIORITY = ("final acc", "Δ vs baseline", "p Holm", "seeds", "not done", "p", "epochs",
                      "best acc", "acc AUC", "ECE", "NLL")
-MAX_KEY_WIDTH = 48  # a longer label folds onto several lines
+MAX_KEY_WIDTH = 60  # a longer label folds onto several lines
 
 
 def _width(texts: list[str]) -> int:
