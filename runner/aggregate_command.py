@@ -66,6 +66,10 @@ def print_aggregation(console: Console, notes: Console, aggregation: Aggregation
         notes.print(summary.baseline_note, markup=False, soft_wrap=True)
     for note in aggregation.rendered.plot_notes:
         notes.print(note, markup=False, soft_wrap=True)
+    if aggregation.rendered.figures_kept:
+        notes.print("plots unchanged since they were drawn: kept "
+                    f"{', '.join(aggregation.rendered.plots)} (PNG and SVG)", markup=False,
+                    soft_wrap=True)
     names = ", ".join(path.name for path in aggregation.written)
     notes.print(f"wrote {aggregation.summary_dir}/: {names}; {data.compaction}", markup=False,
                 soft_wrap=True)

@@ -230,3 +230,23 @@ def test_aggregate_runs_without_importing_torch(grid):
     shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                            check=True).stdout
     assert shown.strip() == "False"
+
+
+def test_figures_are_drawn_again_only_when_what_they_show_changed(tmp_path):
+    from tests.fake_grid import curve_rows, make_spec, write_run
+
+    root = build_grid(tmp_path)
+    first = runner.invoke(app, ["aggregate", str(root)])
+    assert first.exit_code == 0 and "plots unchanged" not in first.stdout
+    png = root / "summary" / "test_acc.png"
+    drawn = png.stat().st_mtime_ns
+    again = runner.invoke(app, ["aggregate", str(root), "--format", "latex"])
+    assert again.exit_code == 0
+    assert ("plots unchanged since they were drawn: kept test_acc, train_loss, final_acc, "
+            "calibration (PNG and SVG)") in again.stderr
+    assert png.stat().st_mtime_ns == drawn
+    assert "](test_acc.png)" in (root / "summary" / "report.md").read_text()
+    write_run(root, make_spec(strategy="onehot", seed=9), curve_rows([0.1, 0.2, 0.3, 0.5]))
+    changed = runner.invoke(app, ["aggregate", str(root)])
+    assert changed.exit_code == 0 and "plots unchanged" not in changed.stdout
+    assert png.stat().st_mtime_ns != drawn

@@ -7,6 +7,7 @@ untouched rather than half-replaced.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +39,10 @@ class Rendered:
     """The text and image files of a summary, rendered but not yet written."""
 
     files: dict[str, bytes]  # name inside summary/ -> content
-    plots: list[str]  # figure names: each has name.png and name.svg in files
+    plots: list[str]  # figure names: each has name.png and name.svg in files, or on disk
     plot_notes: list[str] = field(default_factory=list)
+    figures: str = ""  # fingerprint of the figures (figure_cache)
+    figures_kept: bool = False  # the figures on disk were drawn from the same inputs
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,9 @@ def check_threshold(threshold: float) -> None:
 
 def render(data: GridData, summary: Summary, *, command: str,
            plot_data: PlotData | None = None, drawn: dict[str, bytes] | None = None,
-           ) -> Rendered:
+           figures: str = "", kept: bool = False) -> Rendered:
     """Every file of summary/ in memory. `plot_data`: plots wanted, with the figures' files
-    already `drawn` (by FigureWorkers) or drawn here."""
+    already `drawn` (by FigureWorkers), or `kept` on disk as they are, or drawn here."""
     from runner.aggregate import html_report
     from runner.aggregate.latex import to_latex
 
@@ -91,14 +94,15 @@ def render(data: GridData, summary: Summary, *, command: str,
         names = figure_names(summary, plot_data)
         notes = plot_notes(summary, plot_data)
         specs = html_report.charts(summary, plot_data)
-        drawn = drawn if drawn is not None else draw_share(summary, plot_data, names)
-        files.update({f"{name}.{fmt}": drawn[f"{name}.{fmt}"] for name in names
-                      for fmt in FORMATS})  # in report order, whichever worker drew them
+        if not kept:
+            drawn = drawn if drawn is not None else draw_share(summary, plot_data, names)
+            files.update({f"{name}.{fmt}": drawn[f"{name}.{fmt}"] for name in names
+                          for fmt in FORMATS})  # in report order, whichever worker drew them
     files[HTML_REPORT_FILE] = html_report.render(data, summary, command=command, specs=specs,
                                                  notes=notes).encode()
     text = report.render(data, summary, command=command, plots=names, plot_notes=notes)
     files[REPORT_FILE] = text.encode()
-    return Rendered(files, names, notes)
+    return Rendered(files, names, notes, figures, kept)
 
 
 def write(data: GridData, summary: Summary, rendered: Rendered) -> list[Path]:
@@ -111,13 +115,14 @@ def write(data: GridData, summary: Summary, rendered: Rendered) -> list[Path]:
         if not data.compacted_current:
             write_compacted(data)
             written.append(data.compacted_path)
-        results.write_parquet(summary_dir / SUMMARY_PARQUET, formats.summary_table(summary))
+        results.write_parquet(summary_dir / SUMMARY_PARQUET,
+                              formats.summary_table(summary, rendered.figures))
         written.append(summary_dir / SUMMARY_PARQUET)
         for name, content in rendered.files.items():
             results.atomic_write_bytes(summary_dir / name, content)
             written.append(summary_dir / name)
         for name in PLOT_FILES:  # an earlier run's plot that this one chose not to make
-            if rendered.plots and name not in rendered.files:
+            if rendered.plots and name.rsplit(".", 1)[0] not in rendered.plots:
                 (summary_dir / name).unlink(missing_ok=True)
     except OSError as exc:
         raise AggregateError(f"cannot write {summary_dir}: {exc.strerror or exc}") from None
@@ -133,19 +138,30 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
     renders the tables and the reports (render_worker says why).
     """
     check_threshold(threshold)
-    workers = FigureWorkers() if plots else None
+    workers = FigureWorkers() if plots else None  # first: they import while this one reads
     try:
         data = load_grid(Path(grid_dir))
         described, measures = describe(data, threshold=threshold, by=by, baseline=baseline)
-        plot_data = None
+        plot_data, figures, kept = None, "", False
         if plots:
+            from runner.aggregate import figure_cache
             from runner.aggregate.plot_data import read_plot_data
+            from runner.aggregate.plots import FORMATS, figure_names
 
             plot_data = read_plot_data(data, described.groups)
-            workers.draw(described, plot_data)
+            payload = pickle.dumps((described, plot_data))
+            figures = figure_cache.fingerprint(described, plot_data)
+            kept = figure_cache.unchanged(
+                data.grid_dir / SUMMARY_DIR, SUMMARY_PARQUET, figures,
+                [f"{n}.{fmt}" for n in figure_names(described, plot_data) for fmt in FORMATS])
+            if kept:
+                workers.close()
+            else:
+                workers.draw(payload)
         summary = compare_with_baseline(described, measures)
-        drawn = workers.files() if workers else None
-        rendered = render(data, summary, command=command, plot_data=plot_data, drawn=drawn)
+        drawn = workers.files() if workers and not kept else None
+        rendered = render(data, summary, command=command, plot_data=plot_data, drawn=drawn,
+                          figures=figures, kept=kept)
     finally:
         if workers:
             workers.close()

@@ -37,13 +37,15 @@ class FigureWorkers:
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
             for _ in range(count)]
 
-    def draw(self, summary: Summary, plot_data: PlotData) -> None:
-        """Hand each worker its share; they draw while the caller goes on."""
+    def draw(self, payload: bytes) -> None:
+        """Hand each worker the pickled (summary, plot data) and its share of the figures; they
+        draw while the caller goes on."""
         shares = [list(share) for share in SHARES[:len(self.processes)]]
         shares[-1] += [name for share in SHARES[len(self.processes):] for name in share]
         for process, names in zip(self.processes, shares, strict=True):
             assert process.stdin is not None
-            process.stdin.write(pickle.dumps((summary, plot_data, names)))
+            process.stdin.write(payload)
+            process.stdin.write(pickle.dumps(names))
             process.stdin.close()
             process.stdin = None  # communicate() would flush it
 
@@ -80,7 +82,8 @@ def main() -> None:
 
     import runner.aggregate.figures  # noqa: F401
 
-    summary, plot_data, names = pickle.load(sys.stdin.buffer)
+    summary, plot_data = pickle.load(sys.stdin.buffer)
+    names = pickle.load(sys.stdin.buffer)
     pickle.dump(draw_share(summary, plot_data, names), sys.stdout.buffer)
 
 
