@@ -26,8 +26,12 @@ SIGNIFICANT_DIGITS = 6  # numbers in the page: enough for any plot, a third of t
 
 
 def _numbers(values: np.ndarray) -> list[float | None]:
-    rounded = np.array([float(f"{v:.{SIGNIFICANT_DIGITS}g}") if math.isfinite(v) else math.nan
-                        for v in np.asarray(values, dtype=float)])
+    """Numbers to SIGNIFICANT_DIGITS (vectorised: 40 curves of 1,000 epochs), NaN as null."""
+    values = np.asarray(values, dtype=float)
+    with np.errstate(all="ignore"):
+        magnitude = np.floor(np.log10(np.abs(values)))
+        scale = 10.0 ** (SIGNIFICANT_DIGITS - 1 - np.where(np.isfinite(magnitude), magnitude, 0))
+        rounded = np.round(values * scale) / scale
     return [None if math.isnan(v) else v for v in rounded.tolist()]
 
 
