@@ -250,3 +250,17 @@ def test_figures_are_drawn_again_only_when_what_they_show_changed(tmp_path):
     changed = runner.invoke(app, ["aggregate", str(root)])
     assert changed.exit_code == 0 and "plots unchanged" not in changed.stdout
     assert png.stat().st_mtime_ns != drawn
+
+
+def test_figure_workers_import_neither_torch_nor_the_data_libraries():
+    """A figure worker needs numpy and matplotlib only: polars, pyarrow and scipy would cost
+    each worker most of a second (render_worker, model)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; import runner.aggregate.render_worker, runner.aggregate.figures, "
+              "runner.aggregate.plots; print(sorted(m for m in ('torch', 'polars', 'pyarrow', "
+              "'scipy', 'pandas') if m in sys.modules))")
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True).stdout
+    assert shown.strip() == "[]"
