@@ -130,8 +130,9 @@ def render(data: GridData, summary: Summary, *, command: str, plots: Sequence[st
         "",
         "- `summary.parquet`, `summary.csv`: one row per group with every statistic "
         "(mean, std, ci_low, ci_high per measure), the baseline comparison (test, pairs, raw "
-        "and Holm-corrected p), the full settings (`group` and one column per setting) and the "
-        "short `label`.",
+        "`p_value`, Holm-corrected `p_holm`, `significant`: p_holm < 0.05), the full settings "
+        "(`group` and one column per setting) and the short `label`.",
+        "- `summary.tex`: the table for LaTeX (`--format latex` prints it).",
         "- `report.html`: this report with interactive charts and sortable tables (opens "
         "offline).",
         f"- `metrics.parquet`: every run's metrics in one file ({data.compaction}).",
