@@ -121,7 +121,8 @@ def dots_chart(summary: Summary, measure: str, title: str, xlabel: str) -> dict[
         shown.add(hue)
     # one facet per row: the group names need the width
     layout = _facet_layout(facets, title, xlabel, "", max_columns=1)
-    layout["height"] = 120 + (80 + 24 * len(hues)) * len(facets)
+    layout["height"] = 120 + (100 + 24 * len(hues)) * len(facets)
+    layout["grid"]["ygap"] = 0.4  # room for a panel's axis title above the next one's title
     for index in range(len(facets)):
         layout[_axis_name("yaxis", index)].update(
             {"type": "category", "categoryorder": "array", "categoryarray": hues,
