@@ -233,7 +233,7 @@ def dots_figure(summary: Summary, measures: Sequence[tuple[str, str]], title: st
     hues = _present_hues(labels, summary.groups)
     facets = [f for f in labels.facet_order if any(r["_facet"] == f for r in rows)]
     look = styles(labels.hue_order)
-    name_width = min(3.2, max(len(h) for h in hues) * CHAR_WIDTH + 0.2)
+    name_width = min(4.0, max(len(h) for h in hues) * CHAR_WIDTH + 0.2)
     hues = [_wrap(h, name_width) for h in hues]
     look = {_wrap(h, name_width): s for h, s in look.items()}
     for row in rows:
