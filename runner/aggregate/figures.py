@@ -31,6 +31,7 @@ CHAR_WIDTH = 0.62 * FONT_SIZE / 72  # inches per character of FONT_SIZE text, a 
 LEGEND_HANDLE = 0.55  # inches a legend entry takes besides its text
 ROW_HEIGHT = 0.2  # inches per dot (one group) in a dot plot, and per legend row
 AXIS_MARGIN = 0.7  # inches of a panel taken by its y tick labels and y label
+CAP = 0.2  # half-height of a CI bar's caps, in dot rows
 MAX_TARGET_PANELS = 12  # a figure with more panels is unreadable; the best groups are shown
 
 
@@ -206,19 +207,37 @@ def _row_positions(hues: Sequence[str]) -> tuple[dict[str, float], float]:
 
 def _dots(axes: Axes, rows: Sequence[dict[str, Any]], measure: str, hues: Sequence[str],
           look: dict[str, Style], show_names: bool) -> None:
-    """One marker per group at its mean, its CI as a horizontal bar; one row per hue."""
+    """One marker per group at its mean, its CI as a horizontal bar with caps; one row per hue.
+
+    Bars and caps are one collection, markers one scatter per marker shape: errorbar() makes
+    several artists per group, which at 40 groups and a few facets doubles the drawing time.
+    """
+    from matplotlib.collections import LineCollection
+
     position, total = _row_positions(hues)
+    segments, colors = [], []
+    markers: dict[str, tuple[list[float], list[float], list[str]]] = {}
     for row in rows:
         mean = row[f"{measure}_mean"]
         if math.isnan(mean):
             continue
+        y, style = position[row["_hue"]], look[row["_hue"]]
         low, high = row[f"{measure}_ci_low"], row[f"{measure}_ci_high"]
-        error = [[mean - low], [high - mean]] if math.isfinite(low) else None
-        style = look[row["_hue"]]
-        axes.errorbar(mean, position[row["_hue"]], xerr=error, fmt=style.marker,
-                      color=style.color, capsize=3, markersize=4)
+        if math.isfinite(low):
+            segments += [[(low, y), (high, y)], [(low, y - CAP), (low, y + CAP)],
+                         [(high, y - CAP), (high, y + CAP)]]
+            colors += [style.color] * 3
+        xs, ys, cs = markers.setdefault(style.marker, ([], [], []))
+        xs.append(mean)
+        ys.append(y)
+        cs.append(style.color)
+    if segments:
+        axes.add_collection(LineCollection(segments, colors=colors, linewidths=1.5))
+    for marker, (xs, ys, cs) in markers.items():
+        axes.scatter(xs, ys, c=cs, marker=marker, s=20, zorder=3)
     axes.set_yticks([position[h] for h in hues], hues if show_names else [""] * len(hues))
     axes.set_ylim(total, 0)
+    axes.autoscale_view(scaley=False)
     axes.grid(axis="x", alpha=0.3)
 
 
