@@ -252,11 +252,11 @@ def aggregate(
                          "booktabs table for LaTeX (latex)")
     ] = OutputFormat.table,
     plots: Annotated[bool, typer.Option(
-        help="Draw the plots (PNG, PDF) and the charts of report.html (the slow part)")] = True,
+        help="Draw the plots (PNG, SVG) and the charts of report.html (the slow part)")] = True,
 ) -> None:
     """Summarise a grid: mean, std and 95 % CI per group over seeds, paired or Welch tests
     against a baseline with Holm's correction, and DIR/summary/ with report.md, report.html
-    (interactive), summary.csv/.parquet/.tex, compacted metrics, plots (PNG and PDF).
+    (interactive), summary.csv/.parquet/.tex, compacted metrics, plots (PNG and SVG, kept when unchanged).
 
     Example: tvo aggregate outputs/quickstart --baseline strategy=onehot --threshold 0.95
 
