@@ -256,7 +256,8 @@ def aggregate(
 ) -> None:
     """Summarise a grid: mean, std and 95 % CI per group over seeds, paired or Welch tests
     against a baseline with Holm's correction, and DIR/summary/ with report.md, report.html
-    (interactive), summary.csv/.parquet/.tex, compacted metrics, plots (PNG and SVG, kept when unchanged).
+    (interactive), summary.csv/.parquet/.tex, compacted metrics, plots (PNG and SVG, kept
+    when unchanged).
 
     Example: tvo aggregate outputs/quickstart --baseline strategy=onehot --threshold 0.95
 
