@@ -150,7 +150,7 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
 
             plot_data = read_plot_data(data, described.groups)
             payload = pickle.dumps((described, plot_data))
-            figures = figure_cache.fingerprint(described, plot_data)
+            figures = figure_cache.fingerprint(data.sources, described)
             kept = figure_cache.unchanged(
                 data.grid_dir / SUMMARY_DIR, SUMMARY_PARQUET, figures,
                 [f"{n}.{fmt}" for n in figure_names(described, plot_data) for fmt in FORMATS])
