@@ -240,6 +240,7 @@ def test_figures_are_drawn_again_only_when_what_they_show_changed(tmp_path):
     assert first.exit_code == 0 and "plots unchanged" not in first.stdout
     png = root / "summary" / "test_acc.png"
     drawn = png.stat().st_mtime_ns
+    assert runner.invoke(app, ["aggregate", str(root), "--no-plots"]).exit_code == 0
     again = runner.invoke(app, ["aggregate", str(root), "--format", "latex"])
     assert again.exit_code == 0
     assert ("plots unchanged since they were drawn: kept test_acc, train_loss, final_acc, "

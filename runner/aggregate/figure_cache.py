@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,19 +19,23 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from runner.aggregate.model import Summary
+from runner.aggregate.labels import Labels
+from runner.aggregate.model import Group
 
 FINGERPRINT_KEY = b"tvo.figures"
+FILES_KEY = b"tvo.figure_files"  # the files drawn with that fingerprint
 DRAWING_CODE = ("figures.py", "plots.py", "plot_data.py", "styles.py", "labels.py", "model.py")
 
 
-def fingerprint(sources: Mapping[str, tuple[int, int]], summary: Summary) -> str:
+def fingerprint(sources: Mapping[str, tuple[int, int]], keys: Sequence[str], labels: Labels,
+                groups: Sequence[Group]) -> str:
     """Of what the figures are drawn from: every run's metrics file (size and modification
     time, as load fingerprints them), the groups with their labels and done jobs, and the
     drawing code. Not of the numbers drawn: polars sums in parallel, and the last bits of a
-    mean vary from run to run."""
-    shown = (sorted(sources.items()), summary.keys, summary.labels,
-             [(group.name, group.label, group.done_ids) for group in summary.groups])
+    mean vary from run to run. Known before the metrics are read, so no figure worker is
+    started for figures that are kept."""
+    shown = (sorted(sources.items()), list(keys), labels,
+             sorted((group.name, group.label, group.done_ids) for group in groups))
     digest = hashlib.sha256(pickle.dumps(shown))
     folder = Path(__file__).parent
     for name in DRAWING_CODE:
@@ -39,11 +44,29 @@ def fingerprint(sources: Mapping[str, tuple[int, int]], summary: Summary) -> str
     return digest.hexdigest()
 
 
-def unchanged(summary_dir: Path, summary_file: str, print_: str, files: Sequence[str]) -> bool:
-    """Whether the figures in summary_dir were drawn from the same inputs and are all there."""
+def metadata(print_: str, files: Sequence[str]) -> dict[str, str]:
+    """What summary.parquet keeps of the figures drawn (or kept) with it."""
+    return {FINGERPRINT_KEY.decode(): print_, FILES_KEY.decode(): json.dumps(list(files))}
+
+
+def stored(summary_parquet: Path) -> dict[str, str]:
+    """What summary_parquet keeps of its figures ({} if nothing): a run without plots keeps
+    it, since it leaves the figures as they are."""
     try:
-        metadata = pq.ParquetFile(summary_dir / summary_file).metadata.metadata or {}
+        kept = pq.ParquetFile(summary_parquet).metadata.metadata or {}
     except (OSError, pa.ArrowException):
+        return {}
+    return {key.decode(): kept[key].decode() for key in (FINGERPRINT_KEY, FILES_KEY)
+            if key in kept}
+
+
+def unchanged(summary_parquet: Path, print_: str) -> bool:
+    """Whether the figures beside summary_parquet were drawn from the same inputs and are all
+    still there."""
+    try:
+        stored = pq.ParquetFile(summary_parquet).metadata.metadata or {}
+        files = json.loads(stored.get(FILES_KEY, b"[]"))
+    except (OSError, ValueError, pa.ArrowException):
         return False
-    return (metadata.get(FINGERPRINT_KEY) == print_.encode()
-            and all((summary_dir / name).is_file() for name in files))
+    return (stored.get(FINGERPRINT_KEY) == print_.encode() and bool(files)
+            and all((summary_parquet.parent / name).is_file() for name in files))

@@ -42,15 +42,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def summary_table(summary: Summary, figures: str = "") -> pa.Table:
-    """`figures`: the fingerprint of the figures drawn with it (figure_cache), if any."""
+def summary_table(summary: Summary, figures: dict[str, str] | None = None) -> pa.Table:
+    """`figures`: what figure_cache keeps of the figures drawn with it, if any."""
     columns = summary_columns(summary.keys)
     schema = pa.schema(columns, metadata={
         "tvo.schema": "summary", "tvo.schema_version": results.SCHEMA_VERSION,
         "tvo.threshold": str(summary.threshold),
         "tvo.baseline": "" if summary.baseline is None else
         f"{summary.baseline[0]}={format_value(summary.baseline[1])}",
-        "tvo.figures": figures,
+        **(figures or {}),
     })
     records = [{name: _plain(row[name]) for name, _ in columns} for row in summary.rows]
     return pa.Table.from_pylist(records, schema=schema)

@@ -25,7 +25,14 @@ from runner.aggregate.load import (
 )
 from runner.aggregate.model import PlotData
 from runner.aggregate.render_worker import FigureWorkers
-from runner.aggregate.tables import Summary, compare_with_baseline, describe, format_value
+from runner.aggregate.tables import (
+    Summary,
+    compare_with_baseline,
+    describe,
+    format_value,
+    make_groups,
+    resolve_keys,
+)
 
 SUMMARY_PARQUET = "summary.parquet"
 SUMMARY_CSV = "summary.csv"
@@ -115,8 +122,17 @@ def write(data: GridData, summary: Summary, rendered: Rendered) -> list[Path]:
         if not data.compacted_current:
             write_compacted(data)
             written.append(data.compacted_path)
+        from runner.aggregate import figure_cache
+
+        if rendered.figures:
+            from runner.aggregate.plots import FORMATS
+
+            figures = figure_cache.metadata(rendered.figures, [
+                f"{name}.{fmt}" for name in rendered.plots for fmt in FORMATS])
+        else:
+            figures = figure_cache.stored(summary_dir / SUMMARY_PARQUET)
         results.write_parquet(summary_dir / SUMMARY_PARQUET,
-                              formats.summary_table(summary, rendered.figures))
+                              formats.summary_table(summary, figures))
         written.append(summary_dir / SUMMARY_PARQUET)
         for name, content in rendered.files.items():
             results.atomic_write_bytes(summary_dir / name, content)
@@ -138,28 +154,30 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
     renders the tables and the reports (render_worker says why).
     """
     check_threshold(threshold)
-    workers = FigureWorkers() if plots else None  # first: they import while this one reads
+    workers = None
     try:
         data = load_grid(Path(grid_dir))
-        described, measures = describe(data, threshold=threshold, by=by, baseline=baseline)
-        plot_data, figures, kept = None, "", False
+        figures, kept = "", False
         if plots:
             from runner.aggregate import figure_cache
+
+            # before the metrics are read: workers start only for figures to draw, and then
+            # import matplotlib while this process reads
+            keys = resolve_keys(list(data.jobs.values()), by)
+            groups, labels = make_groups(list(data.jobs.values()), keys)
+            figures = figure_cache.fingerprint(data.sources, keys, labels, groups)
+            kept = figure_cache.unchanged(data.grid_dir / SUMMARY_DIR / SUMMARY_PARQUET, figures)
+            workers = None if kept else FigureWorkers()
+        described, measures = describe(data, threshold=threshold, by=by, baseline=baseline)
+        plot_data = None
+        if plots:
             from runner.aggregate.plot_data import read_plot_data
-            from runner.aggregate.plots import FORMATS, figure_names
 
             plot_data = read_plot_data(data, described.groups)
-            payload = pickle.dumps((described, plot_data))
-            figures = figure_cache.fingerprint(data.sources, described)
-            kept = figure_cache.unchanged(
-                data.grid_dir / SUMMARY_DIR, SUMMARY_PARQUET, figures,
-                [f"{n}.{fmt}" for n in figure_names(described, plot_data) for fmt in FORMATS])
-            if kept:
-                workers.close()
-            else:
-                workers.draw(payload)
+            if workers:
+                workers.draw(pickle.dumps((described, plot_data)))
         summary = compare_with_baseline(described, measures)
-        drawn = workers.files() if workers and not kept else None
+        drawn = workers.files() if workers else None
         rendered = render(data, summary, command=command, plot_data=plot_data, drawn=drawn,
                           figures=figures, kept=kept)
     finally:
