@@ -142,10 +142,8 @@ def _link_new(path: Path, content: dict[str, Any]) -> bool:
     """Create `path` with `content` atomically; False when it already exists."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(content, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with os.fdopen(fd, "w") as handle:  # not fsynced: after an OS crash an empty or
+            json.dump(content, handle)  # missing claim reads as released, as a dead one would
         os.link(tmp, path)
         return True
     except FileExistsError:

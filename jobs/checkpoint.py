@@ -14,7 +14,9 @@ checkpoint must cost next to nothing, before and after:
 When a checkpoint outgrows its slots (the metrics rows grow each epoch) the file is rewritten
 with slots twice the size, atomically (temp file, rename).
 
-Checkpoints written by torch.save (format versions 1 and 2, a zip archive) still load.
+Checkpoints of earlier formats (3, and torch.save archives 1 and 2) still read with
+`read_checkpoint`; a job does not resume from them (its engine's state has another shape) and
+says so, naming the file.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from typing import Any
 import torch
 
 from jobs.results import atomic_write_with
-from jobs.strategies import TargetStrategy
 
-CHECKPOINT_VERSION = 3  # 3: two CRC-checked slots of C-pickled state; 1, 2: torch.save archives
+CHECKPOINT_VERSION = 4  # 4: a stack member's state; 3: torch module and optimizer state;
+# 3 and 4: two CRC-checked slots of C-pickled state; 1, 2: torch.save archives
 
 _MAGIC = b"TVOCKPT3"
 _HEADER = struct.Struct("<8sQQI4x")  # magic, sequence, payload length, CRC32 of the payload
@@ -53,9 +55,9 @@ class CheckpointWriter:
         self._slot_size = 0
         self._sequence = 0  # of the newest slot written
 
-    def save(self, **state: Any) -> None:
-        """Save the state after an epoch (keywords as `checkpoint_bytes` takes them)."""
-        payload = checkpoint_bytes(**state)
+    def save(self, state: dict[str, Any]) -> None:
+        """Save a job's state after an epoch (see jobs.member.Member.state for its keys)."""
+        payload = encode_state({"version": CHECKPOINT_VERSION, **state})
         if self._fd is None:
             self._open_existing()
         if self._fd is None or _HEADER.size + len(payload) > self._slot_size:
@@ -94,27 +96,6 @@ class CheckpointWriter:
         self._fd = os.open(self.path, os.O_WRONLY)
 
 
-def checkpoint_bytes(*, epoch: int, rows: list[dict[str, Any]], model: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer, scheduler: Any, strategy: TargetStrategy,
-                     order: torch.Generator, torch_rng: torch.Tensor | None = None) -> bytes:
-    """The checkpoint's payload; `torch_rng` stands in for the global RNG state when the job's
-    random stream lives elsewhere (a packed job draws its dropout masks from its own generator)."""
-    state = {
-        "version": CHECKPOINT_VERSION,
-        "epoch": epoch,
-        "rows": rows,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "strategy": strategy.state_dict(),
-        "order": order.get_state(),
-        # dropout and any other global randomness
-        "torch_rng": torch.get_rng_state() if torch_rng is None else torch_rng,
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-    }
-    return encode_state(state)
-
-
 def encode_state(state: Any) -> bytes:
     """Pickle `state` (tensors anywhere inside) the way checkpoints hold it."""
     buffer = io.BytesIO()
@@ -144,23 +125,6 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
             f"checkpoint {path} has no intact slot (was it written by tvo?); delete it to train "
             "the job from its first epoch")
     return decode_state(newest[1])
-
-
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, strategy: TargetStrategy,
-                    order: torch.Generator) -> dict[str, Any]:
-    """Restore every piece in place; returns the checkpoint (its "epoch" and "rows")."""
-    state = read_checkpoint(path)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    strategy.load_state_dict(state["strategy"])
-    order.set_state(state["order"])
-    torch.set_rng_state(state["torch_rng"])
-    if state["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state
 
 
 def _slot(sequence: int, payload: bytes) -> bytes:

@@ -74,15 +74,19 @@ class Dataset:
     y_test: torch.Tensor
     num_classes: int
     input_shape: tuple[int, ...]
+    x_val: torch.Tensor | None = None  # held out of the training data (val_fraction > 0)
+    y_val: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> Dataset:
-        """A new Dataset with all four tensors on `device`."""
+        """A new Dataset with all its tensors on `device`."""
         return replace(
             self,
             x_train=self.x_train.to(device),
             y_train=self.y_train.to(device),
             x_test=self.x_test.to(device),
             y_test=self.y_test.to(device),
+            x_val=None if self.x_val is None else self.x_val.to(device),
+            y_val=None if self.y_val is None else self.y_val.to(device),
         )
 
 
@@ -114,7 +118,8 @@ _Split = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def load_dataset(
-    name: str, *, data_root: str | None = None, normalize: str = "zscore", noise: float = 0.0
+    name: str, *, data_root: str | None = None, normalize: str = "zscore", noise: float = 0.0,
+    val_fraction: float = 0.0, val_seed: int = 0,
 ) -> Dataset:
     """Dataset `name` as float32 inputs shaped (N, *input_shape) and int64 labels, on the CPU.
 
@@ -128,7 +133,9 @@ def load_dataset(
     only shifted (its scale counts as 1), so it maps to 0 there.
 
     `noise` (moons and spirals only) is the std of Gaussian noise on the 2-D coordinates;
-    `data_root` is read only by the datasets whose files live on disk.
+    `data_root` is read only by the datasets whose files live on disk. `val_fraction` of the
+    training data is held out as the validation part (jobs.validation: stratified, seeded by
+    `val_seed`) before the statistics are taken, so they come from what trains alone.
     """
     info = _info(name)
     if normalize not in NORMALIZATIONS:
@@ -148,15 +155,26 @@ def load_dataset(
 
     # from_numpy shares memory: the arrays above are fresh and ours, so no copy is needed.
     x_train_t, x_test_t = torch.from_numpy(x_train), torch.from_numpy(x_test)
-    _normalize_in_place(x_train_t, x_test_t, normalize, image=info.image)
+    y_train_t = torch.from_numpy(y_train)
+    x_val_t = y_val_t = None
+    if val_fraction > 0:
+        from jobs.validation import stratified_split
+
+        kept, held = stratified_split(y_train_t, val_fraction, val_seed)
+        x_val_t, y_val_t = x_train_t[held], y_train_t[held]
+        x_train_t, y_train_t = x_train_t[kept], y_train_t[kept]
+    _normalize_in_place(x_train_t, [x_test_t] + ([x_val_t] if x_val_t is not None else []),
+                        normalize, image=info.image)
     return Dataset(
         name=name,
         x_train=x_train_t,
-        y_train=torch.from_numpy(y_train),
+        y_train=y_train_t,
         x_test=x_test_t,
         y_test=torch.from_numpy(y_test),
         num_classes=info.num_classes,
         input_shape=info.input_shape,
+        x_val=x_val_t,
+        y_val=y_val_t,
     )
 
 
@@ -317,8 +335,10 @@ def _moons(noise: float) -> _Split:
 
 
 def _normalize_in_place(
-    x_train: torch.Tensor, x_test: torch.Tensor, normalize: str, *, image: bool
+    x_train: torch.Tensor, others: list[torch.Tensor], normalize: str, *, image: bool
 ) -> None:
+    """Scale the training part and `others` (test, validation) by the training part's
+    statistics."""
     if normalize == "none":
         return
     # Reduce over everything but the channel (images) or the feature (flat data).
@@ -329,5 +349,5 @@ def _normalize_in_place(
         shift = x_train.amin(dim=dims, keepdim=True)
         scale = x_train.amax(dim=dims, keepdim=True) - shift
     scale = torch.where(scale > 0, scale, 1.0)
-    for x in (x_train, x_test):
+    for x in (x_train, *others):
         x.sub_(shift).div_(scale)

@@ -1,4 +1,4 @@
-"""Training losses on (soft) targets, and the class probabilities used for NLL and calibration."""
+"""Training losses on (soft) targets."""
 
 from __future__ import annotations
 
@@ -36,16 +36,3 @@ def reduce_loss(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Ten
     if weights is None:
         return values.mean()
     return (values * weights).sum() / weights.sum().clamp_min(1e-12)
-
-
-def class_probabilities(logits: torch.Tensor, outputs: torch.Tensor, output: str) -> torch.Tensor:
-    """A distribution over classes for NLL and ECE, whatever the output activation.
-
-    softmax: the outputs themselves. sigmoid: outputs divided by their sum. tanh, lecun_tanh and
-    linear outputs have no probability reading; softmax of the logits stands in for them.
-    """
-    if output == "softmax":
-        return outputs
-    if output == "sigmoid":
-        return outputs / outputs.sum(dim=1, keepdim=True).clamp_min(1e-12)
-    return torch.softmax(logits, dim=1)

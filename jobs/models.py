@@ -7,42 +7,16 @@ activation, so losses can use the numerically stable form where there is one.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from jobs.spec import JobSpec
+from jobs.activations import hidden_activation
+from jobs.target_space import build_target_space_model
 
-LECUN_TANH_SCALE = 1.7159  # LeCun 1998: f(x) = 1.7159 tanh(2x/3) has f(+-1) = +-1
-
-
-class LecunTanh(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return LECUN_TANH_SCALE * torch.tanh(x * (2.0 / 3.0))
-
-
-def hidden_activation(name: str) -> nn.Module:
-    return {
-        "sigmoid": nn.Sigmoid,
-        "tanh": nn.Tanh,
-        "lecun_tanh": LecunTanh,
-        "relu": nn.ReLU,
-        "leaky_relu": nn.LeakyReLU,
-    }[name]()
-
-
-def activate(logits: torch.Tensor, output: str) -> torch.Tensor:
-    """The output layer's activation: what the targets are compared with."""
-    if output == "softmax":
-        return torch.softmax(logits, dim=1)
-    if output == "sigmoid":
-        return torch.sigmoid(logits)
-    if output == "tanh":
-        return torch.tanh(logits)
-    if output == "lecun_tanh":
-        return LECUN_TANH_SCALE * torch.tanh(logits * (2.0 / 3.0))
-    return logits
-
+if TYPE_CHECKING:
+    from jobs.spec import JobSpec
 
 class MLP(nn.Module):
     """Dense layers; with shortcuts, each layer sees the input and every earlier layer's output."""
@@ -85,8 +59,8 @@ class CNN(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], hidden: tuple[int, ...], num_classes: int,
                  activation: str, dropout: float) -> None:
         super().__init__()
-        channels, height, _ = input_shape
-        padding = 0 if height >= 16 else 2
+        channels = input_shape[0]
+        padding = self.padding_for(input_shape)
         self.features = nn.Sequential(
             nn.Conv2d(channels, 10, kernel_size=5, padding=padding),
             nn.MaxPool2d(2),
@@ -101,6 +75,10 @@ class CNN(nn.Module):
             flat = self.features(torch.zeros(1, *input_shape)).shape[1]
         self.dense = MLP(flat, hidden, num_classes, activation, dropout, shortcuts=False)
 
+    @staticmethod
+    def padding_for(input_shape: tuple[int, ...]) -> int:
+        return 0 if input_shape[1] >= 16 else 2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dense(self.features(x))
 
@@ -112,8 +90,6 @@ def build_model(spec: JobSpec, input_shape: tuple[int, ...], num_classes: int,
     method=target_space chooses its fixed batch from `train_inputs` and is built on the CPU.
     """
     if spec.method == "target_space":
-        from jobs.target_space import build_target_space_model  # it imports this module
-
         if train_inputs is None:
             raise ValueError("method=target_space needs train_inputs to choose its fixed batch")
         return build_target_space_model(spec, input_shape, num_classes, train_inputs)

@@ -1,10 +1,14 @@
-"""Which jobs can train together in one packed process, and how to group a grid into packs.
+"""Which jobs can train together in one stack, and how to group a grid into packs.
 
 Members of a pack share everything that shapes the stacked computation: the data, the network
 shape, the loss and output, the optimiser's update rule, the batch size and the device. Each
 member keeps its own seed (initialisation, data order, dropout masks), initialisation scheme,
-strategy, learning rate and every other optimiser or schedule setting, dropout probability,
-epochs and evaluation interval.
+strategy, learning rate and every other optimiser or schedule setting, dropout probability, L1
+and L2 penalties, epochs and evaluation interval.
+
+Everything packs except method=target_space: its forward pass solves for the weights on a fixed
+batch of its own (a batched solve over members is not bit-exact against the solve alone), so
+each such job trains as a stack of one, through the same loop.
 """
 
 from __future__ import annotations
@@ -15,23 +19,19 @@ from collections.abc import Sequence
 from jobs.spec import JobSpec
 
 SHARED_SETTINGS = (
-    "dataset", "data_root", "normalize", "noise",  # one copy of the data
+    "dataset", "data_root", "normalize", "noise", "val_fraction", "val_seed",  # one copy of
+    # the data
     "model", "hidden", "activation", "shortcuts", "output",  # one stacked network shape
     "loss", "optimizer", "batch_size",  # one loss, one update rule, one batch loop
-    "device",  # one place the stack lives
+    "device", "method",  # one place the stack lives, one kind of network
 )
 
 
 def pack_refusal(spec: JobSpec) -> str | None:
     """Why `spec` cannot train in a pack (one line), or None when it can."""
     if spec.method != "weights":
-        return (f"method={spec.method} trains layer targets with its own solver; only "
-                "method=weights is packed")
-    if spec.model != "mlp":
-        return f"model={spec.model} is not packed: only mlp layers are stacked"
-    if spec.dropout > 0 and spec.device == "cuda":
-        return ("dropout on cuda draws its masks in a fused kernel whose random stream cannot "
-                "be reproduced per member; only cpu dropout is packed")
+        return (f"method={spec.method} solves for its weights on a fixed batch of its own; it "
+                "trains as a stack of one")
     return None
 
 
@@ -41,6 +41,16 @@ def pack_key(spec: JobSpec) -> str | None:
         return None
     shared = {name: getattr(spec, name) for name in SHARED_SETTINGS}
     return json.dumps(shared, sort_keys=True, separators=(",", ":"))
+
+
+AUTO_PACK_MAX = 64  # members per stack with pack=auto: see tests/bench/bench_headline.py
+AUTO = 0  # the pack size that means "auto" wherever a size is passed around
+
+
+def auto_pack_size(jobs: int, slots: int) -> int:
+    """pack=auto: the jobs spread evenly over the slots that run at once, at most
+    AUTO_PACK_MAX per stack (larger stacks gain little more and lose more when one breaks)."""
+    return max(1, min(AUTO_PACK_MAX, -(-jobs // max(slots, 1))))
 
 
 def plan_packs(specs: Sequence[JobSpec], max_size: int) -> list[list[JobSpec]]:

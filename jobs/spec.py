@@ -49,6 +49,11 @@ class JobSpec:
     normalize: str = setting("zscore", "input scaling, statistics from the training part only",
                              choices=("none", "minmax", "zscore"))
     noise: float = setting(0.0, "noise std added to spirals/moons training points", low=0)
+    val_fraction: float = setting(0.1, "part of the training data held out for validation "
+                                  "(stratified); what tvo chooses, it chooses on it", low=0,
+                                  high=0.5)
+    val_seed: int = setting(0, "seed of the validation split (jobs that share it share the "
+                            "split)", low=0)
     # model
     model: str = setting("mlp", "network type", choices=("mlp", "cnn"))
     hidden: tuple[int, ...] = setting([128], "widths of the hidden dense layers, e.g. [64,64]")
@@ -86,6 +91,8 @@ class JobSpec:
                               low=0)
     epochs: int = setting(20, "training epochs", low=0)
     eval_every: int = setting(1, "evaluate and checkpoint every N epochs (and at the end)", low=1)
+    stop_patience: int = setting(0, "early stopping: end after N evaluated epochs without a "
+                                 "better val_acc (0: never; needs val_fraction > 0)", low=0)
     seed: int = setting(0, "seed for initialisation, data order, dropout and the strategy", low=0)
     device: str = setting("auto", "where the job trains (auto = cuda when available)",
                           choices=("auto", "cpu", "cuda"))
@@ -174,6 +181,9 @@ class JobSpec:
             )
         if self.nesterov and self.momentum == 0:
             raise SpecError("nesterov=true needs momentum > 0 (e.g. momentum=0.9)")
+        if self.stop_patience > 0 and self.val_fraction == 0:
+            raise SpecError("stop_patience stops on the validation accuracy: it needs "
+                            "val_fraction > 0 (e.g. val_fraction=0.1)")
         if self.method == "target_space" and (self.l1 > 0 or self.weight_decay > 0):
             raise SpecError(
                 "l1 and weight_decay penalise weights; with method=target_space the weights are "

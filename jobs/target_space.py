@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jobs.models import hidden_activation
+from jobs.activations import hidden_activation
 from jobs.spec import JobSpec
 
 FIXED_BATCH_SEED_OFFSET = 104729  # a random Xbar draws apart from the data order (seeded `seed`)

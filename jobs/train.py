@@ -1,49 +1,49 @@
-"""run_job: the one entry point every backend calls to train one job into its run dir.
+"""The training engine: every job trains as a member of a stack; a job alone is a stack of one.
 
-The loop reads top to bottom: load data onto the device, build model, strategy and optimiser,
-resume from the checkpoint if there is one, then per epoch: shuffle, train on slices, let the
-strategy adapt, step the schedule, evaluate, checkpoint. Failures and divergence are results.
+`run_stack` is the one epoch loop, top to bottom: each member starts (from its checkpoint, or
+from its seed with an epoch-0 evaluation), then per epoch the members whose next epoch is the
+earliest train as one Stack (a member behind catches up alone, then the others join it), the
+strategies adapt, the schedules step, evaluated members get their metrics row, and each member
+may end there: diverged (a non-finite loss), cancelled (a cancel request in its run dir; that
+epoch checkpointed) or done. Its run dir's RunDir records each of these; the others train on.
+A member's results never depend on its mates.
+
+Members checkpoint after an evaluated epoch once `checkpoint_seconds` have passed since the
+stack's last checkpoint: on small models a checkpoint costs more than an epoch, and resuming
+from an earlier epoch gives the same results, so only the work redone after a kill grows.
+If the stacked computation itself raises, each unfinished member goes on alone from its last
+checkpoint, so one member's error cannot take its mates with it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from jobs import results
-from jobs.checkpoint import CheckpointWriter, load_checkpoint
 from jobs.datasets import Dataset, load_dataset
-from jobs.job_record import (
-    Cancelled,
-    Diverged,
-    JobResult,
-    Progress,
-    attach_log,
-    begin,
-    cancelled_before_start,
-    detach_log,
-    evaluation_row,
-    finish,
-    log,
-    recorded_result,
-    report,
-    row_without_eval,
-    strategy_context,
-    with_training,
-)
-from jobs.losses import batch_loss
-from jobs.models import activate, build_model, weight_parameters
-from jobs.optim import build_optimizer, build_scheduler, current_lr, step_scheduler
+from jobs.member import Member
+from jobs.pack_plan import pack_key
+from jobs.request import JobRequest
+from jobs.results import JobResult
+from jobs.run_dir import RunDir
 from jobs.spec import JobSpec
-from jobs.strategies import TargetStrategy, make_strategy
+from jobs.stack import Stack, stack_order
 from jobs.tensorboard import TensorBoardLog
+
+__all__ = ["JobResult", "run_job", "run_stack"]
+
+CHECKPOINT_SECONDS = 10.0  # at most this much training is redone after a kill
+CHECKPOINT_SECONDS_ENV = "TVO_CHECKPOINT_SECONDS"  # overrides it (0: after every evaluated epoch)
+Progress = Callable[[int, int, dict[str, Any]], None]  # (epoch, epochs, metrics row)
+StackProgress = Callable[[str, int, int, dict[str, Any]], None]  # (job_id, epoch, epochs, row)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,10 +54,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def shared_dataset(spec: JobSpec, device: torch.device) -> Dataset:
+    """The job's data on its device, loaded once per process and shared by every stack."""
+    return _dataset(spec.dataset, spec.data_root, spec.normalize, spec.noise, spec.val_fraction,
+                    spec.val_seed, str(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(name: str, data_root: str, normalize: str, noise: float, val_fraction: float,
+             val_seed: int, device: str) -> Dataset:
+    return load_dataset(name, data_root=data_root or None, normalize=normalize, noise=noise,
+                        val_fraction=val_fraction, val_seed=val_seed).to(torch.device(device))
+
+
 def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
             threads: int | None = None, progress: Progress | None = None,
-            tensorboard: bool = False, swept_keys: Sequence[str] = ()) -> JobResult:
-    """Train `spec` in `run_dir`, resuming from its checkpoint; never raises for job errors.
+            tensorboard: bool = False, swept_keys: Sequence[str] = (),
+            checkpoint_seconds: float | None = None) -> JobResult:
+    """Train `spec` in `run_dir` as a stack of one, resuming from its checkpoint; never raises
+    for job errors (failures and divergence are results).
 
     A job already finished is not trained again: its recorded result is returned. While the run
     dir holds a cancel file (results.CANCEL_FILE), the job does not start, or stops at the end
@@ -66,189 +81,213 @@ def run_job(spec: JobSpec, run_dir: str | os.PathLike[str], *, grid: str = "",
     scalars under run_dir/tensorboard, with `swept_keys` (the settings its grid sweeps) as the
     HParams that tell the jobs of a grid apart.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recorded = recorded_result(spec, run_dir)
-    if recorded is not None:
-        return recorded
-    if results.cancel_requested(run_dir):
-        return cancelled_before_start(spec, run_dir, grid)
-    status = begin(spec, run_dir, grid)
-    handler = attach_log(run_dir)
-    started = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    stopped_after: int | None = None  # the epoch a cancel request stopped the job after
-    board = TensorBoardLog(run_dir, spec, grid, swept_keys) if tensorboard else None
+    request = JobRequest(spec, str(run_dir), grid, tensorboard, tuple(swept_keys))
+    each = None if progress is None else (lambda _job, epoch, epochs, row:
+                                          progress(epoch, epochs, row))
+    return run_stack([request], threads=threads, progress=each,
+                     checkpoint_seconds=checkpoint_seconds)[0]
 
-    def report_row(epoch: int, epochs: int, row: dict[str, Any]) -> None:
-        if board is not None:
-            board.write(row)
-        if progress is not None:
-            progress(epoch, epochs, row)
 
+def run_stack(requests: Sequence[JobRequest], *, threads: int | None = None,
+              progress: StackProgress | None = None,
+              checkpoint_seconds: float | None = None) -> list[JobResult]:
+    """Train the requested jobs together, each into its own run dir; one result per request, in
+    order. Jobs that cannot share a stack (`pack_key`) train in stacks of their own, one after
+    another. Finished jobs are not trained again. `checkpoint_seconds` defaults to
+    $TVO_CHECKPOINT_SECONDS, else CHECKPOINT_SECONDS."""
+    if threads:
+        torch.set_num_threads(threads)
+    if checkpoint_seconds is None:
+        checkpoint_seconds = checkpoint_interval()
+    outcome: dict[int, JobResult] = {}
+    stacks: dict[str, list[int]] = {}
+    for position, request in enumerate(requests):
+        run = RunDir(request.spec, request.run_dir, request.grid)
+        recorded = run.recorded()
+        if recorded is not None:
+            outcome[position] = recorded
+        elif run.cancel_requested():
+            outcome[position] = run.cancelled_before_start()
+        else:
+            key = pack_key(request.spec) or f"alone:{position}"
+            stacks.setdefault(key, []).append(position)
+    for positions in stacks.values():
+        chosen = [requests[p] for p in positions]
+        outcome.update(zip(positions, _train_together(chosen, progress, checkpoint_seconds),
+                           strict=True))
+    return [outcome[position] for position in range(len(requests))]
+
+
+def checkpoint_interval() -> float:
+    """Seconds between a stack's checkpoints: $TVO_CHECKPOINT_SECONDS, else the default."""
+    value = os.environ.get(CHECKPOINT_SECONDS_ENV, "")
+    if not value:
+        return CHECKPOINT_SECONDS
     try:
-        if threads:
-            torch.set_num_threads(threads)
-        device = resolve_device(spec.device)
-        status["device"] = str(device)
-        log.info("job %s attempt %d on %s (%s)", spec.job_id, status["attempts"],
-                 status["host"], device)
-        state = results.DONE
-        error = None
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ValueError(f"{CHECKPOINT_SECONDS_ENV}={value[:40]!r}: expected a number of seconds "
+                         ">= 0 (0: a checkpoint after every evaluated epoch)")
+    return seconds
+
+
+def _train_together(requests: Sequence[JobRequest], progress: StackProgress | None,
+                    checkpoint_seconds: float) -> list[JobResult]:
+    """Jobs of one pack key as members of one stack; results in request order."""
+    runs = [RunDir(r.spec, r.run_dir, r.grid) for r in requests]
+    ended: dict[RunDir, JobResult] = {}
+    members: list[Member] = []
+    try:
+        spec = requests[0].spec
         try:
-            _train(spec, run_dir, device, rows, report_row)
-        except Diverged as exc:
-            state, error = results.DIVERGED, str(exc)
-            log.warning("diverged: %s", exc)
-        except Cancelled as exc:  # unfinished: no metrics.parquet, the checkpoint has the rows
-            state, stopped_after = results.CANCELLED, exc.epoch
-            log.info("%s (cancel request: %s)", exc, run_dir / results.CANCEL_FILE)
-        if state != results.CANCELLED:
-            results.write_metrics(run_dir, spec, grid, rows)
-        status.update(state=state, error=error)
-    except Exception as exc:  # a failed job is a result, not a crash of the grid
-        error = f"{type(exc).__name__}: {exc}"
-        status.update(state=results.FAILED, error=error, traceback=traceback.format_exc())
-        log.error("failed: %s\n%s", error, status["traceback"])
+            device = resolve_device(spec.device)
+            data = shared_dataset(spec, device)
+        except Exception as exc:  # every member fails alike: nothing to train with
+            for run in runs:
+                run.begin(spec.device, len(runs))
+                ended[run] = run.end(results.FAILED, [], f"{type(exc).__name__}: {exc}",
+                                     trace=traceback.format_exc())
+            return [ended[run] for run in runs]
+        for run, request in zip(runs, requests, strict=True):
+            run.begin(str(device), len(runs))
+            try:
+                member = Member.build(run, data, device)
+            except Exception as exc:
+                ended[run] = run.end(results.FAILED, [], f"{type(exc).__name__}: {exc}",
+                                     trace=traceback.format_exc())
+                continue
+            if request.tensorboard:
+                member.board = TensorBoardLog(run.path, run.spec, run.grid, request.swept_keys)
+            members.append(member)
+        try:
+            _train(members, data, device, progress, checkpoint_seconds, ended)
+        except Exception as exc:
+            _after_stack_error(exc, members, requests, runs, progress, checkpoint_seconds, ended)
+    except BaseException as exc:  # stopped from outside: checkpoints stay for the resume
+        signalled = isinstance(exc, KeyboardInterrupt | SystemExit)
+        for run in runs:
+            if run not in ended:
+                run.release(signalled)
+        raise
     finally:
-        result = finish(spec, run_dir, status, rows, started, epochs_done=stopped_after)
-        if board is not None:
-            board.close()
-        detach_log(handler)
-    return result
+        for member in members:
+            if member.board is not None:
+                member.board.close()
+    return [ended[run] for run in runs]
 
 
-def _train(spec: JobSpec, run_dir: Path, device: torch.device, rows: list[dict[str, Any]],
-           progress: Progress | None) -> None:
-    data = load_dataset(spec.dataset, data_root=spec.data_root or None,
-                        normalize=spec.normalize, noise=spec.noise).to(device)
-    torch.manual_seed(spec.seed)
-    model = build_model(spec, data.input_shape, data.num_classes,
-                        train_inputs=data.x_train).to(device)
-    strategy = make_strategy(spec.strategy)
-    optimizer = build_optimizer(spec, model.parameters())
-    scheduler = build_scheduler(spec, optimizer)
-    order = torch.Generator().manual_seed(spec.seed)  # data order; CPU so cpu and cuda agree
-    strategy.setup(strategy_context(spec, data, _forward(model), device))
-
-    checkpoint_path = run_dir / results.CHECKPOINT_FILE
-    first_epoch = 1
-    if checkpoint_path.exists():
-        saved = load_checkpoint(checkpoint_path, model, optimizer, scheduler, strategy, order)
-        rows.extend(saved["rows"])
-        first_epoch = saved["epoch"] + 1
-        log.info("resumed after epoch %d", saved["epoch"])
-    else:
-        rows.append(_evaluate(spec, model, strategy, data, epoch=0, optimizer=optimizer))
-        report(log, rows[-1], spec, progress)
-
-    checkpoints = CheckpointWriter(checkpoint_path)
-    sizes = epoch_batch_sizes(data.x_train.shape[0], spec.batch_size or data.x_train.shape[0],
-                              device)
-    try:
-        for epoch in range(first_epoch, spec.epochs + 1):
-            train_loss, train_acc, seconds = _train_epoch(spec, model, strategy, optimizer, data,
-                                                          order, epoch, sizes)
-            strategy.end_epoch(epoch)
-            step_scheduler(scheduler, train_loss)
-            n = data.x_train.shape[0]
-            if not math.isfinite(train_loss):
-                rows.append(row_without_eval(epoch, train_loss, current_lr(optimizer), seconds, n))
-                raise Diverged(f"training loss became {train_loss} in epoch {epoch}")
-            evaluated = epoch % spec.eval_every == 0 or epoch == spec.epochs
-            if evaluated:
-                row = _evaluate(spec, model, strategy, data, epoch=epoch, optimizer=optimizer)
-                with_training(row, train_loss, train_acc, seconds, n)
-                rows.append(row)
-                report(log, row, spec, progress)
-                if not math.isfinite(row["test_loss"]):
-                    raise Diverged(f"test loss became {row['test_loss']} in epoch {epoch}")
-            # one stat per epoch; an epoch between evaluations is checkpointed before stopping
-            stopping = epoch < spec.epochs and results.cancel_requested(run_dir)
-            if evaluated or stopping:
-                checkpoints.save(epoch=epoch, rows=rows, model=model, optimizer=optimizer,
-                                 scheduler=scheduler, strategy=strategy, order=order)
-            if stopping:
-                raise Cancelled(epoch)
-    finally:
-        checkpoints.close()
+def _after_stack_error(exc: Exception, members: list[Member], requests: Sequence[JobRequest],
+                       runs: list[RunDir], progress: StackProgress | None,
+                       checkpoint_seconds: float, ended: dict[RunDir, JobResult]) -> None:
+    """A stack of one records its error; a larger stack's unfinished members each go on alone
+    from their last checkpoint, so the member that raises fails and its mates finish."""
+    unfinished = [m for m in members if m.run not in ended]
+    if len(members) == 1 and unfinished:
+        member = unfinished[0]
+        ended[member.run] = member.run.end(results.FAILED, member.rows,
+                                           f"{type(exc).__name__}: {exc}",
+                                           trace=traceback.format_exc())
+        return
+    by_run = dict(zip(runs, requests, strict=True))
+    for member in unfinished:
+        member.run.log.warning("the stack failed (%s: %s); this job goes on alone",
+                               type(exc).__name__, exc, exc_info=True)
+        if member.board is not None:
+            member.board.close()
+            member.board = None
+        member.run.hand_back()
+    for member in unfinished:
+        ended[member.run] = _train_together([by_run[member.run]], progress,
+                                            checkpoint_seconds)[0]
 
 
-def _train_epoch(spec: JobSpec, model: torch.nn.Module, strategy: TargetStrategy,
-                 optimizer: torch.optim.Optimizer, data: Dataset, order: torch.Generator,
-                 epoch: int, batch_sizes: torch.Tensor) -> tuple[float, float, float]:
-    """One pass over the training set in mini-batches; returns (mean loss, accuracy, seconds)."""
-    model.train()
-    started = time.perf_counter()
-    n = data.x_train.shape[0]
-    batch_size = spec.batch_size or n
-    device = data.x_train.device
-    weights_for_l1 = weight_parameters(model) if spec.l1 > 0 else []
-    # Speed on small models is per-batch overhead: skip the output activation where nothing
-    # needs it (argmax of logits equals argmax of outputs: every output activation is monotone),
-    # and give one-hot targets to torch's fused cross-entropy as class indices.
-    needs_outputs = (spec.loss != "ce" or strategy.observes or strategy.uses_outputs
-                     or strategy.decision == "template")
-    class_indices = spec.loss == "ce" and strategy.onehot_targets
-    perm = torch.randperm(n, generator=order).to(device)
-    x_epoch, y_epoch = data.x_train[perm], data.y_train[perm]  # one gather, then views
-    # what the epoch's loss and accuracy are made of, kept as device tensors and reduced once
-    # when the epoch ends: per batch two list appends. Argmax decisions wait for the epoch's
-    # end; a template decision is taken per batch, as the templates may move within an epoch.
-    batch_losses, decided = [], []
-    decide_later = strategy.decision == "argmax"
-    for start in range(0, n, batch_size):
-        xb = x_epoch[start:start + batch_size]
-        yb = y_epoch[start:start + batch_size]
-        ib = perm[start:start + batch_size]
-        logits = model(xb)
-        outputs = activate(logits, spec.output) if needs_outputs else logits
-        # after the forward pass: some strategies build targets from this batch's outputs
-        targets = yb if class_indices else strategy.batch_targets(outputs, yb, ib, epoch)
-        loss = batch_loss(spec.loss, logits, outputs, targets, spec.output,
-                          strategy.sample_weights(yb, ib, epoch))
-        if weights_for_l1:
-            loss = loss + spec.l1 * sum(w.abs().sum() for w in weights_for_l1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        outputs = outputs.detach()
-        if strategy.observes:
-            strategy.observe(outputs, yb, ib, epoch)
-        batch_losses.append(loss.detach())
-        decided.append(outputs if decide_later else strategy.predict(outputs))
-    # Few operations from here: each runs once per epoch, from a cold cache (~10 us each on
-    # the CPU, where a digits epoch takes 2.5 ms).
-    predicted = torch.cat(decided)
-    if decide_later:
-        predicted = predicted.argmax(dim=1)
-    losses = torch.stack(batch_losses)
-    train_loss = float(torch.dot(losses, batch_sizes.to(losses.dtype))) / n  # a sync point
-    train_acc = int((predicted == y_epoch).sum()) / n
-    return train_loss, train_acc, time.perf_counter() - started
+def _train(members: list[Member], data: Dataset, device: torch.device,
+           progress: StackProgress | None, checkpoint_seconds: float,
+           ended: dict[RunDir, JobResult]) -> None:
+    """Epoch by epoch, the members whose next epoch is the earliest train as one stack."""
+    live = list(members)
+    stack: Stack | None = None
+    fresh = stack_order([m for m in live if not m.rows])
+    if fresh:  # before training: the epoch-0 row (also of a job that trains 0 epochs)
+        stack = Stack(fresh, data, device)
+        for member, row in zip(fresh, stack.evaluation_rows(epoch=0), strict=True):
+            _record(member, row, progress)
+    last_checkpoint = time.perf_counter()
+    while live:
+        for member in [m for m in live if m.next_epoch > m.spec.epochs]:
+            ended[member.run] = member.run.end(results.DONE, member.rows)
+            live.remove(member)
+        if not live:
+            break
+        epoch = min(m.next_epoch for m in live)
+        active = stack_order([m for m in live if m.next_epoch == epoch])
+        if stack is None or stack.members != active:
+            if stack is not None:
+                stack.hand_back_all()
+            stack = Stack(active, data, device)
+        losses, accuracies, seconds = stack.train_epoch(epoch)
+        stack.end_epoch(epoch, losses)
+        evaluated = [epoch % m.spec.eval_every == 0 or epoch == m.spec.epochs for m in active]
+        rows = stack.evaluation_rows(epoch) if any(evaluated) else []
+        checkpoint = time.perf_counter() - last_checkpoint >= checkpoint_seconds
+        n = data.x_train.shape[0]
+        for i, member in enumerate(active):
+            end = _end_epoch(stack, i, epoch, losses[i], accuracies[i], seconds, n,
+                             rows[i] if evaluated[i] else None, checkpoint, progress)
+            if end is not None:
+                ended[member.run] = end
+                live.remove(member)
+            else:
+                member.next_epoch = epoch + 1
+        if checkpoint:
+            last_checkpoint = time.perf_counter()
 
 
-def epoch_batch_sizes(n: int, batch_size: int, device: torch.device) -> torch.Tensor:
-    """The sizes of an epoch's batches (the last one may be short): weights of the batch means
-    that make the epoch's mean loss over samples."""
-    count = -(-n // batch_size)
-    sizes = torch.full((count,), float(batch_size), device=device)
-    sizes[-1] = n - batch_size * (count - 1)
-    return sizes
+def _end_epoch(stack: Stack, index: int, epoch: int, train_loss: float, train_acc: float,
+               seconds: float, n: int, row: dict[str, Any] | None, checkpoint: bool,
+               progress: StackProgress | None) -> JobResult | None:
+    """After a training epoch, for one member: its row, and its end if it ends here."""
+    member = stack.members[index]
+    run = member.run
+    samples_per_second = n / seconds if seconds > 0 else None
+    if not math.isfinite(train_loss):
+        member.rows.append({"epoch": epoch, "learning_rate": member.schedule.lr,
+                            "train_loss": train_loss, "epoch_seconds": seconds,
+                            "samples_per_second": samples_per_second})
+        return run.end(results.DIVERGED, member.rows,
+                       f"training loss became {train_loss} in epoch {epoch}")
+    if row is not None:
+        row.update(train_loss=train_loss, train_acc=train_acc, epoch_seconds=seconds,
+                   samples_per_second=samples_per_second)
+        _record(member, row, progress)
+        if not math.isfinite(row["test_loss"]):
+            return run.end(results.DIVERGED, member.rows,
+                           f"test loss became {row['test_loss']} in epoch {epoch}")
+        if epoch < member.spec.epochs and member.stops_early(row):
+            run.log.info("stopped early after epoch %d: no better val_acc in %d evaluated "
+                         "epochs (best %.4f)", epoch, member.spec.stop_patience,
+                         member.best_val_acc)
+            return run.end(results.DONE, member.rows)
+    if epoch < member.spec.epochs and run.cancel_requested():
+        stack.hand_back(index)  # the epoch it stops after, evaluated or not
+        run.checkpoint(member.state(epoch))
+        return run.end(results.CANCELLED, member.rows, epochs_done=epoch)
+    if checkpoint and row is not None and epoch < member.spec.epochs:
+        stack.hand_back(index)
+        run.checkpoint(member.state(epoch))
+    return None
 
 
-def _forward(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The model as an evaluation forward (inputs -> logits): eval mode, no dropout."""
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        model.eval()
-        return model(x)
-
-    return forward
-
-
-def _evaluate(spec: JobSpec, model: torch.nn.Module, strategy: TargetStrategy, data: Dataset,
-              *, epoch: int, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    residual = getattr(model, "realisation_residual", None)
-    return evaluation_row(spec, _forward(model), strategy, data, epoch=epoch,
-                          learning_rate=current_lr(optimizer),
-                          ts_residual=float(residual()) if callable(residual) else None)
+def _record(member: Member, row: dict[str, Any], progress: StackProgress | None) -> None:
+    """A metrics row: kept for metrics.parquet, logged, and shown (progress, TensorBoard)."""
+    member.rows.append(row)
+    spec = member.spec
+    member.run.log.info("epoch %d/%d train_loss %.4f train_acc %.4f test_acc %.4f",
+                        row["epoch"], spec.epochs, row.get("train_loss", float("nan")),
+                        row.get("train_acc", float("nan")), row["test_acc"])
+    if member.board is not None:
+        member.board.write(row)
+    if progress is not None:
+        progress(spec.job_id, row["epoch"], spec.epochs, row)

@@ -84,9 +84,10 @@ def run(
     ray_address: Annotated[str | None, typer.Option(
         help="Join the Ray cluster at this address (default: RAY_ADDRESS, else start one)",
         show_default=False)] = None,
-    pack: Annotated[int | None, typer.Option(
-        min=1, help="Train up to N compatible jobs together in one process, as one unit "
-                    "(default: the grid's `pack`, else 1)", show_default=False)] = None,
+    pack: Annotated[str | None, typer.Option(
+        help="auto, off or N: train up to N compatible jobs as one stack in one process; auto "
+             "spreads the jobs over the slots that run at once (default: the grid's `pack`, "
+             "else auto)", show_default=False)] = None,
     detach: Annotated[bool, typer.Option(
         help="Submit every job and exit without waiting (slurm); then `tvo status DIR`")] = False,
     tensorboard: TensorBoardOption = False,
@@ -111,14 +112,14 @@ def run(
         fail(f"--ray-address is for --backend ray (got --backend {backend.value})")
     if detach and backend.value != "slurm":
         fail(f"--detach is for --backend slurm: jobs on {backend.value} end with this process")
-    pack = pack or plan.grid.pack or 1
+    pack_size = _pack_option(pack) if pack is not None else plan.grid.pack or 0
     if dry_run:
-        print_plan(plan, console, pack)
+        print_plan(plan, console, pack_size, slots=max_parallel or _default_slots(backend.value))
         raise typer.Exit(0)
     import signal
 
     options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast,
-                         pack=pack, detach=detach, tensorboard=tensorboard)
+                         pack=pack_size, detach=detach, tensorboard=tensorboard)
     if tensorboard:
         console.print(f"TensorBoard: tensorboard --logdir {plan.grid_dir}", markup=False,
                       highlight=False, soft_wrap=True)
@@ -134,6 +135,28 @@ def run(
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
+
+
+def _pack_option(value: str) -> int:
+    """--pack auto|off|N as the pack size the runner takes (0: auto, 1: off)."""
+    word = value.strip().lower()
+    if word == "auto":
+        return 0
+    if word == "off":
+        return 1
+    if word.isdigit() and 1 <= int(word) <= 100_000:
+        return int(word)
+    fail(f"--pack: got {value[:40]!r}; expected auto, off or a whole number >= 1 (jobs trained "
+         "together as one stack)")
+    raise AssertionError  # fail() exits
+
+
+def _default_slots(backend: str) -> int:
+    """How many units the backend runs at once when --max-parallel does not say (for the dry
+    run's picture of the packs; the run asks the backend itself)."""
+    import os
+
+    return {"inline": 1, "ray": os.cpu_count() or 1}.get(backend, 1)
 
 
 @app.command()

@@ -54,7 +54,7 @@ class Grid:
     sweeps: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)  # in file order
     resources: Resources = field(default_factory=Resources)
     slurm: Mapping[str, Any] = field(default_factory=dict)
-    pack: int | None = None  # jobs per packed unit; None: not set in the file
+    pack: int | None = None  # jobs per stack, 0: auto; None: not set in the file (auto)
 
     @property
     def swept_keys(self) -> list[str]:
@@ -178,15 +178,13 @@ def load_grid(ref: str, overrides: Sequence[str] = ()) -> Grid:
     )
 
 
-AUTO_PACK = 16  # `pack: auto`: 16 small models at once gave 1.9-4x on 2 CPU cores
-
-
 def _read_pack(label: str, value: Any) -> int | None:
-    """`pack: N` trains up to N compatible jobs in one process; `auto` is AUTO_PACK; `off` 1."""
+    """`pack: N` trains up to N compatible jobs as one stack; `auto` (0) sizes the stacks to the
+    slots that run at once (jobs.pack_plan.auto_pack_size); `off` 1."""
     if value is None:
         return None
     if value == "auto":
-        return AUTO_PACK
+        return 0
     if value is False or value == "off":
         return 1
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:

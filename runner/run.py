@@ -26,6 +26,7 @@ from typing import Any
 from cluster.base import Backend, JobRequest, Outcome, Resources, WorkUnit
 from cluster.claims import DEFAULT_LEASE_S, ClaimBook, Holder, current_holder
 from jobs import results
+from jobs.pack_plan import auto_pack_size, plan_packs
 from jobs.results import JobResult
 from jobs.spec import JobSpec
 from runner.cancel import clear_requests
@@ -41,7 +42,7 @@ class RunOptions:
     fail_fast: bool = False
     lease_s: float = DEFAULT_LEASE_S
     poll_s: float = 1.0  # how often to look at jobs another runner holds
-    pack: int = 1  # up to this many compatible jobs train together as one unit (jobs.pack)
+    pack: int = 0  # up to this many compatible jobs train as one stack; 0: auto (jobs.pack_plan)
     detach: bool = False  # submit every pending job at once and return; the cluster runs them
     tensorboard: bool = False  # each job also writes TensorBoard events into its run dir
 
@@ -147,6 +148,7 @@ class _Driver:
         self.detached = 0
         self.cancelled: list[JobEnd] = []
         self.cancel_requested = False
+        self.pack = max(options.pack, 1)  # set when the loop knows its slots (pack=auto)
         for job_id, request in self.requests.items():
             path = Path(request.run_dir)
             if results.is_finished(path):
@@ -161,6 +163,8 @@ class _Driver:
     def loop(self) -> None:
         self.listener(self.counts, None)
         if self.options.detach:  # all at once: the cluster's queue and its %max_parallel pace it
+            slots = self.options.max_parallel or max(len(self.queue), 1)
+            self.pack = self.options.pack or auto_pack_size(len(self.queue), slots)
             self._dispatch(max(len(self.queue), 1))
             self.detached = sum(len(unit.jobs) for unit in self.in_flight.values())
             self.not_started = len(self.queue) + len(self.deferred)
@@ -169,6 +173,7 @@ class _Driver:
             return
         window = (self.options.max_parallel or self.backend.capacity(self.resources)
                   or max(len(self.queue), 1))
+        self.pack = self.options.pack or auto_pack_size(len(self.queue), window)
         stream: Iterator[Outcome] | None = None
         while True:
             self._look_for_cancel()
@@ -224,7 +229,7 @@ class _Driver:
     # -- dispatch ---------------------------------------------------------------------------------
     def _dispatch(self, window: int) -> int:
         claimed: list[JobRequest] = []
-        room = (window - len(self.in_flight)) * self.options.pack  # jobs the free slots take
+        room = (window - len(self.in_flight)) * self.pack  # jobs the free slots take
         while self.queue and not self.stop_launching and len(claimed) < room:
             job_id = self.queue.popleft()
             request = self.requests[job_id]
@@ -259,12 +264,10 @@ class _Driver:
     def _units(self, claimed: list[JobRequest], slots: int) -> list[WorkUnit]:
         """One unit per job, or packs of compatible jobs; jobs beyond the free slots wait
         (still claimed by this runner) for the next dispatch."""
-        if self.options.pack <= 1:
+        if self.pack <= 1:
             return [WorkUnit((request,)) for request in claimed]
-        from jobs.pack import plan_packs
-
         by_id = {request.spec.job_id: request for request in claimed}
-        packs = plan_packs([request.spec for request in claimed], self.options.pack)
+        packs = plan_packs([request.spec for request in claimed], self.pack)
         units = [WorkUnit(tuple(by_id[spec.job_id] for spec in pack)) for pack in packs]
         for unit in reversed(units[slots:]):
             self.queue.extendleft(reversed([request.spec.job_id for request in unit.jobs]))

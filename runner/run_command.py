@@ -43,7 +43,7 @@ def plan_run(grid_ref: str, overrides: list[str], out_root: Path) -> Plan:
     return Plan(grid, expand(grid), out_root / grid.name)
 
 
-def print_plan(plan: Plan, console: Console, pack: int = 1) -> None:
+def print_plan(plan: Plan, console: Console, pack: int = 0, slots: int = 1) -> None:
     """--dry-run: the job count, the swept keys and one row per job; writes nothing."""
     grid = plan.grid
     swept = grid.swept_keys
@@ -51,8 +51,7 @@ def print_plan(plan: Plan, console: Console, pack: int = 1) -> None:
                  "(dry run: nothing written)")
     say(console, "swept: " + (", ".join(f"{key} ({len(grid.sweeps[key])})" for key in swept)
                               or "nothing (one job)"))
-    if pack > 1:
-        say(console, packing_text(plan.specs, pack))
+    say(console, packing_text(plan.specs, pack, slots))
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("job_id")
     for key in swept:
@@ -69,17 +68,21 @@ def print_plan(plan: Plan, console: Console, pack: int = 1) -> None:
     console.print(table)
 
 
-def packing_text(specs: list[JobSpec], pack: int) -> str:
-    """How --pack groups the jobs, and why any run alone (the runner falls back for them)."""
-    from jobs.pack import pack_refusal, plan_packs
+def packing_text(specs: list[JobSpec], pack: int, slots: int) -> str:
+    """How the jobs train: in stacks of how many (pack 0: auto, for `slots` at once), and which
+    jobs train as stacks of one, and why."""
+    from jobs.pack_plan import auto_pack_size, pack_refusal, plan_packs
 
-    packs = plan_packs(specs, pack)
-    text = (f"packed: {len(specs)} jobs in {len(packs)} units of up to {pack} "
-            "(all packs at once; a running grid packs what is free to run)")
+    size = pack or auto_pack_size(len(specs), slots)
+    how = f"auto for {slots} at once" if pack == 0 else ("off" if pack == 1 else f"--pack {pack}")
+    if size <= 1:
+        return f"packing {how}: each job trains alone"
+    packs = plan_packs(specs, size)
+    text = f"packing {how}: {len(specs)} jobs in {len(packs)} stacks of up to {size}"
     refusals = sorted({reason for spec in specs if (reason := pack_refusal(spec))})
     if refusals:
         alone = sum(1 for spec in specs if pack_refusal(spec))
-        text += f"; {alone} run alone: " + "; ".join(refusals)
+        text += f"; {alone} train alone: " + "; ".join(refusals)
     return text
 
 

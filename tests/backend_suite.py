@@ -13,6 +13,7 @@ the backend from BackendSettings, and subclasses BackendSuite with an empty body
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -130,6 +131,8 @@ def run_on_backend(make_backend: MakeBackend, specs: Sequence[JobSpec], grid_dir
                    options: RunOptions | None = None, entry: Any = None) -> RunReport:
     """Run `specs` as a grid in `grid_dir` on a backend made for it, then close the backend."""
     options = options or RunOptions()
+    if options.pack == 0:  # these suites test per-job dispatch; packing has tests of its own
+        options = dataclasses.replace(options, pack=1)
     resources = Resources(cpus=1)
     backend = make_backend(BackendSettings(grid_dir=grid_dir, resources=resources,
                                            max_parallel=options.max_parallel, entry=entry))
@@ -210,7 +213,8 @@ class BackendSuite:
         run_dir = tmp_path / "grid" / "runs" / spec.job_id
         threads = torch.get_num_threads()
         with pytest.raises(KeyboardInterrupt):
-            run_job(spec, run_dir, grid="grid", threads=1, progress=interrupt_at(3))
+            run_job(spec, run_dir, grid="grid", threads=1, progress=interrupt_at(3),
+                    checkpoint_seconds=0)
         torch.set_num_threads(threads)
         write_dead_claim(run_dir)
         assert results.read_status(run_dir)["state"] == "running"

@@ -39,5 +39,6 @@ def slow_entry(jobs: Sequence[JobRequest], *, threads: int,
         if first_attempt and 0 < epoch < epochs:
             time.sleep(seconds_per_epoch)
 
-    return [run_job(r.spec, r.run_dir, grid=r.grid, threads=threads, progress=progress)
+    return [run_job(r.spec, r.run_dir, grid=r.grid, threads=threads, progress=progress,
+                    checkpoint_seconds=0)
             for r in jobs]

@@ -21,6 +21,7 @@ from jobs.train import run_job
 from runner.cli import app
 from runner.grid import expand, load_grid
 from tests.backend_suite import metrics_without_timing
+from tests.test_engine import close
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = socket.gethostname()
@@ -49,7 +50,8 @@ def start_runner(tmp_path: Path, grid: str, backend: str, *args: str) -> subproc
     (tmp_path / "grid.yaml").write_text(grid)
     return subprocess.Popen(
         [sys.executable, "-m", "runner", "run", "grid.yaml", "--backend", backend, "--out", "out",
-         *args], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+         "--pack", "off", *args], cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TVO_CHECKPOINT_SECONDS": "0"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -101,7 +103,8 @@ def rerun_matches_uninterrupted(tmp_path: Path, grid_dir: Path, resumed: list[Pa
         assert "resumed after epoch" in (run / results.LOG_FILE).read_text()
         clean = tmp_path / "clean" / run.name
         assert run_job(specs[run.name], clean, grid=grid_dir.name, threads=1).state == "done"
-        assert metrics_without_timing(run) == metrics_without_timing(clean)
+        # the rerun may resume it in a stack with other jobs: equal to float tolerance
+        assert close(metrics_without_timing(run), metrics_without_timing(clean))
     assert not results.cancel_requested(grid_dir)
 
 

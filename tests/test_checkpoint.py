@@ -20,24 +20,27 @@ from jobs.checkpoint import (
     read_checkpoint,
 )
 from jobs.spec import JobSpec
-from jobs.strategies import make_strategy
 from jobs.train import run_job
 
 TINY = {"dataset": "moons", "hidden": [8], "epochs": 3, "batch_size": 32}
 
 
 def pieces():
+    """A member's state as the engine checkpoints it (jobs.member.Member.state)."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    model(torch.randn(4, 2)).sum().backward()
-    optimizer.step()  # so the optimiser has state: exp_avg, exp_avg_sq, step
-    return {"model": model, "optimizer": optimizer, "scheduler": None,
-            "strategy": make_strategy("onehot"), "order": torch.Generator().manual_seed(1)}
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    return {"model": params, "optimizer": {"steps": 1.0, "kind": "adam", "buffers": {
+                "exp_avg": {n: torch.randn_like(p) for n, p in params.items()},
+                "exp_avg_sq": {n: torch.rand_like(p) for n, p in params.items()}}},
+            "strategy": {}, "schedule": {"epochs_done": 1, "lr": 0.01},
+            "order": torch.Generator().manual_seed(1).get_state(),
+            "dropout": torch.Generator().manual_seed(2).get_state()}
 
 
 def save(writer: CheckpointWriter, epoch: int, rows: list | None = None) -> None:
-    writer.save(epoch=epoch, rows=rows if rows is not None else [{"epoch": epoch}], **pieces())
+    writer.save({"epoch": epoch, "rows": rows if rows is not None else [{"epoch": epoch}],
+                 **pieces()})
 
 
 def save_epochs(path: Path, *epochs: int) -> None:
@@ -125,12 +128,25 @@ def test_checkpoints_written_by_torch_save_still_load(tmp_path):
     rows = [{"epoch": 0, "test_acc": 0.5}]
     buffer = io.BytesIO()
     torch.save({"version": 2, "epoch": 1, "rows": pickle.dumps(rows),
-                "model": parts["model"].state_dict()}, buffer)
+                "model": parts["model"]}, buffer)
     path.write_bytes(buffer.getvalue())
     saved = read_checkpoint(path)
     assert saved["epoch"] == 1 and saved["rows"] == rows
     save_epochs(path, 2)  # the next save replaces the old format
     assert read_checkpoint(path)["epoch"] == 2
+
+
+def test_a_job_does_not_resume_from_an_earlier_format_and_says_so(tmp_path):
+    run_dir = tmp_path / "job"
+    run_dir.mkdir()
+    buffer = io.BytesIO()
+    torch.save({"version": 2, "epoch": 1, "rows": pickle.dumps([])}, buffer)
+    (run_dir / results.CHECKPOINT_FILE).write_bytes(buffer.getvalue())
+    result = run_job(JobSpec.from_dict(TINY), run_dir)
+    assert result.state == "failed"
+    assert result.error == (f"CheckpointError: checkpoint {run_dir / results.CHECKPOINT_FILE} "
+                            "was written by an earlier tvo (format 2); delete it to train the "
+                            "job from its first epoch")
 
 
 def test_an_unreadable_checkpoint_fails_the_job_naming_the_file(tmp_path):
@@ -148,14 +164,14 @@ def test_an_unreadable_checkpoint_fails_the_job_naming_the_file(tmp_path):
 def test_a_job_resumes_from_the_older_slot_when_the_newest_is_torn(tmp_path):
     spec = JobSpec.from_dict(TINY)
     run_dir = tmp_path / "job"
-    run_job(spec, run_dir)
-    tear_slot_of(run_dir / results.CHECKPOINT_FILE, spec.epochs)
+    run_job(spec, run_dir, checkpoint_seconds=0)  # a checkpoint after epochs 1 and 2 of 3
+    tear_slot_of(run_dir / results.CHECKPOINT_FILE, spec.epochs - 1)
     metrics_before = (run_dir / results.METRICS_FILE).read_bytes()
     for name in (results.METRICS_FILE, results.STATUS_FILE):
         (run_dir / name).unlink()  # as if killed before the job finished
     assert run_job(spec, run_dir).state == "done"
     log = (run_dir / results.LOG_FILE).read_text()
-    assert f"resumed after epoch {spec.epochs - 1}" in log
+    assert f"resumed after epoch {spec.epochs - 2}" in log
     assert metric_values(run_dir / results.METRICS_FILE) == metric_values(
         io.BytesIO(metrics_before))
 

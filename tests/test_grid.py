@@ -110,7 +110,7 @@ def test_name_defaults_to_the_file_stem_and_pack_and_slurm_are_kept(tmp_path: Pa
     assert grid.pack == 4
     assert grid.slurm == {"partition": "debug"}
     assert "pack: 4" in grid.to_yaml()
-    assert load_grid(write(tmp_path, "pack: auto\n", "auto.yaml")).pack == 16
+    assert load_grid(write(tmp_path, "pack: auto\n", "auto.yaml")).pack == 0  # auto
     assert load_grid(write(tmp_path, "pack: off\n", "off.yaml")).pack == 1
 
 

@@ -10,10 +10,9 @@ import pytest
 
 from jobs import results
 from jobs.checkpoint import read_checkpoint
-from jobs.pack import run_pack
 from jobs.spec import JobSpec
-from jobs.train import run_job
-from tests.test_pack import close, metric_rows, requests, specs
+from jobs.train import run_job, run_stack
+from tests.test_engine import close, metric_rows, requests, specs
 
 TINY = {"dataset": "digits", "hidden": [8], "batch_size": 64, "loss": "mse", "output": "sigmoid",
         "strategy": "tvo", "lr": 0.5, "epochs": 6}
@@ -99,7 +98,7 @@ def test_a_cancelled_member_stops_at_its_epoch_end_and_resumes_like_a_job_alone(
         if job_id == jobs[1].job_id and epoch == 1:
             results.request_cancel(stopping, "test")
 
-    packed = run_pack(requests(jobs, tmp_path / "packed"), progress=cancel_second_at_epoch_1)
+    packed = run_stack(requests(jobs, tmp_path / "packed"), progress=cancel_second_at_epoch_1)
     assert [(r.state, r.epochs_done) for r in packed] == [("done", 4), ("cancelled", 1),
                                                            ("done", 4)]
     assert not (stopping / results.METRICS_FILE).exists()
@@ -123,9 +122,9 @@ def test_a_member_cancelled_before_the_pack_starts_is_not_trained(tmp_path):
     waiting = tmp_path / jobs[2].job_id
     waiting.mkdir()
     results.request_cancel(waiting, "test")
-    outcome = run_pack(requests(jobs, tmp_path))
+    outcome = run_stack(requests(jobs, tmp_path))
     assert [(r.state, r.epochs_done) for r in outcome] == [("done", 2), ("done", 2),
                                                             ("cancelled", 0)]
     assert not (waiting / results.CHECKPOINT_FILE).exists()
-    assert "training in a pack of 2 jobs" in (tmp_path / jobs[0].job_id / results.LOG_FILE
+    assert "in a stack of 2 jobs" in (tmp_path / jobs[0].job_id / results.LOG_FILE
                                               ).read_text()

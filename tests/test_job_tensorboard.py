@@ -83,7 +83,8 @@ def test_a_resumed_job_replaces_the_steps_past_its_checkpoint(tmp_path: Path) ->
     spec = JobSpec.from_dict({**TVO, "epochs": 5})
     run_dir = tmp_path / "job"
     with pytest.raises(KeyboardInterrupt):  # epoch 3's events are written, its checkpoint not
-        run_job(spec, run_dir, tensorboard=True, progress=interrupt_at(3))
+        run_job(spec, run_dir, tensorboard=True, progress=interrupt_at(3),
+                checkpoint_seconds=0)
     assert steps(events(run_dir), "test/acc") == [0, 1, 2, 3]
     assert run_job(spec, run_dir, tensorboard=True).state == "done"
     resumed = events(run_dir)

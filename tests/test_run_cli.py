@@ -192,7 +192,7 @@ def test_fail_fast_leaves_the_rest_pending(in_tmp: Path) -> None:
         "name: ff\nbase: {hidden: [16], epochs: 2, loss: mse, output: sigmoid, "
         "data_root: nodata}\ngrid: {dataset: [mnist, digits], seed: [0, 1]}\n")
     code, out, err = invoke("run", "g.yaml", "--backend", "inline", "--out", "out",
-                            "--fail-fast")
+                            "--fail-fast", "--pack", "off")
     assert code == 1
     assert ("--fail-fast: stopped launching after the first failure; 3 jobs were not started "
             "and stay pending") in out
@@ -208,7 +208,7 @@ def test_status_shows_a_job_whose_runner_died_as_interrupted_pending(in_tmp: Pat
     grid_dir = in_tmp / "out" / "tiny"
     run_dir = grid_dir / "runs" / spec.job_id
     with pytest.raises(KeyboardInterrupt):
-        run_job(spec, run_dir, grid="tiny", progress=interrupt_at(3))
+        run_job(spec, run_dir, grid="tiny", progress=interrupt_at(3), checkpoint_seconds=0)
     write_dead_claim(run_dir)
     prepare(grid_dir, load_grid("tiny.yaml").to_yaml(), [spec], "tiny")
     code, out, err = invoke("status", "out/tiny")

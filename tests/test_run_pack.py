@@ -1,4 +1,4 @@
-"""`tvo run --pack N` and `pack:` in the grid: packed units through the runner, inline and Ray."""
+"""Packing through the runner: by default (auto), `--pack auto|off|N` and `pack:` in the grid."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def assert_packed_like_alone(grid_dir: Path, grid_file: Path, tmp_path: Path) ->
     specs = expand(load_grid(str(grid_file), []))
     for spec in specs:
         run_dir = grid_dir / "runs" / spec.job_id
-        assert "training in a pack of 6 jobs" in (run_dir / results.LOG_FILE).read_text()
+        assert f"in a stack of {len(specs)} jobs" in (run_dir / results.LOG_FILE).read_text()
         alone = run_job(spec, tmp_path / "alone" / spec.job_id)
         assert alone.state == "done"
         packed, single = metrics(run_dir), metrics(tmp_path / "alone" / spec.job_id)
@@ -70,9 +70,36 @@ def test_dry_run_says_how_jobs_are_packed_and_which_run_alone(grid_file):
     result = runner.invoke(app, ["run", str(grid_file), "--pack", "4",
                                  "method=weights,target_space", "--dry-run"])
     assert result.exit_code == 0
-    assert ("packed: 12 jobs in 8 units of up to 4 (all packs at once; a running grid packs what "
-            "is free to run); 6 run alone: method=target_space trains layer targets with its own "
-            "solver; only method=weights is packed") in " ".join(result.output.split())
+    assert ("packing --pack 4: 12 jobs in 8 stacks of up to 4; 6 train alone: "
+            "method=target_space solves for its weights on a fixed batch of its own; it trains "
+            "as a stack of one") in " ".join(result.output.split())
+
+
+def test_a_grid_packs_by_default(grid_file, tmp_path):
+    dry = runner.invoke(app, ["run", str(grid_file), "--dry-run", "--max-parallel", "2"])
+    assert "packing auto for 2 at once: 6 jobs in 2 stacks of up to 3" in dry.output
+    result = runner.invoke(app, ["run", str(grid_file), "--backend", "inline"])
+    assert result.exit_code == 0, result.output
+    assert_packed_like_alone(tmp_path / "outputs" / "packed", grid_file, tmp_path)
+
+
+def test_pack_off_trains_each_job_alone(grid_file, tmp_path):
+    dry = runner.invoke(app, ["run", str(grid_file), "--dry-run", "--pack", "off"])
+    assert "packing off: each job trains alone" in dry.output
+    result = runner.invoke(app, ["run", str(grid_file), "--backend", "inline", "--pack", "off"])
+    assert result.exit_code == 0, result.output
+    for spec in expand(load_grid(str(grid_file), [])):
+        log = (tmp_path / "outputs" / "packed" / "runs" / spec.job_id / results.LOG_FILE)
+        assert "in a stack of" not in log.read_text()
+
+
+@pytest.mark.parametrize("value", ["0", "lots", "-3"])
+def test_a_bad_pack_option_is_one_line_exit_2(grid_file, value):
+    result = runner.invoke(app, ["run", str(grid_file), "--pack", value])
+    assert result.exit_code == 2
+    assert result.stderr == (f"Error: --pack: got {value!r}; expected auto, off or a whole number "
+                             ">= 1 (jobs trained together as one stack)\n")
+    assert not (grid_file.parent / "outputs").exists()
 
 
 @pytest.mark.parametrize("value", ["0", "lots", "true"])

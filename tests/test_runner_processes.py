@@ -15,6 +15,7 @@ from cluster.claims import current_holder
 from jobs import results
 from runner.grid import expand, load_grid
 from tests.backend_suite import metrics_without_timing, reference_run
+from tests.test_engine import close
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = """\
@@ -25,11 +26,14 @@ grid: {seed: "range(6)"}
 """
 
 
-def start_runner(tmp_path: Path, backend: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, not an installed tvo
+def start_runner(tmp_path: Path, backend: str, pack: str = "off") -> subprocess.Popen[bytes]:
+    """A runner process; its jobs checkpoint after every epoch, so a kill finds some half done.
+    Jobs alone (pack off) unless asked: these tests follow single jobs through kills."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT),  # this checkout, not an installed tvo
+           "TVO_CHECKPOINT_SECONDS": "0"}
     return subprocess.Popen(
         [sys.executable, "-m", "runner", "run", "grid.yaml", "--backend", backend, "--out", "out",
-         "--max-parallel", "2"],
+         "--max-parallel", "2", "--pack", pack],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -110,6 +114,38 @@ def test_sigkill_of_a_ray_runner_stops_its_workers_then_rerun(tmp_path: Path) ->
     (tmp_path / "grid.yaml").write_text(GRID)
     kill_mid_grid(tmp_path, "ray")
     check_rerun_finishes_every_job_once(tmp_path)
+
+
+def test_sigkill_of_a_packed_grid_mid_epoch_then_rerun(tmp_path: Path) -> None:
+    """Two stacks of 3, killed while their members are mid-epoch: the rerun resumes every
+    member from its own checkpoint to the metrics of the job trained alone, uninterrupted."""
+    (tmp_path / "grid.yaml").write_text(GRID)
+    grid_dir = tmp_path / "out" / "killme"
+    process = start_runner(tmp_path, "inline", pack="3")
+    deadline = time.monotonic() + 120
+    while not any((run / "checkpoint.pt").exists() for run in (grid_dir / "runs").glob("*")
+                  if (grid_dir / "runs").is_dir()):
+        assert process.poll() is None, process.communicate()[0].decode()
+        assert time.monotonic() < deadline, "no member ever checkpointed"
+        time.sleep(0.005)
+    time.sleep(0.05)  # into the next epoch
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert "running" in job_states(grid_dir).values()
+    rerun = start_runner(tmp_path, "inline", pack="3")
+    output = rerun.communicate(timeout=300)[0].decode()
+    assert rerun.returncode == 0, output
+    resumed = 0
+    for spec in expand(load_grid(str(tmp_path / "grid.yaml"))):
+        run_dir = grid_dir / "runs" / spec.job_id
+        assert results.read_status(run_dir)["state"] == "done"
+        log = (run_dir / "log.txt").read_text()
+        assert "in a stack of 3 jobs" in log
+        resumed += "resumed after epoch" in log
+        clean = tmp_path / "killme" / spec.job_id  # alone, in a dir of the grid's name
+        assert reference_run(spec, clean).state == "done"
+        assert close(metrics_without_timing(run_dir), metrics_without_timing(clean))
+    assert resumed >= 1
 
 
 def test_two_runner_processes_on_one_dir_run_each_job_once(tmp_path: Path) -> None:

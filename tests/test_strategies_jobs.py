@@ -13,7 +13,6 @@ import yaml
 from jobs import results
 from jobs.checkpoint import decode_state, encode_state
 from jobs.spec import JobSpec
-from jobs.strategies import make_strategy
 from jobs.train import run_job
 from tests.strategy_context import context, ready
 
@@ -86,7 +85,7 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tmp_path, strategy):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        run_job(spec, tmp_path / "resumed", progress=stop_in_epoch_three)
+        run_job(spec, tmp_path / "resumed", progress=stop_in_epoch_three, checkpoint_seconds=0)
     assert run_job(spec, tmp_path / "resumed").state == "done"
     assert "resumed after epoch 2" in (tmp_path / "resumed" / results.LOG_FILE).read_text()
     run_job(spec, tmp_path / "straight")
@@ -126,7 +125,7 @@ def test_a_strategys_state_survives_a_checkpoint(strategy):
 
 def test_stateless_strategies_have_nothing_to_save():
     for text in ("onehot", "label_smoothing", "two_stage", "bootstrap_soft"):
-        assert make_strategy(text).state_dict() == {}
+        assert ready(text, context(epochs=20)).state_dict() == {}
 
 
 def test_the_shipped_study_grid_expands_to_seventy_valid_distinct_jobs():

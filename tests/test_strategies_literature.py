@@ -26,7 +26,7 @@ def test_ols_starts_uniform_and_then_uses_last_epochs_correct_predictions():
     assert strategy.targets(torch.tensor([1]), torch.tensor([0]), 1)[0].tolist() == \
         pytest.approx(first[0].tolist())  # S changes only at the end of the epoch
     strategy.end_epoch(1)
-    soft = strategy.soft
+    soft = strategy.one.soft[0]
     assert soft[0].tolist() == pytest.approx([0.6, 0.25, 0.15])  # mean of the two correct ones
     assert soft[1].tolist() == pytest.approx([1 / 3] * 3)  # no correct sample: uniform
     assert soft[2].tolist() == pytest.approx([0.1, 0.2, 0.7])
@@ -34,7 +34,7 @@ def test_ols_starts_uniform_and_then_uses_last_epochs_correct_predictions():
     assert targets[0].tolist() == pytest.approx([0.8, 0.125, 0.075])
     assert strategy.values().target_matrix[2] == pytest.approx([0.05, 0.1, 0.85])
     strategy.end_epoch(2)  # an epoch with no correct predictions at all: every row uniform
-    assert strategy.soft.tolist() == [[pytest.approx(1 / 3)] * 3] * 3
+    assert strategy.one.soft[0].tolist() == [[pytest.approx(1 / 3)] * 3] * 3
 
 
 def test_ols_loss_is_alpha_ce_of_the_label_plus_one_minus_alpha_ce_of_the_soft_row():
@@ -46,7 +46,7 @@ def test_ols_loss_is_alpha_ce_of_the_label_plus_one_minus_alpha_ce_of_the_soft_r
     ours = per_sample_loss("ce", logits, logits.softmax(1), targets, "softmax")
     log_p = logits.log_softmax(1)
     paper = (0.3 * F.cross_entropy(logits, OLS_LABELS, reduction="none")
-             + 0.7 * -(strategy.soft[OLS_LABELS] * log_p).sum(1))
+             + 0.7 * -(strategy.one.soft[0][OLS_LABELS] * log_p).sum(1))
     assert torch.allclose(ours, paper, atol=1e-6)
 
 
@@ -54,9 +54,10 @@ def test_ols_loss_is_alpha_ce_of_the_label_plus_one_minus_alpha_ce_of_the_soft_r
 
 def test_pskd_alpha_grows_linearly_to_alpha_T_in_the_last_epoch():
     strategy = ready("pskd(alpha_T=0.8)", context(3, epochs=4))
-    assert [strategy.alpha(epoch) for epoch in (1, 2, 3, 4)] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    alphas = [float(strategy.one.alpha(epoch)) for epoch in (1, 2, 3, 4)]
+    assert alphas == pytest.approx([0.2, 0.4, 0.6, 0.8])
     # the source: alpha_T * (epoch + 1) / E with 0-based epochs
-    assert [strategy.alpha(e + 1) for e in range(4)] == pytest.approx(
+    assert [float(strategy.one.alpha(e + 1)) for e in range(4)] == pytest.approx(
         [0.8 * (e + 1) / 4 for e in range(4)])
 
 
@@ -82,8 +83,8 @@ def test_sat_is_plain_one_hot_until_its_start_epoch():
     for epoch in (1, 2):
         targets = strategy.batch_targets(outputs, torch.tensor([0]), torch.tensor([0]), epoch)
         assert targets.tolist() == [[1, 0, 0]]
-        assert strategy.sample_weights(torch.tensor([0]), torch.tensor([0]), epoch) is None
-    assert strategy.memory[0].tolist() == [1, 0, 0]
+        assert strategy.sample_weights(torch.tensor([0]), torch.tensor([0]), epoch).tolist() == [1]
+    assert strategy.one.memory[0][0].tolist() == [1, 0, 0]
 
 
 def test_sat_moves_each_samples_target_towards_its_prediction_and_weights_its_loss():

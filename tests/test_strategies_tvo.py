@@ -144,10 +144,10 @@ def test_average_init_is_the_untrained_networks_mean_preference(layout):
                      context(3, labels=labels, forward=forward, x=x))
     p, y = forward(x).double().numpy(), np.array(labels)
     for j in range(3):
-        assert strategy.target_class[j].item() == pytest.approx(p[y == j, j].mean())
+        assert strategy.one.target_class[0][j].item() == pytest.approx(p[y == j, j].mean())
         other = (np.delete(p[y == j], j, axis=1) if layout == "class" else p[y != j, j])
-        assert strategy.target_nonclass[j].item() == pytest.approx(other.mean())
-    assert strategy.values().target_class == pytest.approx(strategy.target_class.tolist())
+        assert strategy.one.target_nonclass[0][j].item() == pytest.approx(other.mean())
+    assert strategy.values().target_class == pytest.approx(strategy.one.target_class[0].tolist())
 
 
 def test_average_nudge_and_its_remap_start_from_the_network_preference():
@@ -155,14 +155,15 @@ def test_average_nudge_and_its_remap_start_from_the_network_preference():
     ctx = context(3, labels=labels, forward=forward, x=x)
     average = ready("tvo(init=average, adapt=none)", ctx)
     nudged = ready("tvo(init=average_nudge(nu=0.2), adapt=none)", ctx)
-    expected_c, expected_nc = nudge(average.target_class, average.target_nonclass, 0.2)
-    assert torch.equal(nudged.target_class, expected_c)
-    assert torch.equal(nudged.target_nonclass, expected_nc)
+    expected_c, expected_nc = nudge(average.one.target_class[0],
+                                    average.one.target_nonclass[0], 0.2)
+    assert torch.equal(nudged.one.target_class[0], expected_c)
+    assert torch.equal(nudged.one.target_nonclass[0], expected_nc)
     remapped = ready("tvo(init=average_nudge_remap(nu=0.2), adapt=none)", ctx)
     largest = max(expected_c.max(), expected_nc.max())
-    assert torch.allclose(remapped.target_class, expected_c / largest)
+    assert torch.allclose(remapped.one.target_class[0], expected_c / largest)
     full = ready("tvo(init=remap, adapt=none)", ctx)
-    values = torch.cat([full.target_class, full.target_nonclass])
+    values = torch.cat([full.one.target_class[0], full.one.target_nonclass[0]])
     assert (values.min().item(), values.max().item()) == pytest.approx((0.0, 1.0))
 
 
@@ -170,9 +171,9 @@ def test_uniform_and_soft_inits():
     one = ready("tvo(init=uniform, adapt=none)", context(5, seed=3))
     again = ready("tvo(init=uniform, adapt=none)", context(5, seed=3))
     other = ready("tvo(init=uniform, adapt=none)", context(5, seed=4))
-    assert torch.equal(one.target_class, again.target_class)
-    assert not torch.equal(one.target_class, other.target_class)
-    assert 0 <= one.target_nonclass.min() and one.target_nonclass.max() <= 1
+    assert torch.equal(one.one.target_class[0], again.one.target_class[0])
+    assert not torch.equal(one.one.target_class[0], other.one.target_class[0])
+    assert 0 <= one.one.target_nonclass[0].min() and one.one.target_nonclass[0].max() <= 1
     soft = ready("tvo(init=soft(c=0.7, nc=0.1), adapt=none, normalize=false)", context(3))
     assert soft.templates()[1].tolist() == pytest.approx([0.1, 0.7, 0.1])
 
@@ -182,7 +183,7 @@ def test_uniform_and_soft_inits():
 def test_position_layout_takes_each_neurons_own_nonclass_value():
     strategy = ready("tvo(init=uniform, adapt=none, layout=position, normalize=false)",
                      context(3, output="sigmoid", loss="mse"))
-    c, nc = strategy.target_class.tolist(), strategy.target_nonclass.tolist()
+    c, nc = strategy.one.target_class[0].tolist(), strategy.one.target_nonclass[0].tolist()
     assert strategy.templates()[0].tolist() == pytest.approx([c[0], nc[1], nc[2]])
     assert strategy.templates()[2].tolist() == pytest.approx([nc[0], nc[1], c[2]])
 
@@ -223,25 +224,26 @@ def test_epoch_cadence_adapts_only_at_the_end_of_the_epoch_from_all_its_batches(
     strategy = ready("tvo(init=soft(c=0.5, nc=0.4), adapt=sigma, normalize=false)",
                      context(2, loss="mse"))
     strategy.observe(*BATCH, torch.arange(3), epoch=1)
-    assert strategy.target_nonclass.tolist() == [0.4, 0.4]
+    assert strategy.one.target_nonclass[0].tolist() == [0.4, 0.4]
     strategy.end_epoch(1)
     # class 0: s = 0.2 -> nc = 0.2; class 1: one sample, s = 0 -> |0.1| >= 0, unchanged
-    assert strategy.target_nonclass.tolist() == pytest.approx([0.2, 0.4])
+    assert strategy.one.target_nonclass[0].tolist() == pytest.approx([0.2, 0.4])
     assert strategy.values().target_nonclass == pytest.approx([0.2, 0.4])
     assert strategy.templates()[0].tolist() == pytest.approx([0.5, 0.2])
     strategy.end_epoch(2)  # no outputs seen since: nothing to measure, nothing changes
-    assert strategy.target_nonclass.tolist() == pytest.approx([0.2, 0.4])
+    assert strategy.one.target_nonclass[0].tolist() == pytest.approx([0.2, 0.4])
 
 
 def test_batch_cadence_adapts_after_every_batch():
     strategy = ready("tvo(init=soft(c=0.5, nc=0.4), adapt=sigma, cadence=batch, "
                      "normalize=false)", context(2, loss="mse"))
     strategy.observe(*BATCH, torch.arange(3), epoch=1)
-    assert strategy.target_nonclass.tolist() == pytest.approx([0.2, 0.4])
+    assert strategy.one.target_nonclass[0].tolist() == pytest.approx([0.2, 0.4])
     wide = torch.tensor([[0.9, 0.1], [0.1, 0.9]])  # class 0: s = 0.4 + 0.4 > |0.5 - 0.2|
     strategy.observe(wide, torch.tensor([0, 0]), torch.arange(2), epoch=1)
-    assert strategy.target_nonclass.tolist() == pytest.approx([0.0, 0.4])
-    assert strategy.target_class.tolist() == pytest.approx([0.8, 0.5])  # c = s m at the clamp
+    assert strategy.one.target_nonclass[0].tolist() == pytest.approx([0.0, 0.4])
+    # c = s m at the clamp
+    assert strategy.one.target_class[0].tolist() == pytest.approx([0.8, 0.5])
 
 
 def test_prediction_goes_to_the_nearest_template():

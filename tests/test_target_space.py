@@ -269,7 +269,7 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
         if epoch == 9:  # after the checkpoint of epoch 6, before that of epoch 9
             raise Interrupted
 
-    first = run_job(spec, tmp_path / "resumed", progress=interrupt)
+    first = run_job(spec, tmp_path / "resumed", progress=interrupt, checkpoint_seconds=0)
     assert first.state == "failed" and "Interrupted" in first.error
     assert not (tmp_path / "resumed" / results.METRICS_FILE).exists()
     assert run_job(spec, tmp_path / "resumed").state == "done"

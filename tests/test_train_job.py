@@ -90,10 +90,10 @@ def test_a_schedule_changes_the_logged_learning_rate(tmp_path):
 
 
 def test_the_run_dir_holds_every_file_of_the_design(tmp_path):
+    # a job that ends within its first checkpoint interval never needed a checkpoint
     spec, run_dir, result = train(tmp_path, epochs=2)
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(
-        [results.SPEC_FILE, results.STATUS_FILE, results.METRICS_FILE, results.CHECKPOINT_FILE,
-         results.LOG_FILE])
+        [results.SPEC_FILE, results.STATUS_FILE, results.METRICS_FILE, results.LOG_FILE])
     status = json.loads((run_dir / results.STATUS_FILE).read_text())
     assert status["state"] == "done" and status["attempts"] == 1 and status["device"] == "cpu"
     assert status["epochs_done"] == 2 and status["test_acc"] == result.test_acc
@@ -149,7 +149,7 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tmp_path):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        run_job(spec, tmp_path / "resumed", progress=stop_after_epoch_two)
+        run_job(spec, tmp_path / "resumed", progress=stop_after_epoch_two, checkpoint_seconds=0)
     assert results.read_status(tmp_path / "resumed")["state"] == "running"
     assert not (tmp_path / "resumed" / results.METRICS_FILE).exists()
     result = run_job(spec, tmp_path / "resumed")
@@ -230,16 +230,16 @@ def test_tvo_train_killed_with_sigkill_resumes_to_the_same_metrics(tmp_path):
 
 
 def test_strategies_that_read_outputs_get_the_activated_outputs(tmp_path, monkeypatch):
-    from jobs.strategies.literature import BootstrapSoft
+    from jobs.strategies.literature import BootstrapStack
 
     seen = []
-    original = BootstrapSoft.batch_targets
+    original = BootstrapStack.batch_targets
 
     def spy(self, outputs, labels, indices, epoch):
-        seen.append(outputs.detach().sum(dim=1))
+        seen.append(outputs.detach().sum(dim=-1).flatten())
         return original(self, outputs, labels, indices, epoch)
 
-    monkeypatch.setattr(BootstrapSoft, "batch_targets", spy)
+    monkeypatch.setattr(BootstrapStack, "batch_targets", spy)
     _, _, result = train(tmp_path, strategy="bootstrap_soft")
     assert result.state == "done" and seen
     assert torch.allclose(torch.cat(seen), torch.ones(1), atol=1e-5)  # softmax rows, not logits
@@ -262,3 +262,19 @@ def test_starting_a_job_leaves_other_writers_temp_files_alone(tmp_path):
     cut_short.write_bytes(b"partial")
     run_job(JobSpec.from_dict(TINY), run_dir)
     assert claim_in_progress.exists() and not cut_short.exists()
+
+
+def test_ctrl_c_leaves_the_job_interrupted_and_resumable(tmp_path):
+    spec = JobSpec.from_dict({**TINY, "epochs": 4})
+
+    def ctrl_c_at_epoch_three(epoch, epochs, row):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_job(spec, tmp_path / "job", progress=ctrl_c_at_epoch_three, checkpoint_seconds=0)
+    status = results.read_status(tmp_path / "job")
+    assert status["state"] == results.INTERRUPTED and "interrupted_at" in status
+    assert not results.is_finished(tmp_path / "job")
+    assert run_job(spec, tmp_path / "job").state == "done"
+    assert "resumed after epoch 2" in (tmp_path / "job" / results.LOG_FILE).read_text()

@@ -11,19 +11,19 @@ from typing import Any
 from jobs.strategies.pairing import Pairing
 from jobs.strategies.params import StrategyError
 
-_FROM_BASE = ("STRATEGIES", "StrategyContext", "StrategyValues", "TargetStrategy",
-              "canonical_strategy", "make_strategy")
+_FROM_BASE = ("StackContext", "StrategyContext", "StrategyStack", "StrategyValues",
+              "TargetStrategy")
+_FROM_REGISTRY = ("STRATEGIES", "canonical_strategy", "make_strategy")
 
-__all__ = ["Pairing", "StrategyError", *_FROM_BASE]
+__all__ = ["Pairing", "StrategyError", *_FROM_BASE, *_FROM_REGISTRY]
 
 
 def __getattr__(name: str) -> Any:
-    """The names from jobs.strategies.base, with every strategy registered first."""
-    if name not in _FROM_BASE:
+    """The names from jobs.strategies.base and .registry, with every strategy registered."""
+    if name not in _FROM_BASE and name not in _FROM_REGISTRY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from jobs.strategies import base
+    from jobs.strategies import base, registry  # the registry imports every strategy module
 
-    base.load_catalogue()
-    value = getattr(base, name)
+    value = getattr(base if name in _FROM_BASE else registry, name)
     globals()[name] = value
     return value

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from jobs.strategies.base import (
     Pairing,
-    StrategyContext,
-    StrategyValues,
+    StackContext,
+    StrategyStack,
     TargetStrategy,
     register,
-    values_from_table,
 )
 from jobs.strategies.params import boolean, number, param
 
 
+class StaticStack(StrategyStack):
+    """Members whose K x K tables never change: one [G, K, K] table, gathered per batch."""
+
+    def __init__(self, members: Sequence[TargetStrategy], ctx: StackContext) -> None:
+        super().__init__(members, ctx)
+        self._templates = torch.stack([member.table(pairing) for member, pairing
+                                       in zip(members, ctx.pairings, strict=True)]).to(ctx.device)
+
+    def templates(self) -> torch.Tensor:
+        return self._templates
+
+
 class StaticStrategy(TargetStrategy):
     """A strategy with one K x K target table that never changes."""
+
+    Stack = StaticStack
 
     def table(self, pairing: Pairing) -> torch.Tensor:
         raise NotImplementedError
@@ -24,15 +39,8 @@ class StaticStrategy(TargetStrategy):
     def static_templates(self, pairing: Pairing) -> torch.Tensor:
         return self.table(pairing)
 
-    def setup(self, ctx: StrategyContext) -> None:
-        super().setup(ctx)
-        self._templates = self.table(ctx.pairing).to(ctx.device)
-
-    def templates(self) -> torch.Tensor:
-        return self._templates
-
-    def values(self) -> StrategyValues:
-        return values_from_table(self._templates)
+    def stack_key(self) -> str:
+        return "static"  # any fixed tables stack together, whatever made them
 
 
 @register

@@ -6,18 +6,17 @@ Per-sample memories (PS-KD, SAT) are indexed by the sample's position in the tra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from jobs.strategies.base import (
     Pairing,
-    StrategyContext,
-    StrategyValues,
+    StackContext,
+    StrategyStack,
     TargetStrategy,
     register,
-    values_from_table,
 )
 from jobs.strategies.params import StrategyError, integer, number, param
 
@@ -33,26 +32,70 @@ class SoftmaxStrategy(TargetStrategy):
                 f"output=softmax; got output={pairing.output}"
             )
 
-    def setup(self, ctx: StrategyContext) -> None:
-        super().setup(ctx)
-        self.eye = torch.eye(self.num_classes, device=ctx.device)
+
+class OneHotTemplates(StrategyStack):
+    def __init__(self, members: Sequence[TargetStrategy], ctx: StackContext) -> None:
+        super().__init__(members, ctx)
+        self._onehot = self.eye.expand(self.size, -1, -1)
 
     def templates(self) -> torch.Tensor:
-        return self.eye
+        return self._onehot
 
 
-class SampleMemory(SoftmaxStrategy):
-    """One remembered distribution per training sample, starting at its one-hot label."""
+class SampleMemoryStack(OneHotTemplates):
+    """One remembered distribution per member and training sample [G, n, K], starting at the
+    sample's one-hot label."""
 
-    def setup(self, ctx: StrategyContext) -> None:
-        super().setup(ctx)
-        self.memory = self.eye[ctx.y_train].clone()
+    def __init__(self, members: Sequence[TargetStrategy], ctx: StackContext) -> None:
+        super().__init__(members, ctx)
+        self.memory = self.eye[ctx.y_train].expand(self.size, -1, -1).clone()
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"memory": self.memory}
+    def state_dict(self, g: int) -> dict[str, Any]:
+        return {"memory": self.memory[g].clone()}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.memory = state["memory"].to(self.device)
+    def load_state_dict(self, g: int, state: Mapping[str, Any]) -> None:
+        self.memory[g] = state["memory"].to(self.device)
+
+
+class OnlineLabelSmoothingStack(OneHotTemplates):
+    def __init__(self, members: Sequence[TargetStrategy], ctx: StackContext) -> None:
+        super().__init__(members, ctx)
+        g, k = self.size, self.num_classes
+        self.alpha = self.column("alpha")
+        self.sums = torch.zeros(g * k, k, dtype=torch.float64, device=ctx.device)  # row g*K + y
+        self.counts = torch.zeros(g * k, dtype=torch.float64, device=ctx.device)
+        self._set_soft(torch.full((g, k, k), 1 / k, device=ctx.device))
+
+    def _set_soft(self, soft: torch.Tensor) -> None:
+        self.soft = soft.to(self.device, torch.float32)
+        self._templates = self.alpha * self.eye + (1 - self.alpha) * self.soft
+
+    def templates(self) -> torch.Tensor:
+        return self._templates
+
+    def observe(self, outputs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                epoch: int) -> None:
+        rows = (labels + self.member_index * self.num_classes).reshape(-1)
+        flat = outputs.reshape(-1, self.num_classes)
+        correct = (flat.argmax(dim=1) == labels.reshape(-1)).to(torch.float64)  # weights, not
+        self.sums.index_add_(0, rows, flat.to(torch.float64) * correct[:, None])  # a mask: no sync
+        self.counts.index_add_(0, rows, correct)
+
+    def end_epoch(self, epoch: int) -> None:
+        g, k = self.size, self.num_classes
+        mean = self.sums / self.counts.clamp_min(1)[:, None]
+        uniform = torch.full_like(mean, 1 / k)
+        self._set_soft(torch.where(self.counts[:, None] > 0, mean, uniform).view(g, k, k))
+        self.sums.zero_()
+        self.counts.zero_()
+
+    def state_dict(self, g: int) -> dict[str, Any]:
+        return {"soft": self.soft[g].clone()}
+
+    def load_state_dict(self, g: int, state: Mapping[str, Any]) -> None:
+        soft = self.soft.clone()
+        soft[g] = state["soft"].to(self.device)
+        self._set_soft(soft)
 
 
 @register
@@ -70,47 +113,31 @@ class OnlineLabelSmoothing(SoftmaxStrategy):
     source = "Zhang et al. 2021, Delving Deep into Label Smoothing (IEEE TIP)"
     observes = True
     params = (param("alpha", 0.5, "weight of the one-hot label", number(0, 1)),)
+    Stack = OnlineLabelSmoothingStack
 
-    def setup(self, ctx: StrategyContext) -> None:
-        super().setup(ctx)
-        k = self.num_classes
-        self.sums = torch.zeros(k, k, dtype=torch.float64, device=ctx.device)
-        self.counts = torch.zeros(k, dtype=torch.float64, device=ctx.device)
-        self._set_soft(torch.full((k, k), 1 / k, device=ctx.device))
 
-    def _set_soft(self, soft: torch.Tensor) -> None:
-        self.soft = soft.to(self.device, torch.float32)
-        alpha = self.args["alpha"]
-        self._templates = alpha * self.eye + (1 - alpha) * self.soft
+class ProgressiveSelfKDStack(SampleMemoryStack):
+    def __init__(self, members: Sequence[TargetStrategy], ctx: StackContext) -> None:
+        super().__init__(members, ctx)
+        self.alpha_T = self.column("alpha_T")
+        self.epochs = torch.tensor([p.epochs for p in ctx.pairings], dtype=torch.float32,
+                                   device=ctx.device).view(-1, 1, 1)
 
-    def templates(self) -> torch.Tensor:
-        return self._templates
+    def alpha(self, epoch: int) -> torch.Tensor:
+        """[G, 1, 1]: each member's weight of its previous predictions in `epoch`."""
+        return self.alpha_T * epoch / self.epochs
+
+    def targets(self, labels: torch.Tensor, indices: torch.Tensor, epoch: int) -> torch.Tensor:
+        alpha = self.alpha(epoch)
+        return (1 - alpha) * self.eye[labels] + alpha * self.memory[self.member_index, indices]
 
     def observe(self, outputs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
                 epoch: int) -> None:
-        correct = (outputs.argmax(dim=1) == labels).to(torch.float64)  # weights, not a mask:
-        self.sums.index_add_(0, labels, outputs.to(torch.float64) * correct[:, None])  # no sync
-        self.counts.index_add_(0, labels, correct)
-
-    def end_epoch(self, epoch: int) -> None:
-        uniform = torch.full_like(self.sums, 1 / self.num_classes)
-        mean = self.sums / self.counts.clamp_min(1)[:, None]
-        self._set_soft(torch.where(self.counts[:, None] > 0, mean, uniform))
-        self.sums.zero_()
-        self.counts.zero_()
-
-    def values(self) -> StrategyValues:
-        return values_from_table(self._templates)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"soft": self.soft}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._set_soft(state["soft"])
+        self.memory[self.member_index, indices] = outputs
 
 
 @register
-class ProgressiveSelfKD(SampleMemory):
+class ProgressiveSelfKD(SoftmaxStrategy):
     """alpha_t = alpha_T * t / E for 1-based epoch t (the source's (epoch+1)/E, 0-based); the
     remembered p_i is sample i's softmax from its training batch of the previous epoch, and
     starts at the one-hot label, so epoch 1 trains on one-hot targets."""
@@ -122,31 +149,44 @@ class ProgressiveSelfKD(SampleMemory):
     observes = True
     params = (param("alpha_T", 0.8, "weight of the previous predictions in the last epoch",
                     number(0, 1)),)
+    Stack = ProgressiveSelfKDStack
 
-    def setup(self, ctx: StrategyContext) -> None:
-        super().setup(ctx)
-        self.epochs = ctx.pairing.epochs
 
-    def alpha(self, epoch: int) -> float:
-        return self.args["alpha_T"] * epoch / self.epochs
+class SelfAdaptiveTrainingStack(SampleMemoryStack):
+    def __init__(self, members: Sequence[TargetStrategy], ctx: StackContext) -> None:
+        super().__init__(members, ctx)
+        self.m = self.column("m")
+        self.start_epoch = torch.tensor([m.args["start_epoch"] for m in members],
+                                        device=ctx.device)
 
-    def targets(self, labels: torch.Tensor, indices: torch.Tensor, epoch: int) -> torch.Tensor:
-        alpha = self.alpha(epoch)
-        return (1 - alpha) * self.eye[labels] + alpha * self.memory[indices]
+    def adapting(self, epoch: int) -> torch.Tensor:
+        """[G, 1, 1] bool: the members whose targets adapt in `epoch`."""
+        return (epoch > self.start_epoch).view(-1, 1, 1)
 
-    def observe(self, outputs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
-                epoch: int) -> None:
-        self.memory[indices] = outputs
+    def batch_targets(self, outputs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                      epoch: int) -> torch.Tensor:
+        adapting = self.adapting(epoch)
+        remembered = self.memory[self.member_index, indices]
+        running = self.m * remembered + (1 - self.m) * outputs.detach()
+        self.memory[self.member_index, indices] = torch.where(adapting, running, remembered)
+        return torch.where(adapting, running, self.eye[labels])
+
+    def sample_weights(self, labels: torch.Tensor, indices: torch.Tensor,
+                       epoch: int) -> torch.Tensor | None:
+        adapting = self.adapting(epoch).view(-1, 1)
+        weights = self.memory[self.member_index, indices].max(dim=-1).values
+        return torch.where(adapting, weights, torch.ones_like(weights))
 
 
 @register
-class SelfAdaptiveTraining(SampleMemory):
+class SelfAdaptiveTraining(SoftmaxStrategy):
     """Epochs 1..start_epoch train on one-hot targets (the source's `epoch < E_s`, 0-based).
     From then on, before each step, t_i <- m t_i + (1-m) p_i with p_i this batch's softmax, and
     the loss of sample i is weighted by max_k t_ik (normalised over the batch)."""
 
     name = "sat"
     uses_outputs = True
+    weighted = True
     summary = ("self-adaptive training: t_i <- m t_i + (1-m) p_i after start_epoch, "
                "loss weighted by max_k t_ik")
     source = "Huang et al. 2020, Self-Adaptive Training (NeurIPS)"
@@ -155,6 +195,7 @@ class SelfAdaptiveTraining(SampleMemory):
         param("start_epoch", 60, "epochs of plain one-hot training before targets adapt "
               "(the source's E_s)", integer(0)),
     )
+    Stack = SelfAdaptiveTrainingStack
 
     def check(self, pairing: Pairing) -> None:
         super().check(pairing)
@@ -165,38 +206,25 @@ class SelfAdaptiveTraining(SampleMemory):
                 "use start_epoch < epochs"
             )
 
-    def adapting(self, epoch: int) -> bool:
-        return epoch > self.args["start_epoch"]
+
+class BootstrapStack(OneHotTemplates):
+    """t = beta y + (1-beta) q, q made from this batch's softmax p by the strategy's rule."""
+
+    def __init__(self, members: Sequence[TargetStrategy], ctx: StackContext) -> None:
+        super().__init__(members, ctx)
+        self.beta = self.column("beta")
+        self.hard = members[0].name == "bootstrap_hard"  # one stack_key: one rule per stack
 
     def batch_targets(self, outputs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
                       epoch: int) -> torch.Tensor:
-        if not self.adapting(epoch):
-            return self.eye[labels]
-        m = self.args["m"]
-        running = m * self.memory[indices] + (1 - m) * outputs.detach()
-        self.memory[indices] = running
-        return running
-
-    def sample_weights(self, labels: torch.Tensor, indices: torch.Tensor,
-                       epoch: int) -> torch.Tensor | None:
-        if not self.adapting(epoch):
-            return None
-        return self.memory[indices].max(dim=1).values
+        prediction = self.eye[outputs.argmax(dim=-1)] if self.hard else outputs
+        return self.beta * self.eye[labels] + (1 - self.beta) * prediction
 
 
 class Bootstrap(SoftmaxStrategy):
-    """t = beta y + (1-beta) q, q made from this batch's softmax p by `prediction`."""
-
     source = "Reed et al. 2015, Training Deep Neural Networks on Noisy Labels with Bootstrapping"
     uses_outputs = True
-
-    def prediction(self, outputs: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def batch_targets(self, outputs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
-                      epoch: int) -> torch.Tensor:
-        beta = self.args["beta"]
-        return beta * self.eye[labels] + (1 - beta) * self.prediction(outputs)
+    Stack = BootstrapStack
 
 
 @register
@@ -208,15 +236,9 @@ class BootstrapSoft(Bootstrap):
     summary = "soft bootstrapping: beta y + (1-beta) p, p the current softmax"
     params = (param("beta", 0.95, "weight of the given label", number(0, 1)),)
 
-    def prediction(self, outputs: torch.Tensor) -> torch.Tensor:
-        return outputs
-
 
 @register
 class BootstrapHard(Bootstrap):
     name = "bootstrap_hard"
     summary = "hard bootstrapping: beta y + (1-beta) onehot(argmax p), p the current softmax"
     params = (param("beta", 0.8, "weight of the given label", number(0, 1)),)
-
-    def prediction(self, outputs: torch.Tensor) -> torch.Tensor:
-        return self.eye[outputs.argmax(dim=1)]

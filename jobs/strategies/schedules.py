@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 
 from jobs.strategies.base import (
     Pairing,
-    StrategyContext,
-    StrategyValues,
+    StackContext,
+    StrategyStack,
     TargetStrategy,
     check_target_table,
     register,
-    values_from_table,
 )
 from jobs.strategies.fixed import StaticStrategy, fixed_table
 from jobs.strategies.params import StrategyError, boolean, choice, integer, number, param
@@ -44,7 +42,7 @@ def lecun_values(output: str) -> tuple[float, float]:
     function was made for them.) A softmax output has no per-neuron nonlinearity; it gets the
     logistic sigmoid's values, which the strategy then normalises.
     """
-    from jobs.models import activate  # here: jobs.models imports jobs.spec, which imports us
+    from jobs.activations import activate
 
     if output == "lecun_tanh":
         return 1.0, -1.0
@@ -106,6 +104,36 @@ class LabelSmoothing(StaticStrategy):
         return smoothing_table(pairing.num_classes, self.args["eps"], self.args["variant"])
 
 
+class TwoStageStack(StrategyStack):
+    """Each member's smoothed and one-hot tables [G, 2, K, K], picked per member and epoch."""
+
+    def __init__(self, members: Sequence[TargetStrategy], ctx: StackContext) -> None:
+        super().__init__(members, ctx)
+        k = self.num_classes
+        smoothed = torch.stack([smoothing_table(k, m.args["eps"], "uniform") for m in members])
+        onehot = torch.eye(k).expand(self.size, k, k)
+        self._stages = torch.stack([smoothed, onehot], dim=1).to(ctx.device)  # [G, 2, K, K]
+        self._switch = torch.tensor([m.args["switch_epoch"] for m in members], device=ctx.device)
+        self._trained = self.table_for(1)  # the epoch just trained (before training: epoch 1)
+        self._batch_epoch, self._batch_table = 1, self._trained
+
+    def table_for(self, epoch: int) -> torch.Tensor:
+        """[G, K, K]: every member's targets in `epoch`."""
+        stage = (epoch >= self._switch).long()
+        return self._stages[self.member_index.squeeze(1), stage]
+
+    def targets(self, labels: torch.Tensor, indices: torch.Tensor, epoch: int) -> torch.Tensor:
+        if epoch != self._batch_epoch:  # once per epoch, not per batch
+            self._batch_epoch, self._batch_table = epoch, self.table_for(epoch)
+        return self._batch_table[self.member_index, labels]
+
+    def end_epoch(self, epoch: int) -> None:
+        self._trained = self.table_for(epoch)  # set after every epoch: no state to checkpoint
+
+    def templates(self) -> torch.Tensor:
+        return self._trained
+
+
 @register
 class TwoStage(TargetStrategy):
     """Epochs 1 .. switch_epoch-1 train on smoothed targets; switch_epoch and later on one-hot."""
@@ -118,13 +146,11 @@ class TwoStage(TargetStrategy):
         param("switch_epoch", 10, "first epoch (1-based) trained on one-hot targets",
               integer(2)),
     )
-
-    def __init__(self, args: Mapping[str, Any]) -> None:
-        super().__init__(args)
-        self.finished_epochs = 0
+    Stack = TwoStageStack
 
     def check(self, pairing: Pairing) -> None:
-        check_target_table(self.canonical(), self._smoothed(pairing.num_classes), pairing)
+        smoothed = smoothing_table(pairing.num_classes, self.args["eps"], "uniform")
+        check_target_table(self.canonical(), smoothed, pairing)
         check_target_table(self.canonical(), torch.eye(pairing.num_classes), pairing)
         if self.args["switch_epoch"] > pairing.epochs:
             raise StrategyError(
@@ -132,27 +158,3 @@ class TwoStage(TargetStrategy):
                 f"{self.args['switch_epoch']}, but the job trains {pairing.epochs} epochs; "
                 "use switch_epoch <= epochs, or label_smoothing"
             )
-
-    def _smoothed(self, num_classes: int) -> torch.Tensor:
-        return smoothing_table(num_classes, self.args["eps"], "uniform")
-
-    def setup(self, ctx: StrategyContext) -> None:
-        super().setup(ctx)
-        self._stages = (self._smoothed(self.num_classes).to(ctx.device),
-                        torch.eye(self.num_classes, device=ctx.device))
-
-    def table_for(self, epoch: int) -> torch.Tensor:
-        return self._stages[epoch >= self.args["switch_epoch"]]
-
-    def targets(self, labels: torch.Tensor, indices: torch.Tensor, epoch: int) -> torch.Tensor:
-        return self.table_for(epoch)[labels]
-
-    def end_epoch(self, epoch: int) -> None:
-        self.finished_epochs = epoch  # set again after every epoch: no state to checkpoint
-
-    def templates(self) -> torch.Tensor:
-        """The targets of the epoch just trained (before training: those of epoch 1)."""
-        return self.table_for(max(self.finished_epochs, 1))
-
-    def values(self) -> StrategyValues:
-        return values_from_table(self.templates())

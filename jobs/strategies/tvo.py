@@ -8,14 +8,15 @@ target template, as in the study.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from jobs.strategies.base import (
     Pairing,
-    StrategyContext,
+    StackContext,
+    StrategyStack,
     StrategyValues,
     TargetStrategy,
     register,
@@ -64,10 +65,11 @@ class TVO(TargetStrategy):
               auto_boolean("true when output=softmax")),
     )
 
-    def __init__(self, args: Mapping[str, Any]) -> None:
-        super().__init__(args)
-        self.init, self.adapt = self.args["init"], self.args["adapt"]
-        self.statistics: OutputStatistics | None = None
+    def stack_key(self) -> str:
+        """The rules are the stack's; the numbers in them (nu, m, eps, ...) are columns."""
+        rules = (self.args["init"].name, self.args["adapt"].name, self.args["cadence"],
+                 self.args["layout"], self.args["normalize"])
+        return f"tvo{rules}"
 
     def check(self, pairing: Pairing) -> None:
         if pairing.output not in PROBABILITY_OUTPUTS:
@@ -82,63 +84,85 @@ class TVO(TargetStrategy):
         normalize = self.args["normalize"]
         return pairing.output == "softmax" if normalize == "auto" else bool(normalize)
 
-    # -- training -------------------------------------------------------------------------------
-    def setup(self, ctx: StrategyContext) -> None:
-        super().setup(ctx)
-        self.normalize = self.normalizes(ctx.pairing)
+
+class TVOStack(StrategyStack):
+    """Every member's (c_j, nc_j) as [G, K] float64 rows; the adaptation rule is one for the
+    stack and its numbers (m, eps) are per-member columns."""
+
+    def __init__(self, members: Sequence[TargetStrategy], ctx: StackContext) -> None:
+        super().__init__(members, ctx)
+        first = members[0]
+        self.init, self.adapt = first.args["init"].name, first.args["adapt"].name
+        self.cadence, self.layout = first.args["cadence"], first.args["layout"]
+        self.normalize = first.normalizes(ctx.pairings[0])
+        adapt_args = {key for member in members for key in member.args["adapt"].args}
+        self.adapt_args = {key: torch.tensor([m.args["adapt"].args[key] for m in members],
+                                             dtype=torch.float64, device=ctx.device).view(-1, 1)
+                           for key in adapt_args}
+        starts = [self._initial_values(member, ctx, g) for g, member in enumerate(members)]
+        self.statistics = (OutputStatistics(self.num_classes, ctx.device, members=self.size)
+                           if self.adapt in NEEDS_STATISTICS else None)
+        self._set_values(torch.stack([c for c, _ in starts]), torch.stack([nc for _, nc in starts]))
+
+    def _initial_values(self, member: TargetStrategy, ctx: StackContext,
+                        g: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Member g's start (once per job, so one member at a time)."""
+        init = member.args["init"]
         preferences = None
-        if self.init.name in NEEDS_NETWORK:
-            preferences = measure_network(ctx.forward, ctx.x_train, ctx.y_train,
-                                          self.num_classes).moments(self.args["layout"])
-        c, nc = initial_values(self.init.name, self.init.args, self.num_classes, ctx.generator,
-                               preferences)
-        if self.adapt.name in NEEDS_STATISTICS:
-            self.statistics = OutputStatistics(self.num_classes, ctx.device)
-        self._set_values(c, nc)
+        if init.name in NEEDS_NETWORK:
+            preferences = measure_network(ctx.member_forward(g), ctx.x_train, ctx.y_train,
+                                          self.num_classes).moments(self.layout)
+        return initial_values(init.name, init.args, self.num_classes, ctx.generators[g],
+                              preferences)
 
     def _set_values(self, c: torch.Tensor, nc: torch.Tensor) -> None:
         self.target_class = c.to(self.device, torch.float64)
         self.target_nonclass = nc.to(self.device, torch.float64)
-        table = templates_from_values(self.target_class, self.target_nonclass,
-                                      self.args["layout"])
+        table = templates_from_values(self.target_class, self.target_nonclass, self.layout)
         if self.normalize:
-            table = table / table.sum(dim=1, keepdim=True)
+            table = table / table.sum(dim=-1, keepdim=True)
         self._templates = table.float()
 
     def observe(self, outputs: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
                 epoch: int) -> None:
-        if self.adapt.name == "none":
+        if self.adapt == "none":
             return
         if self.statistics is not None:
             self.statistics.add(outputs, labels)
-        if self.args["cadence"] == "batch":
+        if self.cadence == "batch":
             self._adapt()
 
     def end_epoch(self, epoch: int) -> None:
-        if self.adapt.name != "none" and self.args["cadence"] == "epoch":
+        if self.adapt != "none" and self.cadence == "epoch":
             self._adapt()
 
     def _adapt(self) -> None:
         """Adapt from the outputs seen since the last adaptation, then forget them."""
         moments = None
         if self.statistics is not None:
-            moments = self.statistics.moments(self.args["layout"])
+            moments = self.statistics.moments(self.layout)
             self.statistics.reset()
-        self._set_values(*adapt_values(self.adapt.name, self.adapt.args, self.target_class,
+        self._set_values(*adapt_values(self.adapt, self.adapt_args, self.target_class,
                                        self.target_nonclass, moments))
 
-    # -- evaluation and logging -----------------------------------------------------------------
     def templates(self) -> torch.Tensor:
         return self._templates
 
-    def values(self) -> StrategyValues:
-        return StrategyValues(target_class=self.target_class.tolist(),
-                              target_nonclass=self.target_nonclass.tolist(),
-                              target_matrix=self._templates.tolist())
+    def all_values(self) -> list[StrategyValues]:
+        c, nc = self.target_class.tolist(), self.target_nonclass.tolist()
+        tables = self._templates.tolist()
+        return [StrategyValues(target_class=c[g], target_nonclass=nc[g], target_matrix=tables[g])
+                for g in range(self.size)]
 
-    # -- checkpoints ----------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        return {"target_class": self.target_class, "target_nonclass": self.target_nonclass}
+    def state_dict(self, g: int) -> dict[str, Any]:
+        return {"target_class": self.target_class[g].clone(),
+                "target_nonclass": self.target_nonclass[g].clone()}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self._set_values(state["target_class"], state["target_nonclass"])
+    def load_state_dict(self, g: int, state: Mapping[str, Any]) -> None:
+        c, nc = self.target_class.clone(), self.target_nonclass.clone()
+        c[g] = state["target_class"].to(self.device)
+        nc[g] = state["target_nonclass"].to(self.device)
+        self._set_values(c, nc)
+
+
+TVO.Stack = TVOStack

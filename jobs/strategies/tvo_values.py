@@ -39,38 +39,52 @@ class PairMoments:
 
 
 class OutputStatistics:
-    """Output activations summed by label (float64): enough for every pair's mean and std."""
+    """Output activations summed by label (float64): enough for every pair's mean and std.
 
-    def __init__(self, num_classes: int, device: torch.device) -> None:
-        self.count = torch.zeros(num_classes, dtype=torch.float64, device=device)
-        self.sums = torch.zeros(num_classes, num_classes, dtype=torch.float64, device=device)
+    With `members`, the statistics of that many stacked members: `add` takes outputs [G, B, K]
+    and labels [G, B], and the moments are [G, K]."""
+
+    def __init__(self, num_classes: int, device: torch.device, members: int | None = None) -> None:
+        self.members = members
+        g = members or 1
+        self.num_classes = num_classes
+        self.count = torch.zeros(g * num_classes, dtype=torch.float64, device=device)
+        self.sums = torch.zeros(g * num_classes, num_classes, dtype=torch.float64, device=device)
         self.squares = torch.zeros_like(self.sums)
+        self.offsets = torch.arange(g, device=device).unsqueeze(1) * num_classes  # [G, 1]
 
     def add(self, outputs: torch.Tensor, labels: torch.Tensor) -> None:
-        values = outputs.detach().to(torch.float64)
-        self.count.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
-        self.sums.index_add_(0, labels, values)  # row i: sum of the outputs of class-i samples
-        self.squares.index_add_(0, labels, values.square())
+        if self.members is None:
+            outputs, labels = outputs.unsqueeze(0), labels.unsqueeze(0)
+        rows = (labels + self.offsets).reshape(-1)  # member g, class i: row g*K + i
+        values = outputs.detach().reshape(-1, self.num_classes).to(torch.float64)
+        self.count.index_add_(0, rows, torch.ones_like(rows, dtype=torch.float64))
+        self.sums.index_add_(0, rows, values)  # row i: sum of the outputs of class-i samples
+        self.squares.index_add_(0, rows, values.square())
 
     def reset(self) -> None:
         for tensor in (self.count, self.sums, self.squares):
             tensor.zero_()
 
     def moments(self, layout: str) -> PairMoments:
-        k = self.count.shape[0]
-        own_sum, own_square = self.sums.diagonal(), self.squares.diagonal()
+        k = self.num_classes
+        shape = (-1, k) if self.members is not None else (k,)
+        count = self.count.view(shape)
+        sums, squares = self.sums.view(*shape, k), self.squares.view(*shape, k)
+        own_sum = sums.diagonal(dim1=-2, dim2=-1)
+        own_square = squares.diagonal(dim1=-2, dim2=-1)
         if layout == "class":  # the other neurons on class-j samples: row j off the diagonal
-            other_count = self.count * (k - 1)
-            other_sum = self.sums.sum(dim=1) - own_sum
-            other_square = self.squares.sum(dim=1) - own_square
+            other_count = count * (k - 1)
+            other_sum = sums.sum(dim=-1) - own_sum
+            other_square = squares.sum(dim=-1) - own_square
         else:  # neuron j on the samples of other classes: column j off the diagonal
-            other_count = self.count.sum() - self.count
-            other_sum = self.sums.sum(dim=0) - own_sum
-            other_square = self.squares.sum(dim=0) - own_square
-        class_mean, class_std = _mean_std(self.count, own_sum, own_square)
+            other_count = count.sum(dim=-1, keepdim=True) - count
+            other_sum = sums.sum(dim=-2) - own_sum
+            other_square = squares.sum(dim=-2) - own_square
+        class_mean, class_std = _mean_std(count, own_sum, own_square)
         other_mean, other_std = _mean_std(other_count, other_sum, other_square)
         return PairMoments(class_mean, class_std, other_mean, other_std,
-                           seen=(self.count > 0) & (other_count > 0))
+                           seen=(count > 0) & (other_count > 0))
 
 
 def _mean_std(count: torch.Tensor, total: torch.Tensor,

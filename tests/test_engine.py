@@ -1,4 +1,4 @@
-"""Packed training: a pack's members end exactly as if each had run alone with run_job."""
+"""The one engine: a stack's members end as each ends alone (a stack of one), to float tolerance."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ import pytest
 import torch
 
 from jobs import results
-from jobs.checkpoint import read_checkpoint
 from jobs.entry import JobRequest, run_unit
-from jobs.pack import pack_key, pack_refusal, plan_packs, run_pack
+from jobs.pack_plan import auto_pack_size, pack_key, pack_refusal, plan_packs
 from jobs.spec import JobSpec
-from jobs.strategies import STRATEGIES, StrategyContext, StrategyValues, TargetStrategy
+from jobs.strategies import STRATEGIES, StackContext, StrategyStack, StrategyValues, TargetStrategy
 from jobs.strategies.params import number, param
-from jobs.train import JobResult, run_job
+from jobs.train import JobResult, run_job, run_stack
 
 TINY = {"hidden": [16], "epochs": 3, "batch_size": 64, "device": "cpu"}
 TIMINGS = ("epoch_seconds", "samples_per_second")
@@ -50,6 +49,8 @@ def close(a: Any, b: Any) -> bool:
                                                                     abs_tol=1e-6)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(close(a[key], b[key]) for key in a)
     return a == b
 
 
@@ -72,11 +73,11 @@ def assert_same_run(packed: Path, alone: Path) -> None:
 
 
 def train_both(tmp_path: Path, jobs: Sequence[JobSpec],
-               **pack_options: Any) -> list[JobResult]:
-    """Train `jobs` as one pack and each alone; assert every member ended as it did alone."""
-    packed = run_pack(requests(jobs, tmp_path / "packed"), **pack_options)
+               **options: Any) -> list[JobResult]:
+    """Train `jobs` as one stack and each alone; assert every member ended as it did alone."""
+    packed = run_stack(requests(jobs, tmp_path / "packed"), **options)
     for spec, result in zip(jobs, packed, strict=True):
-        alone = run_job(spec, tmp_path / "alone" / spec.job_id, grid="g")
+        alone = run_job(spec, tmp_path / "alone" / spec.job_id, grid="g", **options)
         assert (result.state, result.error, result.epochs_done) == \
             (alone.state, alone.error, alone.epochs_done)
         assert_same_run(tmp_path / "packed" / spec.job_id, tmp_path / "alone" / spec.job_id)
@@ -84,7 +85,7 @@ def train_both(tmp_path: Path, jobs: Sequence[JobSpec],
 
 
 # ---------------------------------------------------------------------------------------------
-# Packed equals unpacked
+# A member of a stack equals the job alone
 
 
 @pytest.mark.parametrize("jobs", [
@@ -113,9 +114,13 @@ def train_both(tmp_path: Path, jobs: Sequence[JobSpec],
           hidden=[16, 8], shortcuts=True, activation="leaky_relu"),
     specs({"seed": 0, "epochs": 1}, {"seed": 1, "epochs": 4, "eval_every": 3},
           {"seed": 2, "epochs": 2, "eval_every": 2}, {"seed": 3, "epochs": 0}),
+    specs({"seed": 0, "dropout": 0.3}, {"seed": 1, "strategy": "label_smoothing(eps=0.2)"},
+          {"seed": 2, "lr": 0.03, "momentum": 0.9, "l1": 1e-4},
+          {"seed": 3, "strategy": "ols", "weight_decay": 1e-3}, model="cnn", dataset="digits",
+          epochs=2, hidden=[8]),
 ], ids=["seeds-lrs-strategies-init", "sgd-momentum-nesterov-decay-l1", "adam", "adamw",
         "rmsprop", "schedules", "mse-sigmoid-fixed", "bce", "dropout-shortcuts-deep",
-        "epochs-eval_every"])
+        "epochs-eval_every", "cnn-dropout-l1-l2"])
 def test_a_packed_job_ends_as_it_would_alone(tmp_path, jobs):
     assert len({pack_key(spec) for spec in jobs}) == 1
     results_ = train_both(tmp_path, jobs, checkpoint_seconds=0)
@@ -123,7 +128,7 @@ def test_a_packed_job_ends_as_it_would_alone(tmp_path, jobs):
     assert all(results.read_status(tmp_path / "packed" / spec.job_id)["attempts"] == 1
                for spec in jobs)
     log = (tmp_path / "packed" / jobs[0].job_id / results.LOG_FILE).read_text()
-    assert f"training in a pack of {len(jobs)} jobs" in log
+    assert f"in a stack of {len(jobs)} jobs" in log
     assert f"epoch {jobs[0].epochs}/{jobs[0].epochs}" in log
 
 
@@ -143,59 +148,63 @@ def test_a_member_that_diverges_leaves_the_others_untouched(tmp_path):
 # Strategies with state: each member's own object, called with its own slice
 
 
-class Drifting(TargetStrategy):
-    """A test strategy that learns: its targets drift towards the mean outputs per class it
-    observes, each sample's weight follows its index, and it looks at the network (forward)
-    when set up, during training and at each epoch's end."""
+class DriftingStack(StrategyStack):
+    """Learns: targets drift towards the mean outputs per class it observes (at a per-member
+    rate), each sample's weight follows its index, and it looks at the untrained network."""
 
-    name = "drifting_test"
-    summary = "test only"
-    source = "tests/test_pack.py"
-    params = (param("rate", 0.5, "how far targets move per epoch", number(low=0, high=1)),)
-    observes = True
-    decision = "template"
-
-    def setup(self, ctx: StrategyContext) -> None:
-        super().setup(ctx)
-        self.forward, self.probe = ctx.forward, ctx.x_train[:32]
+    def __init__(self, members: Sequence[TargetStrategy], ctx: StackContext) -> None:
+        super().__init__(members, ctx)
+        probe = ctx.forward(ctx.x_train[:32]).mean(dim=1)  # [G, K]
+        self.table = self.eye * 0.8 + 0.1 * probe.unsqueeze(1)
         k = self.num_classes
-        self.table = torch.eye(k) * 0.8 + 0.1 * ctx.forward(self.probe).mean(dim=0)
-        self.sums, self.counts = torch.zeros(k, k), torch.zeros(k)
-        self.looks, self.looked = 0.0, False
-
-    def targets(self, labels, indices, epoch):
-        if not self.looked and self.counts.sum() >= 256:  # mid-epoch: the network as it trains
-            self.looks += float(self.forward(self.probe).max())
-            self.looked = True
-        return self.table[labels]
+        self.sums, self.counts = torch.zeros(self.size, k, k), torch.zeros(self.size, k)
+        self.rate = self.column("rate")
 
     def sample_weights(self, labels, indices, epoch):
         return 1.0 + (indices % 3).float()
 
     def observe(self, outputs, labels, indices, epoch):
-        self.sums.index_add_(0, labels, outputs)
-        self.counts += torch.bincount(labels, minlength=self.num_classes).float()
+        for g in range(self.size):  # a test strategy may loop: only speed suffers
+            self.sums[g].index_add_(0, labels[g], outputs[g])
+            self.counts[g] += torch.bincount(labels[g], minlength=self.num_classes).float()
 
     def end_epoch(self, epoch):
-        means = self.sums / self.counts.clamp_min(1).unsqueeze(1)
-        rate = self.args["rate"]
-        self.table = (1 - rate) * self.table + rate * means
-        self.table[0, 0] += 1e-3 * self.looks + 1e-3 * float(self.forward(self.probe).mean())
+        means = self.sums / self.counts.clamp_min(1).unsqueeze(2)
+        self.table = (1 - self.rate) * self.table + self.rate * means
         self.sums.zero_()
         self.counts.zero_()
-        self.looked = False
 
     def templates(self):
         return self.table
 
-    def values(self):
-        return StrategyValues(target_matrix=self.table.tolist())
+    def all_values(self):
+        return [StrategyValues(target_matrix=table) for table in self.table.tolist()]
 
-    def state_dict(self):
-        return {"table": self.table.clone(), "looks": self.looks}
+    def state_dict(self, g):
+        return {"table": self.table[g].clone()}
 
-    def load_state_dict(self, state):
-        self.table, self.looks = state["table"].clone(), state["looks"]
+    def load_state_dict(self, g, state):
+        self.table[g] = state["table"]
+
+
+class Drifting(TargetStrategy):
+    name = "drifting_test"
+    summary = "test only"
+    source = "tests/test_engine.py"
+    params = (param("rate", 0.5, "how far targets move per epoch", number(low=0, high=1)),)
+    observes = True
+    weighted = True
+    decision = "template"
+    Stack = DriftingStack
+
+
+class ExplodingStack(StrategyStack):
+    def templates(self):
+        return self.eye.expand(self.size, -1, -1)
+
+    def end_epoch(self, epoch):
+        if epoch == 2:
+            raise ValueError("targets exploded in epoch 2")
 
 
 class Exploding(TargetStrategy):
@@ -203,14 +212,8 @@ class Exploding(TargetStrategy):
 
     name = "exploding_test"
     summary = "test only"
-    source = "tests/test_pack.py"
-
-    def templates(self):
-        return torch.eye(self.num_classes)
-
-    def end_epoch(self, epoch):
-        if epoch == 2:
-            raise ValueError("targets exploded in epoch 2")
+    source = "tests/test_engine.py"
+    Stack = ExplodingStack
 
 
 @pytest.fixture
@@ -220,7 +223,7 @@ def test_strategies(monkeypatch) -> Iterator[None]:
     yield
 
 
-def test_stateful_strategies_get_their_own_members_calls_and_slices(tmp_path, test_strategies):
+def test_stateful_strategies_get_their_own_members_slices(tmp_path, test_strategies):
     jobs = specs({"strategy": "drifting_test(rate=0.5)"},
                  {"strategy": "drifting_test(rate=0.2)", "seed": 1},
                  {"strategy": "onehot", "seed": 2}, {"strategy": "fixed(c=0.9, nc=0.1)", "seed": 3},
@@ -240,16 +243,24 @@ def test_a_member_that_fails_is_recorded_and_the_others_go_on(tmp_path, test_str
     assert not (failed / results.METRICS_FILE).exists()
 
 
-def test_when_the_pack_itself_fails_its_jobs_run_alone(tmp_path):
+def test_a_stack_without_its_data_records_the_error_in_every_member(tmp_path):
     jobs = specs({"seed": 0}, {"seed": 1}, dataset="mnist", data_root=str(tmp_path / "none"))
-    packed = train_both(tmp_path, jobs)  # each records the error as run_job does alone
+    packed = train_both(tmp_path, jobs)  # each records the error as it does alone
     assert [r.state for r in packed] == ["failed", "failed"]
     assert packed[0].error.startswith("DataError: dataset 'mnist': missing ")
     run_dir = tmp_path / "packed" / jobs[0].job_id
     assert results.read_status(run_dir)["attempts"] == 1
-    log = (run_dir / results.LOG_FILE).read_text()
-    assert "the pack failed (DataError: dataset 'mnist': missing " in log
-    assert "this job goes on alone" in log
+
+
+def test_when_the_stack_raises_its_members_go_on_alone(tmp_path, test_strategies):
+    jobs = specs({"seed": 0}, {"seed": 1, "strategy": "exploding_test"}, {"seed": 2})
+    packed = run_stack(requests(jobs, tmp_path), checkpoint_seconds=0)
+    assert [r.state for r in packed] == ["done", "failed", "done"]
+    log = (tmp_path / jobs[0].job_id / results.LOG_FILE).read_text()
+    assert "the stack failed (ValueError: targets exploded in epoch 2); this job goes on " \
+           "alone" in log
+    assert "resumed after epoch 1" in log  # from the checkpoint the stack wrote
+    assert results.read_status(tmp_path / jobs[0].job_id)["attempts"] == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,13 +279,13 @@ def test_an_interrupted_pack_resumes_to_the_same_results(tmp_path):
     jobs = specs({"seed": 0, "dropout": 0.3}, {"seed": 1, "lr": 0.03, "weight_decay": 1e-3},
                  {"seed": 2, "momentum": 0.9, "schedule": "step", "step_size": 1}, epochs=4)
     with pytest.raises(Interrupt):  # in epoch 3: the first member is checkpointed, not the rest
-        run_pack(requests(jobs, tmp_path / "packed"), progress=stop_at(jobs[1].job_id, 3),
-                 checkpoint_seconds=0)
+        run_stack(requests(jobs, tmp_path / "packed"), progress=stop_at(jobs[1].job_id, 3),
+                  checkpoint_seconds=0)
     for spec in jobs:
         run_dir = tmp_path / "packed" / spec.job_id
         assert results.read_status(run_dir)["state"] == "running"
         assert not (run_dir / results.METRICS_FILE).exists()
-    packed = train_both(tmp_path, jobs)  # compares with each job trained alone, uninterrupted
+    packed = train_both(tmp_path, jobs, checkpoint_seconds=0)  # with each alone, uninterrupted
     assert all(r.state == "done" for r in packed)
     for spec, resumed in zip(jobs, (3, 2, 2), strict=True):
         run_dir = tmp_path / "packed" / spec.job_id
@@ -300,10 +311,12 @@ def test_members_at_different_epochs_catch_up_from_checkpoints_written_alone(tmp
     ahead, behind, fresh = specs({"seed": 0}, {"seed": 1, "lr": 0.05}, {"seed": 2}, epochs=4)
     root = tmp_path / "packed"
     with pytest.raises(Interrupt):  # checkpoint after epoch 2
-        run_job(ahead, root / ahead.job_id, grid="g", progress=interrupt_at(3))
+        run_job(ahead, root / ahead.job_id, grid="g", progress=interrupt_at(3),
+                checkpoint_seconds=0)
     with pytest.raises(Interrupt):  # checkpoint after epoch 1
-        run_job(behind, root / behind.job_id, grid="g", progress=interrupt_at(2))
-    packed = run_pack(requests([ahead, behind, fresh], root))
+        run_job(behind, root / behind.job_id, grid="g", progress=interrupt_at(2),
+                checkpoint_seconds=0)
+    packed = run_stack(requests([ahead, behind, fresh], root))
     assert all(r.state == "done" for r in packed)
     assert "resumed after epoch 2" in (root / ahead.job_id / results.LOG_FILE).read_text()
     assert "resumed after epoch 1" in (root / behind.job_id / results.LOG_FILE).read_text()
@@ -316,8 +329,8 @@ def test_a_packed_checkpoint_resumes_alone(tmp_path):
     jobs = specs({"seed": 0, "optimizer": "rmsprop", "lr": 0.003, "momentum": 0.5},
                  {"seed": 1, "optimizer": "rmsprop", "lr": 0.01}, epochs=3)
     with pytest.raises(Interrupt):
-        run_pack(requests(jobs, tmp_path / "packed"), progress=stop_at(jobs[0].job_id, 2),
-                 checkpoint_seconds=0)
+        run_stack(requests(jobs, tmp_path / "packed"), progress=stop_at(jobs[0].job_id, 2),
+                  checkpoint_seconds=0)
     for spec in jobs:
         assert run_job(spec, tmp_path / "packed" / spec.job_id, grid="g").state == "done"
         run_job(spec, tmp_path / "alone" / spec.job_id, grid="g")
@@ -329,21 +342,21 @@ def test_a_finished_member_is_not_trained_again(tmp_path):
     first = run_job(done, tmp_path / "packed" / done.job_id, grid="g")
     metrics_file = tmp_path / "packed" / done.job_id / results.METRICS_FILE
     before = metrics_file.stat().st_mtime_ns
-    packed = run_pack(requests([done, todo_a, todo_b], tmp_path / "packed"))
+    packed = run_stack(requests([done, todo_a, todo_b], tmp_path / "packed"))
     assert packed[0] == first
     assert metrics_file.stat().st_mtime_ns == before
     assert results.read_status(tmp_path / "packed" / done.job_id)["attempts"] == 1
     log = (tmp_path / "packed" / todo_a.job_id / results.LOG_FILE).read_text()
-    assert "training in a pack of 2 jobs" in log
+    assert "in a stack of 2 jobs" in log
     assert [r.state for r in packed[1:]] == ["done", "done"]
 
 
-def test_with_the_default_interval_a_small_pack_checkpoints_at_its_last_epoch(tmp_path):
+def test_with_the_default_interval_a_small_stack_writes_no_checkpoint(tmp_path):
     jobs = specs({"seed": 0}, {"seed": 1})
-    run_pack(requests(jobs, tmp_path))
+    run_stack(requests(jobs, tmp_path))
     for spec in jobs:
-        saved = read_checkpoint(tmp_path / spec.job_id / results.CHECKPOINT_FILE)
-        assert saved["epoch"] == spec.epochs
+        assert not (tmp_path / spec.job_id / results.CHECKPOINT_FILE).exists()
+        assert results.is_finished(tmp_path / spec.job_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,37 +368,39 @@ def test_pack_key_is_shared_by_jobs_that_differ_only_per_member():
     per_member = [base.replace(seed=3), base.replace(lr=0.5, momentum=0.9, nesterov=True),
                   base.replace(strategy="fixed(c=0.9, nc=0.1, normalize=true)"),
                   base.replace(init="he", dropout=0.2, weight_decay=1e-3, l1=1e-4),
+                  base.replace(strategy="tvo(init=uniform, adapt=eps_min)"),
                   base.replace(schedule="cosine", epochs=7, eval_every=2)]
     assert {pack_key(spec) for spec in per_member} == {pack_key(base)}
     shared = [base.replace(hidden=[32]), base.replace(batch_size=32),
               base.replace(optimizer="adam"), base.replace(loss="mse", output="sigmoid"),
               base.replace(activation="tanh"), base.replace(shortcuts=True),
               base.replace(dataset="moons"), base.replace(normalize="minmax"),
-              base.replace(device="auto")]
+              base.replace(device="auto"), base.replace(model="cnn", dataset="digits")]
     keys = {pack_key(spec) for spec in shared}
     assert len(keys) == len(shared) and pack_key(base) not in keys
 
 
-@pytest.mark.parametrize(("settings", "reason"), [
-    ({"model": "cnn"}, "model=cnn is not packed: only mlp layers are stacked"),
-    ({"method": "target_space"},
-     "method=target_space trains layer targets with its own solver; only method=weights is "
-     "packed"),
-    ({"dropout": 0.1, "device": "cuda"},
-     "dropout on cuda draws its masks in a fused kernel whose random stream cannot be "
-     "reproduced per member; only cpu dropout is packed"),
-])
-def test_jobs_that_cannot_be_packed_say_why(settings, reason):
-    spec = JobSpec.from_dict({**TINY, **settings})
-    assert pack_refusal(spec) == reason
+def test_only_target_space_jobs_train_alone_and_say_why():
+    for settings in ({"model": "cnn", "dataset": "digits"}, {"dropout": 0.1, "device": "cuda"}):
+        assert pack_refusal(JobSpec.from_dict({**TINY, **settings})) is None
+    spec = JobSpec.from_dict({**TINY, "method": "target_space"})
+    assert pack_refusal(spec) == ("method=target_space solves for its weights on a fixed batch "
+                                  "of its own; it trains as a stack of one")
     assert pack_key(spec) is None
+
+
+def test_auto_spreads_the_jobs_over_the_slots_up_to_a_cap():
+    assert auto_pack_size(24, 2) == 12
+    assert auto_pack_size(1000, 2) == 64
+    assert auto_pack_size(3, 8) == 1
+    assert auto_pack_size(0, 2) == 1
 
 
 def test_plan_packs_groups_compatible_jobs_in_order_and_in_even_sizes():
     base = JobSpec.from_dict(TINY)
     wide = [base.replace(hidden=[32], seed=s) for s in range(3)]
     narrow = [base.replace(seed=s) for s in range(5)]
-    cnn = base.replace(model="cnn")
+    cnn = base.replace(model="cnn", dataset="digits")
     jobs = [narrow[0], wide[0], cnn, *narrow[1:], *wide[1:]]
     assert plan_packs(jobs, 3) == [narrow[:3], wide, [cnn], narrow[3:]]
     assert plan_packs(jobs, 16) == [narrow, wide, [cnn]]
@@ -395,13 +410,12 @@ def test_plan_packs_groups_compatible_jobs_in_order_and_in_even_sizes():
         plan_packs(jobs, 0)
 
 
-def test_run_unit_packs_several_jobs_and_runs_the_unpackable_alone(tmp_path):
-    jobs = specs({"seed": 0}, {"seed": 1}, {"model": "cnn", "seed": 2}, epochs=1)
+def test_run_unit_stacks_compatible_jobs_and_the_others_apart(tmp_path):
+    jobs = specs({"seed": 0}, {"seed": 1}, {"method": "target_space", "seed": 2}, epochs=1)
     outcome = run_unit(requests(jobs, tmp_path))
     assert [r.state for r in outcome] == ["done", "done", "done"]
     assert [r.job_id for r in outcome] == [spec.job_id for spec in jobs]
     logs = [(tmp_path / spec.job_id / results.LOG_FILE).read_text() for spec in jobs]
-    assert ["training in a pack of 2 jobs" in log for log in logs] == [True, True, False]
-    assert "runs alone: model=cnn is not packed: only mlp layers are stacked" in logs[2]
+    assert ["in a stack of 2 jobs" in log for log in logs] == [True, True, False]
     single = run_unit(requests(specs({"seed": 5}, epochs=1), tmp_path))
     assert single[0].state == "done"

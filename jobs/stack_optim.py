@@ -1,12 +1,12 @@
-"""The optimisers of jobs.optim (torch's SGD, RMSprop, Adam, AdamW) for all members at once.
+"""Every member's optimiser (torch's SGD, RMSprop, Adam or AdamW rule) as one update of the
+flat [N, P] parameter matrix.
 
 Each member keeps its own hyperparameters (lr, momentum, nesterov, weight decay, rho) as a
-[N, 1] column that broadcasts over its row of the flat [N, P] parameter matrix, and its own
-step count. The update rules are torch.optim's single-tensor formulas written once for the
-whole matrix, operation for operation in torch's order, so a member's update equals what torch
-computes for it alone to float rounding. A member's state converts to and from the state of the
-real torch optimiser it would have alone (`load_member`, `store_member`): checkpoints keep
-torch's format, so a packed job resumes unpacked and the other way round.
+[N, 1] column that broadcasts over its row, and its own step count. The update rules are
+torch.optim's single-tensor formulas written once for the whole matrix, operation for operation
+in torch's order, so a member's update equals what torch computes for it to float rounding, with
+no torch optimiser object built per job. A member's state (`member_state`, `load_member`) is its
+step count and its buffers by parameter name, as the checkpoint keeps them.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
-from jobs.pack_model import Slot
 from jobs.spec import JobSpec
+from jobs.stack_model import FlatParameters
 
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam/AdamW defaults, which jobs.optim uses
 EPS = 1e-8  # torch's default for Adam, AdamW and RMSprop
@@ -32,14 +32,15 @@ BUFFERS = {  # state tensors per parameter, by optimiser, as torch names them
 class StackedOptimizer:
     """One optimiser step for every member of a stack, each with its own settings."""
 
-    def __init__(self, specs: Sequence[JobSpec], slots: Sequence[Slot], width: int,
+    def __init__(self, specs: Sequence[JobSpec], net: FlatParameters,
                  device: torch.device) -> None:
         kinds = {spec.optimizer for spec in specs}
         if len(kinds) != 1:
             raise ValueError(f"a stack needs one optimiser, got {sorted(kinds)}")
         self.kind = kinds.pop()
-        self.slots = list(slots)
+        self.net = net
         self.device = device
+        width = net.width
 
         def column(values: Sequence[float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
             return torch.tensor(list(values), dtype=dtype, device=device).unsqueeze(1)
@@ -120,48 +121,22 @@ class StackedOptimizer:
         denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(EPS)
         param.sub_(step_size * exp_avg / denom)
 
-    # -- one member's state in torch's format ----------------------------------------------------
-    @torch.no_grad()
-    def load_member(self, index: int, optimizer: torch.optim.Optimizer) -> None:
-        """Take member `index`'s state from the torch optimiser it would train with alone."""
-        parameters = optimizer.param_groups[0]["params"]
-        steps = 0.0
-        for s, parameter in zip(self.slots, parameters, strict=True):
-            state = optimizer.state.get(parameter, {})
-            for name, buffer in self.buffers.items():
-                value = state.get(name)
-                row = buffer[index, s.offset:s.offset + s.size]
-                if value is None:
-                    row.zero_()
-                else:
-                    row.copy_(value.reshape(-1))
-            if "step" in state:
-                steps = float(state["step"])
-            elif state:  # sgd keeps no step count; any buffer means it has stepped
-                steps = max(steps, 1.0)
-        self.steps[index] = steps
+    # -- one member's state, as its checkpoint keeps it -----------------------------------------
+    def member_state(self, index: int) -> dict[str, object]:
+        return {"steps": float(self.steps[index]), "kind": self.kind,
+                "buffers": {name: self.net.member_row(index, buffer)
+                            for name, buffer in self.buffers.items()}}
 
     @torch.no_grad()
-    def store_member(self, index: int, optimizer: torch.optim.Optimizer) -> None:
-        """Write member `index`'s state into the torch optimiser it would train with alone,
-        with exactly the entries torch would hold after as many steps."""
-        steps = float(self.steps[index])
-        if steps == 0:
+    def load_member(self, index: int, state: dict[str, object] | None) -> None:
+        """Put back what `member_state` returned (None: a member that has not stepped yet)."""
+        if state is None:
             return
-        with_momentum = self.momentum_values[index] != 0
-        parameters = optimizer.param_groups[0]["params"]
-        for s, parameter in zip(self.slots, parameters, strict=True):
-            def row(name: str, s: Slot = s, shape: torch.Size = parameter.shape) -> torch.Tensor:
-                return self.buffers[name][index, s.offset:s.offset + s.size].reshape(shape).clone()
-
-            if self.kind == "sgd":
-                state = {"momentum_buffer": row("momentum_buffer")} if with_momentum else {}
-            elif self.kind == "rmsprop":
-                state = {"step": torch.tensor(steps), "square_avg": row("square_avg")}
-                if with_momentum:
-                    state["momentum_buffer"] = row("momentum_buffer")
-            else:
-                state = {"step": torch.tensor(steps), "exp_avg": row("exp_avg"),
-                         "exp_avg_sq": row("exp_avg_sq")}
-            if state:
-                optimizer.state[parameter] = state
+        if state["kind"] != self.kind:
+            raise ValueError(f"the checkpoint holds {state['kind']} state, the job uses "
+                             f"optimizer={self.kind}")
+        buffers = state["buffers"]
+        assert isinstance(buffers, dict)
+        for name, buffer in self.buffers.items():
+            buffer[index] = self.net.row_of(buffers[name])
+        self.steps[index] = float(state["steps"])  # type: ignore[arg-type]

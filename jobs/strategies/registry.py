@@ -1,0 +1,31 @@
+"""The catalogue: every strategy module imported (each registers its strategies in STRATEGIES),
+and strategies made from their strings."""
+
+from __future__ import annotations
+
+import difflib
+
+from jobs.strategies import fixed, literature, matrix, schedules, tvo  # noqa: F401 (register)
+from jobs.strategies.base import STRATEGIES, TargetStrategy
+from jobs.strategies.params import Call, StrategyError, bind, parse_call
+
+__all__ = ["STRATEGIES", "canonical_strategy", "make_strategy"]
+
+
+def make_strategy(text: str | Call) -> TargetStrategy:
+    """Build a strategy from its string, e.g. `fixed(c=0.9, nc=0.1)`; StrategyError if invalid."""
+    call = parse_call(text) if isinstance(text, str) else text
+    cls = STRATEGIES.get(call.name)
+    if cls is None:
+        names = sorted(STRATEGIES)
+        hint = difflib.get_close_matches(call.name, names, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise StrategyError(
+            f"unknown strategy {call.name!r}{suggestion}; valid strategies: {', '.join(names)}"
+        )
+    return cls(bind(call.name, cls.params, call.args))
+
+
+def canonical_strategy(text: str) -> str:
+    """The one spelling of a strategy with every parameter, so equal settings give equal job ids."""
+    return make_strategy(text).canonical()
