@@ -183,7 +183,7 @@ def test_empty_or_missing_dir_is_a_one_line_error(tmp_path):
 def test_bad_options_are_one_line_errors_and_write_nothing(tmp_path):
     root = build_grid(tmp_path)
     assert error_of([str(root), "--by", "strategy,colour"])[1].startswith(
-        "Error: --by got unknown setting 'colour'; valid: dataset, normalize, noise, model,")
+        "Error: --by got unknown setting 'colour'; valid: dataset, normalize, noise, val_fraction,")
     assert error_of([str(root), "--baseline", "lr=0.1"]) == (2, (
         "Error: --baseline key 'lr' is not a grouping setting; the groups differ in: strategy "
         "(choose the grouping with --by)\n"))

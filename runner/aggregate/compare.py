@@ -4,8 +4,8 @@ test accuracy, its CI, a paired or Welch t-test, and Holm's correction over all 
 Seeds pair up when the two groups differ only in a setting that leaves the data and its order
 alone: a job's seed sets its initialisation, data order, dropout and strategy randomness, so
 the same seed in both groups shares all of them (RESEARCH.md sec. 10: a paired test where runs
-pair up). Groups that differ in the data set or the batch size (which orders the data
-differently) are compared unpaired, by Welch's test.
+pair up). Groups that differ in the data (data set, noise, validation split) or the batch size
+(which orders the data differently) are compared unpaired, by Welch's test.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from runner.aggregate.load import AggregateError
 from runner.aggregate.tables import COMPARED, Group
 
 DEFAULT_BASELINE = ("strategy", "onehot")
-UNPAIRED_KEYS = ("dataset", "data_root", "noise", "batch_size")  # change the data or its order
+# change the training data or its order: the same seed does not pair runs across them
+UNPAIRED_KEYS = ("dataset", "data_root", "noise", "val_fraction", "val_seed", "batch_size")
 MIN_PAIRS = 2  # fewer seeds shared by both groups: compared unpaired
 
 

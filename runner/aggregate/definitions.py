@@ -57,8 +57,9 @@ def statistics_text(summary: Summary) -> list[str]:
         "two seeds).",
         "Δ is group − baseline in final test accuracy. Where the seeds of the two groups pair up "
         "(same seed, and a difference that leaves the data and its order alone: not the data "
-        "set or the batch size), the comparison is a paired t-test over the seeds both groups "
-        "finished (scipy.stats.ttest_rel; Δ and its CI are those of the paired differences). "
+        "set, its noise, the validation split or the batch size), the comparison is a paired "
+        "t-test over the seeds both groups finished (scipy.stats.ttest_rel; Δ and its CI are "
+        "those of the paired differences). "
         "Otherwise it is Welch's t-test (scipy.stats.ttest_ind, equal_var=False; Δ is the "
         "difference of the group means with the Welch–Satterthwaite CI). The column *test* says "
         "which, with the number of pairs.",
