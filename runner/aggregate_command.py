@@ -11,7 +11,7 @@ from rich.console import Console
 
 from jobs import results
 from runner.aggregate.formats import rich_table, to_csv, to_json, to_markdown
-from runner.aggregate.pipeline import Aggregation
+from runner.aggregate.pipeline import LATEX_FILE, Aggregation
 from runner.aggregate.report import jobs_line
 
 MAX_SHOWN_PROBLEMS = 5  # failed/diverged jobs named in the terminal; report.md lists more
@@ -34,6 +34,8 @@ def machine_output(aggregation: Aggregation, fmt: str) -> str:
     summary = aggregation.summary
     if fmt == "csv":
         return to_csv(summary)
+    if fmt == "latex":  # what summary/summary.tex holds
+        return aggregation.rendered.files[LATEX_FILE].decode()
     if fmt == "json":
         return to_json(summary, aggregation.meta())
     return to_markdown(summary)
@@ -64,6 +66,10 @@ def print_aggregation(console: Console, notes: Console, aggregation: Aggregation
         notes.print(summary.baseline_note, markup=False, soft_wrap=True)
     for note in aggregation.rendered.plot_notes:
         notes.print(note, markup=False, soft_wrap=True)
+    if aggregation.rendered.figures_kept:
+        notes.print("plots unchanged since they were drawn: kept "
+                    f"{', '.join(aggregation.rendered.plots)} (PNG and SVG)", markup=False,
+                    soft_wrap=True)
     names = ", ".join(path.name for path in aggregation.written)
     notes.print(f"wrote {aggregation.summary_dir}/: {names}; {data.compaction}", markup=False,
                 soft_wrap=True)

@@ -277,6 +277,7 @@ class OutputFormat(str, Enum):
     csv = "csv"
     json = "json"
     markdown = "markdown"
+    latex = "latex"
 
 
 @app.command()
@@ -294,14 +295,20 @@ def aggregate(
         help="Compare every group with the group KEY=VALUE and otherwise equal settings "
              "(default: strategy=onehot)")] = None,
     output_format: Annotated[OutputFormat, typer.Option(
-        "--format", help="Standard output: a table, or csv/json/markdown for scripts")
+        "--format", help="Standard output: a table, csv/json/markdown for scripts, or a "
+                         "booktabs table for LaTeX (latex)")
     ] = OutputFormat.table,
-    plots: Annotated[bool, typer.Option(help="Draw the PNG plots (the slow part)")] = True,
+    plots: Annotated[bool, typer.Option(
+        help="Draw the plots (PNG, SVG) and the charts of report.html (the slow part)")] = True,
 ) -> None:
-    """Summarise a grid: mean, std and 95 % CI per group over seeds, Welch tests against a
-    baseline, and DIR/summary/ with report.md, summary.csv/.parquet, compacted metrics, plots.
+    """Summarise a grid: mean, std and 95 % CI per group over seeds, paired or Welch tests
+    against a baseline with Holm's correction, and DIR/summary/ with report.md, report.html
+    (interactive), summary.csv/.parquet/.tex, compacted metrics, plots (PNG and SVG, kept
+    when unchanged).
 
     Example: tvo aggregate outputs/quickstart --baseline strategy=onehot --threshold 0.95
+
+    Example: tvo aggregate outputs/study --format latex > table.tex
     """
     from runner.aggregate.load import AggregateError
     from runner.aggregate.pipeline import aggregate as run_aggregate

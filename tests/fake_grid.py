@@ -61,3 +61,47 @@ def write_run(grid_dir: Path, spec: JobSpec, rows: list[dict[str, Any]] | None, 
 
 def write_jobs(grid_dir: Path, specs: Sequence[JobSpec], grid: str = "fake") -> None:
     results.write_parquet(Path(grid_dir) / "jobs.parquet", results.jobs_table(specs, grid))
+
+
+# Strategies of the sized grids below, long canonical strings on purpose (labels must cope).
+STRATEGIES = ("onehot", "tvo(adapt=sigma)", "fixed(c=0.9, nc=0.1)", "fixed(c=0.8, nc=0.2)",
+              "lecun", "label_smoothing(eps=0.1)", "label_smoothing(eps=0.2)", "tvo(adapt=none)",
+              "tvo(init=soft, adapt=none)",
+              "tvo(init=uniform, adapt=sigma_half, cadence=batch, layout=position)")
+MOVES = ("tvo(adapt=sigma)", "tvo(init=uniform, adapt=sigma_half, cadence=batch, "
+         "layout=position)")  # strategies whose fake targets move
+
+
+def many_strategies(count: int) -> tuple[str, ...]:
+    """`count` different strategies: those above, then label smoothing at more values of eps."""
+    extra = tuple(f"label_smoothing(eps={k / 100:g})" for k in range(21, 21 + count))
+    return (STRATEGIES + extra)[:count]
+
+
+def write_sized_grid(root: Path, *, strategies: int, datasets: Sequence[str] = ("digits",),
+                     lrs: Sequence[float] = (0.1,), seeds: int = 2, epochs: int = 5,
+                     tanh: bool = False) -> Path:
+    """strategies x datasets x lrs groups of `seeds` done jobs with plausible made-up curves;
+    `tanh`: every job has a tanh output, so its ECE and NLL are null (not applicable)."""
+    specs = []
+    for strategy_index, strategy in enumerate(many_strategies(strategies)):
+        for dataset in datasets:
+            for lr in lrs:
+                for seed in range(seeds):
+                    settings = {"strategy": strategy, "dataset": dataset, "lr": lr,
+                                "seed": seed, "epochs": epochs}
+                    if tanh:
+                        settings["output"] = "tanh"
+                    spec = make_spec(**settings)
+                    top = 0.8 + 0.15 * strategy_index / strategies + 0.01 * seed
+                    curve = [top * (1 - 0.6 ** epoch) + 0.1 for epoch in range(epochs + 1)]
+                    moving = [(0.9 - 0.05 * e, 0.1 + 0.02 * e) for e in range(epochs + 1)]
+                    rows = curve_rows([min(acc, 1.0) for acc in curve],
+                                      targets=moving if strategy in MOVES else None)
+                    if tanh:
+                        for row in rows:
+                            row.update(ece=None, test_nll=None)
+                    write_run(root, spec, rows)
+                    specs.append(spec)
+    write_jobs(root, specs)
+    return root

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from scipy import stats as scipy_stats
 
 from jobs import results
 from runner.aggregate import stats
@@ -96,17 +97,66 @@ def test_epochs_to_threshold_counts_seeds_that_never_reach_it(tmp_path, threshol
         assert onehot["epochs_to_threshold"] == median
 
 
-def test_each_group_is_compared_with_onehot_by_welch(tmp_path):
+def test_groups_whose_seeds_pair_up_are_compared_by_a_paired_test(tmp_path):
     result = aggregate(build_grid(tmp_path), plots=False)
     fixed, onehot = row_of(result, FIXED), row_of(result, "onehot")
-    expected = stats.welch([0.95, 0.96, 0.97], [0.90, 0.92, 0.94])
+    # per seed: fixed - onehot = 0.05, 0.04, 0.03 -> mean 0.04, std 0.01, t = 0.04 / (0.01 /
+    # sqrt(3)) = 6.928 with 2 degrees of freedom, two-sided p = 0.0202 (t table)
+    t = 0.04 / (0.01 / math.sqrt(3))
+    assert fixed["test"] == "paired t" and fixed["pairs"] == 3
     assert fixed["baseline"] == "strategy=onehot"
     assert fixed["diff_final_test_acc"] == pytest.approx(0.04)
-    assert fixed["p_value"] == pytest.approx(0.0553, abs=1e-3)
-    assert (fixed["diff_ci_low"], fixed["diff_ci_high"]) == pytest.approx(
-        (expected.ci_low, expected.ci_high))
-    assert fixed["significant"] is False
+    assert fixed["p_value"] == pytest.approx(0.020204, abs=1e-6)
+    assert fixed["p_value"] == pytest.approx(2 * scipy_stats.t.sf(t, 2))
+    half = T_975_DF2 * 0.01 / math.sqrt(3)
+    assert (fixed["diff_ci_low"], fixed["diff_ci_high"]) == pytest.approx((0.04 - half,
+                                                                         0.04 + half))
+    assert fixed["p_holm"] == pytest.approx(fixed["p_value"])  # one comparison: no correction
+    assert fixed["significant"] is True
     assert onehot["baseline"] is None and math.isnan(onehot["p_value"])
+    assert onehot["test"] is None and math.isnan(onehot["p_holm"])
+
+
+def test_p_values_are_holm_corrected_across_all_comparisons(tmp_path):
+    finals = {"onehot": [0.90, 0.91, 0.92, 0.93], FIXED: [0.93, 0.95, 0.94, 0.97],
+              "lecun": [0.91, 0.91, 0.94, 0.92], "label_smoothing(eps=0.1)": [0.90, 0.92, 0.91,
+                                                                              0.95]}
+    for strategy, accuracies in finals.items():
+        for seed, final in enumerate(accuracies):
+            write_run(tmp_path, make_spec(strategy=strategy, seed=seed),
+                      curve_rows([0.1, 0.5, final]))
+    rows = {r["label"]: r for r in aggregate(tmp_path, plots=False).summary.rows}
+    raw = {label: scipy_stats.ttest_rel(finals[strategy], finals["onehot"]).pvalue
+           for label, strategy in (("fixed", FIXED), ("lecun", "lecun"),
+                                   ("label_smoothing", "label_smoothing(eps=0.1)"))}
+    # Holm by hand: the smallest p times 3, the next times 2, the largest times 1, each at
+    # least the one before
+    order = sorted(raw, key=raw.get)
+    expected, running = {}, 0.0
+    for rank, label in enumerate(order):
+        running = max(running, min(1.0, raw[label] * (len(order) - rank)))
+        expected[label] = running
+    for label in raw:
+        assert rows[label]["p_value"] == pytest.approx(raw[label])
+        assert rows[label]["p_holm"] == pytest.approx(expected[label])
+        assert rows[label]["significant"] is bool(expected[label] < 0.05)
+    assert rows["fixed"]["p_holm"] > rows["fixed"]["p_value"]
+
+
+def test_groups_on_different_data_are_compared_by_welch(tmp_path):
+    finals = {("onehot", "digits"): [0.90, 0.92, 0.94], ("onehot", "mnist1d"): [0.95, 0.96, 0.97]}
+    for (strategy, dataset), accuracies in finals.items():
+        for seed, final in enumerate(accuracies):
+            write_run(tmp_path, make_spec(strategy=strategy, dataset=dataset, seed=seed),
+                      curve_rows([0.1, 0.5, final]))
+    result = aggregate(tmp_path, baseline="dataset=digits", plots=False)
+    mnist1d = next(r for r in result.summary.rows if r["dataset"] == "mnist1d")
+    expected = stats.welch([0.95, 0.96, 0.97], [0.90, 0.92, 0.94])
+    assert (mnist1d["test"], mnist1d["pairs"]) == ("Welch t", None)
+    assert mnist1d["p_value"] == pytest.approx(0.0553, abs=1e-3)
+    assert (mnist1d["diff_ci_low"], mnist1d["diff_ci_high"]) == pytest.approx(
+        (expected.ci_low, expected.ci_high))
+    assert mnist1d["significant"] is False
 
 
 def test_baseline_option_takes_any_spelling_of_a_value(tmp_path):
@@ -134,7 +184,7 @@ def test_baseline_is_matched_within_each_combination_of_other_settings(tmp_path)
     assert rows[("fixed", 0.9)]["baseline"] is None
     assert result.summary.baseline_note == (
         "1 group(s) have no strategy=onehot group with otherwise equal settings: "
-        "strategy=fixed(c=0.9, nc=0.1, normalize=false); lr=0.9")
+        "fixed; lr=0.9")
     by_strategy = aggregate(tmp_path, by=["strategy"], plots=False)
     # lr merged: onehot 0.71 mean over 4 seeds beats fixed's 0.708 over 6
     assert [(r["strategy"], r["seeds"]) for r in by_strategy.summary.rows] == [

@@ -14,7 +14,7 @@ from runner.aggregate.load import load_grid
 from runner.aggregate.plots import make_figures
 from runner.aggregate.tables import summarise
 from runner.cli import app
-from tests.test_aggregate import FIXED, build_grid
+from tests.test_aggregate import FIXED, MOVING, build_grid
 
 runner = CliRunner()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -33,7 +33,7 @@ def grid(tmp_path_factory):
 def test_table_output_names_groups_best_first_and_what_is_missing(grid):
     root, result = grid
     out = result.stdout
-    assert out.index("fixed(c=0.9") < out.index("onehot")
+    assert out.index("fixed") < out.index("onehot") and "normalize" not in out  # short labels
     assert "10 jobs: 6 done, 1 diverged, 1 failed, 1 running, 1 pending" in out
     assert "failed " in out and "RuntimeError: out of memory" in out
     assert f"wrote {root / 'summary'}/: metrics.parquet, summary.parquet, summary.csv" in out
@@ -42,17 +42,20 @@ def test_table_output_names_groups_best_first_and_what_is_missing(grid):
 def test_files_written_with_report_plots_and_command(grid):
     root, _ = grid
     summary = root / "summary"
-    names = {"metrics.parquet", "summary.parquet", "summary.csv", "report.md", "test_acc.png",
-             "train_loss.png", "targets.png", "final_acc.png", "calibration.png"}
+    figures = ("test_acc", "train_loss", "final_acc", "calibration")  # no target moves
+    names = {"metrics.parquet", "summary.parquet", "summary.csv", "summary.tex", "report.md",
+             "report.html",
+             *(f"{name}.{fmt}" for name in figures for fmt in ("png", "svg"))}
     assert {p.name for p in summary.iterdir()} == names  # no temporary files left
     for png in summary.glob("*.png"):
         assert png.read_bytes()[:8] == PNG_MAGIC
+    for svg in summary.glob("*.svg"):
+        assert b"<svg" in svg.read_bytes()[:1000]
     report = (summary / "report.md").read_text()
     assert report.startswith("# Results of grid fake\n\nMade by `tvo aggregate "
                              f"{root} --threshold 0.9` on ")
-    for name in ("test_acc.png", "train_loss.png", "targets.png", "final_acc.png",
-                 "calibration.png"):
-        assert f"]({name})" in report
+    for name in figures:
+        assert f"]({name}.png)" in report
     assert "| strategy | seeds | final acc | Δ acc vs baseline [95% CI] | p |" in report
     import pyarrow.parquet as pq
 
@@ -62,20 +65,36 @@ def test_files_written_with_report_plots_and_command(grid):
 
 
 def test_curve_plots_have_one_line_per_group_and_targets_only_where_they_move(tmp_path):
-    data = load_grid(build_grid(tmp_path, partial=True))
+    from tests.fake_grid import curve_rows, make_spec, write_run
+
+    build_grid(tmp_path, partial=True)
+    moving = make_spec(strategy="tvo(adapt=sigma)", seed=0)
+    write_run(tmp_path, moving, curve_rows([0.1, 0.5, 0.8, 0.9], targets=MOVING))
+    data = load_grid(tmp_path)
     summary = summarise(data)
-    figures, notes = make_figures(data, summary)
-    for name in ("test_acc.png", "train_loss.png"):
-        [axes] = figures[name].axes
-        assert [line.get_label() for line in axes.get_lines()] == [
-            f"strategy={FIXED_CANONICAL}", "strategy=onehot"]
-        mean = axes.get_lines()[1].get_ydata()
-        if name == "test_acc.png":  # onehot: mean of its three done seeds per epoch
-            assert list(mean) == pytest.approx([0.4 / 3, 1.8 / 3, 2.71 / 3, 2.76 / 3])
-    [panel] = figures["targets.png"].axes  # onehot keeps c=1, nc=0: no panel for it
-    assert panel.get_title() == f"strategy={FIXED_CANONICAL}"
+    from runner.aggregate.plot_data import read_plot_data
+    from runner.aggregate.plots import plot_notes
+
+    plot_data = read_plot_data(data, summary.groups)
+    figures, notes = make_figures(summary, plot_data), plot_notes(summary, plot_data)
+    for name in ("test_acc", "train_loss"):
+        [axes] = figures[name].axes  # one facet: only the strategy differs
+        colors = [line.get_color() for line in axes.get_lines()]
+        assert len(colors) == 3 and len(set(colors)) == 3
+        legend = figures[name].legends[0]
+        assert [t.get_text() for t in legend.get_texts()] == ["onehot", "fixed", "tvo"]
+        if name == "test_acc":  # onehot: mean of its three done seeds per epoch
+            onehot_color = legend.legend_handles[0].get_color()
+            onehot = next(line for line in axes.get_lines() if line.get_color() == onehot_color)
+            assert list(onehot.get_ydata()) == pytest.approx([0.4 / 3, 1.8 / 3, 2.71 / 3,
+                                                              2.76 / 3])
+    [panel] = figures["targets"].axes  # onehot and fixed never move: no panel for them
+    assert panel.get_title() == "tvo"
     assert len(panel.get_lines()) == 20  # c_i and nc_i of 10 classes
     assert list(panel.get_lines()[0].get_ydata()) == pytest.approx([0.9, 0.8, 0.7, 0.75])
+    legend = [t.get_text() for t in figures["targets"].legends[0].get_texts()]
+    assert legend == [f"class {i}" for i in range(10)] + ["c_i (class value)",
+                                                           "nc_i (non-class value)"]
     assert notes == []
 
 
@@ -103,7 +122,8 @@ def test_json_output_parses(grid):
     assert content["jobs"] == {"done": 6, "failed": 1, "diverged": 1, "running": 1,
                                "pending": 1}
     fixed, onehot = content["groups"]
-    assert fixed["significant"] is False and onehot["p_value"] is None
+    assert fixed["significant"] is True and onehot["p_value"] is None
+    assert fixed["test"] == "paired t" and fixed["label"] == "fixed"
     assert onehot["threshold_reached"] == 1 and onehot["threshold_never"] == 2
 
 
@@ -113,8 +133,8 @@ def test_markdown_output_is_a_table(grid):
     assert result.exit_code == 0
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("| ") for line in lines[:1] + lines[2:])
-    assert lines[1] == "|" + "---|" * 13
-    assert lines[2].startswith(f"| {FIXED_CANONICAL} | 3 | 0.9600 ± 0.0248 | +0.0400 [")
+    assert lines[1] == "|" + "---|" * 14
+    assert lines[2].startswith("| fixed | 3 | 0.9600 ± 0.0248 | +0.0400 [")
     assert lines[3].startswith("| onehot | 3/7 | 0.9200 ± 0.0497 | baseline | — |")
 
 
@@ -163,7 +183,7 @@ def test_empty_or_missing_dir_is_a_one_line_error(tmp_path):
 def test_bad_options_are_one_line_errors_and_write_nothing(tmp_path):
     root = build_grid(tmp_path)
     assert error_of([str(root), "--by", "strategy,colour"])[1].startswith(
-        "Error: --by got unknown setting 'colour'; valid: dataset, normalize, noise, model,")
+        "Error: --by got unknown setting 'colour'; valid: dataset, normalize, noise, val_fraction,")
     assert error_of([str(root), "--baseline", "lr=0.1"]) == (2, (
         "Error: --baseline key 'lr' is not a grouping setting; the groups differ in: strategy "
         "(choose the grouping with --by)\n"))
@@ -210,3 +230,38 @@ def test_aggregate_runs_without_importing_torch(grid):
     shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                            check=True).stdout
     assert shown.strip() == "False"
+
+
+def test_figures_are_drawn_again_only_when_what_they_show_changed(tmp_path):
+    from tests.fake_grid import curve_rows, make_spec, write_run
+
+    root = build_grid(tmp_path)
+    first = runner.invoke(app, ["aggregate", str(root)])
+    assert first.exit_code == 0 and "plots unchanged" not in first.stdout
+    png = root / "summary" / "test_acc.png"
+    drawn = png.stat().st_mtime_ns
+    assert runner.invoke(app, ["aggregate", str(root), "--no-plots"]).exit_code == 0
+    again = runner.invoke(app, ["aggregate", str(root), "--format", "latex"])
+    assert again.exit_code == 0
+    assert ("plots unchanged since they were drawn: kept test_acc, train_loss, final_acc, "
+            "calibration (PNG and SVG)") in again.stderr
+    assert png.stat().st_mtime_ns == drawn
+    assert "](test_acc.png)" in (root / "summary" / "report.md").read_text()
+    write_run(root, make_spec(strategy="onehot", seed=9), curve_rows([0.1, 0.2, 0.3, 0.5]))
+    changed = runner.invoke(app, ["aggregate", str(root)])
+    assert changed.exit_code == 0 and "plots unchanged" not in changed.stdout
+    assert png.stat().st_mtime_ns != drawn
+
+
+def test_figure_workers_import_neither_torch_nor_the_data_libraries():
+    """A figure worker needs numpy and matplotlib only: polars, pyarrow and scipy would cost
+    each worker most of a second (render_worker, model)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; import runner.aggregate.render_worker, runner.aggregate.figures, "
+              "runner.aggregate.plots; print(sorted(m for m in ('torch', 'polars', 'pyarrow', "
+              "'scipy', 'pandas') if m in sys.modules))")
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           check=True).stdout
+    assert shown.strip() == "[]"

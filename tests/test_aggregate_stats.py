@@ -92,3 +92,30 @@ def test_half_widths_elementwise():
     widths = stats.half_widths([0.02, 0.5], [3, 1])
     assert widths[0] == pytest.approx(T_975_DF2 * 0.02 / math.sqrt(3))
     assert math.isnan(widths[1])
+
+
+def test_holm_adjusts_like_the_step_down_by_hand():
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> kept at
+    # 0.06 (adjusted values never decrease along the order)
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_holm_leaves_missing_p_values_out_of_the_family():
+    adjusted = stats.holm([0.01, float("nan"), 0.04])  # two comparisons, not three
+    assert adjusted[0] == pytest.approx(0.02) and adjusted[2] == pytest.approx(0.04)
+    assert math.isnan(adjusted[1])
+    assert stats.holm([]) == []
+
+
+def test_paired_difference_interval_and_p_value():
+    result = stats.paired([0.95, 0.96, None, 0.97], [0.90, 0.92, 0.5, 0.94])
+    # pairs with both values: differences 0.05, 0.04, 0.03 -> mean 0.04, std 0.01
+    assert (result.test, result.n) == ("paired t", 3)
+    assert result.diff == pytest.approx(0.04)
+    t = 0.04 / (0.01 / math.sqrt(3))
+    assert result.p_value == pytest.approx(2 * scipy_stats.t.sf(t, 2), rel=1e-9)
+    half = T_975_DF2 * 0.01 / math.sqrt(3)
+    assert (result.ci_low, result.ci_high) == pytest.approx((0.04 - half, 0.04 + half))
+    one = stats.paired([0.9], [0.8])
+    assert one.diff == pytest.approx(0.1) and math.isnan(one.p_value)

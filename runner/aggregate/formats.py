@@ -20,14 +20,16 @@ def summary_columns(keys: list[str]) -> list[tuple[str, pa.DataType]]:
     """Column names and types of summary.parquet / summary.csv, in order."""
     setting_types = {f.name: f.type for f in results.jobs_schema()}
     columns = [(key, setting_types[key]) for key in keys]
-    columns += [("group", pa.string()), ("jobs", pa.int64()), ("seeds", pa.int64())]
+    columns += [("group", pa.string()), ("label", pa.string()), ("jobs", pa.int64()),
+                ("seeds", pa.int64())]
     columns += [(state, pa.int64()) for state in STATE_COLUMNS]
     columns += [(f"{name}_{suffix}", pa.float64()) for name in MEASURES for suffix in STAT_SUFFIXES]
     columns += [("epochs_to_threshold", pa.float64()), ("threshold_reached", pa.int64()),
                 ("threshold_never", pa.int64()), ("baseline", pa.string()),
+                ("test", pa.string()), ("pairs", pa.int64()),
                 ("diff_final_test_acc", pa.float64()), ("diff_ci_low", pa.float64()),
                 ("diff_ci_high", pa.float64()), ("p_value", pa.float64()),
-                ("significant", pa.bool_())]
+                ("p_holm", pa.float64()), ("significant", pa.bool_())]
     return columns
 
 
@@ -40,13 +42,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def summary_table(summary: Summary) -> pa.Table:
+def summary_table(summary: Summary, figures: dict[str, str] | None = None) -> pa.Table:
+    """`figures`: what figure_cache keeps of the figures drawn with it, if any."""
     columns = summary_columns(summary.keys)
     schema = pa.schema(columns, metadata={
         "tvo.schema": "summary", "tvo.schema_version": results.SCHEMA_VERSION,
         "tvo.threshold": str(summary.threshold),
         "tvo.baseline": "" if summary.baseline is None else
         f"{summary.baseline[0]}={format_value(summary.baseline[1])}",
+        **(figures or {}),
     })
     records = [{name: _plain(row[name]) for name, _ in columns} for row in summary.rows]
     return pa.Table.from_pylist(records, schema=schema)
@@ -80,6 +84,10 @@ def to_json(summary: Summary, meta: dict[str, Any]) -> str:
 # Human-readable cells, shared by the markdown and the terminal table
 
 
+NOT_APPLICABLE = "n/a"  # a measure with no value for any done seed (ECE of a tanh output)
+SIGNIFICANCE = 0.05  # the level `*` marks, on Holm-corrected p-values
+
+
 def number(value: float | None, digits: int = 4) -> str:
     if value is None or math.isnan(value):
         return "—"
@@ -88,16 +96,24 @@ def number(value: float | None, digits: int = 4) -> str:
 
 def mean_ci(row: dict[str, Any], name: str, digits: int = 4, sep: str = " ") -> str:
     mean, low, high = row[f"{name}_mean"], row[f"{name}_ci_low"], row[f"{name}_ci_high"]
+    if math.isnan(mean) and row["seeds"]:
+        return NOT_APPLICABLE
     if math.isnan(low):
         return number(mean, digits)
     return f"{number(mean, digits)}{sep}± {number((high - low) / 2, digits)}"
 
 
-def p_text(p_value: float) -> str:
-    if math.isnan(p_value):
+def mean_text(row: dict[str, Any], name: str, digits: int = 3) -> str:
+    mean = row[f"{name}_mean"]
+    return NOT_APPLICABLE if math.isnan(mean) and row["seeds"] else number(mean, digits)
+
+
+def p_text(p_value: float, *, mark: bool = False) -> str:
+    """A p-value to three places; `mark`: with ` *` below SIGNIFICANCE (for Holm's)."""
+    if p_value is None or math.isnan(p_value):
         return "—"
     shown = "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
-    return f"{shown} *" if p_value < 0.05 else shown
+    return f"{shown} *" if mark and p_value < SIGNIFICANCE else shown
 
 
 def diff_text(row: dict[str, Any], summary: Summary, sep: str = " ") -> str:
@@ -127,37 +143,51 @@ def problems_text(row: dict[str, Any], sep: str = ", ") -> str:
 def display(summary: Summary, *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
     """Headers and cells of the summary table as people read it, best group first.
 
-    One column per grouping setting (its values). Compact, for the terminal: short headers,
-    CIs on a second line, the CI of the accuracies only, no confidence and margin (the report
-    and the files have everything).
+    One column per grouping setting (its short label). Compact, for the terminal: short
+    headers, CIs on a second line, the CI of the accuracies only, no confidence and margin (the
+    report and the files have everything).
     """
     sep = "\n" if compact else " "
     keys = summary.keys or ["group"]
     if compact:
-        headers = [*keys, "seeds", "final acc", "Δ vs baseline", "p", "best acc", "NLL", "ECE",
-                   f"epochs\nto {summary.threshold:g}", "acc AUC", "not done"]
+        headers = [*keys, "seeds", "final acc", "Δ vs baseline", "p", "p Holm", "best acc",
+                   "NLL", "ECE", f"epochs\nto {summary.threshold:g}", "acc AUC", "not done"]
     else:
-        headers = [*keys, "seeds", "final acc", "Δ acc vs baseline [95% CI]", "p", "best acc",
-                   "NLL", "ECE", "confidence", "margin", f"epochs to {summary.threshold:g}",
-                   "acc AUC", "not done"]
+        headers = [*keys, "seeds", "final acc", "Δ acc vs baseline [95% CI]", "p", "p (Holm)",
+                   "best acc", "NLL", "ECE", "confidence", "margin",
+                   f"epochs to {summary.threshold:g}", "acc AUC", "not done"]
     cells = []
     for row in summary.rows:
         def cell(name: str, row: dict[str, Any] = row) -> str:
-            return number(row[f"{name}_mean"], 3) if compact else mean_ci(row, name, 3)
+            return mean_text(row, name) if compact else mean_ci(row, name, 3)
 
         seeds = str(row["seeds"])
         if row["seeds"] != row["jobs"]:
             seeds += f"/{row['jobs']}"
-        names = [format_value(row[key]) for key in summary.keys] or [row["group"]]
+        names = [summary.labels.value(key, row[key]) for key in summary.keys] or [row["group"]]
         measures = [cell("test_nll"), cell("ece")]
         if not compact:
             measures += [cell("confidence"), cell("margin")]
         cells.append([
             *names, seeds, mean_ci(row, "final_test_acc", 4, sep), diff_text(row, summary, sep),
-            p_text(row["p_value"]), cell("best_test_acc") if compact else
-            mean_ci(row, "best_test_acc", 4), *measures,
+            p_text(row["p_value"]), p_text(row["p_holm"], mark=True),
+            cell("best_test_acc") if compact else mean_ci(row, "best_test_acc", 4), *measures,
             threshold_text(row), cell("acc_auc"), problems_text(row, "\n" if compact else ", "),
         ])
+    return headers, cells
+
+
+def comparison_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """The comparison with the baseline, one row per compared group, best first."""
+    headers = ["group", "baseline", "test", "Δ final acc [95% CI]", "p", "p (Holm)"]
+    labels = {group.name: group.label for group in summary.groups}
+    cells = []
+    for row in summary.rows:
+        if row["test"] is None:
+            continue
+        test = row["test"] + (f" ({row['pairs']} pairs)" if row["pairs"] else "")
+        cells.append([row["label"], labels[row["baseline"]], test, diff_text(row, summary),
+                      p_text(row["p_value"]), p_text(row["p_holm"], mark=True)])
     return headers, cells
 
 
@@ -170,9 +200,9 @@ def to_markdown(summary: Summary) -> str:
 
 # Terminal columns after the grouping settings, most important first: on a narrow terminal the
 # ones that do not fit are left out (report.md and the files have them all).
-TERMINAL_PRIORITY = ("final acc", "Δ vs baseline", "p", "seeds", "not done", "epochs", "best acc",
-                     "acc AUC", "ECE", "NLL")
-MAX_KEY_WIDTH = 24  # a long strategy string folds onto several lines beyond this
+TERMINAL_PRIORITY = ("final acc", "Δ vs baseline", "p Holm", "seeds", "not done", "p", "epochs",
+                     "best acc", "acc AUC", "ECE", "NLL")
+MAX_KEY_WIDTH = 60  # a longer label folds onto several lines
 
 
 def _width(texts: list[str]) -> int:
@@ -192,7 +222,7 @@ def rich_table(summary: Summary, title: str, width: int = 200) -> Any:
     shown = set(range(keys))
     hidden = []
     for name in TERMINAL_PRIORITY:
-        if summary.baseline is None and name in ("Δ vs baseline", "p"):
+        if summary.baseline is None and name in ("Δ vs baseline", "p", "p Holm"):
             continue  # all empty: the notes say why there is no comparison
         index = next(i for i, h in enumerate(headers) if h.split("\n")[0] == name)
         if used + widths[index] + 3 <= width:

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from jobs import results
 from jobs.spec import JobSpec
+from runner.aggregate.model import Job
 
 SUMMARY_DIR = "summary"
 COMPACTED_FILE = "metrics.parquet"
@@ -43,18 +44,6 @@ T = TypeVar("T")
 
 class AggregateError(ValueError):
     """A grid dir that cannot be aggregated; the message is one line naming the path."""
-
-
-@dataclass(frozen=True)
-class Job:
-    """One job of the grid as found on disk."""
-
-    job_id: str
-    state: str  # done | diverged | failed | running | cancelled | pending
-    settings: dict[str, Any]  # every JobSpec setting and strategy_name; lists as tuples
-    error: str | None = None
-    log: str | None = None
-    has_metrics: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ untouched rather than half-replaced.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,20 +23,33 @@ from runner.aggregate.load import (
     state_counts,
     write_compacted,
 )
-from runner.aggregate.tables import Summary, format_value, summarise
+from runner.aggregate.model import PlotData
+from runner.aggregate.render_worker import FigureWorkers
+from runner.aggregate.tables import (
+    Summary,
+    compare_with_baseline,
+    describe,
+    format_value,
+    make_groups,
+    resolve_keys,
+)
 
 SUMMARY_PARQUET = "summary.parquet"
 SUMMARY_CSV = "summary.csv"
 REPORT_FILE = "report.md"
+HTML_REPORT_FILE = "report.html"
+LATEX_FILE = "summary.tex"
 
 
 @dataclass(frozen=True)
 class Rendered:
     """The text and image files of a summary, rendered but not yet written."""
 
-    files: dict[str, bytes]  # name inside summary/ -> content; report.md last
-    plots: list[str]
+    files: dict[str, bytes]  # name inside summary/ -> content
+    plots: list[str]  # figure names: each has name.png and name.svg in files, or on disk
     plot_notes: list[str] = field(default_factory=list)
+    figures: str = ""  # fingerprint of the figures (figure_cache)
+    figures_kept: bool = False  # the figures on disk were drawn from the same inputs
 
 
 @dataclass(frozen=True)
@@ -66,20 +80,36 @@ def check_threshold(threshold: float) -> None:
         raise AggregateError(f"--threshold must be an accuracy in (0, 1], got {threshold:g}")
 
 
-def render(data: GridData, summary: Summary, *, command: str, plots: bool = True) -> Rendered:
-    files: dict[str, bytes] = {SUMMARY_CSV: formats.to_csv(summary).encode()}
+def render(data: GridData, summary: Summary, *, command: str,
+           plot_data: PlotData | None = None, drawn: dict[str, bytes] | None = None,
+           figures: str = "", kept: bool = False) -> Rendered:
+    """Every file of summary/ in memory. `plot_data`: plots wanted, with the figures' files
+    already `drawn` (by FigureWorkers), or `kept` on disk as they are, or drawn here."""
+    from runner.aggregate import html_report
+    from runner.aggregate.latex import to_latex
+
+    files: dict[str, bytes] = {SUMMARY_CSV: formats.to_csv(summary).encode(),
+                               LATEX_FILE: to_latex(summary, grid=data.name,
+                                                    command=command).encode()}
     names: list[str] = []
     notes: list[str] = []
-    if plots:
-        from runner.aggregate.plots import make_figures, png_bytes
+    specs: dict[str, Any] = {}
+    if plot_data is not None:
+        from runner.aggregate.plots import FORMATS, figure_names, plot_notes
+        from runner.aggregate.render_worker import draw_share
 
-        figures, notes = make_figures(data, summary)
-        for name, figure in figures.items():
-            files[name] = png_bytes(figure)
-            names.append(name)
+        names = figure_names(summary, plot_data)
+        notes = plot_notes(summary, plot_data)
+        specs = html_report.charts(summary, plot_data)
+        if not kept:
+            drawn = drawn if drawn is not None else draw_share(summary, plot_data, names)
+            files.update({f"{name}.{fmt}": drawn[f"{name}.{fmt}"] for name in names
+                          for fmt in FORMATS})  # in report order, whichever worker drew them
+    files[HTML_REPORT_FILE] = html_report.render(data, summary, command=command, specs=specs,
+                                                 notes=notes).encode()
     text = report.render(data, summary, command=command, plots=names, plot_notes=notes)
     files[REPORT_FILE] = text.encode()
-    return Rendered(files, names, notes)
+    return Rendered(files, names, notes, figures, kept)
 
 
 def write(data: GridData, summary: Summary, rendered: Rendered) -> list[Path]:
@@ -92,13 +122,23 @@ def write(data: GridData, summary: Summary, rendered: Rendered) -> list[Path]:
         if not data.compacted_current:
             write_compacted(data)
             written.append(data.compacted_path)
-        results.write_parquet(summary_dir / SUMMARY_PARQUET, formats.summary_table(summary))
+        from runner.aggregate import figure_cache
+
+        if rendered.figures:
+            from runner.aggregate.plots import FORMATS
+
+            figures = figure_cache.metadata(rendered.figures, [
+                f"{name}.{fmt}" for name in rendered.plots for fmt in FORMATS])
+        else:
+            figures = figure_cache.stored(summary_dir / SUMMARY_PARQUET)
+        results.write_parquet(summary_dir / SUMMARY_PARQUET,
+                              formats.summary_table(summary, figures))
         written.append(summary_dir / SUMMARY_PARQUET)
         for name, content in rendered.files.items():
             results.atomic_write_bytes(summary_dir / name, content)
             written.append(summary_dir / name)
         for name in PLOT_FILES:  # an earlier run's plot that this one chose not to make
-            if rendered.plots and name not in rendered.files:
+            if rendered.plots and name.rsplit(".", 1)[0] not in rendered.plots:
                 (summary_dir / name).unlink(missing_ok=True)
     except OSError as exc:
         raise AggregateError(f"cannot write {summary_dir}: {exc.strerror or exc}") from None
@@ -108,9 +148,39 @@ def write(data: GridData, summary: Summary, rendered: Rendered) -> list[Path]:
 def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | None = None,
               baseline: str | None = None, plots: bool = True,
               command: str = "tvo aggregate") -> Aggregation:
-    """Summarise a grid dir into DIR/summary/ and return what was computed and written."""
+    """Summarise a grid dir into DIR/summary/ and return what was computed and written.
+
+    With plots, worker processes draw the figures while this one compares the groups and
+    renders the tables and the reports (render_worker says why).
+    """
     check_threshold(threshold)
-    data = load_grid(Path(grid_dir))
-    summary = summarise(data, threshold=threshold, by=by, baseline=baseline)
-    rendered = render(data, summary, command=command, plots=plots)
+    workers = None
+    try:
+        data = load_grid(Path(grid_dir))
+        figures, kept = "", False
+        if plots:
+            from runner.aggregate import figure_cache
+
+            # before the metrics are read: workers start only for figures to draw, and then
+            # import matplotlib while this process reads
+            keys = resolve_keys(list(data.jobs.values()), by)
+            groups, labels = make_groups(list(data.jobs.values()), keys)
+            figures = figure_cache.fingerprint(data.sources, keys, labels, groups)
+            kept = figure_cache.unchanged(data.grid_dir / SUMMARY_DIR / SUMMARY_PARQUET, figures)
+            workers = None if kept else FigureWorkers()
+        described, measures = describe(data, threshold=threshold, by=by, baseline=baseline)
+        plot_data = None
+        if plots:
+            from runner.aggregate.plot_data import read_plot_data
+
+            plot_data = read_plot_data(data, described.groups)
+            if workers:
+                workers.draw(pickle.dumps((described, plot_data)))
+        summary = compare_with_baseline(described, measures)
+        drawn = workers.files() if workers else None
+        rendered = render(data, summary, command=command, plot_data=plot_data, drawn=drawn,
+                          figures=figures, kept=kept)
+    finally:
+        if workers:
+            workers.close()
     return Aggregation(data, summary, rendered, write(data, summary, rendered))

@@ -6,17 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from jobs import results
-from runner.aggregate.formats import diff_text, p_text, to_markdown
+from runner.aggregate.definitions import METRICS, statistics_text
+from runner.aggregate.formats import comparison_cells, to_markdown
 from runner.aggregate.load import GridData, state_counts
-from runner.aggregate.tables import MEASURES, Summary, format_value
+from runner.aggregate.tables import Summary, format_value
 
 MAX_LISTED_JOBS = 30  # jobs listed by name in "Not done"; the rest are counted
 PLOT_TITLES = {
-    "test_acc.png": "Test accuracy over epochs",
-    "train_loss.png": "Training loss over epochs",
-    "targets.png": "Target trajectories (c_i, nc_i) of strategies that move them",
-    "final_acc.png": "Final test accuracy per group",
-    "calibration.png": "ECE and confidence per group",
+    "test_acc": "Test accuracy over epochs",
+    "train_loss": "Training loss over epochs",
+    "targets": "Target trajectories (c_i, nc_i) of strategies that move them",
+    "final_acc": "Final test accuracy per group",
+    "calibration": "Calibration per group: ECE and NLL",
 }
 
 
@@ -45,26 +46,27 @@ def _not_done(data: GridData, summary: Summary) -> list[str]:
     return lines
 
 
+def _table(headers: Sequence[str], cells: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+    return lines
+
+
 def _comparison(summary: Summary) -> list[str]:
     if summary.baseline is None:
         return [summary.baseline_note]
     key, value = summary.baseline
-    lines = [
-        f"Each group against the group with {key}={format_value(value)} and otherwise equal "
-        "settings: Δ = difference of mean final test accuracy (group − baseline) with its 95 % "
-        "Welch CI; p = Welch t-test (scipy.stats.ttest_ind, equal_var=False); * = p < 0.05, "
-        "not corrected for multiple comparisons. Needs two done seeds on each side.",
-        "",
-        "| group | baseline | Δ final acc [95% CI] | p |",
-        "|---|---|---|---|",
-    ]
-    for row in summary.rows:
-        if row["baseline"] is not None:
-            lines.append(f"| {row['group']} | {row['baseline']} | {diff_text(row, summary)} | "
-                         f"{p_text(row['p_value'])} |")
+    lines = [f"Each group against the group with {key}={format_value(value)} and otherwise "
+             "equal settings.", "", *_table(*comparison_cells(summary))]
     if summary.baseline_note:
         lines += ["", summary.baseline_note]
     return lines
+
+
+def _groups(summary: Summary) -> list[str]:
+    """Short label -> every grouping setting in full, as the files spell them."""
+    cells = [[group.label, group.name] for group in summary.groups]
+    return _table(["label", "settings in full"], cells)
 
 
 def render(data: GridData, summary: Summary, *, command: str, plots: Sequence[str],
@@ -86,9 +88,10 @@ def render(data: GridData, summary: Summary, *, command: str, plots: Sequence[st
         "",
         "## Results",
         "",
-        f"Grouped by {grouping}; seeds are the repetitions. Each cell is the mean over seeds ± "
-        "the half-width of its 95 % confidence interval (t distribution, n − 1 degrees of "
-        "freedom; no interval below two seeds). Best group first, by final test accuracy. "
+        f"Grouped by {grouping}; seeds are the repetitions. Groups are named by what tells "
+        "them apart (see *Groups* for every setting in full). Each cell is the mean over seeds "
+        "± the half-width of its 95 % confidence interval; n/a: the measure does not apply "
+        "(see *Definitions*). Best group first, by final test accuracy. "
         f"*epochs to {summary.threshold:g}*: median first epoch at which test accuracy reached "
         f"{summary.threshold:g}, over the seeds that reached it (reached/seeds).",
         "",
@@ -99,23 +102,39 @@ def render(data: GridData, summary: Summary, *, command: str, plots: Sequence[st
         "",
         "## Plots",
         "",
+        "Each plot is also in this folder as an SVG (vector) for papers; report.html has the "
+        "same data as interactive charts.",
+        "",
     ]
     for name in plots:
-        lines += [f"### {PLOT_TITLES[name]}", "", f"![{PLOT_TITLES[name]}]({name})", ""]
+        lines += [f"### {PLOT_TITLES[name]}", "", f"![{PLOT_TITLES[name]}]({name}.png)", ""]
     lines += [f"- {note}" for note in plot_notes]
     if not plots:
-        lines.append("Plots were not made this time (--no-plots); PNG files in this folder, if "
-                     "any, are from an earlier run.")
+        lines.append("Plots were not made this time (--no-plots); PNG and SVG files in this "
+                     "folder, if any, are from an earlier run.")
     lines += [
+        "",
+        "## Groups",
+        "",
+        *_groups(summary),
         "",
         "## Definitions",
         "",
-        *[f"- **{name}**: {text}" for name, text in MEASURES.items()],
+        *[f"- **{name}**: {text}" for name, text in METRICS],
+        "",
+        "## Statistics",
+        "",
+        *[f"- {text}" for text in statistics_text(summary)],
         "",
         "## Files",
         "",
         "- `summary.parquet`, `summary.csv`: one row per group with every statistic "
-        "(mean, std, ci_low, ci_high per measure) and the baseline comparison.",
+        "(mean, std, ci_low, ci_high per measure), the baseline comparison (test, pairs, raw "
+        "`p_value`, Holm-corrected `p_holm`, `significant`: p_holm < 0.05), the full settings "
+        "(`group` and one column per setting) and the short `label`.",
+        "- `summary.tex`: the table for LaTeX (`--format latex` prints it).",
+        "- `report.html`: this report with interactive charts and sortable tables (opens "
+        "offline).",
         f"- `metrics.parquet`: every run's metrics in one file ({data.compaction}).",
         "",
     ]

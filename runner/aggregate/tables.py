@@ -11,17 +11,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 from jobs import results
-from jobs.spec import JobSpec, SpecError, coerce, settings
+from jobs.spec import JobSpec
 from runner.aggregate import stats
-from runner.aggregate.load import AggregateError, GridData, Job
-
-DEFAULT_BASELINE = ("strategy", "onehot")
+from runner.aggregate.labels import Labels, format_value
+from runner.aggregate.load import AggregateError, GridData
+from runner.aggregate.model import Group, Job, Summary
 
 # summary name -> what it is; each gets _mean, _std, _ci_low, _ci_high columns
 MEASURES: dict[str, str] = {
@@ -39,29 +38,6 @@ FINAL_COLUMNS = {"final_test_acc": "test_acc", "test_nll": "test_nll", "ece": "e
 COMPARED = "final_test_acc"  # the measure compared with the baseline
 STATE_COLUMNS = (results.FAILED, results.DIVERGED, results.RUNNING, results.CANCELLED,
                  results.PENDING)
-
-
-@dataclass(frozen=True)
-class Group:
-    key: tuple[Any, ...]  # values of the grouping settings, in their order
-    label: str
-    jobs: tuple[Job, ...]
-
-    @property
-    def done_ids(self) -> list[str]:
-        return [job.job_id for job in self.jobs if job.state == results.DONE]
-
-
-@dataclass(frozen=True)
-class Summary:
-    """Everything the formats, plots and report need."""
-
-    keys: list[str]
-    groups: list[Group]  # sorted like rows
-    rows: list[dict[str, Any]]  # one per group, best first
-    baseline: tuple[str, Any] | None  # (key, value) compared against, None when no comparison
-    baseline_note: str  # why there is no comparison, or which groups lack a baseline
-    threshold: float
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,46 +69,22 @@ def resolve_keys(jobs: Sequence[Job], by: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(by))
 
 
-def format_value(value: Any) -> str:
-    if isinstance(value, tuple | list):
-        return "[" + ",".join(format_value(v) for v in value) + "]"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def group_label(keys: Sequence[str], key: Sequence[Any]) -> str:
+def group_name(keys: Sequence[str], key: Sequence[Any]) -> str:
+    """The full name of a group: every grouping setting with its canonical value."""
     if not keys:
         return "all jobs"
     return "; ".join(f"{name}={format_value(value)}" for name, value in zip(keys, key, strict=True))
 
 
-def make_groups(jobs: Sequence[Job], keys: Sequence[str]) -> list[Group]:
+def make_groups(jobs: Sequence[Job], keys: Sequence[str]) -> tuple[list[Group], Labels]:
     members: dict[tuple[Any, ...], list[Job]] = {}
     for job in jobs:
         members.setdefault(tuple(job.settings.get(k) for k in keys), []).append(job)
-    return [Group(key, group_label(keys, key), tuple(group)) for key, group in members.items()]
-
-
-def parse_baseline(text: str, keys: Sequence[str]) -> tuple[str, Any]:
-    """`key=value` with the value coerced like a setting, so 0.10 matches 0.1."""
-    name, sep, raw = text.partition("=")
-    name, raw = name.strip(), raw.strip()
-    if not sep or not name or not raw:
-        raise AggregateError(f"--baseline got {text!r}; expected KEY=VALUE, e.g. strategy=onehot")
-    if name not in keys:
-        shown = ", ".join(keys) if keys else "nothing (no setting differs between jobs)"
-        raise AggregateError(f"--baseline key {name!r} is not a grouping setting; the groups "
-                             f"differ in: {shown} (choose the grouping with --by)")
-    if name == "strategy_name":
-        return name, raw
-    try:
-        value = coerce(settings()[name], raw)
-    except SpecError as exc:
-        raise AggregateError(f"--baseline: {exc}") from None
-    return name, tuple(value) if isinstance(value, list) else value
+    labels = Labels.of(keys, list(members))
+    groups = [Group(key, group_name(keys, key), labels.group(key), tuple(group),
+                    tuple(job.job_id for job in group if job.state == results.DONE))
+              for key, group in members.items()]
+    return groups, labels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,18 +121,40 @@ def per_job_measures(data: GridData, job_ids: Sequence[str],
 
 def summarise(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | None = None,
               baseline: str | None = None) -> Summary:
+    """Groups, their statistics and the comparison with the baseline."""
+    summary, measures = describe(data, threshold=threshold, by=by, baseline=baseline)
+    return compare_with_baseline(summary, measures)
+
+
+def describe(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | None = None,
+             baseline: str | None = None) -> tuple[Summary, dict[str, dict[str, Any]]]:
+    """Everything but the comparison (what the figures need; the comparison's statistics
+    libraries take a second to import), and the per-job measures it will use."""
+    from runner.aggregate import compare
+
     jobs = list(data.jobs.values())
     keys = resolve_keys(jobs, by)
-    groups = make_groups(jobs, keys)
+    groups, labels = make_groups(jobs, keys)
     done = [job_id for group in groups for job_id in group.done_ids]
     measures = per_job_measures(data, done, threshold)
     rows = [_group_row(group, keys, measures) for group in groups]
-    chosen, note = _choose_baseline(groups, keys, baseline)
-    if chosen is not None:
-        note = _compare(groups, rows, keys, chosen, measures)
+    chosen, note = compare.choose_baseline(groups, keys, baseline)
     order = sorted(range(len(rows)), key=lambda i: _rank(rows[i]))
-    return Summary(keys=keys, groups=[groups[i] for i in order], rows=[rows[i] for i in order],
-                   baseline=chosen, baseline_note=note, threshold=threshold)
+    summary = Summary(keys=keys, labels=labels, groups=[groups[i] for i in order],
+                      rows=[rows[i] for i in order], baseline=chosen, baseline_note=note,
+                      threshold=threshold)
+    return summary, measures
+
+
+def compare_with_baseline(summary: Summary, measures: dict[str, dict[str, Any]]) -> Summary:
+    """The summary with its comparison columns filled (rows are new dicts)."""
+    from runner.aggregate import compare
+
+    if summary.baseline is None:
+        return summary
+    rows = [dict(row) for row in summary.rows]
+    note = compare.compare(summary.groups, rows, summary.keys, summary.baseline, measures)
+    return dataclasses.replace(summary, rows=rows, baseline_note=note)
 
 
 def _rank(row: dict[str, Any]) -> tuple[bool, float, str]:
@@ -191,7 +165,8 @@ def _rank(row: dict[str, Any]) -> tuple[bool, float, str]:
 def _group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, Any]],
                ) -> dict[str, Any]:
     row: dict[str, Any] = dict(zip(keys, group.key, strict=True))
-    row["group"] = group.label
+    row["group"] = group.name
+    row["label"] = group.label
     row["jobs"] = len(group.jobs)
     done = [measures[job_id] for job_id in group.done_ids if job_id in measures]
     row["seeds"] = len(done)
@@ -204,54 +179,9 @@ def _group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, 
     reached = stats.threshold_summary([m["epochs_to_threshold"] for m in done])
     row.update(epochs_to_threshold=reached.median_epochs, threshold_reached=reached.reached,
                threshold_never=reached.never)
-    row.update(baseline=None, diff_final_test_acc=stats.NAN, diff_ci_low=stats.NAN,
-               diff_ci_high=stats.NAN, p_value=stats.NAN, significant=None)
+    row.update(baseline=None, test=None, pairs=None, diff_final_test_acc=stats.NAN,
+               diff_ci_low=stats.NAN, diff_ci_high=stats.NAN, p_value=stats.NAN,
+               p_holm=stats.NAN, significant=None)
     return row
 
 
-def _choose_baseline(groups: Sequence[Group], keys: Sequence[str], baseline: str | None,
-                     ) -> tuple[tuple[str, Any] | None, str]:
-    if baseline is not None:
-        key, value = parse_baseline(baseline, keys)
-        index = keys.index(key)
-        if not any(group.key[index] == value for group in groups):
-            present = sorted({format_value(group.key[index]) for group in groups})
-            raise AggregateError(f"--baseline {key}={format_value(value)} matches no group; "
-                                 f"{key} takes: {', '.join(present)}")
-        return (key, value), ""
-    key, value = DEFAULT_BASELINE
-    if key not in keys:
-        return None, (f"no baseline comparison: {key} is not among the grouping settings; "
-                      "choose one with --baseline KEY=VALUE")
-    if not any(group.key[keys.index(key)] == value for group in groups):
-        return None, (f"no baseline comparison: no group has {key}={value}; choose one with "
-                      "--baseline KEY=VALUE")
-    return (key, value), ""
-
-
-def _compare(groups: Sequence[Group], rows: list[dict[str, Any]], keys: Sequence[str],
-             chosen: tuple[str, Any], measures: dict[str, dict[str, Any]]) -> str:
-    """Fill the comparison columns; say which groups have no baseline with equal settings."""
-    key, value = chosen
-    index = keys.index(key)
-    by_key = {group.key: group for group in groups}
-    lacking = []
-    for group, row in zip(groups, rows, strict=True):
-        if group.key[index] == value:
-            continue
-        partner_key = (*group.key[:index], value, *group.key[index + 1:])
-        partner = by_key.get(partner_key)
-        if partner is None:
-            lacking.append(group.label)
-            continue
-        ours = [measures[job_id][COMPARED] for job_id in group.done_ids if job_id in measures]
-        theirs = [measures[job_id][COMPARED] for job_id in partner.done_ids
-                  if job_id in measures]
-        result = stats.welch(ours, theirs)
-        row.update(baseline=partner.label, diff_final_test_acc=result.diff,
-                   diff_ci_low=result.ci_low, diff_ci_high=result.ci_high,
-                   p_value=result.p_value, significant=stats.significant(result.p_value))
-    if not lacking:
-        return ""
-    return (f"{len(lacking)} group(s) have no {key}={format_value(value)} group with otherwise "
-            f"equal settings: {' | '.join(lacking[:5])}{' ...' if len(lacking) > 5 else ''}")

@@ -1,0 +1,107 @@
+"""What the plots draw, read from the metrics: per-group curves over epochs with CI bands, and
+the target trajectories (c_i, nc_i) of groups whose strategy moves them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from runner.aggregate import stats
+from runner.aggregate.load import GridData
+from runner.aggregate.model import Curve, Group, PlotData, Trajectory
+from runner.aggregate.strategy_labels import static_strategies
+
+MOVE_TOLERANCE = 1e-9  # target values that change less than this over epochs count as fixed
+
+
+def _membership(groups: Sequence[Group]) -> pl.DataFrame:
+    ids = [job_id for group in groups for job_id in group.done_ids]
+    index = [i for i, group in enumerate(groups) for _ in group.done_ids]
+    return pl.DataFrame({"job_id": ids, "group_index": index},
+                        schema={"job_id": pl.String, "group_index": pl.Int64})
+
+
+def epoch_curves(data: GridData, groups: Sequence[Group], column: str) -> list[Curve]:
+    """Per group: `column` averaged over its done jobs at each epoch."""
+    members = _membership(groups)
+    frame = data.collect(
+        data.metrics.select("job_id", "epoch", column)
+        .join(members.lazy(), on="job_id")
+        .group_by("group_index", "epoch")
+        .agg(mean=pl.col(column).mean(), std=pl.col(column).std(), n=pl.col(column).count())
+        .sort("group_index", "epoch")
+    )
+    curves = []
+    for (index,), part in frame.group_by("group_index", maintain_order=True):
+        mean = part["mean"].to_numpy().astype(float)
+        half = stats.half_widths(part["std"].fill_null(np.nan).to_numpy(), part["n"].to_numpy())
+        curves.append(Curve(groups[index], part["epoch"].to_numpy(), mean, mean - half,
+                            mean + half))
+    return curves
+
+
+def moving_jobs(data: GridData, groups: Sequence[Group]) -> list[str]:
+    """Done jobs whose c_i or nc_i change between epochs.
+
+    The list columns are compared whole (a hash per row) rather than element by element:
+    10x cheaper at 1M rows, and most grids have no moving targets at all.
+    """
+    members = _membership(groups)
+    frame = data.collect(
+        data.metrics.select("job_id", "target_class", "target_nonclass")
+        .join(members.lazy(), on="job_id")
+        .group_by("job_id")
+        .agg(pl.col("target_class").drop_nulls().n_unique().alias("class_values"),
+             pl.col("target_nonclass").drop_nulls().n_unique().alias("nonclass_values"))
+        .filter((pl.col("class_values") > 1) | (pl.col("nonclass_values") > 1))
+    )
+    return frame["job_id"].to_list()
+
+
+def target_trajectories(data: GridData, groups: Sequence[Group]) -> list[Trajectory]:
+    """Groups whose strategy moves c_i or nc_i during training (fixed targets are left out)."""
+    static = static_strategies()
+    groups = [g for g in groups
+              if any(job.settings.get("strategy_name") not in static for job in g.jobs)]
+    moving = set(moving_jobs(data, groups)) if groups else set()
+    groups = [g for g in groups if moving.intersection(g.done_ids)]
+    if not groups:
+        return []
+    members = _membership(groups)
+    rows = (data.metrics.select("job_id", "epoch", "target_class", "target_nonclass")
+            .join(members.lazy(), on="job_id")
+            .filter(pl.col("target_class").is_not_null() | pl.col("target_nonclass").is_not_null()))
+    classes = data.collect(rows.select(pl.max_horizontal(
+        pl.col("target_class").list.len().max(), pl.col("target_nonclass").list.len().max(),
+    ))).item()
+    if not classes:
+        return []
+    parts = [pl.col(column).list.get(i, null_on_oob=True).alias(f"{column}_{i}")
+             for column in ("target_class", "target_nonclass") for i in range(classes)]
+    frame = data.collect(rows.select("group_index", "epoch", *parts)
+                         .group_by("group_index", "epoch").mean().sort("group_index", "epoch"))
+    trajectories = []
+    for (index,), part in frame.group_by("group_index", maintain_order=True):
+        c = part.select(f"target_class_{i}" for i in range(classes)).to_numpy().astype(float)
+        nc = part.select(f"target_nonclass_{i}" for i in range(classes)).to_numpy().astype(float)
+        if _moves(c) or _moves(nc):
+            trajectories.append(Trajectory(groups[index], part["epoch"].to_numpy(), c, nc))
+    return trajectories
+
+
+CURVE_COLUMNS = ("test_acc", "train_loss")
+
+
+def read_plot_data(data: GridData, groups: Sequence[Group]) -> PlotData:
+    drawn = [g for g in groups if g.done_ids]
+    curves = {column: epoch_curves(data, drawn, column) if drawn else []
+              for column in CURVE_COLUMNS}
+    return PlotData(drawn, curves, target_trajectories(data, drawn) if drawn else [])
+
+
+def _moves(values: np.ndarray) -> bool:
+    with np.errstate(all="ignore"):
+        spread = np.nanmax(values, axis=0) - np.nanmin(values, axis=0) if len(values) else []
+    return bool(np.any(np.nan_to_num(spread) > MOVE_TOLERANCE))
