@@ -285,7 +285,7 @@ def aggregate(
     directory: Annotated[Path, typer.Argument(help="A grid's output dir, e.g. outputs/quickstart",
                                               show_default=False)],
     threshold: Annotated[float, typer.Option(
-        help="Test accuracy for the 'epochs to threshold' column")] = 0.9,
+        help="Validation accuracy for the 'epochs to threshold' column")] = 0.9,
     by: Annotated[str | None, typer.Option(
         metavar="KEY,KEY", show_default=False,
         help="Group by these settings, comma-separated (default: every setting that differs "

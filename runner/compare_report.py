@@ -127,6 +127,73 @@ def write_comparison(grid_dir: Path, base: dict[str, Any], sweeps: dict[str, Any
     return written
 
 
+def compared_grid(grid_dir: Path) -> Any | None:
+    """The grid of `grid_dir` (its grid.yaml) when it has a `compare:` section, else None
+    (found without importing torch: only a compared grid pays for its strategies)."""
+    path = grid_dir / "grid.yaml"
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    if "\ncompare:" not in text:
+        return None
+    from runner.grid import GridError, load_grid
+
+    try:
+        grid = load_grid(str(path))
+    except GridError:
+        return None
+    return grid if grid.compare is not None else None
+
+
+def add_comparison(grid_dir: Path, summary_dir: Path, plots: bool) -> list[Path]:
+    """For a compared grid, the comparison's files, and its section appended to report.md."""
+    grid = compared_grid(grid_dir)
+    if grid is None:
+        return []
+    written = write_comparison(grid_dir, dict(grid.base), dict(grid.sweeps), grid.compare,
+                               summary_dir, plots)
+    report = summary_dir / "report.md"
+    if report.exists():
+        section = _report_section(summary_dir / SELECTION_FILE, grid.compare, plots)
+        results.atomic_write_bytes(report, (report.read_text() + section).encode())
+    return written
+
+
+def _report_section(selection: Path, compare: Compare, plots: bool) -> str:
+    rows = list(csv.DictReader(selection.open()))
+    lines = ["", "## Comparison protocol", "",
+             f"Each {compare.by} tried the same {compare.budget} configurations of "
+             f"{', '.join(f'{k} ~ {v}' for k, v in compare.tune.items())}; the one with the best "
+             f"final {compare.select} (validation, never test) was trained again with seeds "
+             f"{', '.join(map(str, compare.final_seeds))}. p: paired t-test against the first "
+             f"{compare.by} over the shared seeds, Holm-corrected (statsmodels).", "",
+             f"| {compare.by} | selected | {compare.select} | test acc (95 % CI) | p | p Holm |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        score = f"selected_{compare.select}"
+        chosen = ", ".join(f"{key[len('selected_'):]}={_short(value)}"
+                           for key, value in row.items()
+                           if key.startswith("selected_") and key != score)
+        lines.append(f"| {row[compare.by]} | {chosen} | {_short(row[score])} "
+                     f"| {_short(row['test_acc_mean'])} [{_short(row['test_acc_ci_low'])}, "
+                     f"{_short(row['test_acc_ci_high'])}] | {_short(row['p_vs_baseline'])} "
+                     f"| {_short(row['p_holm'])} |")
+    if plots:
+        lines += ["", f"![tuning curves]({CURVES_PLOT})", "",
+                  "Tuning curves: the expected best validation score of k configurations drawn "
+                  "at random (Dodge et al. 2019), with 80 % simultaneous bands (Lourie et al. "
+                  "2024, opda)."]
+    return "\n".join(lines) + "\n"
+
+
+def _short(value: str) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except ValueError:
+        return value or "-"
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     import io
 

@@ -23,8 +23,10 @@ def make_spec(**settings: Any) -> JobSpec:
 
 
 def curve_rows(test_acc: Sequence[float | None], *, final: dict[str, float] | None = None,
-               targets: Sequence[tuple[float, float]] | None = None) -> list[dict[str, Any]]:
-    """One metrics row per epoch (0, 1, ...) with the given test accuracies.
+               targets: Sequence[tuple[float, float]] | None = None,
+               val_acc: Sequence[float | None] | None = None) -> list[dict[str, Any]]:
+    """One metrics row per epoch (0, 1, ...) with the given test accuracies (and validation
+    accuracies, by default the same).
 
     `final` overrides measurements of the last row (test_nll, ece, confidence, margin,
     train_loss); `targets` gives (c, nc) per epoch, else every class keeps c=1, nc=0.
@@ -36,6 +38,7 @@ def curve_rows(test_acc: Sequence[float | None], *, final: dict[str, float] | No
             "epoch": epoch, "learning_rate": 0.1,
             "train_loss": 1.0 / (epoch + 1), "train_acc": acc,
             "test_loss": None if acc is None else 1.0 - acc, "test_acc": acc,
+            "val_acc": acc if val_acc is None else val_acc[epoch],
             "test_nll": None if acc is None else 2.0 - acc,
             "confidence": 0.5, "margin": 0.25, "ece": 0.05,
             "target_class": [c] * CLASSES, "target_nonclass": [nc] * CLASSES,

@@ -77,6 +77,12 @@ def test_aggregate_files_of_a_comparison(grid_file, tmp_path):
                                grid.compare, tmp_path / "summary")
     assert [p.name for p in written] == ["selection.csv", "tuning_curves.csv",
                                          "tuning_curves.png"]
+    result = runner.invoke(app, ["aggregate", "outputs/fair", "--no-plots"])
+    assert result.exit_code == 0, result.output
+    summary = Path("outputs/fair/summary")
+    assert (summary / "selection.csv").read_text() == \
+        (tmp_path / "summary" / "selection.csv").read_text()
+    assert "## Comparison protocol" in (summary / "report.md").read_text()
     rows = list(csv.DictReader((tmp_path / "summary" / "selection.csv").open()))
     assert [row["strategy"] for row in rows] == ["onehot",
                                                  "label_smoothing(eps=0.2, variant=uniform)"]

@@ -14,11 +14,14 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("final test accuracy", "fraction of test samples predicted correctly after the last epoch. "
      "The prediction is the argmax of the outputs, or, for strategies that learn their targets "
      "(tvo), the nearest target template: argmin_k mean((o - T_k)^2)."),
-    ("best test accuracy", "the highest test accuracy of any evaluated epoch."),
+    ("test accuracy at the best validation epoch",
+     "the test accuracy of the evaluated epoch with the highest validation accuracy (the first "
+     "such epoch): tvo chooses epochs on validation, never on test."),
     ("acc AUC", "area under the test-accuracy curve over epochs (trapezoids between the "
      "evaluated epochs) divided by the number of epochs: 1 = perfect from the start."),
-    ("epochs to threshold", "the first epoch at which test accuracy reached the threshold; the "
-     "median over the seeds that reached it, with reached/seeds."),
+    ("epochs to threshold", "the first epoch at which validation accuracy reached the "
+     "threshold (chosen on validation, never on test); the median over the seeds that reached "
+     "it, with reached/seeds."),
     ("final training loss", "the training loss of the last epoch, a running mean over its "
      "batches, against the strategy's targets."),
     ("confidence", "mean over test samples of max_k cos(o, T_k), the cosine between the output "

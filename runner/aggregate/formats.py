@@ -150,11 +150,11 @@ def display(summary: Summary, *, compact: bool = False) -> tuple[list[str], list
     sep = "\n" if compact else " "
     keys = summary.keys or ["group"]
     if compact:
-        headers = [*keys, "seeds", "final acc", "Δ vs baseline", "p", "p Holm", "best acc",
+        headers = [*keys, "seeds", "final acc", "Δ vs baseline", "p", "p Holm", "acc@best val",
                    "NLL", "ECE", f"epochs\nto {summary.threshold:g}", "acc AUC", "not done"]
     else:
         headers = [*keys, "seeds", "final acc", "Δ acc vs baseline [95% CI]", "p", "p (Holm)",
-                   "best acc", "NLL", "ECE", "confidence", "margin",
+                   "acc@best val", "NLL", "ECE", "confidence", "margin",
                    f"epochs to {summary.threshold:g}", "acc AUC", "not done"]
     cells = []
     for row in summary.rows:
@@ -171,7 +171,8 @@ def display(summary: Summary, *, compact: bool = False) -> tuple[list[str], list
         cells.append([
             *names, seeds, mean_ci(row, "final_test_acc", 4, sep), diff_text(row, summary, sep),
             p_text(row["p_value"]), p_text(row["p_holm"], mark=True),
-            cell("best_test_acc") if compact else mean_ci(row, "best_test_acc", 4), *measures,
+            cell("test_acc_at_best_val") if compact
+            else mean_ci(row, "test_acc_at_best_val", 4), *measures,
             threshold_text(row), cell("acc_auc"), problems_text(row, "\n" if compact else ", "),
         ])
     return headers, cells
@@ -201,7 +202,7 @@ def to_markdown(summary: Summary) -> str:
 # Terminal columns after the grouping settings, most important first: on a narrow terminal the
 # ones that do not fit are left out (report.md and the files have them all).
 TERMINAL_PRIORITY = ("final acc", "Δ vs baseline", "p Holm", "seeds", "not done", "p", "epochs",
-                     "best acc", "acc AUC", "ECE", "NLL")
+                     "acc@best val", "acc AUC", "ECE", "NLL")
 MAX_KEY_WIDTH = 60  # a longer label folds onto several lines
 
 

@@ -183,4 +183,8 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
     finally:
         if workers:
             workers.close()
-    return Aggregation(data, summary, rendered, write(data, summary, rendered))
+    written = write(data, summary, rendered)
+    from runner.compare_report import add_comparison  # grids with `compare:` only
+
+    written += add_comparison(data.grid_dir, data.grid_dir / SUMMARY_DIR, plots)
+    return Aggregation(data, summary, rendered, written)

@@ -25,7 +25,7 @@ from runner.aggregate.model import Group, Job, Summary
 # summary name -> what it is; each gets _mean, _std, _ci_low, _ci_high columns
 MEASURES: dict[str, str] = {
     "final_test_acc": "test accuracy at the final epoch",
-    "best_test_acc": "highest test accuracy of any epoch",
+    "test_acc_at_best_val": "test accuracy at the epoch of the best validation accuracy",
     "test_nll": "test negative log-likelihood, final epoch",
     "ece": "expected calibration error (10 bins), final epoch",
     "confidence": "mean cosine to the closest target template, final epoch",
@@ -93,8 +93,12 @@ def make_groups(jobs: Sequence[Job], keys: Sequence[str]) -> tuple[list[Group], 
 
 def per_job_measures(data: GridData, job_ids: Sequence[str],
                      threshold: float) -> dict[str, dict[str, Any]]:
-    """Final-epoch values, best accuracy, first epoch at the threshold and AUC, per job."""
+    """Final-epoch values, the test accuracy at the best validation epoch, the first epoch at
+    which validation accuracy reaches the threshold, and the AUC, per job. Epochs are chosen on
+    validation, never on test (null where a job has no validation part)."""
     epoch = pl.col("epoch")
+    val = pl.col("val_acc").sort_by("epoch")
+    has_val = pl.col("val_acc").is_not_null().any()
     acc = pl.col("test_acc").sort_by("epoch")
     span = epoch.max() - epoch.min()
     area = (epoch.sort().diff() * (acc + acc.shift(1)) / 2).sum()  # trapezoids between evals
@@ -102,12 +106,14 @@ def per_job_measures(data: GridData, job_ids: Sequence[str],
               for name, column in FINAL_COLUMNS.items()}
     # every job is reduced and the wanted ones picked after: cheaper than filtering 1M rows
     frame = data.collect(
-        data.metrics.select("job_id", "epoch", *sorted(set(FINAL_COLUMNS.values())))
+        data.metrics.select("job_id", "epoch", "val_acc",
+                            *sorted(set(FINAL_COLUMNS.values())))
         .group_by("job_id")
         .agg(
             **finals,
-            best_test_acc=pl.col("test_acc").max(),
-            epochs_to_threshold=epoch.filter(pl.col("test_acc") >= threshold).min(),
+            test_acc_at_best_val=pl.when(has_val).then(
+                acc.get(val.fill_null(-1.0).arg_max())).otherwise(None),
+            epochs_to_threshold=epoch.filter(pl.col("val_acc") >= threshold).min(),
             acc_auc=pl.when(span > 0).then(area / span).otherwise(acc.last()),
         )
     )
