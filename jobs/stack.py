@@ -162,8 +162,8 @@ class Stack:
         if self.class_indices:
             targets = labels
         else:
-            targets = torch.cat([group.batch_targets(outputs[part], labels[part], index[part],
-                                                     epoch) for part, group in self.groups])
+            targets = _joined([group.batch_targets(outputs[part], labels[part], index[part],
+                                                   epoch) for part, group in self.groups])
         if log_probs is not None:  # cross-entropy, as jobs.losses computes it, from log_probs
             values = (-log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
                       if self.class_indices else -(targets * log_probs).sum(dim=-1))
@@ -174,7 +174,7 @@ class Stack:
                                      outputs.reshape(-1, classes), flat_targets, self.output)
             values = values.view(size, batch)
         if self.weighted:
-            weights = torch.cat([_or_ones(group.sample_weights(labels[part], index[part], epoch),
+            weights = _joined([_or_ones(group.sample_weights(labels[part], index[part], epoch),
                                           labels[part]) for part, group in self.groups])
             loss = (values * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1e-12)
         else:
@@ -185,7 +185,7 @@ class Stack:
 
     def _predict(self, outputs: torch.Tensor) -> torch.Tensor:
         """Predicted classes [N, B], each member by its strategy's decision rule."""
-        return torch.cat([group.predict(outputs[part]) for part, group in self.groups])
+        return _joined([group.predict(outputs[part]) for part, group in self.groups])
 
     def end_epoch(self, epoch: int, train_losses: Sequence[float]) -> None:
         for _, group in self.groups:
@@ -199,7 +199,7 @@ class Stack:
         ECE, confidence and margin over a whole split: per name, one value per member."""
         logits = self.net.evaluate(x)  # [N, T, K]
         outputs = activate(logits, self.output)
-        templates = torch.cat([group.templates() for _, group in self.groups])  # [N, K, K]
+        templates = _joined([group.templates() for _, group in self.groups])  # [N, K, K]
         targets = templates[:, y]  # [N, T, K]
         classes = logits.shape[-1]
         loss = per_sample_loss(self.loss, logits.reshape(-1, classes),
@@ -208,7 +208,7 @@ class Stack:
         if self.all_argmax:
             predicted = outputs.argmax(dim=-1)
         else:
-            predicted = torch.cat([group.predict(outputs[part]) for part, group in self.groups])
+            predicted = _joined([group.predict(outputs[part]) for part, group in self.groups])
         nll, ece = calibration(logits, outputs, y.expand(self.size, -1), self.output)
         values = {"loss": loss, "acc": (predicted == y).float().mean(dim=1), "nll": nll,
                   "ece": ece, "confidence": confidence(outputs, templates),
@@ -264,6 +264,11 @@ def _inputs(x: torch.Tensor, spec: Any) -> torch.Tensor:
     """The inputs as the stacked network takes them: flat for an MLP, images for a CNN, as they
     are for a network that is not stacked."""
     return x.flatten(1) if spec.model == "mlp" and spec.method != "target_space" else x
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """The strategy stacks' parts of a per-member tensor, in member order (one stack: as is)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _number(value: float) -> float | None:
