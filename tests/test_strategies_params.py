@@ -111,3 +111,10 @@ def test_tvo_strategies_lists_every_strategy_with_parameters_ranges_and_source()
             "(clamped to [0, 1])") in lines
     assert "        sigma_half: if |c - nc| < s, move c and nc apart by s/2 each, within [0, 1]" \
         in lines
+
+
+def test_the_names_read_without_torch_are_the_registry():
+    from jobs.strategies import STRATEGIES
+    from jobs.strategies.names import strategy_names
+
+    assert set(strategy_names()) == set(STRATEGIES)

@@ -3,11 +3,10 @@ and strategies made from their strings."""
 
 from __future__ import annotations
 
-import difflib
-
 from jobs.strategies import fixed, literature, matrix, schedules, tvo  # noqa: F401 (register)
 from jobs.strategies.base import STRATEGIES, TargetStrategy
-from jobs.strategies.params import Call, StrategyError, bind, parse_call
+from jobs.strategies.names import unknown_strategy
+from jobs.strategies.params import Call, bind, parse_call
 
 __all__ = ["STRATEGIES", "canonical_strategy", "make_strategy"]
 
@@ -17,12 +16,7 @@ def make_strategy(text: str | Call) -> TargetStrategy:
     call = parse_call(text) if isinstance(text, str) else text
     cls = STRATEGIES.get(call.name)
     if cls is None:
-        names = sorted(STRATEGIES)
-        hint = difflib.get_close_matches(call.name, names, n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise StrategyError(
-            f"unknown strategy {call.name!r}{suggestion}; valid strategies: {', '.join(names)}"
-        )
+        raise unknown_strategy(call.name, sorted(STRATEGIES))
     return cls(bind(call.name, cls.params, call.args))
 
 
