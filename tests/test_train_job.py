@@ -211,7 +211,9 @@ def test_tvo_train_killed_with_sigkill_resumes_to_the_same_metrics(tmp_path):
     args = ["epochs=30", "hidden=[64]", "batch_size=8", "seed=2", "dropout=0.1"]
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "runner", "train", *args, "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    every_epoch = {**os.environ, "TVO_CHECKPOINT_SECONDS": "0"}  # a checkpoint to kill after
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=every_epoch)
     spec = JobSpec.from_dict(dict(a.split("=", 1) for a in args))
     checkpoint = out / "runs" / spec.job_id / results.CHECKPOINT_FILE
     deadline = time.monotonic() + 300  # generous: a loaded CI machine starts python slowly
