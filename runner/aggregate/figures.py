@@ -32,6 +32,7 @@ LEGEND_HANDLE = 0.55  # inches a legend entry takes besides its text
 ROW_HEIGHT = 0.2  # inches per dot (one group) in a dot plot, and per legend row
 AXIS_MARGIN = 0.7  # inches of a panel taken by its y tick labels and y label
 CAP = 0.2  # half-height of a CI bar's caps, in dot rows
+RELIABILITY_TICKS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 ECE_ENTRY = 0.75  # inches an entry of a panel's ECE key takes: its line and "0.123"
 MAX_TARGET_PANELS = 12  # a figure with more panels is unreadable; the best groups are shown
 
@@ -316,6 +317,8 @@ def reliability_figure(reliabilities: Sequence[Reliability], labels: Labels,
         axes.set_xlim(-0.02, 1.02)  # a little room: markers at 0 and 1 are not cut in half
         axes.set_ylim(-0.02, 1.02)
         _style_axes(axes, facet, panel_width - AXIS_MARGIN, epochs=False)
+        axes.set_xticks(RELIABILITY_TICKS)
+        axes.set_yticks(RELIABILITY_TICKS)
         _outer_labels(axes, "confidence", "accuracy")
         _ece_key(axes, [_hue_of(labels, r.group) for r in shown],
                  [eces.get(r.group.name, math.nan) for r in shown], look, key_rows)
