@@ -10,9 +10,13 @@ Calibration is measured where the outputs are probabilities, and only as what th
   NLL = sum over k of the binary log loss, averaged over samples; ECE over all T*K binary
   probabilities p_ik against the outcomes 1[y_i = k] (classwise calibration pooled over classes).
 - tanh, lecun_tanh, linear: not probabilities; NLL and ECE are not applicable (NaN, stored null).
+ECE comes from reliability bins (count, mean confidence, mean outcome per equal-width bin of
+confidence), which are also stored: the data of a reliability diagram.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -38,35 +42,51 @@ def margin(outputs: torch.Tensor) -> torch.Tensor:
     return (top[..., 0] - top[..., 1]).mean(dim=-1)
 
 
-def binned_calibration_error(confidences: torch.Tensor, outcomes: torch.Tensor,
-                             bins: int = ECE_BINS) -> torch.Tensor:
-    """sum_b n_b/n |mean outcome_b - mean confidence_b| over equal-width bins of confidence;
-    confidences and outcomes [..., n] -> [...]. A confidence of exactly 1 is in the last bin."""
-    lead = confidences.shape[:-1]
-    flat_conf = confidences.reshape(-1, confidences.shape[-1])
+def calibration_bins(confidences: torch.Tensor, outcomes: torch.Tensor,
+                     bins: int = ECE_BINS) -> torch.Tensor:
+    """Equal-width bins of confidence ((0, 1/bins], ..., (1 - 1/bins, 1]), each as [count, mean
+    confidence, mean outcome]; confidences and outcomes [..., n] -> [..., bins, 3]. An empty bin
+    is [0, 0, 0]; a confidence of exactly 1 is in the last bin. One index_add for all members
+    and all three columns."""
+    lead, n = confidences.shape[:-1], confidences.shape[-1]
+    flat_conf = confidences.reshape(-1, n)
     members = flat_conf.shape[0]
     index = (flat_conf * bins).ceil().long().clamp(1, bins) - 1
     index = (index + torch.arange(members, device=index.device).unsqueeze(1) * bins).reshape(-1)
-    size = members * bins
-    conf_sum = flat_conf.new_zeros(size).index_add_(0, index, flat_conf.reshape(-1))
-    outcome_sum = flat_conf.new_zeros(size).index_add_(
-        0, index, outcomes.reshape(-1).to(flat_conf.dtype))
-    gaps = (outcome_sum - conf_sum).abs().view(members, bins).sum(dim=1)
-    return (gaps / confidences.shape[-1]).reshape(lead)
+    values = torch.stack([torch.ones_like(flat_conf), flat_conf,
+                          outcomes.reshape(-1, n).to(flat_conf.dtype)], dim=-1)
+    sums = flat_conf.new_zeros(members * bins, 3).index_add_(0, index, values.reshape(-1, 3))
+    counts = sums[:, :1]
+    table = torch.cat([counts, sums[:, 1:] / counts.clamp_min(1)], dim=1)
+    return table.reshape(*lead, bins, 3)
+
+
+def calibration_error(table: torch.Tensor) -> torch.Tensor:
+    """ECE from calibration_bins' table [..., bins, 3]: sum_b n_b/N |acc_b - conf_b| -> [...]."""
+    counts, conf, outcome = table.unbind(dim=-1)
+    return (counts * (outcome - conf).abs()).sum(dim=-1) / counts.sum(dim=-1)
+
+
+def top_label_bins(probs: torch.Tensor, labels: torch.Tensor,
+                   bins: int = ECE_BINS) -> torch.Tensor:
+    """Reliability bins of class distributions [..., T, K]: top-1 confidence against whether
+    the top class is the label -> [..., bins, 3]."""
+    conf, predicted = probs.max(dim=-1)
+    return calibration_bins(conf, predicted == labels, bins)
+
+
+def one_vs_rest_bins(probs: torch.Tensor, labels: torch.Tensor,
+                     bins: int = ECE_BINS) -> torch.Tensor:
+    """Reliability bins of K independent probabilities [..., T, K], each against 1[label = k]
+    -> [..., bins, 3]."""
+    outcomes = F.one_hot(labels, probs.shape[-1])
+    return calibration_bins(probs.flatten(-2), outcomes.flatten(-2), bins)
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor,
                                bins: int = ECE_BINS) -> torch.Tensor:
     """Top-label ECE of class distributions [..., T, K]: sum_b n_b/N |acc_b - conf_b|."""
-    conf, predicted = probs.max(dim=-1)
-    return binned_calibration_error(conf, predicted == labels, bins)
-
-
-def one_vs_rest_calibration_error(probs: torch.Tensor, labels: torch.Tensor,
-                                  bins: int = ECE_BINS) -> torch.Tensor:
-    """ECE of K independent probabilities [..., T, K], each against 1[label = k]."""
-    outcomes = F.one_hot(labels, probs.shape[-1])
-    return binned_calibration_error(probs.flatten(-2), outcomes.flatten(-2), bins)
+    return calibration_error(top_label_bins(probs, labels, bins))
 
 
 def nll(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -82,12 +102,24 @@ def one_vs_rest_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return losses.sum(dim=-1).mean(dim=-1)
 
 
+class Calibration(NamedTuple):
+    """Per member: NLL, ECE (NaN where not applicable) and the reliability bins ECE is computed
+    from ([..., bins, 3], see calibration_bins; None where not applicable)."""
+
+    nll: torch.Tensor
+    ece: torch.Tensor
+    bins: torch.Tensor | None
+
+
 def calibration(logits: torch.Tensor, outputs: torch.Tensor, labels: torch.Tensor,
-                output: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(NLL, ECE) per member as the output activation defines them (see the module's text)."""
+                output: str) -> Calibration:
+    """NLL, ECE and reliability bins per member as the output activation defines them (see the
+    module's text); ECE and the bins come from one binning."""
     if output == "softmax":
-        return nll(outputs, labels), expected_calibration_error(outputs, labels)
+        bins = top_label_bins(outputs, labels)
+        return Calibration(nll(outputs, labels), calibration_error(bins), bins)
     if output == "sigmoid":
-        return one_vs_rest_nll(logits, labels), one_vs_rest_calibration_error(outputs, labels)
+        bins = one_vs_rest_bins(outputs, labels)
+        return Calibration(one_vs_rest_nll(logits, labels), calibration_error(bins), bins)
     missing = logits.new_full(logits.shape[:-2], float("nan"))
-    return missing, missing
+    return Calibration(missing, missing, None)

@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 
 from jobs.spec import JobSpec
 
-SCHEMA_VERSION = "2"  # 2: validation columns and settings (val_fraction, val_seed, ...)
+SCHEMA_VERSION = "3"  # 2: validation columns and settings (val_fraction, val_seed, ...);
+# 3: reliability (the test split's calibration bins)
 
 SPEC_FILE = "spec.json"
 STATUS_FILE = "status.json"
@@ -61,6 +62,9 @@ MEASUREMENTS: tuple[tuple[str, pa.DataType], ...] = (
     ("confidence", pa.float64()),
     ("margin", pa.float64()),
     ("ece", pa.float64()),
+    # the test split's 10 reliability bins, each [count, mean confidence, accuracy] (empty bin:
+    # [0, 0, 0]), from which ece is computed; null for outputs that are no probabilities
+    ("reliability", pa.list_(pa.list_(pa.float64()))),
     ("val_loss", pa.float64()),  # the validation part (val_fraction of the training data)
     ("val_acc", pa.float64()),
     ("val_nll", pa.float64()),

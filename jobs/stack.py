@@ -194,9 +194,11 @@ class Stack:
             member.schedule.step(loss)
 
     # -- evaluation -------------------------------------------------------------------------------
-    def measure(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[float]]:
+    def measure(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[Any]]:
         """Every member's loss against its class templates, accuracy by its decision rule, NLL,
-        ECE, confidence and margin over a whole split: per name, one value per member."""
+        ECE, confidence, margin and reliability bins (10 [count, mean confidence, accuracy]
+        triples, None where the outputs are no probabilities) over a whole split: per name, one
+        value per member."""
         logits = self.net.evaluate(x)  # [N, T, K]
         outputs = activate(logits, self.output)
         templates = _joined([group.templates() for _, group in self.groups])  # [N, K, K]
@@ -209,12 +211,20 @@ class Stack:
             predicted = outputs.argmax(dim=-1)
         else:
             predicted = _joined([group.predict(outputs[part]) for part, group in self.groups])
-        nll, ece = calibration(logits, outputs, y.expand(self.size, -1), self.output)
-        values = {"loss": loss, "acc": (predicted == y).float().mean(dim=1), "nll": nll,
-                  "ece": ece, "confidence": confidence(outputs, templates),
-                  "margin": margin(outputs)}
-        table = torch.stack(list(values.values())).tolist()  # one sync per split
-        return dict(zip(values, table, strict=True))
+        calibrated = calibration(logits, outputs, y.expand(self.size, -1), self.output)
+        values = {"loss": loss, "acc": (predicted == y).float().mean(dim=1),
+                  "nll": calibrated.nll, "ece": calibrated.ece,
+                  "confidence": confidence(outputs, templates), "margin": margin(outputs)}
+        table = torch.stack(list(values.values()), dim=1)  # [N, measures]
+        if calibrated.bins is not None:  # the bins ride along: still one sync per split
+            table = torch.cat([table, calibrated.bins.flatten(1)], dim=1)
+        member_rows = table.tolist()
+        measured: dict[str, list[Any]] = {
+            name: [row[k] for row in member_rows] for k, name in enumerate(values)}
+        measured["reliability"] = [
+            _triples(row[len(values):]) if calibrated.bins is not None else None
+            for row in member_rows]
+        return measured
 
     def evaluation_rows(self, epoch: int) -> list[dict[str, Any]]:
         """Each member's metrics row of an evaluated epoch (the training columns are the
@@ -229,6 +239,7 @@ class Stack:
                 "epoch": epoch, "learning_rate": member.schedule.lr,
                 "test_loss": test["loss"][i], "test_acc": test["acc"][i],
                 "test_nll": _number(test["nll"][i]), "ece": _number(test["ece"][i]),
+                "reliability": test["reliability"][i],
                 "confidence": test["confidence"][i], "margin": test["margin"][i],
                 "epoch_seconds": 0.0, "samples_per_second": None, "ts_residual": residual,
             }
@@ -274,6 +285,14 @@ def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
 def _number(value: float) -> float | None:
     """A measurement, or None (null in Parquet) where it does not apply (NaN)."""
     return None if value != value else value
+
+
+def _triples(values: list[float]) -> list[list[float]] | None:
+    """Flat reliability bins as [count, mean confidence, accuracy] per bin; None if any is NaN
+    (a member whose outputs diverged has no calibration to show)."""
+    if any(v != v for v in values):
+        return None
+    return [values[k:k + 3] for k in range(0, len(values), 3)]
 
 
 def _or_ones(weights: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:

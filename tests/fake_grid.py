@@ -16,6 +16,10 @@ from jobs.spec import JobSpec
 # Settings under which onehot and fixed(c, nc) are both valid (fixed targets do not sum to 1).
 BASE = {"dataset": "digits", "hidden": [16], "loss": "mse", "output": "sigmoid", "epochs": 3}
 CLASSES = 10
+# reliability bins of every fake row: [count, mean confidence, accuracy] per bin, the lowest
+# three empty, each overconfident by 0.05 (the fake rows' ECE)
+RELIABILITY = [[0.0, 0.0, 0.0]] * 3 + [[10.0 * b, b / 10 + 0.05, b / 10]
+                                      for b in range(3, 10)]
 
 
 def make_spec(**settings: Any) -> JobSpec:
@@ -28,8 +32,8 @@ def curve_rows(test_acc: Sequence[float | None], *, final: dict[str, float] | No
     """One metrics row per epoch (0, 1, ...) with the given test accuracies (and validation
     accuracies, by default the same).
 
-    `final` overrides measurements of the last row (test_nll, ece, confidence, margin,
-    train_loss); `targets` gives (c, nc) per epoch, else every class keeps c=1, nc=0.
+    `final` overrides measurements of the last row (test_nll, ece, reliability, confidence,
+    margin, train_loss); `targets` gives (c, nc) per epoch, else every class keeps c=1, nc=0.
     """
     rows = []
     for epoch, acc in enumerate(test_acc):
@@ -40,7 +44,7 @@ def curve_rows(test_acc: Sequence[float | None], *, final: dict[str, float] | No
             "test_loss": None if acc is None else 1.0 - acc, "test_acc": acc,
             "val_acc": acc if val_acc is None else val_acc[epoch],
             "test_nll": None if acc is None else 2.0 - acc,
-            "confidence": 0.5, "margin": 0.25, "ece": 0.05,
+            "confidence": 0.5, "margin": 0.25, "ece": 0.05, "reliability": RELIABILITY,
             "target_class": [c] * CLASSES, "target_nonclass": [nc] * CLASSES,
             "epoch_seconds": 0.01, "samples_per_second": 1000.0,
         })
@@ -103,7 +107,7 @@ def write_sized_grid(root: Path, *, strategies: int, datasets: Sequence[str] = (
                                       targets=moving if strategy in MOVES else None)
                     if tanh:
                         for row in rows:
-                            row.update(ece=None, test_nll=None)
+                            row.update(ece=None, test_nll=None, reliability=None)
                     write_run(root, spec, rows)
                     specs.append(spec)
     write_jobs(root, specs)

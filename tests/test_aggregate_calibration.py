@@ -8,11 +8,15 @@ import io
 import json
 import math
 
+import numpy as np
 import pytest
 
 from runner.aggregate.formats import to_json
 from runner.aggregate.latex import to_latex
+from runner.aggregate.load import load_grid
 from runner.aggregate.pipeline import aggregate
+from runner.aggregate.plot_data import read_plot_data
+from runner.aggregate.tables import summarise
 from tests.fake_grid import curve_rows, make_spec, write_run
 
 
@@ -25,7 +29,7 @@ def grid(tmp_path_factory):
             rows = curve_rows([0.1, 0.6, 0.9 + 0.01 * seed])
             if output == "tanh":
                 for row in rows:
-                    row.update(ece=None, test_nll=None)
+                    row.update(ece=None, test_nll=None, reliability=None)
             write_run(root, make_spec(output=output, seed=seed), rows)
     return root, aggregate(root)
 
@@ -63,14 +67,14 @@ def test_calibration_plot_leaves_them_out_with_a_note(grid):
     report = (root / "summary" / "report.md").read_text()
     assert "](calibration.png)" in report and result.rendered.plot_notes[1] in report
     page = (root / "summary" / "report.html").read_text()
-    assert 'id="chart-ece"' in page and result.rendered.plot_notes[1] in page
+    assert 'id="chart-calibration"' in page and result.rendered.plot_notes[1] in page
 
 
 def test_a_grid_without_any_ece_has_no_calibration_plot(tmp_path):
     for seed in range(2):
         rows = curve_rows([0.1, 0.8])
         for row in rows:
-            row.update(ece=None, test_nll=None)
+            row.update(ece=None, test_nll=None, reliability=None)
         write_run(tmp_path, make_spec(output="linear", seed=seed), rows)
     result = aggregate(tmp_path)
     assert "calibration" not in result.rendered.plots
@@ -91,3 +95,49 @@ def test_definitions_say_how_each_metric_is_computed_per_output(grid):
     for phrase in ("scipy.stats.ttest_rel", "scipy.stats.ttest_ind, equal_var=False",
                    'multipletests, method="holm"'):
         assert phrase in statistics, phrase
+
+
+def test_reliability_bins_are_pooled_over_seeds_at_the_final_epoch(tmp_path):
+    """Counts add up; mean confidence and accuracy are weighted by the counts; a bin empty in
+    every seed is NaN (not drawn); an earlier epoch's bins are not used."""
+    empty = [[0.0, 0.0, 0.0]] * 10
+    seeds = [{5: [2.0, 0.55, 0.5], 9: [2.0, 0.95, 1.0]}, {5: [6.0, 0.51, 1.0]}]
+    for seed, filled in enumerate(seeds):
+        final = [filled.get(b, [0.0, 0.0, 0.0]) for b in range(10)]
+        rows = curve_rows([0.1, 0.6, 0.9])
+        for row in rows:
+            row["reliability"] = empty
+        rows[-1]["reliability"] = final
+        write_run(tmp_path, make_spec(seed=seed), rows)
+    data = load_grid(tmp_path)
+    summary = summarise(data)
+    [pooled] = read_plot_data(data, summary.groups).reliability
+    assert pooled.count.tolist() == [0, 0, 0, 0, 0, 8, 0, 0, 0, 2]
+    assert pooled.confidence[5] == pytest.approx((2 * 0.55 + 6 * 0.51) / 8)
+    assert pooled.accuracy[5] == pytest.approx((2 * 0.5 + 6 * 1.0) / 8)
+    assert (pooled.confidence[9], pooled.accuracy[9]) == pytest.approx((0.95, 1.0))
+    assert np.isnan(pooled.accuracy[0]) and np.isnan(pooled.confidence[8])
+
+
+def test_metrics_without_reliability_bins_aggregate_with_a_note(tmp_path):
+    """Metrics files from before the column (it reads as null): those groups are left out of
+    the reliability diagrams with a note; with none left, there is no calibration plot."""
+    def old_rows():
+        rows = curve_rows([0.1, 0.8])
+        for row in rows:
+            del row["reliability"]
+        return rows
+
+    mixed, old = tmp_path / "mixed", tmp_path / "old"
+    for seed in range(2):
+        write_run(mixed, make_spec(seed=seed, lr=0.1), old_rows())
+        write_run(mixed, make_spec(seed=seed, lr=0.5), curve_rows([0.1, 0.8]))
+        write_run(old, make_spec(seed=seed), old_rows())
+    note = ("1 group(s) with an ECE have no reliability bins (metrics written before tvo "
+            "recorded them): left out of the calibration plots")
+    result = aggregate(mixed)
+    assert result.rendered.plots[-1] == "calibration" and note in result.rendered.plot_notes
+    assert note in (mixed / "summary" / "report.md").read_text()
+    result = aggregate(old)
+    assert "calibration" not in result.rendered.plots and note in result.rendered.plot_notes
+    assert not (old / "summary" / "calibration.png").exists()

@@ -22,7 +22,7 @@ from runner.aggregate.tables import summarise
 from tests.fake_grid import write_sized_grid
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
-CHARTS = ["test_acc", "train_loss", "final_acc", "ece", "test_nll", "targets"]
+CHARTS = ["test_acc", "train_loss", "final_acc", "calibration", "targets"]
 
 
 @pytest.fixture(scope="module")

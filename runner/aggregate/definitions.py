@@ -44,6 +44,14 @@ METRICS: tuple[tuple[str, str], ...] = (
      "clamped at 1e-12)."),
     ("NLL (sigmoid)", "one-vs-rest: mean over test samples of the sum over classes of the binary "
      "log loss, -1/N sum_i sum_k [1[y_i = k] log p_ik + (1 - 1[y_i = k]) log(1 - p_ik)]."),
+    ("reliability diagram", "the calibration plot: per group, the 10 ECE bins above of each "
+     "seed's final epoch, pooled over the seeds (counts summed; mean confidence and accuracy "
+     "weighted by the counts). Each non-empty bin is a point at its mean confidence (x) and its "
+     "accuracy (y): for softmax the fraction of the bin's samples predicted correctly, for "
+     "sigmoid the fraction of its (sample, class) pairs with y_i = k. On the dotted diagonal a "
+     "group is perfectly calibrated; below it, overconfident. Empty bins are not drawn; groups "
+     "without bins (no probabilities, or metrics written before tvo recorded them) are left out. "
+     "The ECE beside each panel is the group's mean final ECE over seeds, as in the tables."),
     ("ECE and NLL (tanh, lecun_tanh, linear)", "not applicable (n/a): these outputs are no "
      "probabilities. Such groups have no ECE or NLL in any table, file (empty cells) or plot, "
      "and are left out of the calibration plot."),

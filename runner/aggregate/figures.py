@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from runner.aggregate.labels import Labels
-from runner.aggregate.model import Curve, Group, Summary, Trajectory
+from runner.aggregate.model import Curve, Group, Reliability, Summary, Trajectory
 from runner.aggregate.styles import COLORS, Style, styles
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ LEGEND_HANDLE = 0.55  # inches a legend entry takes besides its text
 ROW_HEIGHT = 0.2  # inches per dot (one group) in a dot plot, and per legend row
 AXIS_MARGIN = 0.7  # inches of a panel taken by its y tick labels and y label
 CAP = 0.2  # half-height of a CI bar's caps, in dot rows
+RELIABILITY_TICKS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+ECE_ENTRY = 0.75  # inches an entry of a panel's ECE key takes: its line and "0.123"
 MAX_TARGET_PANELS = 12  # a figure with more panels is unreadable; the best groups are shown
 
 
@@ -271,4 +273,55 @@ def dots_figure(summary: Summary, measures: Sequence[tuple[str, str]], title: st
             if column == 0 and facet and len(measures) > 1:
                 axes.set_title(_wrap(facet, width - 0.5), fontsize=FONT_SIZE, loc="left")
     figure.suptitle(title, fontsize="medium")
+    return figure
+
+
+def _ece_key(axes: Axes, hues: Sequence[str], eces: Sequence[float], look: dict[str, Style],
+             rows: int) -> None:
+    """The panel's ECE per line, in the lines' styles, beside the panel (outside the axes)."""
+    axes.legend(_line_handles(hues, look), [f"{ece:.3f}" for ece in eces], title="ECE",
+                loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=FONT_SIZE,
+                title_fontsize=FONT_SIZE, ncols=math.ceil(len(hues) / rows), handlelength=1.5,
+                borderaxespad=0.0, columnspacing=0.8)
+
+
+def reliability_figure(reliabilities: Sequence[Reliability], labels: Labels,
+                       eces: dict[str, float], title: str) -> Figure:
+    """Reliability diagrams: per facet, each group's accuracy against its confidence in the
+    non-empty bins, with the diagonal (perfect calibration); each panel's key gives the ECE of
+    its lines (`eces`: group name -> mean final ECE)."""
+    facets = [f for f in labels.facet_order if any(_facet_of(labels, r.group) == f
+                                                   for r in reliabilities)]
+    hues = _present_hues(labels, [r.group for r in reliabilities])
+    look = styles(labels.hue_order)
+    columns = _columns(len(facets))
+    per_facet = {facet: [r for r in reliabilities if _facet_of(labels, r.group) == facet]
+                 for facet in facets}
+    key_rows = max(1, int((PANEL_HEIGHT - 0.6) / ROW_HEIGHT))  # ECE entries down one panel
+    key_columns = max(math.ceil(len(shown) / key_rows) for shown in per_facet.values())
+    panel_width = PANEL_HEIGHT + key_columns * ECE_ENTRY + 0.3  # square-ish axes, then the key
+    width = max(6.5, panel_width * columns)
+    height = PANEL_HEIGHT * math.ceil(len(facets) / columns) + 0.4 + _legend_height(hues, width)
+    figure = _figure(width, height)
+    for axes, facet in zip(_panels(figure, len(facets), sharex=True, sharey=True), facets,
+                           strict=True):
+        axes.plot([0, 1], [0, 1], color="0.5", linestyle=":", linewidth=1)
+        shown = sorted(per_facet[facet], key=lambda r: labels.hue_order.index(
+            _hue_of(labels, r.group)))
+        for reliability in shown:
+            style = look[_hue_of(labels, reliability.group)]
+            drawn = reliability.count > 0  # empty bins are not drawn
+            axes.plot(reliability.confidence[drawn], reliability.accuracy[drawn],
+                      color=style.color, linestyle=style.dash, marker=style.marker,
+                      markersize=3, linewidth=1.5)
+        axes.set_xlim(-0.02, 1.02)  # a little room: markers at 0 and 1 are not cut in half
+        axes.set_ylim(-0.02, 1.02)
+        _style_axes(axes, facet, panel_width - AXIS_MARGIN, epochs=False)
+        axes.set_xticks(RELIABILITY_TICKS)
+        axes.set_yticks(RELIABILITY_TICKS)
+        _outer_labels(axes, "confidence", "accuracy")
+        _ece_key(axes, [_hue_of(labels, r.group) for r in shown],
+                 [eces.get(r.group.name, math.nan) for r in shown], look, key_rows)
+    figure.suptitle(title, fontsize="medium")
+    _legend(figure, _line_handles(hues, look), hues, labels.hue or "")
     return figure

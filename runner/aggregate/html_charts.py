@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from runner.aggregate.labels import Labels
-from runner.aggregate.model import Curve, Summary, Trajectory
+from runner.aggregate.model import Curve, Reliability, Summary, Trajectory
 from runner.aggregate.styles import COLORS, styles
 
 MAX_COLUMNS = 3
@@ -149,3 +149,43 @@ def targets_chart(trajectories: Sequence[Trajectory]) -> dict[str, Any]:
                     **axes})
     title = "Targets per class over epochs: c_i solid, nc_i dashed (mean over seeds)"
     return {"data": data, "layout": _facet_layout(titles, title, "epoch", "target value")}
+
+
+def reliability_chart(reliabilities: Sequence[Reliability], labels: Labels,
+                      eces: dict[str, float], title: str) -> dict[str, Any]:
+    """Per facet, each group's accuracy against its confidence in the non-empty bins, and the
+    diagonal (perfect calibration); hovering a point shows its bin's count and the group's ECE."""
+    facets = [f for f in labels.facet_order
+              if any(labels.facet_label(r.group.key) == f for r in reliabilities)]
+    look = styles(labels.hue_order)
+    data: list[dict[str, Any]] = [{
+        "type": "scatter", "mode": "lines", "x": [0, 1], "y": [0, 1], "showlegend": False,
+        "line": {"color": "#888888", "dash": "dot", "width": 1}, "hoverinfo": "skip",
+        "xaxis": _axis_name("x", index), "yaxis": _axis_name("y", index)}
+        for index in range(len(facets))]
+    shown: set[str] = set()
+    ordered = sorted(reliabilities, key=lambda r: labels.hue_order.index(
+        labels.hue_label(r.group.key)))
+    for reliability in ordered:
+        hue = labels.hue_label(reliability.group.key)
+        index = facets.index(labels.facet_label(reliability.group.key))
+        style = look[hue]
+        drawn = reliability.count > 0  # empty bins are not drawn
+        ece = eces.get(reliability.group.name, math.nan)
+        data.append({
+            "type": "scatter", "mode": "lines+markers", "name": hue, "legendgroup": hue,
+            "legendrank": labels.hue_order.index(hue) + 1, "showlegend": hue not in shown,
+            "x": _numbers(reliability.confidence[drawn]),
+            "y": _numbers(reliability.accuracy[drawn]),
+            "customdata": _numbers(reliability.count[drawn]),
+            "line": {"color": style.color, "dash": style.plotly_dash, "width": 2},
+            "marker": {"color": style.color, "symbol": style.plotly_marker, "size": 6},
+            "hovertemplate": f"{reliability.group.label} (ECE {ece:.3f})<br>confidence %{{x:.3f}}"
+                             ", accuracy %{y:.3f}, n = %{customdata}<extra></extra>",
+            "xaxis": _axis_name("x", index), "yaxis": _axis_name("y", index)})
+        shown.add(hue)
+    layout = _facet_layout(facets, title, "confidence", "accuracy")
+    for index in range(len(facets)):
+        for kind in ("xaxis", "yaxis"):
+            layout[_axis_name(kind, index)]["range"] = [-0.02, 1.02]
+    return {"data": data, "layout": layout}

@@ -99,7 +99,7 @@ def _chart(name: str, spec: dict[str, Any]) -> str:
 def charts(summary: Summary, plot_data: PlotData) -> dict[str, dict[str, Any]]:
     """Chart name -> plotly.js spec, the same set of charts as the PNG figures."""
     from runner.aggregate import html_charts as chart
-    from runner.aggregate.plots import calibrated
+    from runner.aggregate.plots import CALIBRATION_TITLE, final_eces
 
     if not plot_data.groups:
         return {}
@@ -114,10 +114,9 @@ def charts(summary: Summary, plot_data: PlotData) -> dict[str, dict[str, Any]]:
         "final_acc": chart.dots_chart(summary, "final_test_acc", "Final test accuracy (mean over "
                                       "seeds, 95 % CI)", "final test accuracy"),
     }
-    if calibrated(summary):
-        made["ece"] = chart.dots_chart(summary, "ece", "ECE (mean over seeds, 95 % CI)", "ECE")
-        made["test_nll"] = chart.dots_chart(summary, "test_nll", "Test NLL (mean over seeds, "
-                                            "95 % CI)", "test NLL")
+    if plot_data.reliability:
+        made["calibration"] = chart.reliability_chart(
+            plot_data.reliability, summary.labels, final_eces(summary), CALIBRATION_TITLE)
     if plot_data.trajectories:
         made["targets"] = chart.targets_chart(plot_data.trajectories[:MAX_TARGET_PANELS])
     return made

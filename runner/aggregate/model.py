@@ -6,7 +6,7 @@ which receive them pickled, import only this, numpy and matplotlib.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -70,9 +70,22 @@ class Trajectory:
 
 
 @dataclass(frozen=True)
+class Reliability:
+    """A group's reliability bins at the final epoch, pooled over its seeds: per bin the
+    predictions' count (summed) and their mean confidence and accuracy (count-weighted; NaN in
+    an empty bin)."""
+
+    group: Group
+    count: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+
+
+@dataclass(frozen=True)
 class PlotData:
     """Everything the figures and the HTML charts draw, read once for both."""
 
     groups: list[Group]  # groups with done jobs, best first
     curves: dict[str, list[Curve]]  # metrics column -> one curve per group
     trajectories: list[Trajectory]
+    reliability: list[Reliability] = field(default_factory=list)  # groups with bins, best first

@@ -1,5 +1,6 @@
-"""What the plots draw, read from the metrics: per-group curves over epochs with CI bands, and
-the target trajectories (c_i, nc_i) of groups whose strategy moves them."""
+"""What the plots draw, read from the metrics: per-group curves over epochs with CI bands, the
+target trajectories (c_i, nc_i) of groups whose strategy moves them, and each group's pooled
+reliability bins."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import polars as pl
 
 from runner.aggregate import stats
 from runner.aggregate.load import GridData
-from runner.aggregate.model import Curve, Group, PlotData, Trajectory
+from runner.aggregate.model import Curve, Group, PlotData, Reliability, Trajectory
 from runner.aggregate.strategy_labels import static_strategies
 
 MOVE_TOLERANCE = 1e-9  # target values that change less than this over epochs count as fixed
@@ -91,6 +92,43 @@ def target_trajectories(data: GridData, groups: Sequence[Group]) -> list[Traject
     return trajectories
 
 
+def reliability_bins(data: GridData, groups: Sequence[Group]) -> list[Reliability]:
+    """Per group, the reliability bins of its done jobs' final epoch pooled over the jobs;
+    groups without bins (outputs that are no probabilities, or metrics written before the bins
+    were recorded: the column then reads as null) are left out.
+
+    The final epochs are found first (a scalar column), and the bins read with a plain epoch
+    filter the Parquet reader applies before it decodes the list column: reading every epoch's
+    bins took 0.8 s at 1M rows.
+    """
+    members = _membership(groups)
+    finals = data.collect(data.metrics.select("job_id", "epoch").join(members.lazy(), on="job_id")
+                          .group_by("job_id").agg(pl.col("epoch").max(),
+                                                  pl.col("group_index").first()))
+    if finals.is_empty():
+        return []
+    frame = data.collect(
+        data.metrics.filter(pl.col("epoch") >= finals["epoch"].min())
+        .select("job_id", "epoch", "reliability")
+        .join(finals.lazy(), on=["job_id", "epoch"])
+        .drop_nulls("reliability")
+        .sort("group_index", "job_id")
+    )
+    if frame.is_empty():
+        return []
+    bins = np.array(frame["reliability"].to_list(), dtype=float)  # jobs x bins x 3
+    index = frame["group_index"].to_numpy()
+    pooled = []
+    for group_index in np.unique(index):
+        chosen = bins[index == group_index]
+        count = chosen[..., 0].sum(axis=0)
+        with np.errstate(all="ignore"):  # an empty bin: 0 / 0, NaN, not drawn
+            confidence = (chosen[..., 0] * chosen[..., 1]).sum(axis=0) / count
+            accuracy = (chosen[..., 0] * chosen[..., 2]).sum(axis=0) / count
+        pooled.append(Reliability(groups[group_index], count, confidence, accuracy))
+    return pooled
+
+
 CURVE_COLUMNS = ("test_acc", "train_loss")
 
 
@@ -98,7 +136,8 @@ def read_plot_data(data: GridData, groups: Sequence[Group]) -> PlotData:
     drawn = [g for g in groups if g.done_ids]
     curves = {column: epoch_curves(data, drawn, column) if drawn else []
               for column in CURVE_COLUMNS}
-    return PlotData(drawn, curves, target_trajectories(data, drawn) if drawn else [])
+    return PlotData(drawn, curves, target_trajectories(data, drawn) if drawn else [],
+                    reliability_bins(data, drawn) if drawn else [])
 
 
 def _moves(values: np.ndarray) -> bool:

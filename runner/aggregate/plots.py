@@ -5,7 +5,6 @@ The figures themselves are in figures.py, the data they draw in plot_data.py.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 from collections.abc import Sequence
@@ -22,12 +21,19 @@ FIGURES = ("test_acc", "train_loss", "targets", "final_acc", "calibration")
 # job benchmark grid) and the aggregation has 3 s in all
 FORMATS = ("png", "svg")
 PLOT_FILES = tuple(f"{name}.{fmt}" for name in FIGURES for fmt in FORMATS)
-CALIBRATION = (("ece", "ECE (lower is better)"), ("test_nll", "test NLL (lower is better)"))
+CALIBRATION_TITLE = ("Reliability at the final epoch (bins pooled over seeds; dotted: perfect "
+                     "calibration)")
 
 
 def calibrated(summary: Summary) -> list[int]:
     """Indices of the rows that have an ECE (null ECE: not applicable to that output)."""
     return [i for i, row in enumerate(summary.rows) if not math.isnan(row["ece_mean"])]
+
+
+def final_eces(summary: Summary) -> dict[str, float]:
+    """Group name -> its mean final ECE, as the tables give it (NaN: not applicable)."""
+    return {group.name: row["ece_mean"] for group, row in zip(summary.groups, summary.rows,
+                                                              strict=True)}
 
 
 def plot_notes(summary: Summary, plot_data: PlotData) -> list[str]:
@@ -46,6 +52,12 @@ def plot_notes(summary: Summary, plot_data: PlotData) -> list[str]:
         notes.append(f"ECE and NLL are not applicable to {lacking} group(s) (tanh, lecun_tanh "
                      "or linear outputs are no probabilities): left out of the calibration "
                      "plots")
+    binned = {r.group.name for r in plot_data.reliability}
+    unbinned = [i for i in calibrated(summary) if summary.groups[i].name not in binned
+                and summary.groups[i].done_ids]
+    if unbinned:
+        notes.append(f"{len(unbinned)} group(s) with an ECE have no reliability bins (metrics "
+                     "written before tvo recorded them): left out of the calibration plots")
     return notes
 
 
@@ -58,7 +70,7 @@ def figure_names(summary: Summary, plot_data: PlotData) -> list[str]:
         names.append("targets")
     if plot_data.groups:
         names.append("final_acc")
-    if calibrated(summary):
+    if plot_data.reliability:
         names.append("calibration")
     return names
 
@@ -84,13 +96,9 @@ def make_figures(summary: Summary, plot_data: PlotData,
     if "final_acc" in wanted:
         made["final_acc"] = draw.dots_figure(summary, [("final_test_acc", "final test accuracy")],
                                              "Final test accuracy (mean over seeds, 95 % CI)")
-    with_ece = calibrated(summary)
     if "calibration" in wanted:
-        calibrated_summary = dataclasses.replace(
-            summary, rows=[summary.rows[i] for i in with_ece],
-            groups=[summary.groups[i] for i in with_ece])
-        made["calibration"] = draw.dots_figure(
-            calibrated_summary, CALIBRATION, "Calibration (mean over seeds, 95 % CI)")
+        made["calibration"] = draw.reliability_figure(
+            plot_data.reliability, summary.labels, final_eces(summary), CALIBRATION_TITLE)
     return made
 
 

@@ -17,7 +17,7 @@ PLOT_TITLES = {
     "train_loss": "Training loss over epochs",
     "targets": "Target trajectories (c_i, nc_i) of strategies that move them",
     "final_acc": "Final test accuracy per group",
-    "calibration": "Calibration per group: ECE and NLL",
+    "calibration": "Calibration: reliability diagrams (final epoch, pooled over seeds)",
 }
 
 

@@ -60,12 +60,17 @@ def write_grid(root: Path, jobs: int, epochs: int) -> None:
                    for name, value in fixed.items()}
         columns["epoch"] = pa.array(epoch)
         for name in ("learning_rate", "train_loss", "train_acc", "test_loss", "test_nll",
-                     "confidence", "margin", "ece", "epoch_seconds", "samples_per_second"):
+                     "confidence", "margin", "ece", "epoch_seconds", "samples_per_second",
+                     "val_loss", "val_acc", "val_nll", "val_ece"):
             columns[name] = pa.array(rng.uniform(0, 1, epochs))
         columns["test_acc"] = pa.array(accuracy)
         columns["target_class"] = _list_column(np.full((epochs, CLASSES), 0.9))
         columns["target_nonclass"] = _list_column(np.full((epochs, CLASSES), 0.1))
         columns["target_matrix"] = pa.nulls(epochs, schema.field("target_matrix").type)
+        # every epoch's 10 reliability bins [count, mean confidence, accuracy], as jobs write them
+        bins = rng.uniform(0, 1, (epochs * 10, 3))
+        columns["reliability"] = pa.ListArray.from_arrays(
+            np.arange(0, epochs * 10 + 1, 10, dtype=np.int32), _list_column(bins))
         columns["ts_residual"] = pa.nulls(epochs, pa.float64())
         table = pa.table([columns[f.name] for f in schema], schema=schema)
         run_dir = root / "runs" / spec.job_id
