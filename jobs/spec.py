@@ -347,11 +347,11 @@ def _coerce_int_list(value: Any, bad: Any) -> tuple[int, ...]:
 
 @functools.lru_cache(maxsize=4096)  # a grid repeats a few strategies over thousands of jobs
 def _canonical_strategy(text: str) -> str:
-    from jobs.strategies.names import check_name
+    from jobs.strategies.names import check_call
     from jobs.strategies.params import parse_call
 
     try:
-        check_name(parse_call(text).name)  # a misspelt string or name fails before torch
+        check_call(parse_call(text))  # a misspelt string, name or parameter fails before torch
         from jobs.strategies import canonical_strategy  # here: it imports torch
 
         return canonical_strategy(text)

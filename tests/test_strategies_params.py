@@ -113,8 +113,30 @@ def test_tvo_strategies_lists_every_strategy_with_parameters_ranges_and_source()
         in lines
 
 
-def test_the_names_read_without_torch_are_the_registry():
+def test_the_declarations_read_without_torch_are_the_registry():
     from jobs.strategies import STRATEGIES
-    from jobs.strategies.names import strategy_names
+    from jobs.strategies.declared import declared_params
 
-    assert set(strategy_names()) == set(STRATEGIES)
+    assert set(declared_params()) == set(STRATEGIES)
+    for name, cls in STRATEGIES.items():
+        assert [p.name for p in declared_params()[name]] == [p.name for p in cls.params], name
+
+
+@pytest.mark.parametrize("text", ["foo", "fixed(x=1)", "tvo(init=bogus)", "ols(alpha=2)",
+                                  "fixed(c=0.9, nc=0.1, normalize=maybe)"])
+def test_a_bad_strategy_is_refused_without_torch_as_the_registry_refuses_it(text):
+    import subprocess
+    import sys
+
+    from jobs.strategies import make_strategy
+    from jobs.strategies.params import StrategyError
+
+    with pytest.raises(StrategyError) as caught:
+        make_strategy(text)
+    probe = ("import sys\nfrom jobs.spec import JobSpec, SpecError\n"
+             f"try:\n    JobSpec.from_dict({{'strategy': {text!r}}})\n"
+             "except SpecError as exc:\n    print(exc)\n"
+             "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out == [str(caught.value), "False"]

@@ -1,27 +1,18 @@
-"""The names of the registered strategies, read from the strategy modules' source (no torch):
-an unknown name is refused before the registry, and torch with it, is imported."""
+"""A strategy string checked against the strategies' declarations, read from the strategy
+modules' source (jobs.strategies.declared): an unknown name or a bad parameter is refused before
+the registry, and torch with it, is imported."""
 
 from __future__ import annotations
 
 import difflib
-import functools
-import re
 import sys
-from pathlib import Path
 
-from jobs.strategies.params import StrategyError
-
-MODULES = ("fixed", "literature", "matrix", "schedules", "tvo")  # what the registry imports
-_NAME = re.compile(r'^    name = "(\w+)"', re.MULTILINE)  # a strategy class's `name`
+from jobs.strategies.declared import declared_params
+from jobs.strategies.params import Call, StrategyError, bind
 
 
-@functools.cache
 def strategy_names() -> tuple[str, ...]:
-    folder = Path(__file__).parent
-    names: set[str] = set()
-    for module in MODULES:
-        names.update(_NAME.findall((folder / f"{module}.py").read_text()))
-    return tuple(sorted(names))
+    return tuple(sorted(declared_params()))
 
 
 def unknown_strategy(name: str, names: tuple[str, ...] | list[str]) -> StrategyError:
@@ -32,12 +23,14 @@ def unknown_strategy(name: str, names: tuple[str, ...] | list[str]) -> StrategyE
         f"unknown strategy {name!r}{suggestion}; valid strategies: {', '.join(sorted(names))}")
 
 
-def check_name(name: str) -> None:
-    """Refuse a name no strategy module declares (raises StrategyError), without torch. Once
-    the registry is loaded it has the last word (strategies registered at run time count)."""
-    if name in strategy_names():
-        return
-    base = sys.modules.get("jobs.strategies.base")
-    if base is not None and name in base.STRATEGIES:
-        return
-    raise unknown_strategy(name, strategy_names())
+def check_call(call: Call) -> None:
+    """Refuse an unknown name or parameters its declaration does not take (StrategyError, the
+    same message the registry gives), without torch. Once the registry is loaded it has the
+    last word (strategies registered at run time count)."""
+    declared = declared_params()
+    if call.name not in declared:
+        base = sys.modules.get("jobs.strategies.base")
+        if base is not None and call.name in base.STRATEGIES:
+            return
+        raise unknown_strategy(call.name, strategy_names())
+    bind(call.name, declared[call.name], call.args)
