@@ -33,7 +33,8 @@ from runner.grid_file import (  # noqa: F401 (re-exported: the grid's public nam
     read_grid_file,
     shipped_grids,
 )
-from runner.spaces import MAX_SAMPLES, Space, draw, parse_space
+from runner.grid_spaces import override_space, read_samples, take_spaces
+from runner.spaces import Space, draw
 from runner.sweeps import SweepError, parse_sweep, parse_values
 
 # A grid's name becomes a folder under the output root: a plain name can never leave it.
@@ -134,14 +135,14 @@ def load_grid(ref: str, overrides: Sequence[str] = (), samples: int | None = Non
         raise GridError(f"{label}: description must be text")
     raw_base = _mapping(label, content, "base", "base: {lr: 0.5}")
     raw_grid = _mapping(label, content, "grid", "grid: {seed: [0, 1, 2]}")
-    spaces = _take_spaces(f"{label}: base", raw_base) | _take_spaces(f"{label}: grid", raw_grid)
+    spaces = take_spaces(f"{label}: base", raw_base) | take_spaces(f"{label}: grid", raw_grid)
     base = _read_base(label, raw_base)
     sweeps = _read_sweeps(label, raw_grid)
     for key in base:
         if key in sweeps:
             raise GridError(f"{label}: {key!r} is set in both base and grid; keep it in one")
     for word in overrides:
-        space = _override_space(word)
+        space = override_space(word)
         if space is not None:
             key = space[0]
             base.pop(key, None)
@@ -163,7 +164,7 @@ def load_grid(ref: str, overrides: Sequence[str] = (), samples: int | None = Non
                                                 "resources: {cpus: 1}"))
     slurm = _read_slurm(label, _mapping(label, content, "slurm", "slurm: {partition: debug}"))
     pack = _read_pack(label, content.get("pack"))
-    samples = _read_samples(label, content.get("samples") if samples is None else samples,
+    samples = read_samples(label, content.get("samples") if samples is None else samples,
                             spaces)
     compare = None
     if "compare" in content:
@@ -180,52 +181,6 @@ def load_grid(ref: str, overrides: Sequence[str] = (), samples: int | None = Non
     return Grid(name=name, source=label, description=description.strip(), base=base,
                 sweeps=sweeps, resources=resources, slurm=slurm, pack=pack, spaces=spaces,
                 samples=samples, compare=compare)
-
-
-def _take_spaces(where: str, section: dict[str, Any]) -> dict[str, Space]:
-    """Remove the search-space values from a file's section; they are drawn, not coerced."""
-    spaces = {}
-    for key in list(section):
-        try:
-            space = parse_space(f"{where}.{key}", section[key])
-        except SweepError as exc:
-            raise GridError(str(exc)) from None
-        if space is not None:
-            if key not in settings():
-                raise GridError(f"{where}: {unknown_key_message(str(key))}")
-            spaces[key] = space
-            del section[key]
-    return spaces
-
-
-def _override_space(word: str) -> tuple[str, Space] | None:
-    key, _, text = word.partition("=")
-    key = key.strip()
-    try:
-        space = parse_space(_word(word), text)
-    except SweepError as exc:
-        raise GridError(str(exc)) from None
-    if space is None:
-        return None
-    if key not in settings():
-        raise GridError(f"{_word(word)}: {unknown_key_message(key)}")
-    return key, space
-
-
-def _read_samples(label: str, value: Any, spaces: Mapping[str, Space]) -> int | None:
-    if value is None:
-        if spaces:
-            raise GridError(f"{label}: {', '.join(sorted(spaces))} is a search space: say how "
-                            "many configurations to draw with --samples N (or samples: N in "
-                            "the grid)")
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SAMPLES:
-        raise GridError(f"{label}: samples: got {_yaml_echo(value)}; expected a whole number "
-                        f"from 1 to {MAX_SAMPLES:,} (configurations drawn from the spaces)")
-    if not spaces:
-        raise GridError(f"{label}: samples: {value} needs search spaces to draw from, e.g. "
-                        "'lr=loguniform(0.01, 1)'")
-    return value
 
 
 def _read_pack(label: str, value: Any) -> int | None:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from runner.interrupts import descendants  # every live process below a pid
+
 REPO = Path(__file__).resolve().parents[1]
 DEV_CLUSTER = REPO / "cluster" / "slurm" / "dev-cluster.sh"
 START_HINT = "start it with: bash cluster/slurm/dev-cluster.sh up"
@@ -69,28 +71,6 @@ def _stop_session_cluster(previous_dir: str | None) -> None:
         os.environ.pop("TVO_SLURM_DIR", None)
     else:
         os.environ["TVO_SLURM_DIR"] = previous_dir
-
-
-def descendants(pid: int) -> list[int]:
-    """Live processes below `pid` (from /proc; zombies are gone already)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z":
-            children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: list[int] = []
-    todo = list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo.extend(children.get(child, []))
-    return found
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
