@@ -119,8 +119,8 @@ def _seeds(where: str, value: Any) -> tuple[int, ...]:
     return seeds
 
 
-def contexts(base: Mapping[str, Any], sweeps: Mapping[str, Sequence[Any]],
-             compare: Compare) -> list[dict[str, Any]]:
+def contexts(base: Mapping[str, Any],
+             sweeps: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Every combination of the grid's swept settings (the compared key's methods among
     them): the settings each stage crosses with its configurations or seeds."""
     keys = list(sweeps)
@@ -133,7 +133,7 @@ def stage_one(base: Mapping[str, Any], sweeps: Mapping[str, Sequence[Any]],
     """The tuning stage: every context with each of the `budget` drawn configurations."""
     configurations = draw(compare.tune, compare.budget, DRAW_SEED)
     return _unique([JobSpec.from_dict({**context, **configuration})
-                    for context in contexts(base, sweeps, compare)
+                    for context in contexts(base, sweeps)
                     for configuration in configurations])
 
 
@@ -152,7 +152,7 @@ def select(grid_dir: Path, base: Mapping[str, Any], sweeps: Mapping[str, Sequenc
     first drawn); contexts with no scored configuration are left out."""
     configurations = draw(compare.tune, compare.budget, DRAW_SEED)
     chosen = []
-    for context in contexts(base, sweeps, compare):
+    for context in contexts(base, sweeps):
         scored: list[tuple[float, int]] = []
         for index, configuration in enumerate(configurations):
             spec = JobSpec.from_dict({**context, **configuration})

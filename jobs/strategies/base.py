@@ -275,21 +275,9 @@ def output_range(output: str) -> tuple[float, float] | None:
             "lecun_tanh": (-LECUN_TANH_SCALE, LECUN_TANH_SCALE)}.get(output)
 
 
-def values_from_table(table: torch.Tensor) -> StrategyValues:
-    """What a K x K target table logs: the table, and c_i / nc_i where row i has that form
-    (c_i on the diagonal, one value nc_i everywhere else)."""
-    k = table.shape[0]
-    off_diagonal = table[~torch.eye(k, dtype=torch.bool, device=table.device)].view(k, k - 1)
-    uniform_rows = bool((off_diagonal == off_diagonal[:, :1]).all())
-    return StrategyValues(
-        target_class=table.diagonal().tolist(),
-        target_nonclass=off_diagonal[:, 0].tolist() if uniform_rows else None,
-        target_matrix=table.tolist(),
-    )
-
-
 def values_from_tables(tables: torch.Tensor) -> list[StrategyValues]:
-    """values_from_table for each of [G, K, K] tables, with one transfer from the device."""
+    """What each of [G, K, K] tables logs, with one transfer from the device: the table, and
+    c_i / nc_i where row i has that form (c_i on the diagonal, one value nc_i elsewhere)."""
     g, k, _ = tables.shape
     off = tables[:, ~torch.eye(k, dtype=torch.bool, device=tables.device)].view(g, k, k - 1)
     uniform = (off == off[:, :, :1]).flatten(1).all(dim=1).tolist()
