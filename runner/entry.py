@@ -3,6 +3,9 @@ interrupt at any moment (even during imports) is one line and exit code 130."""
 
 from __future__ import annotations
 
+import os
+import sys
+
 from runner.interrupts import INTERRUPTED, say_interrupted, sigterm_interrupts
 
 
@@ -14,8 +17,18 @@ def main() -> None:
         app()
     except KeyboardInterrupt:  # outside a command's own guard: while starting, nothing ran
         say_interrupted("nothing was started")
-        raise SystemExit(INTERRUPTED) from None
+        _exit_now()
     except SystemExit as exit_:  # Typer turns an interrupt while it parses into a silent 130
         if exit_.code == INTERRUPTED:
             say_interrupted("nothing was started")
+            _exit_now()
         raise
+
+
+def _exit_now() -> None:
+    """Exit 130 at once. An interrupt that lands inside an import (a C extension's
+    initialisation) can leave the interpreter marked as killed by Ctrl-C, and its shutdown then
+    ends the process by SIGINT instead of with 130; nothing was started, so nothing needs it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)
