@@ -278,7 +278,7 @@ class _Driver:
         for job_id in list(self.deferred):
             path = Path(self.requests[job_id].run_dir)
             holder = current_holder(path)
-            ended = self._ended_elsewhere(path, holder)
+            ended = self._ended_elsewhere(path, holder, concurrent=self.deferred[job_id])
             if ended is not None:
                 del self.deferred[job_id]
                 self._move(elsewhere=-1)
@@ -289,18 +289,23 @@ class _Driver:
                 self.queue.appendleft(job_id)
                 self._move(elsewhere=-1, pending=+1)
 
-    def _ended_elsewhere(self, path: Path, holder: Holder | None) -> dict[str, Any] | None:
+    def _ended_elsewhere(self, path: Path, holder: Holder | None,
+                         concurrent: Holder | None = None) -> dict[str, Any] | None:
         """The status of a job another runner ran to its end, or None when it is ours to run.
 
         Finished (done, diverged) means ended, whoever ran it. A job that failed or was
         cancelled under a runner that still runs ended too: it is that runner's to retry, and
-        running it here as well would run it twice. Under a runner that is gone, it is ours.
+        running it here as well would run it twice. So did one that ended under `concurrent`,
+        the runner this one found holding it (during this run), even if that runner has ended
+        its run since: the two runs ran side by side. Under any other runner that is gone, it is
+        ours.
         """
         status = results.read_status(path)
         if results.is_finished(path):
             return status
         if (holder is not None and holder.released and holder.runner != self.book.runner
-                and holder.runner_alive()
+                and (holder.runner_alive()
+                     or (concurrent is not None and holder.runner == concurrent.runner))
                 and status["state"] in (results.FAILED, results.CANCELLED)):
             return status
         return None
