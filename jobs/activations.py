@@ -7,6 +7,13 @@ import torch
 from torch import nn
 
 LECUN_TANH_SCALE = 1.7159  # LeCun 1998: f(x) = 1.7159 tanh(2x/3) has f(+-1) = +-1
+# torch's CPU (log_)softmax vectorises along the class dimension only, so with fewer classes
+# than one vector holds (16 floats with AVX-512) it runs scalar code per row: 4-6x slower on the
+# 10 classes of most grids than the same formula as whole-tensor operations (measured on this
+# machine for 4,096 rows: 0.65 ms against 0.15 ms forward; 1.06 against 0.34 ms with backward).
+# Below ROWS_FOR_FORMULA rows torch's kernel is as fast or faster, and on a GPU it is the one.
+FEW_CLASSES = 16
+ROWS_FOR_FORMULA = 256
 
 
 class LecunTanh(nn.Module):
@@ -24,10 +31,34 @@ def hidden_activation(name: str) -> nn.Module:
     }[name]()
 
 
+def _by_formula(logits: torch.Tensor) -> bool:
+    classes = logits.shape[-1]
+    return (logits.device.type == "cpu" and classes < FEW_CLASSES
+            and logits.numel() >= ROWS_FOR_FORMULA * classes)
+
+
+def log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """log softmax over the last dimension, by whichever of torch's kernel and the formula is
+    faster for this shape (see FEW_CLASSES). The formula shifts by the detached row maximum:
+    log softmax does not change under a shift, so values and gradients are exact."""
+    if not _by_formula(logits):
+        return torch.log_softmax(logits, dim=-1)
+    shifted = logits - logits.detach().amax(dim=-1, keepdim=True)
+    return shifted - shifted.exp().sum(dim=-1, keepdim=True).log()
+
+
+def softmax(logits: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dimension (see log_softmax)."""
+    if not _by_formula(logits):
+        return torch.softmax(logits, dim=-1)
+    exp = (logits - logits.detach().amax(dim=-1, keepdim=True)).exp()
+    return exp / exp.sum(dim=-1, keepdim=True)
+
+
 def activate(logits: torch.Tensor, output: str) -> torch.Tensor:
     """The output layer's activation: what the targets are compared with."""
     if output == "softmax":
-        return torch.softmax(logits, dim=-1)
+        return softmax(logits)
     if output == "sigmoid":
         return torch.sigmoid(logits)
     if output == "tanh":

@@ -38,8 +38,9 @@ def margin(outputs: torch.Tensor) -> torch.Tensor:
     """Mean of the top-1 minus the top-2 output."""
     if outputs.shape[-1] < 2:
         return outputs.new_zeros(outputs.shape[:-2])
-    top = outputs.topk(2, dim=-1).values
-    return (top[..., 0] - top[..., 1]).mean(dim=-1)
+    top = outputs.max(dim=-1)  # topk(2) on few classes is twice as slow on the CPU
+    second = outputs.scatter(-1, top.indices.unsqueeze(-1), float("-inf")).amax(dim=-1)
+    return (top.values - second).mean(dim=-1)
 
 
 def calibration_bins(confidences: torch.Tensor, outcomes: torch.Tensor,

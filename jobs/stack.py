@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from jobs.activations import activate
+from jobs.activations import activate, log_softmax
 from jobs.datasets import Dataset
-from jobs.losses import per_sample_loss
+from jobs.losses import per_sample_loss, reduce_loss
 from jobs.member import Member
 from jobs.metrics import calibration, confidence, margin
 from jobs.stack_model import MemberDropout, ModuleStack, stack_networks
@@ -65,7 +65,6 @@ class Stack:
         self.needs_outputs = self.loss != "ce" or any(
             s.observes or s.uses_outputs or s.decision == "template" for s in definitions)
         self.weighted = any(s.weighted for s in definitions)
-        self.log_softmax = self.needs_outputs and self.loss == "ce" and self.output == "softmax"
         self.observers = [(part, group) for part, group in self.groups
                           if group.members[0].observes]
         self.all_argmax = all(s.decision == "argmax" for s in definitions)
@@ -118,12 +117,14 @@ class Stack:
             yb = y_epoch[:, start:start + self.batch_size]
             xb = x[index] if x_epoch is None else x_epoch[:, start:start + self.batch_size]
             logits = self.net.forward(xb, self.dropout)  # xb: [N, B, ...], yb: [N, B]
-            log_probs = None
-            if self.log_softmax:  # one log-softmax serves the outputs and the loss
-                log_probs = torch.log_softmax(logits, dim=-1)
+            # one log-softmax serves the cross-entropy and the outputs
+            log_probs = log_softmax(logits) if self.loss == "ce" else None
+            if not self.needs_outputs:
+                outputs = logits
+            elif log_probs is not None:
                 outputs = log_probs.exp()
             else:
-                outputs = activate(logits, self.output) if self.needs_outputs else logits
+                outputs = activate(logits, self.output)
             member_loss = self._loss(logits, outputs, log_probs, yb, index, epoch)
             self.net.zero_grad()
             member_loss.sum().backward()  # members share no parameter: each its own gradient
@@ -158,27 +159,17 @@ class Stack:
               labels: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
         """Each member's batch loss [N]: the mean (or its strategy's weighted mean) of its
         samples' losses, plus its L1 penalty."""
-        size, batch, classes = logits.shape
         if self.class_indices:
             targets = labels
         else:
             targets = _joined([group.batch_targets(outputs[part], labels[part], index[part],
                                                    epoch) for part, group in self.groups])
-        if log_probs is not None:  # cross-entropy, as jobs.losses computes it, from log_probs
-            values = (-log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-                      if self.class_indices else -(targets * log_probs).sum(dim=-1))
-        else:
-            flat_targets = targets.reshape(-1) if self.class_indices \
-                else targets.reshape(-1, classes)
-            values = per_sample_loss(self.loss, logits.reshape(-1, classes),
-                                     outputs.reshape(-1, classes), flat_targets, self.output)
-            values = values.view(size, batch)
+        values = per_sample_loss(self.loss, logits, outputs, targets, self.output, log_probs)
+        weights = None
         if self.weighted:
             weights = _joined([_or_ones(group.sample_weights(labels[part], index[part], epoch),
                                           labels[part]) for part, group in self.groups])
-            loss = (values * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1e-12)
-        else:
-            loss = values.mean(dim=1)
+        loss = reduce_loss(values, weights)
         if self.l1 is not None:
             loss = loss + self.l1 * self.net.weight_abs_sums()
         return loss
@@ -200,13 +191,12 @@ class Stack:
         triples, None where the outputs are no probabilities) over a whole split: per name, one
         value per member."""
         logits = self.net.evaluate(x)  # [N, T, K]
-        outputs = activate(logits, self.output)
+        log_probs = log_softmax(logits) if self.output == "softmax" else None
+        outputs = activate(logits, self.output) if log_probs is None else log_probs.exp()
         templates = _joined([group.templates() for _, group in self.groups])  # [N, K, K]
         targets = templates[:, y]  # [N, T, K]
-        classes = logits.shape[-1]
-        loss = per_sample_loss(self.loss, logits.reshape(-1, classes),
-                               outputs.reshape(-1, classes), targets.reshape(-1, classes),
-                               self.output).view(self.size, -1).mean(dim=1)
+        loss = per_sample_loss(self.loss, logits, outputs, targets, self.output,
+                               log_probs).mean(dim=1)
         if self.all_argmax:
             predicted = outputs.argmax(dim=-1)
         else:
