@@ -63,7 +63,9 @@ MEASUREMENTS: tuple[tuple[str, pa.DataType], ...] = (
     ("margin", pa.float64()),
     ("ece", pa.float64()),
     # the test split's 10 reliability bins, each [count, mean confidence, accuracy] (empty bin:
-    # [0, 0, 0]), from which ece is computed; null for outputs that are no probabilities
+    # [0, 0, 0]), from which ece is computed; null for outputs that are no probabilities, and
+    # on rows before the final epoch unless the job may stop early (files written before
+    # that have them on every row)
     ("reliability", pa.list_(pa.list_(pa.float64()))),
     ("val_loss", pa.float64()),  # the validation part (val_fraction of the training data)
     ("val_acc", pa.float64()),

@@ -229,7 +229,8 @@ class Stack:
                 "epoch": epoch, "learning_rate": member.schedule.lr,
                 "test_loss": test["loss"][i], "test_acc": test["acc"][i],
                 "test_nll": _number(test["nll"][i]), "ece": _number(test["ece"][i]),
-                "reliability": test["reliability"][i],
+                "reliability": test["reliability"][i] if _may_be_final(member.spec, epoch)
+                else None,
                 "confidence": test["confidence"][i], "margin": test["margin"][i],
                 "epoch_seconds": 0.0, "samples_per_second": None, "ts_residual": residual,
             }
@@ -275,6 +276,13 @@ def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
 def _number(value: float) -> float | None:
     """A measurement, or None (null in Parquet) where it does not apply (NaN)."""
     return None if value != value else value
+
+
+def _may_be_final(spec: Any, epoch: int) -> bool:
+    """Whether `epoch` may be the job's last row, the one whose reliability bins the report
+    draws: the final epoch, or any evaluated epoch of a job that may stop early. Other rows
+    keep their ECE but not its bins (two thirds of a metrics file's bytes otherwise)."""
+    return epoch == spec.epochs or spec.stop_patience > 0
 
 
 def _triples(values: list[float]) -> list[list[float]] | None:

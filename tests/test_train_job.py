@@ -126,31 +126,46 @@ def test_metrics_follow_the_schema_and_read_back_with_pandas_polars_and_duckdb(t
     assert duckdb.sql(f"select max(epoch) from '{path}'").fetchall() == [(2,)]
 
 
+def _check_bins(row: dict, output: str) -> None:
+    """The row's bins are those its ECE comes from: ECE = sum_b n_b/N |acc_b - conf_b|."""
+    bins = row["reliability"]
+    if output == "tanh":
+        assert bins is None and row["ece"] is None
+        return
+    assert len(bins) == 10 and all(len(b) == 3 for b in bins)
+    total = sum(count for count, _, _ in bins)
+    if output == "softmax":  # the bins' accuracy is that of the top-1 predictions
+        assert sum(count * acc for count, _, acc in bins) / total == pytest.approx(
+            row["test_acc"])
+    else:  # one probability per test sample and class
+        assert total % 10 == 0
+    assert all(b == [0.0, 0.0, 0.0] for b in bins if b[0] == 0)
+    for index, (count, conf, acc) in enumerate(bins):
+        if count:
+            assert index / 10 <= conf <= (index + 1) / 10 and 0 <= acc <= 1
+    ece = sum(count / total * abs(acc - conf) for count, conf, acc in bins)
+    assert row["ece"] == pytest.approx(ece, abs=1e-6)
+
+
 @pytest.mark.parametrize("output", ["softmax", "sigmoid", "tanh"])
-def test_each_evaluated_epoch_records_the_reliability_bins_its_ece_comes_from(tmp_path, output):
+def test_the_final_epoch_records_the_reliability_bins_its_ece_comes_from(tmp_path, output):
     """softmax: one top-1 confidence per test sample; sigmoid: one per sample and class;
-    tanh: no probabilities, no bins. ECE = sum_b n_b/N |acc_b - conf_b| from the stored bins."""
+    tanh: no probabilities, no bins. Earlier epochs keep their ECE but not its bins (the report
+    draws the final epoch's); a job that may stop early records them at every evaluated epoch,
+    as any of them may be its last."""
     loss = "ce" if output == "softmax" else "mse"
     _, run_dir, _ = train(tmp_path, epochs=2, loss=loss, output=output)
     rows = pq.read_table(run_dir / results.METRICS_FILE).to_pylist()
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    assert all(row["reliability"] is None for row in rows[:-1])
+    assert all((row["ece"] is None) == (output == "tanh") for row in rows)
+    _check_bins(rows[-1], output)
+    _, run_dir, _ = train(tmp_path, "early", epochs=2, loss=loss, output=output,
+                          stop_patience=5, val_fraction=0.2)
+    rows = pq.read_table(run_dir / results.METRICS_FILE).to_pylist()
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
     for row in rows:
-        bins = row["reliability"]
-        if output == "tanh":
-            assert bins is None and row["ece"] is None
-            continue
-        assert len(bins) == 10 and all(len(b) == 3 for b in bins)
-        total = sum(count for count, _, _ in bins)
-        if output == "softmax":  # the bins' accuracy is that of the top-1 predictions
-            assert sum(count * acc for count, _, acc in bins) / total == pytest.approx(
-                row["test_acc"])
-        else:  # one probability per test sample and class
-            assert total % 10 == 0
-        assert all(b == [0.0, 0.0, 0.0] for b in bins if b[0] == 0)
-        for index, (count, conf, acc) in enumerate(bins):
-            if count:
-                assert index / 10 <= conf <= (index + 1) / 10 and 0 <= acc <= 1
-        ece = sum(count / total * abs(acc - conf) for count, conf, acc in bins)
-        assert row["ece"] == pytest.approx(ece, abs=1e-6)
+        _check_bins(row, output)
 
 
 def test_the_same_spec_gives_bit_identical_metrics(tmp_path):

@@ -67,10 +67,14 @@ def write_grid(root: Path, jobs: int, epochs: int) -> None:
         columns["target_class"] = _list_column(np.full((epochs, CLASSES), 0.9))
         columns["target_nonclass"] = _list_column(np.full((epochs, CLASSES), 0.1))
         columns["target_matrix"] = pa.nulls(epochs, schema.field("target_matrix").type)
-        # every epoch's 10 reliability bins [count, mean confidence, accuracy], as jobs write them
-        bins = rng.uniform(0, 1, (epochs * 10, 3))
+        # the final epoch's 10 reliability bins [count, mean confidence, accuracy], as jobs
+        # write them (earlier rows: null)
+        bins = rng.uniform(0, 1, (10, 3))
+        offsets = np.zeros(epochs + 1, dtype=np.int32)
+        offsets[-1] = 10
+        mask = np.arange(epochs) < epochs - 1
         columns["reliability"] = pa.ListArray.from_arrays(
-            np.arange(0, epochs * 10 + 1, 10, dtype=np.int32), _list_column(bins))
+            offsets, _list_column(bins), mask=pa.array(mask))
         columns["ts_residual"] = pa.nulls(epochs, pa.float64())
         table = pa.table([columns[f.name] for f in schema], schema=schema)
         run_dir = root / "runs" / spec.job_id
