@@ -310,6 +310,11 @@ def aggregate(
 
     Example: tvo aggregate outputs/study --format latex > table.tex
     """
+    from runner.aggregate.render_worker import FigureWorkers
+
+    # started first, so the worker imports matplotlib while this process imports the data
+    # libraries (ended unused when the figures are kept)
+    workers = FigureWorkers() if plots else None
     from runner.aggregate.load import AggregateError
     from runner.aggregate.pipeline import aggregate as run_aggregate
     from runner.aggregate_command import command_line, print_aggregation
@@ -320,9 +325,12 @@ def aggregate(
                            plots=plots)
     try:
         result = run_aggregate(directory, threshold=threshold, by=keys, baseline=baseline,
-                               plots=plots, command=command)
+                               plots=plots, command=command, workers=workers)
     except AggregateError as exc:
         fail(str(exc))
+    finally:
+        if workers:
+            workers.close()
     print_aggregation(console, error_console, result, output_format.value)
 
 

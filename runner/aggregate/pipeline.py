@@ -147,14 +147,15 @@ def write(data: GridData, summary: Summary, rendered: Rendered) -> list[Path]:
 
 def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | None = None,
               baseline: str | None = None, plots: bool = True,
-              command: str = "tvo aggregate") -> Aggregation:
+              command: str = "tvo aggregate", workers: FigureWorkers | None = None,
+              ) -> Aggregation:
     """Summarise a grid dir into DIR/summary/ and return what was computed and written.
 
     With plots, worker processes draw the figures while this one compares the groups and
-    renders the tables and the reports (render_worker says why).
+    renders the tables and the reports (render_worker says why). `workers`: started by the
+    caller before its imports, or here when needed; ended here either way.
     """
     check_threshold(threshold)
-    workers = None
     try:
         data = load_grid(Path(grid_dir))
         figures, kept = "", False
@@ -167,7 +168,9 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
             groups, labels = make_groups(list(data.jobs.values()), keys)
             figures = figure_cache.fingerprint(data.sources, keys, labels, groups)
             kept = figure_cache.unchanged(data.grid_dir / SUMMARY_DIR / SUMMARY_PARQUET, figures)
-            workers = None if kept else FigureWorkers()
+            if kept and workers:
+                workers.close()
+            workers = None if kept else workers or FigureWorkers()
         described, measures = describe(data, threshold=threshold, by=by, baseline=baseline)
         plot_data = None
         if plots:
