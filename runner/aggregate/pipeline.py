@@ -156,6 +156,9 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
     caller before its imports, or here when needed; ended here either way.
     """
     check_threshold(threshold)
+    from runner.aggregate.stats import import_in_background
+
+    import_in_background()
     try:
         data = load_grid(Path(grid_dir))
         figures, kept = "", False

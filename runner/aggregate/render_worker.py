@@ -4,7 +4,8 @@ each for PNG and SVG) and the statistics use both cores of a small machine.
 One worker process starts first and imports matplotlib while the parent reads the metrics
 (0.6-0.8 s of CPU, paid once: the second drawing process is forked from it once the job has
 arrived, with everything imported). It then gets the summary and the plot data (pickled, on
-stdin) and the shares of the figures, draws the first share while its fork draws the second,
+stdin), splits the figures into two shares of about equal cost, draws the first share while its
+fork draws the second,
 and answers with every file's bytes (pickled, on stdout). Processes rather than threads:
 matplotlib's layout and drawing hold the GIL. The worker is started with subprocess rather than
 multiprocessing: forking the parent would copy polars' thread pool (a known deadlock), and
@@ -26,8 +27,12 @@ from typing import NoReturn
 import runner
 from runner.aggregate.model import PlotData, Summary
 
-# figures per worker, about equal in cost (curve plots cost the most)
-SHARES = (("test_acc", "final_acc", "targets"), ("train_loss", "calibration"))
+# each figure's drawing time (PNG and SVG) relative to a curve plot's, on the 1,000-job benchmark
+# grid (test_acc 0.36 s, train_loss 0.47 s, calibration 0.37 s, final_acc 0.27 s of CPU) and
+# targets at its 12 panels of 20 lines
+COSTS = {"test_acc": 1.0, "train_loss": 1.0, "calibration": 1.0, "final_acc": 0.75,
+         "targets": 1.3}
+PROCESSES = 2  # the worker and its fork
 
 
 class FigureWorkers:
@@ -42,12 +47,11 @@ class FigureWorkers:
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
     def draw(self, payload: bytes) -> None:
-        """Hand the worker the pickled (summary, plot data) and the shares of the figures; it
-        draws while the caller goes on."""
+        """Hand the worker the pickled (summary, plot data); it draws while the caller goes
+        on."""
         process = self.process
         assert process.stdin is not None
         process.stdin.write(payload)
-        process.stdin.write(pickle.dumps([list(share) for share in SHARES]))
         process.stdin.close()
         process.stdin = None  # communicate() would flush it
 
@@ -75,11 +79,23 @@ def draw_share(summary: Summary, plot_data: PlotData, names: Sequence[str]) -> d
     return files
 
 
+def split(names: Sequence[str], count: int = PROCESSES) -> list[list[str]]:
+    """The figures in `count` shares of about equal cost: the costliest first, each into the
+    share that costs least so far."""
+    shares: list[list[str]] = [[] for _ in range(count)]
+    totals = [0.0] * count
+    for name in sorted(names, key=lambda n: -COSTS.get(n, 1.0)):
+        lightest = totals.index(min(totals))
+        shares[lightest].append(name)
+        totals[lightest] += COSTS.get(name, 1.0)
+    return [share for share in shares if share]
+
+
 def draw_shares(summary: Summary, plot_data: PlotData,
                 shares: Sequence[Sequence[str]]) -> dict[str, bytes]:
     """The first share drawn here, each other one in a process forked from this one (where
     fork exists); a fork that fails is a RuntimeError with its last line of error."""
-    if not hasattr(os, "fork"):
+    if not hasattr(os, "fork") or len(shares) < 2:
         return draw_share(summary, plot_data, [name for share in shares for name in share])
     forks = []
     try:
@@ -136,9 +152,10 @@ def main() -> None:
     import matplotlib.figure  # noqa: F401
 
     import runner.aggregate.figures  # noqa: F401
+    from runner.aggregate.plots import figure_names
 
     summary, plot_data = pickle.load(sys.stdin.buffer)
-    shares = pickle.load(sys.stdin.buffer)
+    shares = split(figure_names(summary, plot_data))
     pickle.dump(draw_shares(summary, plot_data, shares), sys.stdout.buffer)
 
 

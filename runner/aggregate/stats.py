@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import math
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,6 +150,20 @@ def paired(a: Sequence[float | None], b: Sequence[float | None],
         p_value = float(stats.ttest_rel(pairs[:, 0], pairs[:, 1]).pvalue)
     half = t_quantile(n - 1, level) * float(differences.std(ddof=1)) / math.sqrt(n)
     return Comparison(diff, diff - half, diff + half, p_value, PAIRED, n)
+
+
+def import_in_background() -> threading.Thread:
+    """Import scipy.stats and statsmodels' multipletests (0.6-0.9 s of CPU, mostly Python) in a
+    thread, so they load while the caller reads metrics (polars releases the GIL) rather than
+    after; the first use waits for them (Python's import lock)."""
+    def load() -> None:
+        import scipy.special  # noqa: F401
+        import scipy.stats  # noqa: F401
+        import statsmodels.stats.multitest  # noqa: F401
+
+    thread = threading.Thread(target=load, name="import statistics", daemon=True)
+    thread.start()
+    return thread
 
 
 def holm(p_values: Sequence[float], alpha: float = 0.05) -> list[float]:
