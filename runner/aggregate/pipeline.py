@@ -7,7 +7,6 @@ untouched rather than half-replaced.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +28,11 @@ from runner.aggregate.tables import (
     Summary,
     compare_with_baseline,
     describe,
+    done_ids,
     format_value,
     make_groups,
+    per_job_measures,
+    rank_order,
     resolve_keys,
 )
 
@@ -162,11 +164,12 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
     try:
         data = load_grid(Path(grid_dir))
         figures, kept = "", False
+        measures = curves = None
         if plots:
             from runner.aggregate import figure_cache
+            from runner.aggregate.plot_data import read_curves
 
-            # before the metrics are read: workers start only for figures to draw, and then
-            # import matplotlib while this process reads
+            # before the metrics are read: the worker draws only figures that changed
             keys = resolve_keys(list(data.jobs.values()), by)
             groups, labels = make_groups(list(data.jobs.values()), keys)
             figures = figure_cache.fingerprint(data.sources, keys, labels, groups)
@@ -174,14 +177,20 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
             if kept and workers:
                 workers.close()
             workers = None if kept else workers or FigureWorkers()
-        described, measures = describe(data, threshold=threshold, by=by, baseline=baseline)
+            if workers:  # the curve plots go first, in the summary's order of the groups
+                measures = per_job_measures(data, done_ids(groups), threshold)
+                curves = read_curves(data, [groups[i] for i in rank_order(groups, measures)])
+                if any(curves.values()):
+                    workers.draw_curves(labels, curves)
+        described, measures = describe(data, threshold=threshold, by=by, baseline=baseline,
+                                       measures=measures)
         plot_data = None
         if plots:
             from runner.aggregate.plot_data import read_plot_data
 
-            plot_data = read_plot_data(data, described.groups)
+            plot_data = read_plot_data(data, described.groups, curves)
             if workers:
-                workers.draw(pickle.dumps((described, plot_data)))
+                workers.draw(described, plot_data)
         summary = compare_with_baseline(described, measures)
         drawn = workers.files() if workers else None
         rendered = render(data, summary, command=command, plot_data=plot_data, drawn=drawn,

@@ -132,10 +132,18 @@ def reliability_bins(data: GridData, groups: Sequence[Group]) -> list[Reliabilit
 CURVE_COLUMNS = ("test_acc", "train_loss")
 
 
-def read_plot_data(data: GridData, groups: Sequence[Group]) -> PlotData:
+def read_curves(data: GridData, groups: Sequence[Group]) -> dict[str, list[Curve]]:
+    """The curves of every CURVE_COLUMNS column, for the groups with done jobs."""
     drawn = [g for g in groups if g.done_ids]
-    curves = {column: epoch_curves(data, drawn, column) if drawn else []
-              for column in CURVE_COLUMNS}
+    return {column: epoch_curves(data, drawn, column) if drawn else []
+            for column in CURVE_COLUMNS}
+
+
+def read_plot_data(data: GridData, groups: Sequence[Group],
+                   curves: dict[str, list[Curve]] | None = None) -> PlotData:
+    """What the plots draw; `curves`: read_curves of these groups, if read already."""
+    drawn = [g for g in groups if g.done_ids]
+    curves = read_curves(data, groups) if curves is None else curves
     return PlotData(drawn, curves, target_trajectories(data, drawn) if drawn else [],
                     reliability_bins(data, drawn) if drawn else [])
 

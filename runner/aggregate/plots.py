@@ -10,7 +10,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from runner.aggregate.model import PlotData, Summary
+from runner.aggregate.labels import Labels
+from runner.aggregate.model import Curve, PlotData, Summary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -20,6 +21,10 @@ FIGURES = ("test_acc", "train_loss", "targets", "final_acc", "calibration")
 # takes a third of the time to write (0.2 s against 0.3-0.6 s per figure, measured on the 1,000
 # job benchmark grid) and the aggregation has 3 s in all
 FORMATS = ("png", "svg")
+# the figures of a metric over epochs (each a plot_data.curves column): y label and title
+CURVE_FIGURES = {
+    "test_acc": ("test accuracy", "Test accuracy over epochs (mean over seeds, 95 % CI)"),
+    "train_loss": ("training loss", "Training loss over epochs (mean over seeds, 95 % CI)")}
 PLOT_FILES = tuple(f"{name}.{fmt}" for name in FIGURES for fmt in FORMATS)
 CALIBRATION_TITLE = ("Reliability at the final epoch (bins pooled over seeds; dotted: perfect "
                      "calibration)")
@@ -75,22 +80,22 @@ def figure_names(summary: Summary, plot_data: PlotData) -> list[str]:
     return names
 
 
+def curve_figure(name: str, curves: Sequence[Curve], labels: Labels) -> Figure:
+    """The figure of a metric over epochs (a name of CURVE_FIGURES), from its curves alone."""
+    from runner.aggregate import figures as draw
+
+    ylabel, title = CURVE_FIGURES[name]
+    return draw.curves_figure(curves, labels, ylabel, title)
+
+
 def make_figures(summary: Summary, plot_data: PlotData,
                  only: Sequence[str] | None = None) -> dict[str, Figure]:
     """Figure name -> figure (those of `only` when given); plot_notes says what is left out."""
     from runner.aggregate import figures as draw
 
     wanted = [name for name in figure_names(summary, plot_data) if only is None or name in only]
-    made: dict[str, Figure] = {}
-    curves = plot_data.curves
-    if "test_acc" in wanted:
-        made["test_acc"] = draw.curves_figure(
-            curves["test_acc"], summary.labels, "test accuracy",
-            "Test accuracy over epochs (mean over seeds, 95 % CI)")
-    if "train_loss" in wanted:
-        made["train_loss"] = draw.curves_figure(
-            curves["train_loss"], summary.labels, "training loss",
-            "Training loss over epochs (mean over seeds, 95 % CI)")
+    made: dict[str, Figure] = {name: curve_figure(name, plot_data.curves[name], summary.labels)
+                               for name in CURVE_FIGURES if name in wanted}
     if "targets" in wanted:
         made["targets"] = draw.targets_figure(plot_data.trajectories)
     if "final_acc" in wanted:

@@ -86,6 +86,12 @@ def half_widths(std: np.ndarray, n: np.ndarray, level: float = CONFIDENCE) -> np
         return np.where(n >= 2, quantile * std / np.sqrt(n), np.nan)
 
 
+def mean(values: Sequence[float | None]) -> float:
+    """The mean of the finite values (NaN if none), as `estimate` gives it."""
+    data = finite(values)
+    return float(data.mean()) if len(data) else NAN
+
+
 def estimate(values: Sequence[float | None], level: float = CONFIDENCE) -> Estimate:
     """Mean, std and CI of the finite values; std and CI are NaN below two values."""
     data = finite(values)

@@ -133,19 +133,21 @@ def summarise(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | Non
 
 
 def describe(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | None = None,
-             baseline: str | None = None) -> tuple[Summary, dict[str, dict[str, Any]]]:
+             baseline: str | None = None, measures: dict[str, dict[str, Any]] | None = None,
+             ) -> tuple[Summary, dict[str, dict[str, Any]]]:
     """Everything but the comparison (what the figures need; the comparison's statistics
-    libraries take a second to import), and the per-job measures it will use."""
+    libraries take a second to import), and the per-job measures it will use (`measures`:
+    per_job_measures of these groups' done jobs at this threshold, if read already)."""
     from runner.aggregate import compare
 
     jobs = list(data.jobs.values())
     keys = resolve_keys(jobs, by)
     groups, labels = make_groups(jobs, keys)
-    done = [job_id for group in groups for job_id in group.done_ids]
-    measures = per_job_measures(data, done, threshold)
+    if measures is None:
+        measures = per_job_measures(data, done_ids(groups), threshold)
     rows = [_group_row(group, keys, measures) for group in groups]
     chosen, note = compare.choose_baseline(groups, keys, baseline)
-    order = sorted(range(len(rows)), key=lambda i: _rank(rows[i]))
+    order = rank_order(groups, measures)
     summary = Summary(keys=keys, labels=labels, groups=[groups[i] for i in order],
                       rows=[rows[i] for i in order], baseline=chosen, baseline_note=note,
                       threshold=threshold)
@@ -163,9 +165,20 @@ def compare_with_baseline(summary: Summary, measures: dict[str, dict[str, Any]])
     return dataclasses.replace(summary, rows=rows, baseline_note=note)
 
 
-def _rank(row: dict[str, Any]) -> tuple[bool, float, str]:
-    mean = row["final_test_acc_mean"]
-    return (math.isnan(mean), -mean if not math.isnan(mean) else 0.0, row["group"])
+def done_ids(groups: Sequence[Group]) -> list[str]:
+    return [job_id for group in groups for job_id in group.done_ids]
+
+
+def rank_order(groups: Sequence[Group], measures: dict[str, dict[str, Any]]) -> list[int]:
+    """The groups' indices in the summary's order: best mean final test accuracy first (groups
+    without one last), then by name. Needs only the measures, so the figure worker can be sent
+    the curves, in this order, before the statistics are done."""
+    def rank(i: int) -> tuple[bool, float, str]:
+        group = groups[i]
+        mean = stats.mean([measures[j][COMPARED] for j in group.done_ids if j in measures])
+        return (math.isnan(mean), -mean if not math.isnan(mean) else 0.0, group.name)
+
+    return sorted(range(len(groups)), key=rank)
 
 
 def _group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, Any]],
