@@ -160,7 +160,6 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
     check_threshold(threshold)
     from runner.aggregate.stats import import_in_background
 
-    import_in_background()
     try:
         data = load_grid(Path(grid_dir))
         figures, kept = "", False
@@ -182,6 +181,10 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
                 curves = read_curves(data, [groups[i] for i in rank_order(groups, measures)])
                 if any(curves.values()):
                     workers.draw_curves(labels, curves)
+        # the statistics libraries load while the rest is read (polars releases the GIL); with
+        # figures to draw, only once the curves are on their way (a thread importing holds the
+        # GIL most of the time, and would delay them)
+        import_in_background()
         described, measures = describe(data, threshold=threshold, by=by, baseline=baseline,
                                        measures=measures)
         plot_data = None

@@ -25,11 +25,13 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 import runner
-from runner.aggregate.labels import Labels
-from runner.aggregate.model import Curve, PlotData, Summary
+
+if TYPE_CHECKING:  # the caller starts the worker before it imports numpy: nothing heavy here
+    from runner.aggregate.labels import Labels
+    from runner.aggregate.model import Curve, PlotData, Summary
 
 # each figure's drawing time (PNG and SVG) relative to a curve plot's, on the 1,000-job benchmark
 # grid (test_acc 0.36 s, train_loss 0.47 s, calibration 0.37 s, final_acc 0.27 s of CPU) and
@@ -119,7 +121,7 @@ def split(names: Sequence[str], count: int = PROCESSES) -> list[list[str]]:
     return shares
 
 
-Early = tuple[str, Labels, dict[str, list[Curve]]]  # (CURVES, labels, curves)
+Early = tuple[str, "Labels", dict[str, list["Curve"]]]  # (CURVES, labels, curves)
 
 
 def draw_part(index: int, count: int, early: Early | None,
