@@ -24,22 +24,29 @@ def _membership(groups: Sequence[Group]) -> pl.DataFrame:
                         schema={"job_id": pl.String, "group_index": pl.Int64})
 
 
-def epoch_curves(data: GridData, groups: Sequence[Group], column: str) -> list[Curve]:
-    """Per group: `column` averaged over its done jobs at each epoch."""
+def epoch_curves(data: GridData, groups: Sequence[Group],
+                 columns: Sequence[str]) -> dict[str, list[Curve]]:
+    """Per column and group: the column averaged over the group's done jobs at each epoch (one
+    pass over the metrics for all columns)."""
     members = _membership(groups)
     frame = data.collect(
-        data.metrics.select("job_id", "epoch", column)
+        data.metrics.select("job_id", "epoch", *columns)
         .join(members.lazy(), on="job_id")
         .group_by("group_index", "epoch")
-        .agg(mean=pl.col(column).mean(), std=pl.col(column).std(), n=pl.col(column).count())
+        .agg(*(aggregate for column in columns for aggregate in (
+            pl.col(column).mean().alias(f"{column}_mean"),
+            pl.col(column).std().alias(f"{column}_std"),
+            pl.col(column).count().alias(f"{column}_n"))))
         .sort("group_index", "epoch")
     )
-    curves = []
+    curves: dict[str, list[Curve]] = {column: [] for column in columns}
     for (index,), part in frame.group_by("group_index", maintain_order=True):
-        mean = part["mean"].to_numpy().astype(float)
-        half = stats.half_widths(part["std"].fill_null(np.nan).to_numpy(), part["n"].to_numpy())
-        curves.append(Curve(groups[index], part["epoch"].to_numpy(), mean, mean - half,
-                            mean + half))
+        epochs = part["epoch"].to_numpy()
+        for column in columns:
+            mean = part[f"{column}_mean"].to_numpy().astype(float)
+            half = stats.half_widths(part[f"{column}_std"].fill_null(np.nan).to_numpy(),
+                                     part[f"{column}_n"].to_numpy())
+            curves[column].append(Curve(groups[index], epochs, mean, mean - half, mean + half))
     return curves
 
 
@@ -136,8 +143,9 @@ CURVE_COLUMNS = ("test_acc", "train_loss")
 def read_curves(data: GridData, groups: Sequence[Group]) -> dict[str, list[Curve]]:
     """The curves of every CURVE_COLUMNS column, for the groups with done jobs."""
     drawn = [g for g in groups if g.done_ids]
-    return {column: epoch_curves(data, drawn, column) if drawn else []
-            for column in CURVE_COLUMNS}
+    if not drawn:
+        return {column: [] for column in CURVE_COLUMNS}
+    return epoch_curves(data, drawn, CURVE_COLUMNS)
 
 
 def read_plot_data(data: GridData, groups: Sequence[Group],
