@@ -146,9 +146,10 @@ class JobSpec:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
                 if f.metadata["identity"]}
 
-    @property
+    @functools.cached_property
     def job_id(self) -> str:
-        """Short stable hash of the canonical settings: same settings, same id and folder."""
+        """Short stable hash of the canonical settings: same settings, same id and folder
+        (computed once: a runner asks for it about ten times a job)."""
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
