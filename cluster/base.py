@@ -73,6 +73,10 @@ class Backend(ABC):
         next submit: each call yields the submitted units not yielded before.
         """
 
+    # Whether units submitted beyond `capacity` wait in the backend's own queue and start the
+    # moment a slot frees (Ray): then the runner sends each slot its next unit ahead of time.
+    queues_ahead = False
+
     def capacity(self, resources: Resources) -> int | None:
         """How many units of this size run at once; None when the backend cannot tell."""
         return None

@@ -120,6 +120,7 @@ class RayBackend(Backend):
     """
 
     name = "ray"
+    queues_ahead = True  # Ray queues tasks its CPUs cannot start yet, and keeps to its CPUs
 
     def __init__(self, settings: BackendSettings) -> None:
         import ray
