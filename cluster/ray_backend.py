@@ -201,7 +201,20 @@ class RayBackend(Backend):
     def close(self) -> None:
         """Stop the embedded Ray, or disconnect from a joined cluster (which keeps running)."""
         if self._connected_here and self._ray.is_initialized():
+            if self.embedded:
+                self._stop_autoscaler_monitor()
             self._ray.shutdown()
+
+    def _stop_autoscaler_monitor(self) -> None:
+        """Kill the embedded Ray's autoscaler monitor (by its pid, through Ray's handle on the
+        processes it started) before ray.shutdown: on SIGTERM it reports its end to the GCS,
+        which ray.shutdown has stopped first, and waits a second for it; it keeps no state,
+        and one node has nothing to scale. `tvo run` ends 1.1 s sooner."""
+        try:
+            node = self._ray._private.worker._global_node
+            node._kill_process_type("monitor", check_alive=False, allow_graceful=False)
+        except Exception:  # noqa: BLE001  (another Ray's internals: ray.shutdown stops it)
+            log.debug("could not stop Ray's autoscaler monitor ahead", exc_info=True)
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
