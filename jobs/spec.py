@@ -165,6 +165,12 @@ class JobSpec:
         return Pairing(num_classes=self.num_classes, output=self.output, loss=self.loss,
                        epochs=self.epochs)
 
+    def data_key(self) -> tuple[Any, ...]:
+        """The settings that make the job's data: jobs with one key share one loaded copy per
+        process and device (jobs.train.shared_dataset)."""
+        return (self.dataset, self.data_root, self.normalize, self.noise, self.val_fraction,
+                self.val_seed)
+
     # -- validation across settings ---------------------------------------------------------------
     def validate(self) -> None:
         if self.loss == "ce" and self.output != "softmax":
