@@ -18,93 +18,33 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from cluster.base import Backend, JobRequest, Outcome, Resources, WorkUnit
-from cluster.claims import DEFAULT_LEASE_S, ClaimBook, Holder, current_holder
+from cluster.claims import ClaimBook, Holder, current_holder
 from jobs import results
 from jobs.pack_plan import auto_pack_size, plan_packs
 from jobs.results import JobResult
 from jobs.spec import JobSpec
 from runner.cancel import clear_requests
 from runner.outdir import run_dir
+from runner.run_state import Counts, JobEnd, RunOptions, RunReport
+
+__all__ = ["Counts", "JobEnd", "RunOptions", "RunReport", "run_grid", "swept_keys"]
 
 FINAL_STATES = (results.DONE, results.DIVERGED, results.CANCELLED)
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    max_parallel: int | None = None  # units in flight at once; None: what the backend runs
-    retries: int = 0
-    fail_fast: bool = False
-    lease_s: float = DEFAULT_LEASE_S
-    poll_s: float = 1.0  # how often to look at jobs another runner holds
-    pack: int = 0  # up to this many compatible jobs train as one stack; 0: auto (jobs.pack_plan)
-    detach: bool = False  # submit every pending job at once and return; the cluster runs them
-    tensorboard: bool = False  # each job also writes TensorBoard events into its run dir
-
-
-@dataclass(frozen=True)
-class JobEnd:
-    """How one job of this run ended (or why it did not run)."""
-
-    job_id: str
-    state: str
-    error: str | None = None
-    log: str = ""
-
-
-@dataclass
-class Counts:
-    """Live counts for progress: every job of the grid is in exactly one of these."""
-
-    total: int = 0
-    done: int = 0
-    failed: int = 0
-    diverged: int = 0
-    cancelled: int = 0
-    running: int = 0
-    elsewhere: int = 0  # held by another runner
-    pending: int = 0
-    skipped: int = 0  # finished before this run started (counted in done/diverged too)
-    started_at: float = field(default_factory=time.perf_counter)
-    ended_at: float | None = None
-
-    @property
-    def elapsed(self) -> float:
-        return (self.ended_at or time.perf_counter()) - self.started_at
-
-    @property
-    def finished(self) -> int:
-        return self.done + self.failed + self.diverged + self.cancelled
-
-
-@dataclass
-class RunReport:
-    grid_dir: Path
-    counts: Counts
-    problems: list[JobEnd]  # failed and diverged jobs, in the order they ended
-    not_started: int = 0  # left pending by --fail-fast or a cancel request
-    lost_claims: list[str] = field(default_factory=list)
-    detached: int = 0  # jobs --detach left running on the cluster
-    cancelled: list[JobEnd] = field(default_factory=list)  # stopped by a cancel request
-    cancel_requested: bool = False  # the grid's cancel request stopped this run
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.counts.done + self.detached == self.counts.total else 1
 
 
 Listener = Callable[[Counts, "JobEnd | None"], None]  # progress: counts, and the job that ended
 
 
 def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: Backend,
-             resources: Resources, options: RunOptions = RunOptions(),
+             resources: Resources, options: RunOptions | None = None,
              listener: Listener | None = None) -> RunReport:
     """Run every unfinished job of `specs` on `backend`; never raises for a job's failure."""
+    options = options or RunOptions()
     clear_requests(grid_dir, [spec.job_id for spec in specs])
     with ClaimBook(options.lease_s) as book:
         driver = _Driver(specs, grid_name, grid_dir, backend, book, resources, options, listener)
