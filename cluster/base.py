@@ -16,6 +16,7 @@ from jobs.entry import JobRequest
 
 if TYPE_CHECKING:
     from jobs.results import JobResult
+    from jobs.spec import JobSpec
 
 __all__ = ["Backend", "JobRequest", "Outcome", "Resources", "WorkUnit"]
 
@@ -73,6 +74,10 @@ class Backend(ABC):
         next submit: each call yields the submitted units not yielded before.
         """
 
+    # Whether units submitted beyond `capacity` wait in the backend's own queue and start the
+    # moment a slot frees (Ray): then the runner sends each slot its next unit ahead of time.
+    queues_ahead = False
+
     def capacity(self, resources: Resources) -> int | None:
         """How many units of this size run at once; None when the backend cannot tell."""
         return None
@@ -80,6 +85,10 @@ class Backend(ABC):
     def describe(self) -> str:
         """One line for the user: where the units run."""
         return self.name
+
+    def warm_up(self, specs: Sequence[JobSpec], resources: Resources) -> None:  # noqa: B027
+        """Optional: get the workers ready for jobs like `specs` (the engine imported, their
+        data loaded) while the runner prepares the output dir; returns at once."""
 
     @abstractmethod
     def cancel(self) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from jobs.request import JobRequest
+from jobs.spec import JobSpec
 
 if TYPE_CHECKING:  # at run time imported where used: jobs.train imports torch
     from jobs.results import JobResult
 
-__all__ = ["JobRequest", "run_unit"]
+__all__ = ["JobRequest", "run_unit", "warm_up"]
+
+log = logging.getLogger("tvo.job")
 
 
 def run_unit(jobs: Sequence[JobRequest], *, threads: int | None = None) -> list[JobResult]:
@@ -19,3 +23,20 @@ def run_unit(jobs: Sequence[JobRequest], *, threads: int | None = None) -> list[
     from jobs.train import run_stack
 
     return run_stack(jobs, threads=threads)
+
+
+def warm_up(specs: Sequence[JobSpec]) -> None:
+    """Get this process ready for jobs like `specs` before they come: import the engine (torch)
+    and load their data into the process's cache (jobs.train.shared_dataset), one spec per
+    data key. Never raises: a job that then cannot load its data reports it itself."""
+    try:
+        from jobs.train import DATASETS_KEPT, resolve_device, shared_dataset
+
+        firsts: dict[tuple[object, ...], JobSpec] = {}
+        for spec in specs:
+            firsts.setdefault((*spec.data_key(), spec.device), spec)
+        for spec in list(firsts.values())[:DATASETS_KEPT]:
+            shared_dataset(spec, resolve_device(spec.device))
+    except Exception:  # noqa: BLE001
+        log.debug("warming up for %d jobs failed; they load on their own", len(specs),
+                  exc_info=True)

@@ -146,9 +146,10 @@ class JobSpec:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
                 if f.metadata["identity"]}
 
-    @property
+    @functools.cached_property
     def job_id(self) -> str:
-        """Short stable hash of the canonical settings: same settings, same id and folder."""
+        """Short stable hash of the canonical settings: same settings, same id and folder
+        (computed once: a runner asks for it about ten times a job)."""
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -163,6 +164,12 @@ class JobSpec:
     def pairing(self) -> Pairing:
         return Pairing(num_classes=self.num_classes, output=self.output, loss=self.loss,
                        epochs=self.epochs)
+
+    def data_key(self) -> tuple[Any, ...]:
+        """The settings that make the job's data: jobs with one key share one loaded copy per
+        process and device (jobs.train.shared_dataset)."""
+        return (self.dataset, self.data_root, self.normalize, self.noise, self.val_fraction,
+                self.val_seed)
 
     # -- validation across settings ---------------------------------------------------------------
     def validate(self) -> None:

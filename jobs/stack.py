@@ -197,14 +197,15 @@ class Stack:
         targets = templates[:, y]  # [N, T, K]
         loss = per_sample_loss(self.loss, logits, outputs, targets, self.output,
                                log_probs).mean(dim=1)
+        top = outputs.max(dim=-1)
         if self.all_argmax:
-            predicted = outputs.argmax(dim=-1)
+            predicted = top.indices
         else:
             predicted = _joined([group.predict(outputs[part]) for part, group in self.groups])
-        calibrated = calibration(logits, outputs, y.expand(self.size, -1), self.output)
+        calibrated = calibration(logits, outputs, y.expand(self.size, -1), self.output, top)
         values = {"loss": loss, "acc": (predicted == y).float().mean(dim=1),
                   "nll": calibrated.nll, "ece": calibrated.ece,
-                  "confidence": confidence(outputs, templates), "margin": margin(outputs)}
+                  "confidence": confidence(outputs, templates), "margin": margin(outputs, top)}
         table = torch.stack(list(values.values()), dim=1)  # [N, measures]
         if calibrated.bins is not None:  # the bins ride along: still one sync per split
             table = torch.cat([table, calibrated.bins.flatten(1)], dim=1)

@@ -56,11 +56,13 @@ def resolve_device(name: str) -> torch.device:
 
 def shared_dataset(spec: JobSpec, device: torch.device) -> Dataset:
     """The job's data on its device, loaded once per process and shared by every stack."""
-    return _dataset(spec.dataset, spec.data_root, spec.normalize, spec.noise, spec.val_fraction,
-                    spec.val_seed, str(device))
+    return _dataset(*spec.data_key(), str(device))
 
 
-@functools.lru_cache(maxsize=4)
+DATASETS_KEPT = 4  # datasets a process keeps loaded
+
+
+@functools.lru_cache(maxsize=DATASETS_KEPT)
 def _dataset(name: str, data_root: str, normalize: str, noise: float, val_fraction: float,
              val_seed: int, device: str) -> Dataset:
     return load_dataset(name, data_root=data_root or None, normalize=normalize, noise=noise,

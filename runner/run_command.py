@@ -118,6 +118,7 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
     sigterm = signal.getsignal(signal.SIGTERM)
     backend = make_backend(backend_name, settings)
     _restore_sigterm(sigterm)
+    backend.warm_up(plan.specs, plan.grid.resources)
     try:
         outdir.prepare(plan.grid_dir, plan.grid.to_yaml(), plan.specs, plan.grid.name)
         say(console, f"{plan.grid.name}: {len(plan.specs)} jobs on {backend.describe()} "

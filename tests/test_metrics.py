@@ -32,6 +32,11 @@ def test_margin_is_top1_minus_top2():
     assert margin(outputs).item() == pytest.approx(((0.7 - 0.2) + (0.5 - 0.4)) / 2)
 
 
+def test_margin_of_a_tie_at_the_top_is_zero_and_members_come_at_once():
+    outputs = torch.tensor([[[0.4, 0.4, 0.2]], [[0.1, 0.3, 0.6]]])  # [members, samples, K]
+    assert margin(outputs).tolist() == pytest.approx([0.0, 0.3])
+
+
 def test_ece_by_hand():
     probs = torch.tensor([[0.95, 0.05], [0.85, 0.15], [0.35, 0.65], [0.55, 0.45]])
     labels = torch.tensor([0, 1, 1, 0])
@@ -103,6 +108,16 @@ def test_cross_entropy_on_onehot_targets_equals_torchs():
     labels = torch.arange(8) % 5
     ours = per_sample_loss("ce", logits, torch.softmax(logits, 1), torch.eye(5)[labels], "softmax")
     assert torch.allclose(ours.mean(), torch.nn.functional.cross_entropy(logits, labels))
+
+
+def test_cross_entropy_takes_class_indices_and_any_leading_member_dimensions():
+    logits = torch.randn(3, 8, 5, generator=torch.Generator().manual_seed(3))
+    labels = torch.arange(24).view(3, 8) % 5
+    ours = per_sample_loss("ce", logits, logits.softmax(-1), labels, "softmax")
+    assert ours.shape == (3, 8)
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 5), labels.reshape(-1),
+                                                 reduction="none").view(3, 8)
+    assert torch.allclose(ours, expected, atol=1e-6)
 
 
 def test_bce_from_sigmoid_logits_equals_torchs_bce_on_probabilities():
