@@ -3,6 +3,7 @@ interrupt at any moment (even during imports) is one line and exit code 130."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -23,6 +24,10 @@ def main() -> None:
             say_interrupted("nothing was started")
             _exit_now()
         raise
+    finally:
+        # The interpreter's last garbage collection then skips every object alive now: with
+        # torch's and Ray's modules loaded it took 0.4 s of the program's exit.
+        gc.freeze()
 
 
 def _exit_now() -> None:
