@@ -21,7 +21,7 @@ from typing import Any
 from cluster.backends import BackendError, BackendSettings, UnitEntry, run_entry
 from cluster.base import Backend, Outcome, Resources, WorkUnit
 from cluster.claims import ClaimWatch
-from jobs.entry import JobRequest
+from jobs.entry import JobRequest, one_per_dataset
 from jobs.spec import JobSpec
 from jobs.train import JobResult
 
@@ -178,11 +178,8 @@ class RayBackend(Backend):
         slots = self.capacity(resources)
         if not self.embedded or self._entry is not None or not slots:
             return  # (a stand-in entry does not use the engine)
-        firsts: dict[tuple[Any, ...], JobSpec] = {}
-        for spec in specs:
-            firsts.setdefault((*spec.data_key(), spec.device), spec)
         task = self._ray.remote(_warm_up_task).options(**self._task_options(resources))
-        chosen = list(firsts.values())
+        chosen = one_per_dataset(specs)
         self._warming = [task.remote(chosen) for _ in range(slots)]
 
     def _task_options(self, resources: Resources) -> dict[str, Any]:

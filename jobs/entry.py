@@ -12,7 +12,7 @@ from jobs.spec import JobSpec
 if TYPE_CHECKING:  # at run time imported where used: jobs.train imports torch
     from jobs.results import JobResult
 
-__all__ = ["JobRequest", "run_unit", "warm_up"]
+__all__ = ["JobRequest", "one_per_dataset", "run_unit", "warm_up"]
 
 log = logging.getLogger("tvo.job")
 
@@ -25,17 +25,23 @@ def run_unit(jobs: Sequence[JobRequest], *, threads: int | None = None) -> list[
     return run_stack(jobs, threads=threads)
 
 
+def one_per_dataset(specs: Sequence[JobSpec]) -> list[JobSpec]:
+    """The first spec of each data key and device: the datasets `specs` load (torch-free, so a
+    runner can send a worker just these)."""
+    firsts: dict[tuple[object, ...], JobSpec] = {}
+    for spec in specs:
+        firsts.setdefault((*spec.data_key(), spec.device), spec)
+    return list(firsts.values())
+
+
 def warm_up(specs: Sequence[JobSpec]) -> None:
     """Get this process ready for jobs like `specs` before they come: import the engine (torch)
-    and load their data into the process's cache (jobs.train.shared_dataset), one spec per
-    data key. Never raises: a job that then cannot load its data reports it itself."""
+    and load their data into the process's cache (jobs.train.shared_dataset). Never raises: a
+    job that then cannot load its data reports it itself."""
     try:
         from jobs.train import DATASETS_KEPT, resolve_device, shared_dataset
 
-        firsts: dict[tuple[object, ...], JobSpec] = {}
-        for spec in specs:
-            firsts.setdefault((*spec.data_key(), spec.device), spec)
-        for spec in list(firsts.values())[:DATASETS_KEPT]:
+        for spec in one_per_dataset(specs)[:DATASETS_KEPT]:
             shared_dataset(spec, resolve_device(spec.device))
     except Exception:  # noqa: BLE001
         log.debug("warming up for %d jobs failed; they load on their own", len(specs),

@@ -121,10 +121,11 @@ def metrics_table(spec: JobSpec, grid: str, rows: Iterable[Mapping[str, Any]]) -
     column by column: a third cheaper than from row dicts)."""
     rows = list(rows)
     fixed = spec_columns(spec, grid)
+    schema = metrics_schema()
     columns = [pa.array([fixed[f.name]] * len(rows), f.type) if f.name in fixed
                else pa.array([row.get(f.name) for row in rows], f.type)
-               for f in metrics_schema()]
-    return pa.Table.from_arrays(columns, schema=metrics_schema())
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def jobs_table(specs: Iterable[JobSpec], grid: str) -> pa.Table:

@@ -106,9 +106,9 @@ class _Driver:
     def loop(self) -> None:
         self.listener(self.counts, None)
         if self.options.detach:  # all at once: the cluster's queue and its %max_parallel pace it
-            slots = self.options.max_parallel or max(len(self.queue), 1)
-            self.pack = self.options.pack or auto_pack_size(len(self.queue), slots)
-            self.slots = max(len(self.queue), 1)
+            parallel = self.options.max_parallel or max(len(self.queue), 1)
+            self.pack = self.options.pack or auto_pack_size(len(self.queue), parallel)
+            self.slots = max(len(self.queue), 1)  # every unit is sent now, and counted running
             self._dispatch(self.slots)
             self.detached = sum(len(unit.jobs) for unit in self.in_flight.values())
             self.not_started = len(self.queue) + len(self.deferred)
@@ -204,9 +204,7 @@ class _Driver:
             return 0
         time.sleep(self.book.grace_left())  # a dead runner's workers stop within the grace
         for unit in units:
-            for request in unit.jobs:
-                # safe: this runner now holds the claim, so the writer of any leftover is gone
-                results.remove_partial_writes(Path(request.run_dir))
+            for request in unit.jobs:  # (its RunDir sweeps a killed writer's partial files)
                 self.dispatches[request.spec.job_id] += 1
             self.in_flight[unit.key] = unit
             self.waiting.append(unit.key)
@@ -269,13 +267,15 @@ class _Driver:
         (or `everything` sent); the others stay pending, queued in the backend."""
         while self.waiting and (everything
                                 or len(self.in_flight) - len(self.waiting) < self.slots):
-            unit = self.in_flight[self.waiting.popleft()]
-            self._move(pending=-len(unit.jobs), running=+len(unit.jobs))
+            self._started(self.in_flight[self.waiting[0]])
+
+    def _started(self, unit: WorkUnit) -> None:
+        self.waiting.remove(unit.key)
+        self._move(pending=-len(unit.jobs), running=+len(unit.jobs))
 
     def _handle(self, outcome: Outcome) -> None:
         if outcome.unit.key in self.waiting:  # it ended before its turn (a crash, a cancel)
-            self.waiting.remove(outcome.unit.key)
-            self._move(pending=-len(outcome.unit.jobs), running=+len(outcome.unit.jobs))
+            self._started(outcome.unit)
         self.in_flight.pop(outcome.unit.key, None)
         self._count_started()
         by_id = {result.job_id: result for result in outcome.results}
