@@ -33,3 +33,19 @@ def test_unbounded_scores_get_the_curve_without_a_band():
     curve = tuning_curve([0.3, 0.2], [1, 2], minimize=True)
     assert curve.expected[1] < curve.expected[0]
     assert all(math.isnan(value) for value in curve.lower + curve.upper)
+
+
+def test_the_bands_fork_no_process_pool(monkeypatch):
+    """A fork of a process with threads (polars, torch, Ray) can deadlock; opda's default pool
+    forked one and hung a CI run."""
+    import multiprocessing
+
+    import opda.nonparametric
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("tuning_curve forked a multiprocessing pool")
+
+    monkeypatch.setattr(multiprocessing, "Pool", no_pool)
+    opda.nonparametric._ld_band_weights.cache_clear()  # else a cached band skips the pool
+    curve = tuning_curve([0.61, 0.72, 0.55, 0.80, 0.77, 0.69, 0.83], [1, 2, 4], bounds=(0.0, 1.0))
+    assert all(0 <= low <= high <= 1 for low, high in zip(curve.lower, curve.upper, strict=True))
