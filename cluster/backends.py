@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the CLI imports this table: keep torch (via jobs) out of `tvo --help`
     from cluster.base import Backend, Resources
+    from jobs.engine.train import JobResult
     from jobs.entry import JobRequest
-    from jobs.train import JobResult
 
 # name -> (module, class); the module is imported by make_backend, never before
 BACKENDS: dict[str, tuple[str, str]] = {
-    "ray": ("cluster.ray_backend", "RayBackend"),
+    "ray": ("cluster.ray", "RayBackend"),
     "inline": ("cluster.inline", "InlineBackend"),
-    "slurm": ("cluster.slurm_backend", "SlurmBackend"),
+    "slurm": ("cluster.slurm.backend", "SlurmBackend"),
 }
 
 # What a backend runs for each unit: jobs.entry.run_unit, or a stand-in with its signature,

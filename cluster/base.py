@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from jobs.entry import JobRequest
 
 if TYPE_CHECKING:
-    from jobs.results import JobResult
+    from jobs.rundir.results import JobResult
     from jobs.spec import JobSpec
 
 __all__ = ["Backend", "JobRequest", "Outcome", "Resources", "WorkUnit"]

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 from jobs.request import JobRequest
 from jobs.spec import JobSpec
 
-if TYPE_CHECKING:  # at run time imported where used: jobs.train imports torch
-    from jobs.results import JobResult
+if TYPE_CHECKING:  # at run time imported where used: jobs.engine.train imports torch
+    from jobs.rundir.results import JobResult
 
 __all__ = ["JobRequest", "one_per_dataset", "run_unit", "warm_up"]
 
@@ -20,7 +20,7 @@ log = logging.getLogger("tvo.job")
 def run_unit(jobs: Sequence[JobRequest], *, threads: int | None = None) -> list[JobResult]:
     """Run the jobs of one unit in this process, each into its own run dir, as one stack (a
     job alone is a stack of one). Results come in the order of `jobs`."""
-    from jobs.train import run_stack
+    from jobs.engine.train import run_stack
 
     return run_stack(jobs, threads=threads)
 
@@ -36,10 +36,10 @@ def one_per_dataset(specs: Sequence[JobSpec]) -> list[JobSpec]:
 
 def warm_up(specs: Sequence[JobSpec]) -> None:
     """Get this process ready for jobs like `specs` before they come: import the engine (torch)
-    and load their data into the process's cache (jobs.train.shared_dataset). Never raises: a
+    and load their data into the process's cache (jobs.engine.train.shared_dataset). Never raises: a
     job that then cannot load its data reports it itself."""
     try:
-        from jobs.train import DATASETS_KEPT, resolve_device, shared_dataset
+        from jobs.engine.train import DATASETS_KEPT, resolve_device, shared_dataset
 
         for spec in one_per_dataset(specs)[:DATASETS_KEPT]:
             shared_dataset(spec, resolve_device(spec.device))

@@ -167,7 +167,7 @@ class JobSpec:
 
     def data_key(self) -> tuple[Any, ...]:
         """The settings that make the job's data: jobs with one key share one loaded copy per
-        process and device (jobs.train.shared_dataset)."""
+        process and device (jobs.engine.train.shared_dataset)."""
         return (self.dataset, self.data_root, self.normalize, self.noise, self.val_fraction,
                 self.val_seed)
 

@@ -7,13 +7,13 @@ import gc
 import os
 import sys
 
-from runner.interrupts import INTERRUPTED, say_interrupted, sigterm_interrupts
+from runner.cli.interrupts import INTERRUPTED, say_interrupted, sigterm_interrupts
 
 
 def main() -> None:
     try:
         sigterm_interrupts()
-        from runner.cli import app
+        from runner.cli.app import app
 
         app()
     except KeyboardInterrupt:  # outside a command's own guard: while starting, nothing ran

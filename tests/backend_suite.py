@@ -32,12 +32,12 @@ import torch
 
 from cluster.backends import BackendSettings
 from cluster.base import Backend, Resources
-from cluster.claims import CLAIM_PREFIX
-from jobs import results
+from jobs.engine.train import JobResult, run_job
 from jobs.entry import JobRequest, run_unit
+from jobs.rundir import results
+from jobs.rundir.claims import CLAIM_PREFIX
 from jobs.spec import JobSpec
-from jobs.train import JobResult, run_job
-from runner.run import RunOptions, RunReport, run_grid
+from runner.dispatch.driver import RunOptions, RunReport, run_grid
 
 TIMING_COLUMNS = ("epoch_seconds", "samples_per_second")
 MakeBackend = Callable[[BackendSettings], Backend]

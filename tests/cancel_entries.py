@@ -8,10 +8,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from jobs import results
+from jobs.engine.train import JobResult
 from jobs.entry import JobRequest, run_unit
-from jobs.train import JobResult
-from runner.cancel import request_cancel
+from jobs.rundir import results
+from runner.dispatch.cancel import request_cancel
 
 
 def cancel_grid_first(jobs: Sequence[JobRequest], *, threads: int,

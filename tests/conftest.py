@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.interrupts import descendants  # every live process below a pid
+from runner.cli.interrupts import descendants  # every live process below a pid
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_CLUSTER = REPO / "cluster" / "slurm" / "dev-cluster.sh"

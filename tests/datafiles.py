@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.dataset_files import IDX_UBYTE_IMAGES, IDX_UBYTE_LABELS
+from jobs.data.files import IDX_UBYTE_IMAGES, IDX_UBYTE_LABELS
 
 
 def idx_bytes(array: np.ndarray, magic: int) -> bytes:

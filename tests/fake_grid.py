@@ -1,6 +1,6 @@
 """Grid output dirs with made-up numbers, for tests and benchmarks of `tvo aggregate`.
 
-Everything is written through jobs.results (spec.json, status.json, metrics.parquet,
+Everything is written through jobs.rundir.results (spec.json, status.json, metrics.parquet,
 jobs.parquet), exactly as a grid run leaves it; no test writes Parquet by hand.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs import results
+from jobs.rundir import results
 from jobs.spec import JobSpec
 
 # Settings under which onehot and fixed(c, nc) are both valid (fixed targets do not sum to 1).

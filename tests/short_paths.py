@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from cluster.ray_backend import _SESSION_SOCKET_SUFFIX, _SOCKET_PATH_MAX
+from cluster.ray import _SESSION_SOCKET_SUFFIX, _SOCKET_PATH_MAX
 
 _RANDOM_CHARS = 8  # mkdtemp's random part
 

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jobs.engine.train import JobResult, run_job
 from jobs.entry import JobRequest
-from jobs.train import JobResult, run_job
 
 SEEN_VARIABLES = ("CUDA_VISIBLE_DEVICES", "SLURM_LOCALID", "SLURM_PROCID", "SLURM_JOB_ID",
                   "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_NTASKS",

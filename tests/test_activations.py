@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jobs.activations import FEW_CLASSES, ROWS_FOR_FORMULA, log_softmax, softmax
+from jobs.nn.activations import FEW_CLASSES, ROWS_FOR_FORMULA, log_softmax, softmax
 
 SHAPES = [(64, 64, 10),  # a stack's batch of 10 classes: the formula
           (1, 8, 10),  # a few rows: torch's kernel

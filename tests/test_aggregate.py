@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 from scipy import stats as scipy_stats
 
-from jobs import results
-from runner.aggregate import stats
-from runner.aggregate.load import AggregateError, load_grid
-from runner.aggregate.pipeline import aggregate
+from jobs.rundir import results
+from runner.report import stats
+from runner.report.load import AggregateError, load_grid
+from runner.report.pipeline import aggregate
 from tests.fake_grid import curve_rows, make_spec, write_jobs, write_run
 
 FIXED = "fixed(c=0.9, nc=0.1)"

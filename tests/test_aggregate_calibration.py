@@ -11,12 +11,12 @@ import math
 import numpy as np
 import pytest
 
-from runner.aggregate.formats import to_json
-from runner.aggregate.latex import to_latex
-from runner.aggregate.load import load_grid
-from runner.aggregate.pipeline import aggregate
-from runner.aggregate.plot_data import read_plot_data
-from runner.aggregate.tables import summarise
+from runner.report.formats import to_json
+from runner.report.latex import to_latex
+from runner.report.load import load_grid
+from runner.report.pipeline import aggregate
+from runner.report.plot_data import read_plot_data
+from runner.report.tables import summarise
 from tests.fake_grid import curve_rows, make_spec, write_run
 
 

@@ -9,11 +9,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from jobs import results
-from runner.aggregate.load import load_grid
-from runner.aggregate.plots import make_figures
-from runner.aggregate.tables import summarise
-from runner.cli import app
+from jobs.rundir import results
+from runner.cli.app import app
+from runner.report.load import load_grid
+from runner.report.plots import make_figures
+from runner.report.tables import summarise
 from tests.test_aggregate import FIXED, MOVING, build_grid
 
 runner = CliRunner()
@@ -72,8 +72,8 @@ def test_curve_plots_have_one_line_per_group_and_targets_only_where_they_move(tm
     write_run(tmp_path, moving, curve_rows([0.1, 0.5, 0.8, 0.9], targets=MOVING))
     data = load_grid(tmp_path)
     summary = summarise(data)
-    from runner.aggregate.plot_data import read_plot_data
-    from runner.aggregate.plots import plot_notes
+    from runner.report.plot_data import read_plot_data
+    from runner.report.plots import plot_notes
 
     plot_data = read_plot_data(data, summary.groups)
     figures, notes = make_figures(summary, plot_data), plot_notes(summary, plot_data)
@@ -223,7 +223,7 @@ def test_aggregate_runs_without_importing_torch(grid):
     import sys
 
     root, _ = grid
-    script = ("import sys; from typer.testing import CliRunner; from runner.cli import app; "
+    script = ("import sys; from typer.testing import CliRunner; from runner.cli.app import app; "
               f"result = CliRunner().invoke(app, ['aggregate', {str(root)!r}, '--no-plots', "
               "'--format', 'csv']); assert result.exit_code == 0, result.output; "
               "print('torch' in sys.modules)")
@@ -259,8 +259,8 @@ def test_figure_workers_import_neither_torch_nor_the_data_libraries():
     import subprocess
     import sys
 
-    script = ("import sys; import runner.aggregate.render_worker, runner.aggregate.figures, "
-              "runner.aggregate.plots; print(sorted(m for m in ('torch', 'polars', 'pyarrow', "
+    script = ("import sys; import runner.report.render_worker, runner.report.figures, "
+              "runner.report.plots; print(sorted(m for m in ('torch', 'polars', 'pyarrow', "
               "'scipy', 'pandas') if m in sys.modules))")
     shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                            check=True).stdout

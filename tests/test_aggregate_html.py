@@ -14,11 +14,11 @@ from html.parser import HTMLParser
 
 import pytest
 
-from runner.aggregate.html_report import charts
-from runner.aggregate.load import load_grid
-from runner.aggregate.pipeline import aggregate
-from runner.aggregate.plot_data import read_plot_data
-from runner.aggregate.tables import summarise
+from runner.report.html import charts
+from runner.report.load import load_grid
+from runner.report.pipeline import aggregate
+from runner.report.plot_data import read_plot_data
+from runner.report.tables import summarise
 from tests.fake_grid import write_sized_grid
 
 CHROMEDRIVER = "/usr/bin/chromedriver"

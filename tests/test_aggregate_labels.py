@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from jobs.strategies.params import format_call
-from runner.aggregate.labels import Labels
-from runner.aggregate.pipeline import aggregate
-from runner.aggregate.strategy_labels import static_strategies, strategy_defaults, strategy_labels
+from runner.report.labels import Labels
+from runner.report.pipeline import aggregate
+from runner.report.strategy_labels import static_strategies, strategy_defaults, strategy_labels
 from tests.fake_grid import curve_rows, make_spec, write_run
 
 GRIDS = __import__("pathlib").Path(__file__).parent.parent / "runner" / "grids"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from runner.aggregate.latex import escape, to_latex
-from runner.aggregate.load import load_grid
-from runner.aggregate.tables import summarise
-from runner.cli import app
+from runner.cli.app import app
+from runner.report.latex import escape, to_latex
+from runner.report.load import load_grid
+from runner.report.tables import summarise
 from tests.test_aggregate import build_grid
 
 EXPECTED = r"""% tvo aggregate: grid fake; made by tvo aggregate grid

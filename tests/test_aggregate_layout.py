@@ -8,10 +8,10 @@ import itertools
 import pytest
 from matplotlib.text import Text
 
-from runner.aggregate.load import load_grid
-from runner.aggregate.plot_data import read_plot_data
-from runner.aggregate.plots import make_figures
-from runner.aggregate.tables import summarise
+from runner.report.load import load_grid
+from runner.report.plot_data import read_plot_data
+from runner.report.plots import make_figures
+from runner.report.tables import summarise
 from tests.fake_grid import write_sized_grid
 
 TOLERANCE = 0.5  # pixels: boxes that merely touch are fine

@@ -8,9 +8,9 @@ import math
 import pytest
 from typer.testing import CliRunner
 
+from jobs.engine.train import run_job
 from jobs.spec import JobSpec
-from jobs.train import run_job
-from runner.cli import app
+from runner.cli.app import app
 
 STRATEGIES = ("onehot", "fixed(c=0.9, nc=0.1)")
 

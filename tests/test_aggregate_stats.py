@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from runner.aggregate import stats
+from runner.report import stats
 
 T_975_DF2 = 4.302652729749464  # Student's t table: 97.5 % quantile with 2 degrees of freedom
 

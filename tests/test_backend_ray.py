@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cluster.ray_backend import RayBackend, start_ray
+from cluster.ray import RayBackend, start_ray
 from tests.backend_suite import BackendSuite, MakeBackend
 from tests.short_paths import short_temp_dir
 

@@ -18,13 +18,13 @@ from typer.testing import CliRunner
 from cluster import backends
 from cluster.backends import BackendError, BackendSettings
 from cluster.base import Resources
-from cluster.slurm_backend import SlurmBackend
-from cluster.slurm_records import latest_placements
-from cluster.slurm_settings import SLURM_KEYS
-from jobs import results
+from cluster.slurm.backend import SlurmBackend
+from cluster.slurm.records import latest_placements
+from cluster.slurm.settings import SLURM_KEYS
+from jobs.rundir import results
 from jobs.spec import JobSpec
-from runner.cli import app
-from runner.run import RunOptions, RunReport, run_grid
+from runner.cli.app import app
+from runner.dispatch.driver import RunOptions, RunReport, run_grid
 from tests.backend_suite import (
     BackendSuite,
     MakeBackend,

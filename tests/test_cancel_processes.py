@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobs import results
-from jobs.checkpoint import read_checkpoint
-from jobs.train import run_job
-from runner.cli import app
-from runner.grid import expand, load_grid
+from jobs.engine.train import run_job
+from jobs.rundir import results
+from jobs.rundir.checkpoint import read_checkpoint
+from runner.cli.app import app
+from runner.grid.expand import expand, load_grid
 from tests.backend_suite import metrics_without_timing
 from tests.test_engine import close
 

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from jobs import results
-from jobs.checkpoint import (
+from jobs.engine.train import run_job
+from jobs.rundir import results
+from jobs.rundir.checkpoint import (
     _HEADER,
     CheckpointError,
     CheckpointWriter,
@@ -20,13 +21,12 @@ from jobs.checkpoint import (
     read_checkpoint,
 )
 from jobs.spec import JobSpec
-from jobs.train import run_job
 
 TINY = {"dataset": "moons", "hidden": [8], "epochs": 3, "batch_size": 32}
 
 
 def pieces():
-    """A member's state as the engine checkpoints it (jobs.member.Member.state)."""
+    """A member's state as the engine checkpoints it (jobs.engine.member.Member.state)."""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
     params = {name: p.detach() for name, p in model.named_parameters()}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.claims import (
+from jobs.rundir.claims import (
     WATCH_EXIT_CODE,
     ClaimBook,
     ClaimWatch,
@@ -185,13 +185,13 @@ def test_a_worker_process_exits_when_its_runner_is_killed(tmp_path: Path) -> Non
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     runner = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from cluster.claims import ClaimBook; book = ClaimBook().__enter__(); "
+         "from jobs.rundir.claims import ClaimBook; book = ClaimBook().__enter__(); "
          f"book.acquire(Path({str(tmp_path)!r})); print('held', flush=True); time.sleep(60)"],
         env=env, stdout=subprocess.PIPE)
     assert runner.stdout.readline() == b"held\n"
     worker = subprocess.Popen(
         [sys.executable, "-c", "import time; from pathlib import Path; "
-         "from cluster.claims import ClaimWatch; "
+         "from jobs.rundir.claims import ClaimWatch; "
          f"watch = ClaimWatch([Path({str(tmp_path)!r})]).__enter__(); "
          "print('watching', flush=True); time.sleep(60)"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

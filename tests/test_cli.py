@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from runner.cli import app
+from runner.cli.app import app
 
 runner = CliRunner()
 README = (Path(__file__).parent.parent / "README.md").read_text()

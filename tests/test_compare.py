@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs import results
-from runner.compare import CompareError, read_compare, select, stage_one, stage_two
-from runner.spaces import Space
+from jobs.rundir import results
+from runner.grid.protocol import CompareError, read_compare, select, stage_one, stage_two
+from runner.grid.spaces import Space
 
 SECTION = {"by": "strategy", "tune": {"lr": "loguniform(0.05, 5)"}, "budget": 4,
            "select": "val_acc", "final_seeds": "range(10, 13)"}

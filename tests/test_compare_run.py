@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from jobs import results
-from runner.cli import app
-from runner.compare import select, stage_one, stage_two
-from runner.compare_report import MethodResult, selection_rows, write_comparison
-from runner.grid import load_grid
+from jobs.rundir import results
+from runner.cli.app import app
+from runner.grid.expand import load_grid
+from runner.grid.protocol import select, stage_one, stage_two
+from runner.report.selection import MethodResult, selection_rows, write_comparison
 
 runner = CliRunner()
 GRID = """\
@@ -92,7 +92,7 @@ def test_aggregate_files_of_a_comparison(grid_file, tmp_path):
 
 
 def test_holm_and_the_paired_test_by_hand():
-    from runner.compare import Selection, read_compare
+    from runner.grid.protocol import Selection, read_compare
 
     compare = read_compare("g", {"by": "strategy", "tune": {"lr": "uniform(0.1, 1)"},
                                  "budget": 2, "select": "val_acc", "final_seeds": [0, 1, 2]})

@@ -1,4 +1,4 @@
-"""Tests for jobs.datasets: shapes, fixed splits, normalisation, the on-disk formats, errors."""
+"""Tests for jobs.data.datasets: shapes, fixed splits, normalisation, on-disk formats, errors."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from jobs import datasets
-from jobs.dataset_files import IDX_UBYTE_IMAGES, IDX_UBYTE_LABELS
-from jobs.datasets import DATASETS, DataError, check_dataset_files, load_dataset
+from jobs.data import datasets
+from jobs.data.datasets import DATASETS, DataError, check_dataset_files, load_dataset
+from jobs.data.files import IDX_UBYTE_IMAGES, IDX_UBYTE_LABELS
 from tests.datafiles import idx_bytes, write_cifar, write_idx, write_mnist
 
 BUILT_IN = sorted(name for name, info in DATASETS.items() if not info.needs_root)

@@ -12,13 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from jobs import results
+from jobs.engine.packing import auto_pack_size, pack_key, pack_refusal, plan_packs
+from jobs.engine.train import JobResult, run_job, run_stack
 from jobs.entry import JobRequest, run_unit
-from jobs.pack_plan import auto_pack_size, pack_key, pack_refusal, plan_packs
+from jobs.rundir import results
 from jobs.spec import JobSpec
 from jobs.strategies import STRATEGIES, StackContext, StrategyStack, StrategyValues, TargetStrategy
 from jobs.strategies.params import number, param
-from jobs.train import JobResult, run_job, run_stack
 
 TINY = {"hidden": [16], "epochs": 3, "batch_size": 64, "device": "cpu"}
 TIMINGS = ("epoch_seconds", "samples_per_second")

@@ -11,11 +11,11 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import results
+from jobs.engine.train import run_job, run_stack
 from jobs.request import JobRequest
+from jobs.rundir import results
 from jobs.spec import JobSpec
 from jobs.strategies import STRATEGIES
-from jobs.train import run_job, run_stack
 
 K = 10  # digits
 SMOOTH_ROWS = [[0.82 if i == j else 0.02 for j in range(K)] for i in range(K)]

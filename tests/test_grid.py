@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.grid import GridError, expand, load_grid, shipped_grids
-from runner.sweeps import SweepError, parse_sweep, split_values
+from runner.grid.expand import GridError, expand, load_grid, shipped_grids
+from runner.grid.sweeps import SweepError, parse_sweep, split_values
 
 
 def write(tmp_path: Path, text: str, name: str = "g.yaml") -> str:

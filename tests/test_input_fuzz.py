@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from jobs.spec import settings as spec_settings
-from runner.cli import app
+from runner.cli.app import app
 
 EXAMPLES = int(os.environ.get("TVO_FUZZ_EXAMPLES", "100"))
 SECONDS_PER_CASE = 8.0  # generous for a loaded 2-core CI machine; typical cases take 0.05 s

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.interrupts import descendants
+from runner.cli.interrupts import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = """\

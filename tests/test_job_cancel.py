@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import results
-from jobs.checkpoint import read_checkpoint
+from jobs.engine.train import run_job, run_stack
+from jobs.rundir import results
+from jobs.rundir.checkpoint import read_checkpoint
 from jobs.spec import JobSpec
-from jobs.train import run_job, run_stack
 from tests.test_engine import close, metric_rows, requests, specs
 
 TINY = {"dataset": "digits", "hidden": [8], "batch_size": 64, "loss": "mse", "output": "sigmoid",

@@ -9,10 +9,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from jobs import results
+from jobs.engine.train import run_job
+from jobs.rundir import results
+from jobs.rundir.tensorboard import SCALAR_TAGS, TENSORBOARD_DIR
 from jobs.spec import JobSpec
-from jobs.tensorboard import SCALAR_TAGS, TENSORBOARD_DIR
-from jobs.train import run_job
 
 TVO = {"dataset": "digits", "hidden": [8], "batch_size": 64, "loss": "mse", "output": "sigmoid",
        "strategy": "tvo", "lr": 0.5}

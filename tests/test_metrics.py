@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from jobs.losses import per_sample_loss
-from jobs.metrics import (
+from jobs.engine.metrics import (
     calibration,
     calibration_error,
     confidence,
@@ -18,6 +17,7 @@ from jobs.metrics import (
     one_vs_rest_bins,
     top_label_bins,
 )
+from jobs.nn.losses import per_sample_loss
 
 
 def test_confidence_is_the_cosine_to_the_closest_template():

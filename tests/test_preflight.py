@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from cluster.base import Resources
 from jobs.spec import JobSpec
-from runner.cli import app
-from runner.preflight import PreflightError, check_datasets, check_devices, check_writable
+from runner.cli.app import app
+from runner.dispatch.preflight import PreflightError, check_datasets, check_devices, check_writable
 from tests.test_run_cli import corrupt_mnist
 
 runner = CliRunner()

@@ -10,8 +10,8 @@ from rich.console import Console
 
 from cluster.backends import BackendSettings, make_backend
 from cluster.base import Resources
-from runner.progress import Eta, RunProgress
-from runner.run import Counts, RunOptions, run_grid
+from runner.cli.progress import Eta, RunProgress
+from runner.dispatch.driver import Counts, RunOptions, run_grid
 from tests.backend_suite import tiny_spec
 
 
@@ -51,7 +51,7 @@ def test_plain_lines_carry_the_eta_word(tmp_path: Path) -> None:
     out = io.StringIO()
     progress = RunProgress(Console(file=out, force_terminal=False, width=200))
     counts = Counts(total=4, running=1, pending=3)
-    from runner.run import JobEnd
+    from runner.dispatch.driver import JobEnd
 
     counts.done, counts.running = 1, 1
     progress(counts, JobEnd("job1", "done"))

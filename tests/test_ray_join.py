@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs import results
+from jobs.rundir import results
 from tests.short_paths import short_temp_dir
 
 pytestmark = pytest.mark.ray

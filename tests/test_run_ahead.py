@@ -9,9 +9,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cluster.base import Backend, Outcome, Resources, WorkUnit
-from jobs.results import JobResult
+from jobs.rundir.results import JobResult
 from jobs.spec import JobSpec
-from runner.run import Counts, RunOptions, run_grid
+from runner.dispatch.driver import Counts, RunOptions, run_grid
 
 SLOTS = 2
 

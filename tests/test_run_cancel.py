@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from cluster.claims import current_holder
 from cluster.inline import InlineBackend
-from jobs import results
+from jobs.rundir import results
+from jobs.rundir.claims import current_holder
 from jobs.spec import JobSpec
-from runner.outdir import prepare
-from runner.run import RunOptions, RunReport, swept_keys
+from runner.dispatch.driver import RunOptions, RunReport, swept_keys
+from runner.dispatch.outdir import prepare
 from tests.backend_suite import MakeBackend, run_on_backend, status_of, tiny_spec
 from tests.cancel_entries import (
     cancel_grid_by_force,
@@ -108,7 +108,7 @@ def ray_session() -> Iterator[None]:
     written as methods)."""
     import ray
 
-    from cluster.ray_backend import start_ray
+    from cluster.ray import start_ray
 
     temp_dir = short_temp_dir("tvo-ray-test-")
     assert start_ray(num_cpus=2, temp_dir=temp_dir)
@@ -121,7 +121,7 @@ def ray_session() -> Iterator[None]:
 class TestRay(CancelSuite):
     @pytest.fixture
     def make_backend(self, ray_session: None) -> MakeBackend:
-        from cluster.ray_backend import RayBackend
+        from cluster.ray import RayBackend
 
         return RayBackend
 

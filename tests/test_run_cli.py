@@ -9,13 +9,13 @@ import pytest
 from typer.testing import CliRunner
 
 from cluster import backends
-from jobs import results
+from jobs.engine.train import run_job
+from jobs.rundir import results
 from jobs.spec import settings
 from jobs.strategies import STRATEGIES
-from jobs.train import run_job
-from runner.cli import app
-from runner.grid import expand, load_grid, shipped_grids
-from runner.outdir import prepare
+from runner.cli.app import app
+from runner.dispatch.outdir import prepare
+from runner.grid.expand import expand, load_grid, shipped_grids
 from tests.backend_suite import interrupt_at, write_dead_claim
 
 runner = CliRunner()

@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from jobs import results
-from jobs.train import run_job
-from runner.cli import app
-from runner.grid import expand, load_grid
+from jobs.engine.train import run_job
+from jobs.rundir import results
+from runner.cli.app import app
+from runner.grid.expand import expand, load_grid
 
 runner = CliRunner()
 GRID = """\

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster.claims import current_holder
-from jobs import results
-from runner.grid import expand, load_grid
+from jobs.rundir import results
+from jobs.rundir.claims import current_holder
+from runner.grid.expand import expand, load_grid
 from tests.backend_suite import metrics_without_timing, reference_run
 from tests.test_engine import close
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from cluster import slurm_cancel
-from cluster.claims import ClaimBook
-from jobs import results
+from cluster.slurm import cancel as slurm_cancel
+from jobs.rundir import results
+from jobs.rundir.claims import ClaimBook
 from jobs.spec import JobSpec
-from runner.cancel import request_cancel, stop
-from runner.outdir import prepare
+from runner.dispatch.cancel import request_cancel, stop
+from runner.dispatch.outdir import prepare
 
 pytestmark = pytest.mark.slurm
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cluster.slurm_records import RECORD_FILE, latest_placements
-from jobs import results
-from runner.cli import app
+from cluster.slurm.records import RECORD_FILE, latest_placements
+from jobs.rundir import results
+from runner.cli.app import app
 from tests.slurm_cluster import Shape, cluster_shaped, sacct_states, write_grid
 
 pytestmark = pytest.mark.slurm
@@ -60,9 +60,9 @@ def run_grid_with_entry(grid: Path, out: Path, record_dir: Path) -> str:
     import functools
 
     from cluster.backends import BackendSettings
-    from cluster.slurm_backend import SlurmBackend
-    from runner.grid import expand, load_grid
-    from runner.run import RunOptions, run_grid
+    from cluster.slurm.backend import SlurmBackend
+    from runner.dispatch.driver import RunOptions, run_grid
+    from runner.grid.expand import expand, load_grid
     from tests.slurm_entries import recording_entry
 
     loaded = load_grid(str(grid))

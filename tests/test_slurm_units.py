@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster import slurm_commands as commands
 from cluster.base import Resources, WorkUnit
-from cluster.slurm_records import Placement, latest_placements, new_folder, write_record
-from cluster.slurm_settings import (
+from cluster.slurm import commands
+from cluster.slurm.records import Placement, latest_placements, new_folder, write_record
+from cluster.slurm.settings import (
     PARAMETERS,
     SLURM_KEYS,
     Layout,
@@ -20,9 +20,9 @@ from cluster.slurm_settings import (
     SlurmSettingsError,
     signal_delay,
 )
-from cluster.slurm_task import UnitTasks, pin_gpus, timed_out
-from jobs import results
+from cluster.slurm.task import UnitTasks, pin_gpus, timed_out
 from jobs.entry import JobRequest
+from jobs.rundir import results
 from jobs.spec import JobSpec
 
 
@@ -183,8 +183,8 @@ def test_records_newest_run_wins(tmp_path: Path) -> None:
 
 
 def test_status_reads_slurm_where_the_files_cannot_tell(tmp_path: Path) -> None:
-    from cluster.slurm_status import SlurmJob
-    from runner.status import JobStatus, with_slurm
+    from cluster.slurm.status import SlurmJob
+    from runner.dispatch.status import JobStatus, with_slurm
 
     def slurm(state: str) -> SlurmJob:
         return SlurmJob("a", "7_1", 0, state, tmp_path / "7_1_0_log.out")

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from runner.spaces import Space, draw, parse_space
-from runner.sweeps import SweepError
+from runner.grid.spaces import Space, draw, parse_space
+from runner.grid.sweeps import SweepError
 
 
 def test_spaces_are_read_and_plain_values_are_not():
@@ -49,8 +49,8 @@ def test_a_space_on_the_command_line_is_drawn_samples_times_per_discrete_combina
         tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from runner.cli import app
-    from runner.grid import expand, load_grid
+    from runner.cli.app import app
+    from runner.grid.expand import expand, load_grid
 
     monkeypatch.chdir(tmp_path)
     grid = load_grid("quickstart", ["lr=loguniform(0.1, 3)"], samples=4)

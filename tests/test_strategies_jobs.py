@@ -10,10 +10,10 @@ import pytest
 import torch
 import yaml
 
-from jobs import results
-from jobs.checkpoint import decode_state, encode_state
+from jobs.engine.train import run_job
+from jobs.rundir import results
+from jobs.rundir.checkpoint import decode_state, encode_state
 from jobs.spec import JobSpec
-from jobs.train import run_job
 from tests.strategy_context import context, ready
 
 TINY = {"dataset": "digits", "hidden": [16], "batch_size": 128, "lr": 0.2}

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jobs.losses import per_sample_loss, reduce_loss
+from jobs.nn.losses import per_sample_loss, reduce_loss
 from jobs.spec import JobSpec, SpecError
 from tests.strategy_context import context, ready
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from jobs.spec import JobSpec
 from jobs.strategies import STRATEGIES, StrategyError, make_strategy
 from jobs.strategies.params import Call
-from runner.cli import app
+from runner.cli.app import app
 
 ALL = ["bootstrap_hard", "bootstrap_soft", "fixed", "label_smoothing", "lecun", "matrix", "ols",
        "onehot", "pskd", "sat", "tvo", "two_stage"]

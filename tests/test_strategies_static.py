@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jobs.activations import activate
-from jobs.losses import per_sample_loss
+from jobs.nn.activations import activate
+from jobs.nn.losses import per_sample_loss
 from jobs.spec import JobSpec, SpecError
 from jobs.strategies import Pairing, StrategyError, make_strategy
 from jobs.strategies.params import format_value

@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jobs import results
-from jobs.datasets import load_dataset
-from jobs.models import CNN, MLP, build_model
+from jobs.data.datasets import load_dataset
+from jobs.engine.train import run_job
+from jobs.nn.models import CNN, MLP, build_model
+from jobs.nn.target_space import TargetSpaceNet, choose_fixed_batch, ridge_solve, with_bias_column
+from jobs.rundir import results
 from jobs.spec import JobSpec, SpecError
-from jobs.target_space import TargetSpaceNet, choose_fixed_batch, ridge_solve, with_bias_column
-from jobs.train import run_job
 
 SPIRALS_NET = {"dataset": "spirals", "normalize": "none", "hidden": [5, 5, 5],
                "activation": "tanh", "shortcuts": True, "optimizer": "adam", "lr": 0.01,

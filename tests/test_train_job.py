@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from jobs import results
+from jobs.engine.train import run_job
+from jobs.rundir import results
 from jobs.spec import JobSpec
-from jobs.train import run_job
 from tests.datafiles import write_cifar, write_mnist
 
 TINY = {"hidden": [8], "epochs": 1, "batch_size": 32}

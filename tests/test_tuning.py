@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from runner.tuning import expected_best, tuning_curve
+from runner.report.tuning import expected_best, tuning_curve
 
 SCORES = [0.5, 0.9, 0.2]
 

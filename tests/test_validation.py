@@ -7,11 +7,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from jobs import results
-from jobs.datasets import load_dataset
+from jobs.data.datasets import load_dataset
+from jobs.data.validation import stratified_split
+from jobs.engine.train import run_job
+from jobs.rundir import results
 from jobs.spec import JobSpec, SpecError
-from jobs.train import run_job
-from jobs.validation import stratified_split
 
 
 def test_the_split_is_stratified_seeded_and_disjoint():

@@ -3,7 +3,7 @@ process's cache before the first unit comes; a dataset that cannot load is left 
 
 from __future__ import annotations
 
-from jobs import train
+from jobs.engine import train
 from jobs.entry import warm_up
 from jobs.spec import JobSpec
 

@@ -15,13 +15,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 from typer.testing import CliRunner
 
-from cluster.claims import ClaimBook
-from jobs import results
+from jobs.rundir import results
+from jobs.rundir.claims import ClaimBook
 from jobs.spec import JobSpec
-from runner.cli import app
-from runner.grid import expand, load_grid
-from runner.outdir import prepare
-from runner.watch import watch_status
+from runner.cli.app import app
+from runner.cli.watch import watch_status
+from runner.dispatch.outdir import prepare
+from runner.grid.expand import expand, load_grid
 
 TINY_GRID = """\
 name: tiny
@@ -117,7 +117,7 @@ def test_status_answers_without_importing_torch(in_tmp: Path) -> None:
 
     (in_tmp / "tiny.yaml").write_text(TINY_GRID)
     assert invoke("run", "tiny.yaml", "--backend", "inline", "--out", "out")[0] == 0
-    script = ("import sys; from typer.testing import CliRunner; from runner.cli import app; "
+    script = ("import sys; from typer.testing import CliRunner; from runner.cli.app import app; "
               "result = CliRunner().invoke(app, ['status', 'out/tiny']); "
               "assert result.exit_code == 0, result.output; "
               "print(sorted({'torch', 'pandas'} & set(sys.modules)))")

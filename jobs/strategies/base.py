@@ -269,7 +269,7 @@ def templates_from_values(target_class: torch.Tensor, target_nonclass: torch.Ten
 
 def output_range(output: str) -> tuple[float, float] | None:
     """The closed range an output activation can approach; None when unbounded (linear)."""
-    from jobs.activations import LECUN_TANH_SCALE  # here: torch is imported on first use
+    from jobs.nn.activations import LECUN_TANH_SCALE  # here: torch is imported on first use
 
     return {"sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "tanh": (-1.0, 1.0),
             "lecun_tanh": (-LECUN_TANH_SCALE, LECUN_TANH_SCALE)}.get(output)

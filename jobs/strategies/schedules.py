@@ -42,7 +42,7 @@ def lecun_values(output: str) -> tuple[float, float]:
     function was made for them.) A softmax output has no per-neuron nonlinearity; it gets the
     logistic sigmoid's values, which the strategy then normalises.
     """
-    from jobs.activations import activate
+    from jobs.nn.activations import activate
 
     if output == "lecun_tanh":
         return 1.0, -1.0

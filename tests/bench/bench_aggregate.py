@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from jobs import results
+from jobs.rundir import results
 from jobs.spec import JobSpec
 
 STRATEGIES = ("onehot", "fixed(c=0.9, nc=0.1)")
@@ -109,9 +109,9 @@ def pyarrow_read_all(root: Path) -> float:
 
 
 def timed_run(root: Path) -> dict[str, float]:
-    from runner.aggregate import pipeline
-    from runner.aggregate.load import load_grid
-    from runner.aggregate.tables import summarise
+    from runner.report import pipeline
+    from runner.report.load import load_grid
+    from runner.report.tables import summarise
 
     times = {}
     started = time.perf_counter()
@@ -134,7 +134,7 @@ def warm_imports() -> None:
     import polars  # noqa: F401
     from scipy import stats  # noqa: F401
 
-    from runner.aggregate import pipeline  # noqa: F401
+    from runner.report import pipeline  # noqa: F401
 
 
 def whole_command(root: Path, repeats: int) -> list[tuple[float, float]]:

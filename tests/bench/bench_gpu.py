@@ -22,10 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from jobs.pack_plan import plan_packs  # noqa: E402
+from jobs.engine.packing import plan_packs  # noqa: E402
+from jobs.engine.train import run_stack  # noqa: E402
 from jobs.request import JobRequest  # noqa: E402
 from jobs.spec import JobSpec  # noqa: E402
-from jobs.train import run_stack  # noqa: E402
 
 STRATEGIES = ("onehot", "label_smoothing(eps=0.1)", "ols(alpha=0.5)",
               "tvo(init=average_nudge, adapt=sigma, normalize=true)", "bootstrap_soft(beta=0.95)")

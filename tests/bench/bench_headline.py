@@ -35,7 +35,7 @@ def hand_written(models: int, stack: int, epochs: int = 20, batch: int = 64,
     """Train `models` MLPs in stacks of `stack` in this process, one thread; returns seconds."""
     import torch
 
-    from jobs.datasets import load_dataset
+    from jobs.data.datasets import load_dataset
 
     torch.set_num_threads(1)
     data = load_dataset("digits")

@@ -25,9 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from jobs.engine.train import run_job, run_stack  # noqa: E402
 from jobs.request import JobRequest  # noqa: E402
 from jobs.spec import JobSpec  # noqa: E402
-from jobs.train import run_job, run_stack  # noqa: E402
 
 ADAPTIVE = ("ols(alpha=0.5)", "pskd(alpha_T=0.8)", "sat(m=0.9, start_epoch=1)",
             "bootstrap_soft(beta=0.95)", "bootstrap_hard(beta=0.8)",

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from cluster.backends import BackendSettings  # noqa: E402
 from cluster.base import Resources  # noqa: E402
+from jobs.engine.train import run_job  # noqa: E402
 from jobs.spec import JobSpec  # noqa: E402
-from jobs.train import run_job  # noqa: E402
 
 JOBS = 64
 GOAL_MS = 50.0
@@ -43,8 +43,8 @@ def plain_loop(specs: list[JobSpec], root: Path) -> float:
 
 
 def through_runner(specs: list[JobSpec], grid_dir: Path) -> float:
-    from cluster.ray_backend import RayBackend
-    from runner.run import RunOptions, run_grid
+    from cluster.ray import RayBackend
+    from runner.dispatch.driver import RunOptions, run_grid
 
     resources = Resources(cpus=1)
     backend = RayBackend(BackendSettings(grid_dir=grid_dir, resources=resources))
@@ -59,7 +59,7 @@ def through_runner(specs: list[JobSpec], grid_dir: Path) -> float:
 def measure() -> dict[str, float]:
     import ray
 
-    from cluster.ray_backend import start_ray
+    from cluster.ray import start_ray
 
     work = Path(tempfile.mkdtemp(prefix="tvo-bench-"))
     temp_dir = Path(tempfile.mkdtemp(prefix="tvo-ray-bench-"))

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from cluster.backends import BackendSettings  # noqa: E402
 from cluster.base import Resources, WorkUnit  # noqa: E402
-from cluster.slurm_backend import SlurmBackend  # noqa: E402
-from jobs import results  # noqa: E402
+from cluster.slurm.backend import SlurmBackend  # noqa: E402
 from jobs.entry import JobRequest, run_unit  # noqa: E402
+from jobs.rundir import results  # noqa: E402
 from jobs.spec import JobSpec  # noqa: E402
 from tests.slurm_entries import slow_entry  # noqa: E402
 
@@ -37,7 +37,7 @@ RESOURCES = Resources(cpus=1, timeout_min=5)
 FRESH_PROCESS = """
 import sys
 from jobs.spec import JobSpec
-from jobs.train import run_job
+from jobs.engine.train import run_job
 values = {"dataset": "digits", "hidden": [8], "epochs": 2, "seed": int(sys.argv[2])}
 spec = JobSpec.from_dict(values)
 run_job(spec, sys.argv[1] + "/" + spec.job_id, threads=1)

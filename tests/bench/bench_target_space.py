@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from jobs.datasets import load_dataset  # noqa: E402
-from jobs.models import build_model  # noqa: E402
+from jobs.data.datasets import load_dataset  # noqa: E402
+from jobs.nn.models import build_model  # noqa: E402
 from jobs.spec import JobSpec  # noqa: E402
 
 SPIRALS = {"dataset": "spirals", "normalize": "none", "hidden": [5, 5, 5], "activation": "tanh",

@@ -32,10 +32,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from jobs.datasets import load_dataset  # noqa: E402
-from jobs.models import build_model  # noqa: E402
+from jobs.data.datasets import load_dataset  # noqa: E402
+from jobs.engine.train import run_job  # noqa: E402
+from jobs.nn.models import build_model  # noqa: E402
 from jobs.spec import JobSpec  # noqa: E402
-from jobs.train import run_job  # noqa: E402
 
 BATCH = 128
 LR = 0.1
@@ -117,7 +117,7 @@ def tvo_job(spec: JobSpec, workdir: Path) -> list[float]:
 
 def write_mnist_shaped(root: Path, n_train: int, n_test: int) -> None:
     """Random images in the real MNIST IDX layout, so the job reads them like MNIST."""
-    from jobs.dataset_files import IDX_UBYTE_IMAGES, IDX_UBYTE_LABELS
+    from jobs.data.files import IDX_UBYTE_IMAGES, IDX_UBYTE_LABELS
     from tests.datafiles import write_idx
 
     rng = np.random.default_rng(0)

@@ -1,0 +1,249 @@
+"""The Ray backend: each unit is one Ray task; outcomes arrive as tasks finish (ray.wait).
+
+Ray is joined at RAY_ADDRESS or --ray-address when given; otherwise an embedded local Ray starts
+here and stops at close(). If the driver process dies (even by SIGKILL), the embedded Ray's
+raylet and GCS die with it (Ray ties them to the driver); its workers would train on for about
+two seconds more, so each task watches its runner's claims and exits as soon as it is gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from cluster.backends import BackendError, BackendSettings, UnitEntry, run_entry
+from cluster.base import Backend, Outcome, Resources, WorkUnit
+from jobs.engine.train import JobResult
+from jobs.entry import JobRequest, one_per_dataset
+from jobs.rundir.claims import ClaimWatch
+from jobs.spec import JobSpec
+
+log = logging.getLogger("tvo.ray")
+
+# Ray puts unix sockets at <temp dir>/session_<date>_<time>_<usec>_<pid>/sockets/plasma_store,
+# and a unix socket path holds at most 107 bytes on Linux: the temp dir must stay short.
+_SOCKET_PATH_MAX = 107
+_SESSION_SOCKET_SUFFIX = len("/session_2026-01-01_00-00-00_000000_4194304/sockets/plasma_store")
+
+
+def ray_temp_dir() -> Path:
+    """Where an embedded Ray keeps its sockets and logs: a short, local path.
+
+    Not under the output dir: that is often long (socket paths would not fit) and often on a
+    network filesystem, where unix sockets may not work. TVO_RAY_TMPDIR picks another place;
+    otherwise tvo-ray-<uid> in the temp dir (TMPDIR), or in /tmp when TMPDIR is too long.
+    """
+    chosen = os.environ.get("TVO_RAY_TMPDIR")
+    candidates = [Path(chosen)] if chosen else [
+        Path(tempfile.gettempdir()) / f"tvo-ray-{os.getuid()}", Path(f"/tmp/tvo-ray-{os.getuid()}")]
+    for path in candidates:
+        if len(str(path).encode()) + _SESSION_SOCKET_SUFFIX <= _SOCKET_PATH_MAX:
+            return path
+    limit = _SOCKET_PATH_MAX - _SESSION_SOCKET_SUFFIX
+    raise BackendError(f"TVO_RAY_TMPDIR={chosen} is too long for Ray's socket paths; "
+                       f"use a path of at most {limit} characters")
+
+
+def _use_session_token() -> None:
+    """Keep Ray's token authentication on without writing ~/.ray/auth_token.
+
+    Ray 2.60 turns token auth on for a new local cluster and, when no token exists, writes one
+    to ~/.ray/auth_token. When the user has no token anywhere, the embedded cluster gets a
+    random one in RAY_AUTH_TOKEN instead: this process and Ray's children (GCS, raylet,
+    workers) inherit it, and it dies with them.
+    """
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return
+    if (Path.home() / ".ray" / "auth_token").exists():
+        return
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+
+
+def start_ray(address: str | None = None, *, num_cpus: int | None = None,
+              temp_dir: Path | None = None) -> Path | None:
+    """Join Ray at `address` (or RAY_ADDRESS), else start an embedded one in `temp_dir`.
+
+    Returns the embedded Ray's temp dir, or None when an existing cluster was joined.
+    """
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is None:
+        _use_session_token()
+    # Ray's C++ core would otherwise catch SIGTERM while ray.init runs and abort the process
+    # (SIGABRT, a stack dump): `kill` during Ray's start must stop tvo like Ctrl-C does.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+    import ray
+
+    # Ray announces that it enabled token auth on every start; tvo keeps it on knowingly.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+        logging.ERROR)
+    try:
+        if address is not None:
+            # The cluster's workers run this checkout's jobs and cluster packages, uploaded by
+            # Ray, so driver and workers never disagree on a job's code or its results' schema.
+            import cluster
+            import jobs
+
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
+                     runtime_env={"py_modules": [jobs, cluster]})
+            return None
+        temp_dir = temp_dir or ray_temp_dir()
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                 _temp_dir=str(temp_dir), log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
+        if address is None:
+            raise BackendError(f"cannot start a local Ray: {_one_line(exc)}") from None
+        hint = ("; if the cluster uses token authentication (Ray's default), set "
+                "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN" if "RAY_AUTH_MODE" not in os.environ
+                else "")
+        raise BackendError(f"cannot join Ray at {address}: {_one_line(exc)}{hint}") from None
+    return temp_dir
+
+
+def _warm_up_task(specs: Sequence[JobSpec]) -> None:
+    """What a Ray worker runs before the first units come (RayBackend.warm_up)."""
+    from jobs.entry import warm_up
+
+    warm_up(specs)
+
+
+def _run_unit_task(entry: UnitEntry | None, jobs: Sequence[JobRequest],
+                   threads: int) -> list[JobResult]:
+    """What a Ray worker runs for one unit: stops at once if the runner that sent it dies."""
+    with ClaimWatch([Path(request.run_dir) for request in jobs]):
+        return run_entry(entry, jobs, threads)
+
+
+class RayBackend(Backend):
+    """Units become Ray tasks sized by the grid's resources; Ray itself never retries them.
+
+    Retries belong to the runner (--retries), so a crashed worker comes back as a crash.
+    """
+
+    name = "ray"
+    queues_ahead = True  # Ray queues tasks its CPUs cannot start yet, and keeps to its CPUs
+
+    def __init__(self, settings: BackendSettings) -> None:
+        import ray
+
+        self._ray = ray
+        self._entry = settings.entry
+        self._pending: dict[Any, WorkUnit] = {}
+        started = time.perf_counter()
+        self.embedded = False  # this backend started the Ray it uses (and stops it)
+        self._connected_here = not ray.is_initialized()  # else a caller's Ray: left as it is
+        self._logs = ""
+        self._warming: list[Any] = []  # warm-up tasks (kept referenced while they run)
+        if self._connected_here:
+            cpus = os.cpu_count() or 1
+            if settings.max_parallel:  # room for the requested number of concurrent units
+                cpus = max(cpus, settings.max_parallel * settings.resources.cpus)
+            temp_dir = start_ray(settings.ray_address, num_cpus=cpus)
+            self.embedded = temp_dir is not None
+            if temp_dir is not None:
+                self._logs = f" (Ray's logs: {temp_dir / 'session_latest' / 'logs'})"
+        self.start_seconds = time.perf_counter() - started
+        self.cluster = ray.cluster_resources()
+        self._task = ray.remote(_run_unit_task)
+        if self.embedded:
+            self._check_fits(settings.resources)
+
+    def _check_fits(self, resources: Resources) -> None:
+        for setting, wanted, kind in (("cpus", resources.cpus, "CPU"),
+                                      ("gpus", resources.gpus, "GPU")):
+            have = int(self.cluster.get(kind, 0))
+            if wanted > have:
+                self.close()
+                raise BackendError(f"resources.{setting}={wanted} per unit, but the local Ray "
+                                   f"has {have} {kind}s; lower resources.{setting}")
+
+    def describe(self) -> str:
+        kind = "embedded local Ray" if self.embedded else "Ray cluster"
+        cpus = int(self.cluster.get("CPU", 0))
+        gpus = int(self.cluster.get("GPU", 0))
+        return f"{kind}: {cpus} CPUs, {gpus} GPUs (ready in {self.start_seconds:.1f} s)"
+
+    def warm_up(self, specs: Sequence[JobSpec], resources: Resources) -> None:
+        """On an embedded Ray, one task per slot imports the engine and loads the grid's data
+        (up to jobs.engine.train.DATASETS_KEPT datasets) while the runner prepares the output
+        dir and claims the first jobs: the first units then start training at once (1-2 s sooner on
+        two cores). A joined cluster's workers are not known ahead; they load on first use."""
+        slots = self.capacity(resources)
+        if not self.embedded or self._entry is not None or not slots:
+            return  # (a stand-in entry does not use the engine)
+        task = self._ray.remote(_warm_up_task).options(**self._task_options(resources))
+        chosen = one_per_dataset(specs)
+        self._warming = [task.remote(chosen) for _ in range(slots)]
+
+    def _task_options(self, resources: Resources) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_cpus": resources.cpus, "num_gpus": resources.gpus,
+                                   "max_retries": 0, "retry_exceptions": False}
+        if resources.mem_gb:
+            options["memory"] = int(resources.mem_gb * 1024**3)
+        return options
+
+    def submit(self, units: Sequence[WorkUnit], resources: Resources) -> None:
+        task = self._task.options(**self._task_options(resources))
+        for unit in units:
+            self._pending[task.remote(self._entry, unit.jobs, resources.cpus)] = unit
+
+    def outcomes(self) -> Iterator[Outcome]:
+        ray = self._ray
+        while self._pending:
+            ready, _ = ray.wait(list(self._pending), num_returns=1)
+            unit = self._pending.pop(ready[0])
+            try:
+                results = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as exc:  # the unit raised in the worker
+                cause = exc.cause if exc.cause is not None else exc
+                yield Outcome(unit, crash=_one_line(cause), info={"traceback": str(exc)})
+                continue
+            except ray.exceptions.RayError as exc:  # the worker died, or the task was cancelled
+                yield Outcome(unit, crash=_one_line(exc) + self._logs,
+                              info={"traceback": traceback.format_exc()})
+                continue
+            yield Outcome(unit, tuple(results))
+
+    def cancel(self) -> None:
+        for ref in list(self._pending):
+            self._ray.cancel(ref, force=True)
+        self._pending.clear()
+
+    def capacity(self, resources: Resources) -> int | None:
+        slots = int(self.cluster.get("CPU", 0)) // max(resources.cpus, 1)
+        if resources.gpus:
+            slots = min(slots, int(self.cluster.get("GPU", 0)) // resources.gpus)
+        return slots or None  # none free now: an autoscaling cluster may still add nodes
+
+    def close(self) -> None:
+        """Stop the embedded Ray, or disconnect from a joined cluster (which keeps running)."""
+        if self._connected_here and self._ray.is_initialized():
+            if self.embedded:
+                self._stop_autoscaler_monitor()
+            self._ray.shutdown()
+
+    def _stop_autoscaler_monitor(self) -> None:
+        """Kill the embedded Ray's autoscaler monitor (by its pid, through Ray's handle on the
+        processes it started) before ray.shutdown: on SIGTERM it reports its end to the GCS,
+        which ray.shutdown has stopped first, and waits a second for it; it keeps no state,
+        and one node has nothing to scale. `tvo run` ends 1.1 s sooner."""
+        try:
+            node = self._ray._private.worker._global_node
+            node._kill_process_type("monitor", check_alive=False, allow_graceful=False)
+        except Exception:  # noqa: BLE001  (another Ray's internals: ray.shutdown stops it)
+            log.debug("could not stop Ray's autoscaler monitor ahead", exc_info=True)
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if len(first) > limit:
+        first = first[:limit] + "..."
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

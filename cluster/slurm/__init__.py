@@ -1,0 +1,1 @@
+"""The SLURM backend through submitit, and the dev cluster's script."""

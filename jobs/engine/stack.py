@@ -1,0 +1,318 @@
+"""Stack: the members training in one epoch, as one network, one optimiser and one batch loop.
+
+Per batch the whole stack runs a fixed number of tensor operations, whatever its size: one
+gather of every member's own shuffled batch, a batched forward, every member's targets (one call
+per strategy stack: members sharing a strategy type share one), the losses, one backward, one
+optimiser update. Evaluation is stacked too: one forward over the test set for all members and
+every metric computed for all members at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from jobs.data.datasets import Dataset
+from jobs.engine.member import Member
+from jobs.engine.metrics import calibration, confidence, margin
+from jobs.engine.stack_model import MemberDropout, ModuleStack, stack_networks
+from jobs.engine.stack_optim import StackedOptimizer
+from jobs.nn.activations import activate, log_softmax
+from jobs.nn.losses import per_sample_loss, reduce_loss
+from jobs.strategies import StackContext, StrategyStack
+
+EPOCH_GATHER_FLOATS = 1 << 25  # inputs gathered once per epoch up to this size (128 MB)
+
+
+def stack_order(members: Sequence[Member]) -> list[Member]:
+    """Members sharing a strategy stack side by side (stable): each strategy stack is a slice."""
+    return sorted(members, key=lambda member: member.strategy.stack_key())
+
+
+class Stack:
+    """Members (all at the same epoch, in `stack_order`) trained as one."""
+
+    def __init__(self, members: Sequence[Member], data: Dataset, device: torch.device) -> None:
+        self.members = list(members)
+        self.device = device
+        specs = [m.spec for m in self.members]
+        shared = specs[0]
+        self.loss, self.output = shared.loss, shared.output
+        self.size = len(self.members)
+        self.x_train, self.y_train = _inputs(data.x_train, shared), data.y_train
+        self.x_test, self.y_test = _inputs(data.x_test, shared), data.y_test
+        self.x_val = None if data.x_val is None else _inputs(data.x_val, shared)
+        self.y_val = data.y_val
+        self.batch_size = shared.batch_size or self.x_train.shape[0]
+        self.net = stack_networks(specs, [m.params for m in self.members], data.input_shape,
+                                  device, self.members[0].module)
+        self.optimizer = StackedOptimizer(specs, self.net, device)
+        for index, member in enumerate(self.members):
+            self.optimizer.load_member(index, member.optimizer)
+        self.dropout = MemberDropout([s.dropout for s in specs], [m.dropout for m in self.members],
+                                     device)
+        self.l1 = (torch.tensor([s.l1 for s in specs], device=device)
+                   if any(s.l1 > 0 for s in specs) else None)
+        self.groups = self._strategy_stacks(data)
+        definitions = [m.strategy for m in self.members]
+        # one-hot targets go to torch's fused cross-entropy as class indices; the output
+        # activation is computed only where something needs it
+        self.class_indices = self.loss == "ce" and all(s.onehot_targets for s in definitions)
+        self.needs_outputs = self.loss != "ce" or any(
+            s.observes or s.uses_outputs or s.decision == "template" for s in definitions)
+        self.weighted = any(s.weighted for s in definitions)
+        self.observers = [(part, group) for part, group in self.groups
+                          if group.members[0].observes]
+        self.all_argmax = all(s.decision == "argmax" for s in definitions)
+        self.member_index = torch.arange(self.size, device=device).unsqueeze(1)
+        self._sizes: torch.Tensor | None = None
+
+    def _strategy_stacks(self, data: Dataset) -> list[tuple[slice, StrategyStack]]:
+        forward = _SetupForward(lambda x: activate(self.net.evaluate(x), self.output))
+        groups = []
+        start = 0
+        for _, run in itertools.groupby(self.members, key=lambda m: m.strategy.stack_key()):
+            chosen = list(run)
+            part = slice(start, start + len(chosen))
+            ctx = StackContext(
+                pairings=[m.spec.pairing() for m in chosen], num_train=self.x_train.shape[0],
+                device=self.device, x_train=self.x_train, y_train=self.y_train,
+                forward=lambda x, part=part: forward(x)[part],
+                generators=[m.strategy_generator for m in chosen])
+            group = type(chosen[0].strategy).Stack([m.strategy for m in chosen], ctx)
+            for g, member in enumerate(chosen):
+                if member.strategy_state is not None:
+                    group.load_state_dict(g, member.strategy_state)
+            groups.append((part, group))
+            start += len(chosen)
+        forward.forget()
+        return groups
+
+    # -- one epoch --------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> tuple[list[float], list[float], float]:
+        """One pass over the training set; per member (mean loss, accuracy), and the seconds."""
+        started = time.perf_counter()
+        self.optimizer.set_learning_rates([m.schedule.lr for m in self.members])
+        x, y = self.x_train, self.y_train
+        n = x.shape[0]
+        order = torch.stack([torch.randperm(n, generator=m.order) for m in self.members])
+        order = order.to(self.device)
+        y_epoch = y[order]  # [N, n]: each member's labels in its own order
+        # Each member's inputs in its own order, gathered once (batches are then views) where
+        # that copy is small; else gathered per batch.
+        x_epoch = x[order] if order.numel() * x[0].numel() <= EPOCH_GATHER_FLOATS else None
+        own_rng = isinstance(self.net, ModuleStack)  # its module draws dropout from the global RNG
+        if own_rng:
+            torch.set_rng_state(self.members[0].dropout.get_state())
+        # what the epoch's loss and accuracy are made of, kept on the device and reduced when
+        # the epoch ends; argmax decisions wait for the epoch's end too (templates, which may
+        # move within an epoch, decide per batch)
+        batch_losses, decided = [], []
+        for start in range(0, n, self.batch_size):
+            index = order[:, start:start + self.batch_size]
+            yb = y_epoch[:, start:start + self.batch_size]
+            xb = x[index] if x_epoch is None else x_epoch[:, start:start + self.batch_size]
+            logits = self.net.forward(xb, self.dropout)  # xb: [N, B, ...], yb: [N, B]
+            # one log-softmax serves the cross-entropy and the outputs
+            log_probs = log_softmax(logits) if self.loss == "ce" else None
+            if not self.needs_outputs:
+                outputs = logits
+            elif log_probs is not None:
+                outputs = log_probs.exp()
+            else:
+                outputs = activate(logits, self.output)
+            member_loss = self._loss(logits, outputs, log_probs, yb, index, epoch)
+            self.net.zero_grad()
+            member_loss.sum().backward()  # members share no parameter: each its own gradient
+            self.optimizer.step(self.net.flat, self.net.flat_grad())
+            outputs = outputs.detach()
+            for part, group in self.observers:
+                group.observe(outputs[part], yb[part], index[part], epoch)
+            batch_losses.append(member_loss.detach())
+            decided.append(outputs if self.all_argmax else self._predict(outputs))
+        if own_rng:
+            self.members[0].dropout.set_state(torch.get_rng_state())
+        # Few operations from here, and the epoch's one sync point
+        predicted = torch.cat(decided, dim=1)
+        if self.all_argmax:  # argmax of logits is argmax of outputs: activations are monotone
+            predicted = predicted.argmax(dim=-1)
+        sizes = self._batch_sizes(n)
+        losses = (torch.stack(batch_losses, dim=1) @ sizes / n).tolist()
+        accuracies = ((predicted == y_epoch).sum(dim=1) / n).tolist()
+        return losses, accuracies, time.perf_counter() - started
+
+    def _batch_sizes(self, n: int) -> torch.Tensor:
+        """The sizes of an epoch's batches (the last may be short): the weights of the batch
+        means in the epoch's mean over samples."""
+        if self._sizes is None:
+            count = -(-n // self.batch_size)
+            sizes = torch.full((count,), float(self.batch_size), device=self.device)
+            sizes[-1] = n - self.batch_size * (count - 1)
+            self._sizes = sizes
+        return self._sizes
+
+    def _loss(self, logits: torch.Tensor, outputs: torch.Tensor, log_probs: torch.Tensor | None,
+              labels: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        """Each member's batch loss [N]: the mean (or its strategy's weighted mean) of its
+        samples' losses, plus its L1 penalty."""
+        if self.class_indices:
+            targets = labels
+        else:
+            targets = _joined([group.batch_targets(outputs[part], labels[part], index[part],
+                                                   epoch) for part, group in self.groups])
+        values = per_sample_loss(self.loss, logits, outputs, targets, self.output, log_probs)
+        weights = None
+        if self.weighted:
+            weights = _joined([_or_ones(group.sample_weights(labels[part], index[part], epoch),
+                                          labels[part]) for part, group in self.groups])
+        loss = reduce_loss(values, weights)
+        if self.l1 is not None:
+            loss = loss + self.l1 * self.net.weight_abs_sums()
+        return loss
+
+    def _predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Predicted classes [N, B], each member by its strategy's decision rule."""
+        return _joined([group.predict(outputs[part]) for part, group in self.groups])
+
+    def end_epoch(self, epoch: int, train_losses: Sequence[float]) -> None:
+        for _, group in self.groups:
+            group.end_epoch(epoch)
+        for member, loss in zip(self.members, train_losses, strict=True):
+            member.schedule.step(loss)
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def measure(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[Any]]:
+        """Every member's loss against its class templates, accuracy by its decision rule, NLL,
+        ECE, confidence, margin and reliability bins (10 [count, mean confidence, accuracy]
+        triples, None where the outputs are no probabilities) over a whole split: per name, one
+        value per member."""
+        logits = self.net.evaluate(x)  # [N, T, K]
+        log_probs = log_softmax(logits) if self.output == "softmax" else None
+        outputs = activate(logits, self.output) if log_probs is None else log_probs.exp()
+        templates = _joined([group.templates() for _, group in self.groups])  # [N, K, K]
+        targets = templates[:, y]  # [N, T, K]
+        loss = per_sample_loss(self.loss, logits, outputs, targets, self.output,
+                               log_probs).mean(dim=1)
+        top = outputs.max(dim=-1)
+        if self.all_argmax:
+            predicted = top.indices
+        else:
+            predicted = _joined([group.predict(outputs[part]) for part, group in self.groups])
+        calibrated = calibration(logits, outputs, y.expand(self.size, -1), self.output, top)
+        values = {"loss": loss, "acc": (predicted == y).float().mean(dim=1),
+                  "nll": calibrated.nll, "ece": calibrated.ece,
+                  "confidence": confidence(outputs, templates), "margin": margin(outputs, top)}
+        table = torch.stack(list(values.values()), dim=1)  # [N, measures]
+        if calibrated.bins is not None:  # the bins ride along: still one sync per split
+            table = torch.cat([table, calibrated.bins.flatten(1)], dim=1)
+        member_rows = table.tolist()
+        measured: dict[str, list[Any]] = {
+            name: [row[k] for row in member_rows] for k, name in enumerate(values)}
+        measured["reliability"] = [
+            _triples(row[len(values):]) if calibrated.bins is not None else None
+            for row in member_rows]
+        return measured
+
+    def evaluation_rows(self, epoch: int) -> list[dict[str, Any]]:
+        """Each member's metrics row of an evaluated epoch (the training columns are the
+        epoch's; before training, epoch 0, one pass over the training set)."""
+        test = self.measure(self.x_test, self.y_test)
+        val = None if self.x_val is None else self.measure(self.x_val, self.y_val)
+        train = self.measure(self.x_train, self.y_train) if epoch == 0 else None
+        residual = self.net.residual()
+        rows = []
+        for i, member in enumerate(self.members):
+            row: dict[str, Any] = {
+                "epoch": epoch, "learning_rate": member.schedule.lr,
+                "test_loss": test["loss"][i], "test_acc": test["acc"][i],
+                "test_nll": _number(test["nll"][i]), "ece": _number(test["ece"][i]),
+                "reliability": test["reliability"][i] if _may_be_final(member.spec, epoch)
+                else None,
+                "confidence": test["confidence"][i], "margin": test["margin"][i],
+                "epoch_seconds": 0.0, "samples_per_second": None, "ts_residual": residual,
+            }
+            if train is not None:
+                row.update(train_loss=train["loss"][i], train_acc=train["acc"][i])
+            if val is not None:
+                row.update(val_loss=val["loss"][i], val_acc=val["acc"][i],
+                           val_nll=_number(val["nll"][i]), val_ece=_number(val["ece"][i]))
+            rows.append(row)
+        for part, group in self.groups:
+            for row, values in zip(rows[part], group.all_values(), strict=True):
+                row.update(target_class=values.target_class,
+                           target_nonclass=values.target_nonclass,
+                           target_matrix=values.target_matrix)
+        return rows
+
+    # -- handing state back -----------------------------------------------------------------------
+    def hand_back(self, index: int) -> None:
+        """Put member `index`'s live state into the member (for its checkpoint, or a new stack)."""
+        member = self.members[index]
+        member.params = self.net.member_params(index)
+        member.optimizer = self.optimizer.member_state(index)
+        for part, group in self.groups:
+            if part.start <= index < part.stop:
+                member.strategy_state = group.state_dict(index - part.start)
+
+    def hand_back_all(self) -> None:
+        for index in range(self.size):
+            self.hand_back(index)
+
+
+def _inputs(x: torch.Tensor, spec: Any) -> torch.Tensor:
+    """The inputs as the stacked network takes them: flat for an MLP, images for a CNN, as they
+    are for a network that is not stacked."""
+    return x.flatten(1) if spec.model == "mlp" and spec.method != "target_space" else x
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """The strategy stacks' parts of a per-member tensor, in member order (one stack: as is)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _number(value: float) -> float | None:
+    """A measurement, or None (null in Parquet) where it does not apply (NaN)."""
+    return None if value != value else value
+
+
+def _may_be_final(spec: Any, epoch: int) -> bool:
+    """Whether `epoch` may be the job's last row, the one whose reliability bins the report
+    draws: the final epoch, or any evaluated epoch of a job that may stop early. Other rows
+    keep their ECE but not its bins (two thirds of a metrics file's bytes otherwise)."""
+    return epoch == spec.epochs or spec.stop_patience > 0
+
+
+def _triples(values: list[float]) -> list[list[float]] | None:
+    """Flat reliability bins as [count, mean confidence, accuracy] per bin; None if any is NaN
+    (a member whose outputs diverged has no calibration to show)."""
+    if any(v != v for v in values):
+        return None
+    return [values[k:k + 3] for k in range(0, len(values), 3)]
+
+
+def _or_ones(weights: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
+    return torch.ones(labels.shape, device=labels.device) if weights is None else weights
+
+
+class _SetupForward:
+    """The stack's outputs for strategies setting up, computed once for the same inputs: members
+    measuring the untrained network one by one then cost one stacked forward, not one each."""
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.forward = forward
+        self.key: tuple[int, tuple[int, ...]] | None = None
+        self.value: torch.Tensor | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.data_ptr(), tuple(x.shape))
+        if key != self.key or self.value is None:
+            self.key, self.value = key, self.forward(x)
+        return self.value
+
+    def forget(self) -> None:
+        """Training changes the network from here on: nothing computed before may be reused."""
+        self.key, self.value = None, None

@@ -1,0 +1,338 @@
+"""The `tvo` command line: parse, call the library, format. No training logic lives here."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cluster.backends import BACKENDS
+from runner.cli.console import OneLineErrors, console, fail
+
+app = typer.Typer(
+    name="tvo",
+    cls=OneLineErrors,
+    help="Run experiment grids that compare target-value strategies for training classifiers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SettingsArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Settings as KEY=VALUE, e.g. lr=0.5 hidden=[64,64] strategy=lecun",
+                   show_default=False),
+]
+TensorBoardOption = Annotated[bool, typer.Option(
+    "--tensorboard", help="Also write TensorBoard events per evaluated epoch into each run dir "
+                          "(runs/<job_id>/tensorboard); view with: tensorboard --logdir OUT")]
+
+
+@app.command()
+def train(
+    settings: SettingsArg = None,
+    out: Annotated[Path, typer.Option(
+        help="Output root; the job writes OUT/runs/<job_id>/")] = Path("outputs/train"),
+    tensorboard: TensorBoardOption = False,
+) -> None:
+    """Train one job in the foreground and write its run dir.
+
+    Example: tvo train dataset=digits loss=mse output=sigmoid strategy=lecun epochs=10
+    """
+    from jobs.spec import SpecError
+    from runner.cli.interrupts import interrupt_guard
+    from runner.dispatch.preflight import PreflightError, check_run
+    from runner.grid.overrides import parse_assignments
+
+    try:
+        spec = parse_assignments(settings or [])
+        check_run([spec], out)
+    except (SpecError, PreflightError) as exc:
+        fail(str(exc))
+    from runner.cli.train import train_one  # here: it imports the training engine
+
+    with interrupt_guard(f"job {spec.job_id} keeps its last checkpoint; the same command "
+                         f"resumes it (see `tvo status {out}`)"):
+        result = train_one(spec, out, tensorboard=tensorboard)
+    raise typer.Exit(0 if result.state == "done" else 1)
+
+
+BackendName = Enum("BackendName", {name: name for name in BACKENDS}, type=str)  # type: ignore[misc]
+DEFAULT_BACKEND = BackendName("ray")
+
+
+@app.command()
+def run(
+    grid: Annotated[str, typer.Argument(help="A grid file (YAML) or the name of a shipped grid "
+                                             "(see `tvo grids`)", show_default=False)],
+    settings: Annotated[list[str] | None, typer.Argument(
+        help="Overrides and sweeps after the grid: lr=0.1,0.5 seed=range(5) "
+             "strategy=onehot,fixed(c=0.9, nc=0.1) hidden=[64,64],[128]",
+        show_default=False)] = None,
+    backend: Annotated[BackendName, typer.Option(
+        help="Where jobs run: ray (RAY_ADDRESS or --ray-address, else an embedded local Ray), "
+             "inline (one after another in this process), slurm (job arrays via submitit; "
+             "see the grid's resources and slurm sections)")] = DEFAULT_BACKEND,
+    out: Annotated[Path, typer.Option(help="Output root; the grid writes OUT/<grid name>/")] = Path(
+        "outputs"),
+    max_parallel: Annotated[int | None, typer.Option(
+        min=1, help="At most this many jobs running at once (default: as many as the backend fits)",
+        show_default=False)] = None,
+    retries: Annotated[int, typer.Option(
+        min=0, help="Run a job again up to N times when it failed or its worker crashed")] = 0,
+    fail_fast: Annotated[bool, typer.Option(
+        help="Stop launching jobs after the first failure; running ones finish")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        help="Print the jobs the grid expands to and exit; writes nothing")] = False,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Join the Ray cluster at this address (default: RAY_ADDRESS, else start one)",
+        show_default=False)] = None,
+    pack: Annotated[str | None, typer.Option(
+        help="auto, off or N: train up to N compatible jobs as one stack in one process; auto "
+             "spreads the jobs over the slots that run at once (default: the grid's `pack`, "
+             "else auto)", show_default=False)] = None,
+    detach: Annotated[bool, typer.Option(
+        help="Submit every job and exit without waiting (slurm); then `tvo status DIR`")] = False,
+    tensorboard: TensorBoardOption = False,
+    samples: Annotated[int | None, typer.Option(
+        min=1, max=100_000, help="Draw N configurations from the grid's search spaces, e.g. "
+                                 "'lr=loguniform(0.01, 1)' (default: the grid's `samples`)",
+        show_default=False)] = None,
+) -> None:
+    """Run every job of a grid; finished jobs are skipped, interrupted and cancelled ones resume.
+
+    Exit code 0 when every job is done, 1 when some failed, diverged or were cancelled (`tvo
+    cancel`), 2 for bad input.
+
+    Example: tvo run quickstart 'seed=range(5)' --max-parallel 2
+    """
+    from cluster.backends import BackendError
+    from runner.cli.run import execute, execute_comparison, plan_run, print_plan
+    from runner.dispatch.driver import RunOptions
+    from runner.grid.expand import GridError
+
+    try:
+        plan = plan_run(grid, settings or [], out, samples)
+    except GridError as exc:
+        fail(str(exc))
+    if ray_address and backend.value != "ray":
+        fail(f"--ray-address is for --backend ray (got --backend {backend.value})")
+    if detach and backend.value != "slurm":
+        fail(f"--detach is for --backend slurm: jobs on {backend.value} end with this process")
+    from runner.dispatch.preflight import PreflightError, check_run
+
+    try:
+        check_run(plan.specs, plan.grid_dir, backend=backend.value, resources=plan.grid.resources,
+                  ray_address=ray_address)
+    except PreflightError as exc:
+        fail(str(exc))
+    pack_size = _pack_option(pack) if pack is not None else plan.grid.pack or 0
+    if dry_run:
+        print_plan(plan, console, pack_size, slots=max_parallel or _default_slots(backend.value))
+        raise typer.Exit(0)
+    import signal
+
+    options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast,
+                         pack=pack_size, detach=detach, tensorboard=tensorboard)
+    if tensorboard:
+        console.print(f"TensorBoard: tensorboard --logdir {plan.grid_dir}", markup=False,
+                      highlight=False, soft_wrap=True)
+    from runner.cli.interrupts import INTERRUPTED, announced, interrupt_guard, stop_children
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops a run like Ctrl-C
+    try:
+        with interrupt_guard("unfinished jobs keep their last checkpoint; run the same command "
+                             f"again to resume, or see `tvo status {plan.grid_dir}`"):
+            run = execute if plan.grid.compare is None else execute_comparison
+            code = run(plan, backend.value, options, ray_address, console)
+            if code == INTERRUPTED:  # execute said so in one line
+                announced()
+                stop_children()  # whatever the backend's own cleanup left
+    except BackendError as exc:
+        fail(str(exc))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    raise typer.Exit(code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _pack_option(value: str) -> int:
+    """--pack auto|off|N as the pack size the runner takes (0: auto, 1: off)."""
+    word = value.strip().lower()
+    if word == "auto":
+        return 0
+    if word == "off":
+        return 1
+    if word.isdigit() and 1 <= int(word) <= 100_000:
+        return int(word)
+    fail(f"--pack: got {value[:40]!r}; expected auto, off or a whole number >= 1 (jobs trained "
+         "together as one stack)")
+    raise AssertionError  # fail() exits
+
+
+def _default_slots(backend: str) -> int:
+    """How many units the backend runs at once when --max-parallel does not say (for the dry
+    run's picture of the packs; the run asks the backend itself)."""
+    import os
+
+    return {"inline": 1, "ray": os.cpu_count() or 1}.get(backend, 1)
+
+
+@app.command()
+def status(
+    grid_dir: Annotated[Path, typer.Argument(help="A grid's output dir, e.g. outputs/quickstart",
+                                             show_default=False)],
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Refresh the status until no job of the grid runs any more (Ctrl-C "
+                        "stops watching)")] = False,
+    interval: Annotated[float, typer.Option(
+        min=0.05, help="Seconds between refreshes with --watch")] = 2.0,
+) -> None:
+    """Count a grid's jobs by state and list failed ones with their error and log path.
+
+    Reads only files, so it works during a run, after a crash, and on a grid another machine ran.
+    Jobs sent to SLURM also show SLURM's state and job id (squeue and sacct, where available).
+    With --watch it shows the running jobs and their epoch too, refreshed live.
+
+    Example: tvo status outputs/quickstart --watch
+    """
+    from runner.cli.run import print_status
+    from runner.cli.watch import watch_status
+    from runner.dispatch.outdir import OutDirError
+    from runner.dispatch.status import grid_status
+
+    try:
+        if watch:
+            watch_status(grid_dir, interval, console)
+        else:
+            print_status(grid_status(grid_dir), console)
+    except OutDirError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def cancel(
+    grid_dir: Annotated[Path, typer.Argument(help="A grid's output dir, e.g. outputs/quickstart",
+                                             show_default=False)],
+    job: Annotated[list[str] | None, typer.Option(
+        "--job", help="Cancel only this job (repeatable); default: the whole grid",
+        show_default=False)] = None,
+    grace: Annotated[float, typer.Option(
+        min=0, help="Seconds the running jobs get to stop at their epoch end, losing nothing; "
+                    "then they are stopped at once, back to their last checkpoint")] = 30.0,
+) -> None:
+    """Stop a running grid, or one job of it, wherever it runs (Ray, SLURM, inline).
+
+    Cancelled jobs keep their last checkpoint and show as `cancelled`; running the grid again
+    (`tvo run`) resumes them. Exit code 0 when every job asked to stop has stopped, 1 when some
+    still run (on another host: they stop at their next epoch end), 2 for bad input.
+
+    Example: tvo cancel outputs/quickstart --grace 10
+    """
+    from runner.cli.cancel import print_report, print_request
+    from runner.dispatch.cancel import CancelError, request_cancel, stop
+    from runner.dispatch.outdir import OutDirError
+
+    try:
+        request = request_cancel(grid_dir, job or [])
+    except (OutDirError, CancelError) as exc:
+        fail(str(exc))
+    print_request(request, grace, console)
+    report = stop(request, grace)
+    print_report(report, console)
+    raise typer.Exit(1 if report.still_running else 0)
+
+
+@app.command()
+def grids() -> None:
+    """List the grids shipped with tvo, with their job count and what they compare.
+
+    Example: tvo grids
+    """
+    from runner.cli.run import print_grids
+
+    print_grids(console)
+
+
+@app.command()
+def strategies() -> None:
+    """List every target strategy with its parameters, defaults, valid ranges and source.
+
+    Example: tvo strategies
+    """
+    from runner.cli.listing import print_strategies
+
+    print_strategies(console)
+
+
+class OutputFormat(str, Enum):
+    """What `tvo aggregate` prints on standard output."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+    latex = "latex"
+
+
+@app.command()
+def aggregate(
+    directory: Annotated[Path, typer.Argument(help="A grid's output dir, e.g. outputs/quickstart",
+                                              show_default=False)],
+    threshold: Annotated[float, typer.Option(
+        help="Validation accuracy for the 'epochs to threshold' column")] = 0.9,
+    by: Annotated[str | None, typer.Option(
+        metavar="KEY,KEY", show_default=False,
+        help="Group by these settings, comma-separated (default: every setting that differs "
+             "between jobs, except seed)")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        metavar="KEY=VALUE", show_default=False,
+        help="Compare every group with the group KEY=VALUE and otherwise equal settings "
+             "(default: strategy=onehot)")] = None,
+    output_format: Annotated[OutputFormat, typer.Option(
+        "--format", help="Standard output: a table, csv/json/markdown for scripts, or a "
+                         "booktabs table for LaTeX (latex)")
+    ] = OutputFormat.table,
+    plots: Annotated[bool, typer.Option(
+        help="Draw the plots (PNG, SVG) and the charts of report.html (the slow part)")] = True,
+) -> None:
+    """Summarise a grid: mean, std and 95 % CI per group over seeds, paired or Welch tests
+    against a baseline with Holm's correction, and DIR/summary/ with report.md, report.html
+    (interactive), summary.csv/.parquet/.tex, compacted metrics, plots (PNG and SVG, kept
+    when unchanged).
+
+    Example: tvo aggregate outputs/quickstart --baseline strategy=onehot --threshold 0.95
+
+    Example: tvo aggregate outputs/study --format latex > table.tex
+    """
+    from runner.report.render_worker import FigureWorkers
+
+    # started first, so the worker imports matplotlib while this process imports the data
+    # libraries (ended unused when the figures are kept)
+    workers = FigureWorkers() if plots else None
+    from runner.cli.aggregate import command_line, print_aggregation
+    from runner.cli.console import error_console
+    from runner.report.load import AggregateError
+    from runner.report.pipeline import aggregate as run_aggregate
+
+    keys = None if by is None else [key.strip() for key in by.split(",") if key.strip()]
+    command = command_line(directory, threshold=threshold, by=keys, baseline=baseline,
+                           plots=plots)
+    try:
+        result = run_aggregate(directory, threshold=threshold, by=keys, baseline=baseline,
+                               plots=plots, command=command, workers=workers)
+    except AggregateError as exc:
+        fail(str(exc))
+    finally:
+        if workers:
+            workers.close()
+    print_aggregation(console, error_console, result, output_format.value)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,253 @@
+"""`tvo run`, `tvo status` and `tvo grids`: wire grid, backend and driver, and format results."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from cluster.backends import BackendSettings, make_backend
+from jobs.rundir import results
+from jobs.spec import JobSpec
+from runner.cli.progress import RunProgress, counts_text, elapsed_text
+from runner.dispatch import outdir
+from runner.dispatch.driver import RunOptions, RunReport, run_grid
+from runner.dispatch.status import GridStatus, job_status
+from runner.grid.expand import Grid, GridError, expand, load_grid, shipped_grids
+
+INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
+
+
+def say(console: Console, text: str) -> None:
+    """A line of plain text: no markup (job errors hold brackets), long lines left whole."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A grid read, checked and expanded: what `tvo run` is about to do."""
+
+    grid: Grid
+    specs: list[JobSpec]
+    grid_dir: Path
+
+
+def plan_run(grid_ref: str, overrides: list[str], out_root: Path,
+             samples: int | None = None) -> Plan:
+    grid = load_grid(grid_ref, overrides, samples)
+    return Plan(grid, expand(grid), out_root / grid.name)
+
+
+def print_plan(plan: Plan, console: Console, pack: int = 0, slots: int = 1) -> None:
+    """--dry-run: the job count, the swept keys and one row per job; writes nothing."""
+    grid = plan.grid
+    swept = grid.swept_keys
+    say(console, f"{grid.name}: {len(plan.specs)} jobs -> {plan.grid_dir} "
+                 "(dry run: nothing written)")
+    counts = [f"{key} ({len(grid.sweeps[key])})" if key in grid.sweeps
+              else f"{key} ({grid.spaces[key]}, {grid.samples} draws)" if key in grid.spaces
+              else f"{key} (tuned)" for key in swept]
+    say(console, "swept: " + (", ".join(counts) or "nothing (one job)"))
+    if grid.compare is not None:
+        compare = grid.compare
+        say(console, f"compare: stage 1 tries {compare.budget} configurations of "
+                     f"{', '.join(f'{k}={v}' for k, v in compare.tune.items())} per "
+                     f"{compare.by}; stage 2 trains each selected one with seeds "
+                     f"{', '.join(map(str, compare.final_seeds))} (selected on {compare.select})")
+    say(console, packing_text(plan.specs, pack, slots))
+    table = Table(show_edge=False, pad_edge=False)
+    table.add_column("job_id")
+    for key in swept:
+        table.add_column(key)
+    known = plan.grid_dir.is_dir()
+    if known:
+        table.add_column("state")
+    for spec in plan.specs[:PLAN_ROWS]:
+        values = spec.to_dict()
+        row = [spec.job_id] + [_cell(values[key]) for key in swept]
+        if known:
+            row.append(job_status(spec.job_id, outdir.run_dir(plan.grid_dir, spec.job_id)).state)
+        table.add_row(*(Text(cell) for cell in row))  # Text: a value like [/b] is no markup
+    console.print(table)
+    if len(plan.specs) > PLAN_ROWS:
+        say(console, f"... and {len(plan.specs) - PLAN_ROWS:,} more jobs (every job is listed "
+                     "in jobs.parquet once the grid runs)")
+
+
+PLAN_ROWS = 1_000  # a dry run's table stays readable (and quick) for a large grid
+
+
+def packing_text(specs: list[JobSpec], pack: int, slots: int) -> str:
+    """How the jobs train: in stacks of how many (pack 0: auto, for `slots` at once), and which
+    jobs train as stacks of one, and why."""
+    from jobs.engine.packing import auto_pack_size, pack_refusal, plan_packs
+
+    size = pack or auto_pack_size(len(specs), slots)
+    how = f"auto for {slots} at once" if pack == 0 else ("off" if pack == 1 else f"--pack {pack}")
+    if size <= 1:
+        return f"packing {how}: each job trains alone"
+    packs = plan_packs(specs, size)
+    text = f"packing {how}: {len(specs)} jobs in {len(packs)} stacks of up to {size}"
+    refusals = sorted({reason for spec in specs if (reason := pack_refusal(spec))})
+    if refusals:
+        alone = sum(1 for spec in specs if pack_refusal(spec))
+        text += f"; {alone} train alone: " + "; ".join(refusals)
+    return text
+
+
+def _cell(value: object) -> str:
+    return str(list(value)) if isinstance(value, tuple | list) else str(value)
+
+
+def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str | None,
+            console: Console) -> int:
+    """Start the backend, write grid.yaml and jobs.parquet, run, report; returns the exit code.
+
+    Raises BackendError (bad input: nothing written) when the backend cannot start.
+    """
+    settings = BackendSettings(grid_dir=plan.grid_dir, resources=plan.grid.resources,
+                               max_parallel=options.max_parallel, ray_address=ray_address,
+                               slurm=plan.grid.slurm)
+    sigterm = signal.getsignal(signal.SIGTERM)
+    backend = make_backend(backend_name, settings)
+    _restore_sigterm(sigterm)
+    backend.warm_up(plan.specs, plan.grid.resources)
+    try:
+        outdir.prepare(plan.grid_dir, plan.grid.to_yaml(), plan.specs, plan.grid.name)
+        say(console, f"{plan.grid.name}: {len(plan.specs)} jobs on {backend.describe()} "
+                     f"-> {plan.grid_dir}")
+        with RunProgress(console) as progress:
+            report = run_grid(plan.specs, plan.grid.name, plan.grid_dir, backend,
+                              plan.grid.resources, options, progress)
+    except KeyboardInterrupt:
+        backend.cancel()
+        say(console, f"interrupted: unfinished jobs keep their last checkpoint; run the same "
+                     f"command again to resume, or see `tvo status {plan.grid_dir}`")
+        return INTERRUPTED
+    finally:
+        backend.close()
+    print_report(report, console)
+    return report.exit_code
+
+
+def execute_comparison(plan: Plan, backend_name: str, options: RunOptions,
+                       ray_address: str | None, console: Console) -> int:
+    """A grid with `compare:` (runner.grid.protocol): the tuning stage, the selection on validation,
+    then the final seeds of each method's selected configuration. A rerun skips what is done
+    in either stage and selects the same configurations again."""
+    from runner.grid.protocol import select, stage_two
+
+    compare = plan.grid.compare
+    assert compare is not None
+    say(console, f"stage 1 of 2: {compare.budget} configurations of {', '.join(compare.tune)} "
+                 f"for each {compare.by}, selected on {compare.select}")
+    code = execute(plan, backend_name, options, ray_address, console)
+    if code == INTERRUPTED:
+        return code
+    selections = select(plan.grid_dir, plan.grid.base, plan.grid.sweeps, compare)
+    if not selections:
+        say(console, "no configuration of stage 1 finished: nothing to select; see `tvo status "
+                     f"{plan.grid_dir}`")
+        return 1
+    for chosen in selections:
+        tuned = ", ".join(f"{key}={_cell(value)}" for key, value in chosen.settings.items())
+        say(console, f"selected for {compare.by}={_cell(chosen.context[compare.by])}: {tuned} "
+                     f"({compare.select} {chosen.score:.4f}"
+                     + (f"; {chosen.missing} configurations without a score)"
+                        if chosen.missing else ")"))
+    final = Plan(plan.grid, stage_two(selections, compare), plan.grid_dir)
+    say(console, f"stage 2 of 2: seeds {', '.join(map(str, compare.final_seeds))} of each "
+                 "selected configuration")
+    second = execute(final, backend_name, options, ray_address, console)
+    return second if second == INTERRUPTED else max(code, second)
+
+
+def _restore_sigterm(handler: Any) -> None:
+    """Put the caller's SIGTERM handler back once the backend is up.
+
+    ray.init installs its own (sys.exit), which would skip the run's cleanup when it is killed
+    and the bookkeeping of `tvo cancel`, which stops a run with SIGTERM.
+    """
+    if handler is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+def print_report(report: RunReport, console: Console) -> None:
+    counts = report.counts
+    before = f"; {counts.skipped} already done before this run" if counts.skipped else ""
+    say(console, f"{counts.total} jobs: {counts_text(counts)} ({elapsed_text(counts)}{before})")
+    if report.cancel_requested:
+        say(console, f"cancelled (`tvo cancel`): {len(report.cancelled)} jobs stopped and keep "
+                     f"their last checkpoint, {report.not_started} were not started; run the "
+                     "same command again to resume them")
+    elif report.not_started:
+        say(console, f"--fail-fast: stopped launching after the first failure; "
+                     f"{report.not_started} jobs were not started and stay pending")
+    for path in report.lost_claims:
+        say(console, f"warning: another runner took over job {path} while this one ran it "
+                     "(this runner was thought dead)")
+    for end in report.problems:
+        say(console, f"{end.state} {end.job_id}: {end.error or ''}")
+        say(console, f"  log: {end.log}")
+    if report.detached:
+        say(console, f"detached: {report.detached} jobs submitted; follow them with `tvo status "
+                     f"{report.grid_dir}`; the same `tvo run` again waits for them")
+    for end in report.cancelled:
+        say(console, f"cancelled {end.job_id}: `tvo run` resumes it; log: {end.log}")
+    say(console, f"results in {report.grid_dir}")
+
+
+def print_status(status: GridStatus, console: Console) -> None:
+    counts = status.counts
+    say(console, f"{status.grid_dir}: {len(status.jobs)} jobs")
+    line = " · ".join(f"{state} {count}" for state, count in counts.items())
+    if status.interrupted:
+        line += (f" ({status.interrupted} interrupted: their runner is gone; "
+                 "`tvo run` resumes them from their checkpoint)")
+    say(console, line)
+    print_slurm_jobs(status, console)
+    for job in status.problems:
+        say(console, f"{job.state} {job.job_id}: {job.error or ''}")
+        say(console, f"  log: {job.log}")
+
+
+SLURM_ROWS = 20  # a big grid's table would bury the counts: the rest is on disk
+
+
+def print_slurm_jobs(status: GridStatus, console: Console) -> None:
+    """SLURM's states, and each job's SLURM job id, unfinished ones first."""
+    in_slurm = [job for job in status.jobs if job.slurm is not None]
+    if not in_slurm:
+        return
+    states = Counter(job.slurm.state.split()[0] for job in in_slurm if job.slurm is not None)
+    say(console, "SLURM: " + " · ".join(f"{state} {count}" for state, count in states.items()))
+    in_slurm.sort(key=lambda job: job.state == results.DONE)
+    for job in in_slurm[:SLURM_ROWS]:
+        assert job.slurm is not None
+        say(console, f"  {job.job_id}  {job.slurm.slurm_id}  {job.slurm.state}  {job.slurm.log}")
+    if len(in_slurm) > SLURM_ROWS:
+        say(console, f"  ... and {len(in_slurm) - SLURM_ROWS} more (see "
+                     f"{status.grid_dir / 'slurm'}/*/submission.json)")
+
+
+def print_grids(console: Console) -> None:
+    table = Table(title="Grids shipped with tvo (run one with: tvo run NAME)")
+    table.add_column("grid", style="bold")
+    table.add_column("jobs", justify="right")
+    table.add_column("description")
+    for name in shipped_grids():
+        try:
+            grid = load_grid(name)
+            count = str(len(expand(grid)))
+            description = grid.description
+        except GridError as exc:  # a shipped grid that needs a strategy this build lacks
+            count, description = "-", f"cannot expand here: {exc}"
+        table.add_row(name, count, description)
+    console.print(table)

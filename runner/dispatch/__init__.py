@@ -1,0 +1,1 @@
+"""Running a grid: the driver, preflight checks, its output dir, status and cancel."""

@@ -1,0 +1,73 @@
+"""What a grid run is told (RunOptions) and what it reports: live Counts for progress, how each
+job ended (JobEnd) and the RunReport the command prints."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobs.rundir.claims import DEFAULT_LEASE_S
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    max_parallel: int | None = None  # units in flight at once; None: what the backend runs
+    retries: int = 0
+    fail_fast: bool = False
+    lease_s: float = DEFAULT_LEASE_S
+    poll_s: float = 1.0  # how often to look at jobs another runner holds
+    pack: int = 0  # compatible jobs per stack at most; 0: auto (jobs.engine.packing)
+    detach: bool = False  # submit every pending job at once and return; the cluster runs them
+    tensorboard: bool = False  # each job also writes TensorBoard events into its run dir
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """How one job of this run ended (or why it did not run)."""
+
+    job_id: str
+    state: str
+    error: str | None = None
+    log: str = ""
+
+
+@dataclass
+class Counts:
+    """Live counts for progress: every job of the grid is in exactly one of these."""
+
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    diverged: int = 0
+    cancelled: int = 0
+    running: int = 0
+    elsewhere: int = 0  # held by another runner
+    pending: int = 0
+    skipped: int = 0  # finished before this run started (counted in done/diverged too)
+    started_at: float = field(default_factory=time.perf_counter)
+    ended_at: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended_at or time.perf_counter()) - self.started_at
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed + self.diverged + self.cancelled
+
+
+@dataclass
+class RunReport:
+    grid_dir: Path
+    counts: Counts
+    problems: list[JobEnd]  # failed and diverged jobs, in the order they ended
+    not_started: int = 0  # left pending by --fail-fast or a cancel request
+    lost_claims: list[str] = field(default_factory=list)
+    detached: int = 0  # jobs --detach left running on the cluster
+    cancelled: list[JobEnd] = field(default_factory=list)  # stopped by a cancel request
+    cancel_requested: bool = False  # the grid's cancel request stopped this run
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.counts.done + self.detached == self.counts.total else 1

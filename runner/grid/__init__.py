@@ -1,0 +1,2 @@
+"""A grid as a whole: its file, sweeps, search spaces, expansion to jobs, and the comparison
+protocol."""

@@ -1,0 +1,245 @@
+"""The summary as files and text: Arrow table (for Parquet), CSV, JSON, markdown and rich table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any
+
+import pyarrow as pa
+
+from jobs.rundir import results
+from runner.report.tables import MEASURES, STATE_COLUMNS, Summary, format_value
+
+STAT_SUFFIXES = ("mean", "std", "ci_low", "ci_high")
+
+
+def summary_columns(keys: list[str]) -> list[tuple[str, pa.DataType]]:
+    """Column names and types of summary.parquet / summary.csv, in order."""
+    setting_types = {f.name: f.type for f in results.jobs_schema()}
+    columns = [(key, setting_types[key]) for key in keys]
+    columns += [("group", pa.string()), ("label", pa.string()), ("jobs", pa.int64()),
+                ("seeds", pa.int64())]
+    columns += [(state, pa.int64()) for state in STATE_COLUMNS]
+    columns += [(f"{name}_{suffix}", pa.float64()) for name in MEASURES for suffix in STAT_SUFFIXES]
+    columns += [("epochs_to_threshold", pa.float64()), ("threshold_reached", pa.int64()),
+                ("threshold_never", pa.int64()), ("baseline", pa.string()),
+                ("test", pa.string()), ("pairs", pa.int64()),
+                ("diff_final_test_acc", pa.float64()), ("diff_ci_low", pa.float64()),
+                ("diff_ci_high", pa.float64()), ("p_value", pa.float64()),
+                ("p_holm", pa.float64()), ("significant", pa.bool_())]
+    return columns
+
+
+def _plain(value: Any) -> Any:
+    """JSON/Arrow-friendly: tuples as lists, NaN as None."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def summary_table(summary: Summary, figures: dict[str, str] | None = None) -> pa.Table:
+    """`figures`: what figure_cache keeps of the figures drawn with it, if any."""
+    columns = summary_columns(summary.keys)
+    schema = pa.schema(columns, metadata={
+        "tvo.schema": "summary", "tvo.schema_version": results.SCHEMA_VERSION,
+        "tvo.threshold": str(summary.threshold),
+        "tvo.baseline": "" if summary.baseline is None else
+        f"{summary.baseline[0]}={format_value(summary.baseline[1])}",
+        **(figures or {}),
+    })
+    records = [{name: _plain(row[name]) for name, _ in columns} for row in summary.rows]
+    return pa.Table.from_pylist(records, schema=schema)
+
+
+def to_csv(summary: Summary) -> str:
+    names = [name for name, _ in summary_columns(summary.keys)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(names)
+    for row in summary.rows:
+        writer.writerow([_csv_cell(row[name]) for name in names])
+    return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return format_value(value)
+
+
+def to_json(summary: Summary, meta: dict[str, Any]) -> str:
+    names = [name for name, _ in summary_columns(summary.keys)]
+    groups = [{name: _plain(row[name]) for name in names} for row in summary.rows]
+    return json.dumps({**meta, "groups": groups}, indent=2) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Human-readable cells, shared by the markdown and the terminal table
+
+
+NOT_APPLICABLE = "n/a"  # a measure with no value for any done seed (ECE of a tanh output)
+SIGNIFICANCE = 0.05  # the level `*` marks, on Holm-corrected p-values
+
+
+def number(value: float | None, digits: int = 4) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+def mean_ci(row: dict[str, Any], name: str, digits: int = 4, sep: str = " ") -> str:
+    mean, low, high = row[f"{name}_mean"], row[f"{name}_ci_low"], row[f"{name}_ci_high"]
+    if math.isnan(mean) and row["seeds"]:
+        return NOT_APPLICABLE
+    if math.isnan(low):
+        return number(mean, digits)
+    return f"{number(mean, digits)}{sep}± {number((high - low) / 2, digits)}"
+
+
+def mean_text(row: dict[str, Any], name: str, digits: int = 3) -> str:
+    mean = row[f"{name}_mean"]
+    return NOT_APPLICABLE if math.isnan(mean) and row["seeds"] else number(mean, digits)
+
+
+def p_text(p_value: float, *, mark: bool = False) -> str:
+    """A p-value to three places; `mark`: with ` *` below SIGNIFICANCE (for Holm's)."""
+    if p_value is None or math.isnan(p_value):
+        return "—"
+    shown = "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
+    return f"{shown} *" if mark and p_value < SIGNIFICANCE else shown
+
+
+def diff_text(row: dict[str, Any], summary: Summary, sep: str = " ") -> str:
+    if summary.baseline is not None and row.get(summary.baseline[0]) == summary.baseline[1]:
+        return "baseline"
+    diff = row["diff_final_test_acc"]
+    if math.isnan(diff):
+        return "—"
+    if math.isnan(row["diff_ci_low"]):
+        return f"{diff:+.4f}"
+    return f"{diff:+.4f}{sep}[{row['diff_ci_low']:+.4f}, {row['diff_ci_high']:+.4f}]"
+
+
+def threshold_text(row: dict[str, Any]) -> str:
+    seeds = row["threshold_reached"] + row["threshold_never"]
+    if seeds == 0:
+        return "—"
+    if row["threshold_reached"] == 0:
+        return f"never (0/{seeds})"
+    return f"{row['epochs_to_threshold']:g} ({row['threshold_reached']}/{seeds})"
+
+
+def problems_text(row: dict[str, Any], sep: str = ", ") -> str:
+    return sep.join(f"{row[state]} {state}" for state in STATE_COLUMNS if row[state])
+
+
+def display(summary: Summary, *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Headers and cells of the summary table as people read it, best group first.
+
+    One column per grouping setting (its short label). Compact, for the terminal: short
+    headers, CIs on a second line, the CI of the accuracies only, no confidence and margin (the
+    report and the files have everything).
+    """
+    sep = "\n" if compact else " "
+    keys = summary.keys or ["group"]
+    if compact:
+        headers = [*keys, "seeds", "final acc", "Δ vs baseline", "p", "p Holm", "acc@best val",
+                   "NLL", "ECE", f"epochs\nto {summary.threshold:g}", "acc AUC", "not done"]
+    else:
+        headers = [*keys, "seeds", "final acc", "Δ acc vs baseline [95% CI]", "p", "p (Holm)",
+                   "acc@best val", "NLL", "ECE", "confidence", "margin",
+                   f"epochs to {summary.threshold:g}", "acc AUC", "not done"]
+    cells = []
+    for row in summary.rows:
+        def cell(name: str, row: dict[str, Any] = row) -> str:
+            return mean_text(row, name) if compact else mean_ci(row, name, 3)
+
+        seeds = str(row["seeds"])
+        if row["seeds"] != row["jobs"]:
+            seeds += f"/{row['jobs']}"
+        names = [summary.labels.value(key, row[key]) for key in summary.keys] or [row["group"]]
+        measures = [cell("test_nll"), cell("ece")]
+        if not compact:
+            measures += [cell("confidence"), cell("margin")]
+        cells.append([
+            *names, seeds, mean_ci(row, "final_test_acc", 4, sep), diff_text(row, summary, sep),
+            p_text(row["p_value"]), p_text(row["p_holm"], mark=True),
+            cell("test_acc_at_best_val") if compact
+            else mean_ci(row, "test_acc_at_best_val", 4), *measures,
+            threshold_text(row), cell("acc_auc"), problems_text(row, "\n" if compact else ", "),
+        ])
+    return headers, cells
+
+
+def comparison_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """The comparison with the baseline, one row per compared group, best first."""
+    headers = ["group", "baseline", "test", "Δ final acc [95% CI]", "p", "p (Holm)"]
+    labels = {group.name: group.label for group in summary.groups}
+    cells = []
+    for row in summary.rows:
+        if row["test"] is None:
+            continue
+        test = row["test"] + (f" ({row['pairs']} pairs)" if row["pairs"] else "")
+        cells.append([row["label"], labels[row["baseline"]], test, diff_text(row, summary),
+                      p_text(row["p_value"]), p_text(row["p_holm"], mark=True)])
+    return headers, cells
+
+
+def to_markdown(summary: Summary) -> str:
+    headers, cells = display(summary)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+# Terminal columns after the grouping settings, most important first: on a narrow terminal the
+# ones that do not fit are left out (report.md and the files have them all).
+TERMINAL_PRIORITY = ("final acc", "Δ vs baseline", "p Holm", "seeds", "not done", "p", "epochs",
+                     "acc@best val", "acc AUC", "ECE", "NLL")
+MAX_KEY_WIDTH = 60  # a longer label folds onto several lines
+
+
+def _width(texts: list[str]) -> int:
+    return max(len(line) for text in texts for line in text.splitlines() or [""])
+
+
+def rich_table(summary: Summary, title: str, width: int = 200) -> Any:
+    """The compact table, with as many measure columns as fit in `width` characters."""
+    from rich import box
+    from rich.table import Table
+
+    headers, cells = display(summary, compact=True)
+    keys = len(summary.keys or ["group"])
+    widths = [_width([h, *(row[i] for row in cells)]) for i, h in enumerate(headers)]
+    # each column takes its width + 2 padding + 1 separator; the table edges 2 more
+    used = 2 + sum(min(w, MAX_KEY_WIDTH) + 3 for w in widths[:keys])
+    shown = set(range(keys))
+    hidden = []
+    for name in TERMINAL_PRIORITY:
+        if summary.baseline is None and name in ("Δ vs baseline", "p", "p Holm"):
+            continue  # all empty: the notes say why there is no comparison
+        index = next(i for i, h in enumerate(headers) if h.split("\n")[0] == name)
+        if used + widths[index] + 3 <= width:
+            shown.add(index)
+            used += widths[index] + 3
+        else:
+            hidden.append(headers[index].replace("\n", " "))
+    caption = (f"not shown for lack of width: {', '.join(hidden)} (see summary/report.md)"
+               if hidden else None)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  caption=caption, caption_justify="left")
+    for index in sorted(shown):
+        is_key = index < keys
+        table.add_column(headers[index], overflow="fold", justify="left" if is_key else "right",
+                         style="bold" if is_key else None, no_wrap=not is_key,
+                         max_width=MAX_KEY_WIDTH if is_key else None)
+    for row in cells:
+        table.add_row(*(row[i] for i in sorted(shown)))
+    return table

@@ -1,0 +1,87 @@
+"""What tables and plots call a group: only what tells it apart from the other groups.
+
+A group is labelled by its grouping settings (the swept ones), the compared one first without
+its key (`fixed`, `tvo(adapt=sigma, normalize=true)`), the others as `lr=0.5`. The compared
+setting (the strategy when it is swept) is the plots' colour; the others are their facets. Full
+canonical values stay in every file (columns named after the settings, and `group`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.report.strategy_labels import short_value, strategy_labels
+
+HUE_PREFERENCE = ("strategy", "strategy_name")  # coloured in plots when among the keys
+GROUP_SEPARATOR = "; "
+
+
+def format_value(value: Any) -> str:
+    """A setting's canonical value as files spell it (CSV cells, group names, --baseline)."""
+    if isinstance(value, tuple | list):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Labels of one summary's groups; `hue` is the key that colours plots, `facets` the rest."""
+
+    keys: tuple[str, ...]
+    hue: str | None
+    facets: tuple[str, ...]
+    strategies: dict[str, str] = field(default_factory=dict)  # canonical -> short
+    hue_order: tuple[str, ...] = ()  # hue labels in grid order: each keeps its colour everywhere
+    facet_order: tuple[str, ...] = ()  # facet labels in grid order
+
+    @classmethod
+    def of(cls, keys: Sequence[str], group_keys: Sequence[tuple[Any, ...]]) -> Labels:
+        hue = next((key for key in HUE_PREFERENCE if key in keys), keys[0] if keys else None)
+        strategies = {}
+        if "strategy" in keys:
+            index = list(keys).index("strategy")
+            strategies = strategy_labels([str(key[index]) for key in group_keys])
+        labels = cls(tuple(keys), hue, tuple(k for k in keys if k != hue), strategies)
+        hues = tuple(dict.fromkeys(labels.hue_label(key) for key in group_keys))
+        facets = tuple(dict.fromkeys(labels.facet_label(key) for key in group_keys))
+        return dataclasses.replace(labels, hue_order=hues, facet_order=facets)
+
+    def value(self, key: str, value: Any) -> str:
+        """A grouping setting's value as tables show it in that setting's column."""
+        if key == "strategy":
+            return self.strategies.get(str(value), str(value))
+        return short_value(value)
+
+    def part(self, key: str, value: Any) -> str:
+        """`lr=0.5`; a strategy by its label alone (it names itself)."""
+        shown = self.value(key, value)
+        return shown if key in HUE_PREFERENCE else f"{key}={shown}"
+
+    def _values(self, key_values: Sequence[Any]) -> dict[str, Any]:
+        return dict(zip(self.keys, key_values, strict=True))
+
+    def group(self, key_values: Sequence[Any]) -> str:
+        if not self.keys:
+            return "all jobs"
+        values = self._values(key_values)
+        order = [self.hue, *self.facets] if self.hue else list(self.keys)
+        return GROUP_SEPARATOR.join(self.part(key, values[key]) for key in order)
+
+    def hue_label(self, key_values: Sequence[Any]) -> str:
+        """What the colour of a group stands for: its hue value, or `all jobs`."""
+        if self.hue is None:
+            return "all jobs"
+        return self.value(self.hue, self._values(key_values)[self.hue])
+
+    def facet_label(self, key_values: Sequence[Any]) -> str:
+        """The panel a group is drawn in; "" when there is one panel."""
+        values = self._values(key_values)
+        return GROUP_SEPARATOR.join(f"{key}={self.value(key, values[key])}"
+                                    for key in self.facets)

@@ -1,0 +1,308 @@
+"""Read a grid's output dir: every job's state and settings, and all metrics in one frame.
+
+Metrics are compacted into summary/metrics.parquet. The compacted file records, in its schema
+metadata, the size and modification time (ns) of every run's metrics.parquet it holds. A later
+read reuses the rows of each run whose file is unchanged and reads only runs that are new or were
+rewritten, and drops runs that are gone; when nothing changed the compacted file is used as is.
+This is stricter than "newer than every run's file": a run copied in with an old mtime, or one
+deleted, is noticed too.
+
+Reading is lazy: `GridData.metrics` is a query over the compacted file and the runs' files, and
+each consumer (the statistics, each plot) reads only the columns it selects. On a first run the
+statistics need 8 of the 58 columns; all of them are read only to write the compacted file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from jobs.rundir import results
+from jobs.spec import JobSpec
+from runner.report.model import Job
+
+SUMMARY_DIR = "summary"
+COMPACTED_FILE = "metrics.parquet"
+JOBS_FILE = "jobs.parquet"
+GRID_FILE = "grid.yaml"
+SOURCES_KEY = b"tvo.sources"  # schema metadata of the compacted file: job_id -> [size, mtime_ns]
+
+Fingerprint = tuple[int, int]  # (size, mtime_ns) of a run's metrics.parquet
+T = TypeVar("T")
+
+
+class AggregateError(ValueError):
+    """A grid dir that cannot be aggregated; the message is one line naming the path."""
+
+
+@dataclass(frozen=True)
+class GridData:
+    """What `load_grid` found: jobs in a stable order, and a lazy view of all metrics rows."""
+
+    grid_dir: Path
+    name: str
+    jobs: dict[str, Job]
+    metrics: pl.LazyFrame  # every metrics row; read when a query over it is collected
+    compaction: str  # one line saying whether the compacted file was reused or (re)built
+    compacted_current: bool  # summary/metrics.parquet holds exactly `metrics`: nothing to write
+    sources: dict[str, Fingerprint]
+    run_files: tuple[str, ...] = ()  # the runs' metrics files `metrics` reads besides it
+
+    @property
+    def compacted_path(self) -> Path:
+        return self.grid_dir / SUMMARY_DIR / COMPACTED_FILE
+
+    def collect(self, query: pl.LazyFrame) -> pl.DataFrame:
+        """Run a query over `metrics`; a file that cannot be read is an AggregateError naming it."""
+        return _read_runs(query.collect, self.run_files)
+
+
+def load_grid(grid_dir: Path) -> GridData:
+    """Find the jobs of `grid_dir` and read their metrics (compacted file first)."""
+    grid_dir = Path(grid_dir)
+    if not grid_dir.is_dir():
+        raise AggregateError(f"{grid_dir} does not exist or is not a folder; pass the output dir "
+                             "of a grid, e.g. outputs/<grid name>")
+    runs_dir = grid_dir / "runs"
+    names = sorted(e.name for e in os.scandir(runs_dir) if e.is_dir()) if runs_dir.is_dir() else []
+    run_dirs = [runs_dir / name for name in names]
+    sources = {name: _fingerprint(os.path.join(runs_dir, name, results.METRICS_FILE))
+               for name in names}
+    sources = {job_id: print_ for job_id, print_ in sources.items() if print_ is not None}
+    planned, planned_grid = _read_jobs_table(grid_dir / JOBS_FILE)
+    if not sources and not planned:
+        raise AggregateError(
+            f"{grid_dir} is not a tvo output dir: no runs/*/metrics.parquet under it (pass the "
+            "folder that tvo run or tvo train wrote, e.g. outputs/<grid name>)")
+    jobs = _collect_jobs(run_dirs, planned, sources)
+    if not sources:
+        raise AggregateError(f"{grid_dir} has no finished jobs yet: none of its {len(jobs)} jobs "
+                             f"wrote runs/<job_id>/metrics.parquet ({state_counts_text(jobs)})")
+    metrics, run_files, current, compaction = _compacted_metrics(grid_dir, runs_dir, sources)
+    data = GridData(grid_dir=grid_dir, name="", jobs=jobs, metrics=metrics, compaction=compaction,
+                    compacted_current=current, sources=sources, run_files=run_files)
+    return dataclasses.replace(data, jobs=_fill_missing_settings(data),
+                               name=_grid_name(grid_dir, data, planned_grid))
+
+
+def state_counts(jobs: dict[str, Job]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in jobs.values():
+        counts[job.state] = counts.get(job.state, 0) + 1
+    return counts
+
+
+def state_counts_text(jobs: dict[str, Job]) -> str:
+    return ", ".join(f"{n} {state}" for state, n in sorted(state_counts(jobs).items()))
+
+
+def write_compacted(data: GridData) -> None:
+    """Stream the compacted rows into summary/metrics.parquet (atomically), sources recorded.
+
+    Streamed from the runs' files into one file without building an Arrow table first: 2.5x
+    faster than collect + cast + pyarrow at 1M rows.
+    """
+    assert not data.compacted_current
+    metadata = {key.decode(): value.decode()
+                for key, value in results.metrics_schema().metadata.items()}
+    metadata[SOURCES_KEY.decode()] = json.dumps(data.sources)
+    _read_runs(lambda: results.write_query_parquet(data.compacted_path, data.metrics, metadata),
+               data.run_files)
+
+
+# ---------------------------------------------------------------------------------------------
+# Jobs and their settings
+
+
+@functools.cache
+def setting_defaults() -> Mapping[str, Any]:
+    """Every JobSpec setting with its default value (read-only, computed once)."""
+    defaults = {}
+    for f in dataclasses.fields(JobSpec):
+        value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        defaults[f.name] = value
+    return MappingProxyType(defaults)
+
+
+def _hashable(settings: dict[str, Any]) -> dict[str, Any]:
+    return {key: tuple(value) if isinstance(value, list) else value
+            for key, value in settings.items()}
+
+
+def _settings_from_spec(values: dict[str, Any]) -> dict[str, Any]:
+    """Settings from a spec dict; keys a newer or older version lacks take today's defaults."""
+    defaults = setting_defaults()
+    settings = {**defaults, **{k: v for k, v in values.items() if k in defaults}}
+    settings["strategy_name"] = str(settings["strategy"]).split("(", 1)[0]
+    return _hashable(settings)
+
+
+def _read_jobs_table(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
+    """The planned jobs' settings by job id, and the grid name the table records ("" if none)."""
+    if not path.exists():
+        return {}, ""
+    try:
+        # ParquetFile, not read_table: that one imports pyarrow.dataset and pandas (0.2 s)
+        rows = pq.ParquetFile(path).read().to_pylist()
+    except (OSError, pa.ArrowException) as exc:
+        raise AggregateError(f"{path} is not a readable jobs table: {exc}") from None
+    grid = next((str(row["grid"]) for row in rows if row.get("grid")), "")
+    return {row["job_id"]: _settings_from_spec(row) for row in rows}, grid
+
+
+def _collect_jobs(run_dirs: list[Path], planned: dict[str, dict[str, Any]],
+                  sources: dict[str, Fingerprint]) -> dict[str, Job]:
+    """Every planned job and every run dir; a state of done needs a metrics file too."""
+    jobs: dict[str, Job] = {}
+    found = {run.name: run for run in run_dirs}
+    for job_id in [*planned, *(name for name in found if name not in planned)]:
+        run = found.get(job_id)
+        status = results.read_status(run) if run else {"state": results.PENDING}
+        has_metrics = job_id in sources
+        state = str(status.get("state", results.PENDING))
+        if state == results.PENDING and has_metrics:
+            state = results.DONE  # status.json lost, but metrics are written only at the end
+        if state == results.DONE and not has_metrics:
+            state = results.PENDING  # a rerun trains it again, so it is not done
+        settings = planned.get(job_id)
+        if settings is None and run is not None:
+            spec = results.read_json(run / results.SPEC_FILE)
+            settings = _settings_from_spec(spec["spec"]) if spec and "spec" in spec else None
+        if settings is None and not has_metrics:
+            continue  # an empty or foreign folder under runs/: nothing to say about it
+        jobs[job_id] = Job(job_id, state, settings or {}, status.get("error"), status.get("log"),
+                           has_metrics)
+    return jobs
+
+
+def _fill_missing_settings(data: GridData) -> dict[str, Job]:
+    """Runs without spec.json or jobs.parquet row: take their settings from their metrics."""
+    missing = [job_id for job_id, job in data.jobs.items() if not job.settings]
+    if not missing:
+        return data.jobs
+    names = [*setting_defaults(), "strategy_name"]
+    rows = data.collect(data.metrics.filter(pl.col("job_id").is_in(missing)).group_by("job_id")
+                        .agg(pl.col(names).first())).to_dicts()
+    filled = dict(data.jobs)
+    for row in rows:
+        job_id = row.pop("job_id")
+        filled[job_id] = dataclasses.replace(data.jobs[job_id], settings=_hashable(row))
+    return filled
+
+
+def _grid_name(grid_dir: Path, data: GridData, planned_grid: str) -> str:
+    """grid.yaml's name, else the name jobs.parquet records, else the metrics' (a scan)."""
+    grid_file = grid_dir / GRID_FILE
+    if grid_file.exists():
+        import yaml
+
+        try:
+            content = yaml.safe_load(grid_file.read_text())
+        except (OSError, yaml.YAMLError):
+            content = None
+        if isinstance(content, dict) and content.get("name"):
+            return str(content["name"])
+    if planned_grid:
+        return planned_grid
+    names = data.collect(data.metrics.select(pl.col("grid").first())).item()
+    return names or grid_dir.resolve().name
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics: compacted file plus whatever changed since
+
+
+def _fingerprint(path: str) -> Fingerprint | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_size, stat.st_mtime_ns)
+
+
+_POLARS_TYPES = {pa.bool_(): pl.Boolean, pa.int32(): pl.Int32, pa.int64(): pl.Int64,
+                 pa.float64(): pl.Float64, pa.string(): pl.String}
+
+
+def _polars_type(arrow_type: pa.DataType) -> pl.DataType:
+    """The metrics schema's types in polars (pl.from_arrow would do it, but imports pandas)."""
+    if pa.types.is_list(arrow_type):
+        return pl.List(_polars_type(arrow_type.value_type))
+    return _POLARS_TYPES[arrow_type]
+
+
+@functools.cache
+def _polars_schema() -> pl.Schema:
+    return pl.Schema({f.name: _polars_type(f.type) for f in results.metrics_schema()})
+
+
+def _read_runs(read: Callable[[], T], run_files: tuple[str, ...]) -> T:
+    """`read()`, a polars query over the runs' files; when it fails, the first of `run_files`
+    that cannot be read is named in an AggregateError."""
+    try:
+        return read()
+    except (pl.exceptions.PolarsError, OSError):
+        for path in run_files:  # find the file to name in the error; only on this rare path
+            try:
+                _scan([path]).collect()
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise AggregateError(f"{path} is not a readable metrics file: "
+                                     f"{first_line}") from None
+        raise
+
+
+def _scan(paths: list[str]) -> pl.LazyFrame:
+    # files from an older schema version lack newer columns: those read as nulls
+    return pl.scan_parquet(paths, schema=_polars_schema(), missing_columns="insert",
+                           extra_columns="ignore")
+
+
+def _stored_sources(path: Path) -> dict[str, Fingerprint] | None:
+    """Fingerprints recorded in a compacted file, or None if it is missing or not ours."""
+    try:  # the file's key-value metadata (read_schema would give the embedded Arrow schema's)
+        metadata = pq.ParquetFile(path).metadata.metadata or {}
+    except (OSError, pa.ArrowException):
+        return None
+    expected = results.metrics_schema().metadata
+    if metadata.get(b"tvo.schema_version") != expected[b"tvo.schema_version"]:
+        return None
+    try:
+        stored = json.loads(metadata[SOURCES_KEY])
+    except (KeyError, ValueError):
+        return None
+    return {job_id: (int(size), int(mtime)) for job_id, (size, mtime) in stored.items()}
+
+
+def _compacted_metrics(grid_dir: Path, runs_dir: Path, sources: dict[str, Fingerprint],
+                       ) -> tuple[pl.LazyFrame, tuple[str, ...], bool, str]:
+    """The metrics query, the runs' files it reads (not the compacted one), whether the
+    compacted file is current (holds exactly these rows), and a note."""
+    path = grid_dir / SUMMARY_DIR / COMPACTED_FILE
+    stored = _stored_sources(path) or {}
+    unchanged = [job_id for job_id, print_ in sources.items() if stored.get(job_id) == print_]
+    if stored and len(unchanged) == len(sources) == len(stored):
+        return _scan([str(path)]), (), True, f"reused {SUMMARY_DIR}/{COMPACTED_FILE}"
+    changed = [job_id for job_id in sources if stored.get(job_id) != sources[job_id]]
+    run_files = tuple(str(runs_dir / job_id / results.METRICS_FILE) for job_id in changed)
+    parts = [_scan(list(run_files))] if run_files else []
+    if unchanged:
+        parts.insert(0, _scan([str(path)]).filter(pl.col("job_id").is_in(unchanged)))
+    metrics = pl.concat(parts, how="vertical")
+    if unchanged:
+        note = (f"updated {SUMMARY_DIR}/{COMPACTED_FILE}: kept {len(unchanged)} runs, read "
+                f"{len(changed)}, dropped {len(set(stored) - set(sources))}")
+    else:
+        note = f"compacted {len(changed)} runs into {SUMMARY_DIR}/{COMPACTED_FILE}"
+    return metrics, run_files, False, note

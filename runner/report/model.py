@@ -1,0 +1,91 @@
+"""The values an aggregation passes around: jobs, groups, the summary, and what plots draw.
+
+Kept apart from the modules that compute them (polars, pyarrow, scipy) so the figure workers,
+which receive them pickled, import only this, numpy and matplotlib.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from runner.report.labels import Labels
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of the grid as found on disk."""
+
+    job_id: str
+    state: str  # done | diverged | failed | running | cancelled | pending
+    settings: dict[str, Any]  # every JobSpec setting and strategy_name; lists as tuples
+    error: str | None = None
+    log: str | None = None
+    has_metrics: bool = False
+
+
+@dataclass(frozen=True)
+class Group:
+    key: tuple[Any, ...]  # values of the grouping settings, in their order
+    name: str  # every grouping setting with its full value: `strategy=fixed(c=0.9, ...); lr=0.1`
+    label: str  # what tells it apart from the other groups: `fixed; lr=0.1` (see labels)
+    jobs: tuple[Job, ...]
+    done_ids: tuple[str, ...]  # its jobs that are done: the ones its statistics use
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Everything the formats, plots and report need."""
+
+    keys: list[str]
+    labels: Labels
+    groups: list[Group]  # sorted like rows
+    rows: list[dict[str, Any]]  # one per group, best first
+    baseline: tuple[str, Any] | None  # (key, value) compared against, None when no comparison
+    baseline_note: str  # why there is no comparison, or which groups lack a baseline
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Mean over seeds per epoch, with the CI band (NaN where fewer than two seeds)."""
+
+    group: Group
+    epochs: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Mean over seeds of each class's c_i and nc_i per epoch."""
+
+    group: Group
+    epochs: np.ndarray
+    target_class: np.ndarray  # epochs x classes
+    target_nonclass: np.ndarray
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """A group's reliability bins at the final epoch, pooled over its seeds: per bin the
+    predictions' count (summed) and their mean confidence and accuracy (count-weighted; NaN in
+    an empty bin)."""
+
+    group: Group
+    count: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+
+
+@dataclass(frozen=True)
+class PlotData:
+    """Everything the figures and the HTML charts draw, read once for both."""
+
+    groups: list[Group]  # groups with done jobs, best first
+    curves: dict[str, list[Curve]]  # metrics column -> one curve per group
+    trajectories: list[Trajectory]
+    reliability: list[Reliability] = field(default_factory=list)  # groups with bins, best first

@@ -1,0 +1,130 @@
+"""Which figures a summary gets, what they are called, and their files (PNG, and SVG for papers).
+
+The figures themselves are in figures.py, the data they draw in plot_data.py.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from runner.report.labels import Labels
+from runner.report.model import Curve, PlotData, Summary
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+FIGURES = ("test_acc", "train_loss", "targets", "final_acc", "calibration")
+# PNG for the reports, SVG (vector, text kept as text) for papers; SVG rather than PDF as it
+# takes a third of the time to write (0.2 s against 0.3-0.6 s per figure, measured on the 1,000
+# job benchmark grid) and the aggregation has 3 s in all
+FORMATS = ("png", "svg")
+# the figures of a metric over epochs (each a plot_data.curves column): y label and title
+CURVE_FIGURES = {
+    "test_acc": ("test accuracy", "Test accuracy over epochs (mean over seeds, 95 % CI)"),
+    "train_loss": ("training loss", "Training loss over epochs (mean over seeds, 95 % CI)")}
+PLOT_FILES = tuple(f"{name}.{fmt}" for name in FIGURES for fmt in FORMATS)
+CALIBRATION_TITLE = ("Reliability at the final epoch (bins pooled over seeds; dotted: perfect "
+                     "calibration)")
+
+
+def calibrated(summary: Summary) -> list[int]:
+    """Indices of the rows that have an ECE (null ECE: not applicable to that output)."""
+    return [i for i, row in enumerate(summary.rows) if not math.isnan(row["ece_mean"])]
+
+
+def final_eces(summary: Summary) -> dict[str, float]:
+    """Group name -> its mean final ECE, as the tables give it (NaN: not applicable)."""
+    return {group.name: row["ece_mean"] for group, row in zip(summary.groups, summary.rows,
+                                                              strict=True)}
+
+
+def plot_notes(summary: Summary, plot_data: PlotData) -> list[str]:
+    """What the report says about plots left out, and why."""
+    from runner.report.figures import MAX_TARGET_PANELS
+
+    notes = []
+    moving = len(plot_data.trajectories)
+    if moving > MAX_TARGET_PANELS:
+        notes.append(f"targets shows the best {MAX_TARGET_PANELS} of {moving} groups whose "
+                     "targets move")
+    if not moving:
+        notes.append("no target trajectories: no strategy in this grid moved c_i or nc_i")
+    lacking = len(summary.rows) - len(calibrated(summary))
+    if lacking:
+        notes.append(f"ECE and NLL are not applicable to {lacking} group(s) (tanh, lecun_tanh "
+                     "or linear outputs are no probabilities): left out of the calibration "
+                     "plots")
+    binned = {r.group.name for r in plot_data.reliability}
+    unbinned = [i for i in calibrated(summary) if summary.groups[i].name not in binned
+                and summary.groups[i].done_ids]
+    if unbinned:
+        notes.append(f"{len(unbinned)} group(s) with an ECE have no reliability bins (metrics "
+                     "written before tvo recorded them): left out of the calibration plots")
+    return notes
+
+
+def figure_names(summary: Summary, plot_data: PlotData) -> list[str]:
+    """The figures this summary gets, in report order."""
+    names = []
+    if plot_data.groups:
+        names += ["test_acc", "train_loss"]
+    if plot_data.trajectories:
+        names.append("targets")
+    if plot_data.groups:
+        names.append("final_acc")
+    if plot_data.reliability:
+        names.append("calibration")
+    return names
+
+
+def curve_figure(name: str, curves: Sequence[Curve], labels: Labels) -> Figure:
+    """The figure of a metric over epochs (a name of CURVE_FIGURES), from its curves alone."""
+    from runner.report import figures as draw
+
+    ylabel, title = CURVE_FIGURES[name]
+    return draw.curves_figure(curves, labels, ylabel, title)
+
+
+def make_figures(summary: Summary, plot_data: PlotData,
+                 only: Sequence[str] | None = None) -> dict[str, Figure]:
+    """Figure name -> figure (those of `only` when given); plot_notes says what is left out."""
+    from runner.report import figures as draw
+
+    wanted = [name for name in figure_names(summary, plot_data) if only is None or name in only]
+    made: dict[str, Figure] = {name: curve_figure(name, plot_data.curves[name], summary.labels)
+                               for name in CURVE_FIGURES if name in wanted}
+    if "targets" in wanted:
+        made["targets"] = draw.targets_figure(plot_data.trajectories)
+    if "final_acc" in wanted:
+        made["final_acc"] = draw.dots_figure(summary, [("final_test_acc", "final test accuracy")],
+                                             "Final test accuracy (mean over seeds, 95 % CI)")
+    if "calibration" in wanted:
+        made["calibration"] = draw.reliability_figure(
+            plot_data.reliability, summary.labels, final_eces(summary), CALIBRATION_TITLE)
+    return made
+
+
+def figure_files(name: str, figure: Figure) -> dict[str, bytes]:
+    """`name.png` and `name.svg`, the SVG with its text as text (editable, searchable).
+
+    The figure is laid out once, here, and then has no layout engine: savefig() draws a figure
+    that has one twice, once without output to run it, and that pass (a third of a figure's
+    drawing time) would be repeated for each format. Same files as savefig with the engine.
+    """
+    from matplotlib import rc_context
+
+    files = {}
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "tvo",  # same input, same file
+                     "figure.autolayout": False, "figure.constrained_layout.use": False}):
+        engine = figure.get_layout_engine()
+        if engine is not None:
+            engine.execute(figure)
+        figure.set_layout_engine(None)  # (with the two rc settings above: no engine at all)
+        for fmt in FORMATS:
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format=fmt)
+            files[f"{name}.{fmt}"] = buffer.getvalue()
+    return files

@@ -1,0 +1,206 @@
+"""Per-job measures, groups of seeds, statistics per group, and the comparison with a baseline.
+
+A group is every job whose grouping settings are equal (by default: every swept setting except
+the seed). Statistics use the done jobs of a group; diverged, failed and unfinished jobs are
+counted per group but never averaged in, so a strategy that diverges on some seeds shows that
+in its counts rather than in a mean over the survivors alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from jobs.rundir import results
+from jobs.spec import JobSpec
+from runner.report import stats
+from runner.report.labels import Labels, format_value
+from runner.report.load import AggregateError, GridData
+from runner.report.model import Group, Job, Summary
+
+# summary name -> what it is; each gets _mean, _std, _ci_low, _ci_high columns
+MEASURES: dict[str, str] = {
+    "final_test_acc": "test accuracy at the final epoch",
+    "test_acc_at_best_val": "test accuracy at the epoch of the best validation accuracy",
+    "test_nll": "test negative log-likelihood, final epoch",
+    "ece": "expected calibration error (10 bins), final epoch",
+    "confidence": "mean cosine to the closest target template, final epoch",
+    "margin": "mean top-1 minus top-2 output, final epoch",
+    "final_train_loss": "training loss of the final epoch",
+    "acc_auc": "area under the test-accuracy curve divided by the epochs (1 = perfect at once)",
+}
+FINAL_COLUMNS = {"final_test_acc": "test_acc", "test_nll": "test_nll", "ece": "ece",
+                 "confidence": "confidence", "margin": "margin", "final_train_loss": "train_loss"}
+COMPARED = "final_test_acc"  # the measure compared with the baseline
+STATE_COLUMNS = (results.FAILED, results.DIVERGED, results.RUNNING, results.CANCELLED,
+                 results.PENDING)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grouping keys
+
+
+def groupable_settings() -> list[str]:
+    """Settings that can define a group: what a job computes (not where its data lies)."""
+    return [f.name for f in dataclasses.fields(JobSpec) if f.metadata["identity"]]
+
+
+def swept_settings(jobs: Sequence[Job]) -> list[str]:
+    """Settings whose values differ between jobs, in JobSpec order, without the seed."""
+    swept = []
+    for name in groupable_settings():
+        values = {job.settings.get(name) for job in jobs}
+        if len(values) > 1 and name != "seed":
+            swept.append(name)
+    return swept
+
+
+def resolve_keys(jobs: Sequence[Job], by: Sequence[str] | None) -> list[str]:
+    if by is None:
+        return swept_settings(jobs)
+    valid = [*groupable_settings(), "strategy_name"]
+    for key in by:
+        if key not in valid:
+            raise AggregateError(f"--by got unknown setting {key!r}; valid: {', '.join(valid)}")
+    return list(dict.fromkeys(by))
+
+
+def group_name(keys: Sequence[str], key: Sequence[Any]) -> str:
+    """The full name of a group: every grouping setting with its canonical value."""
+    if not keys:
+        return "all jobs"
+    return "; ".join(f"{name}={format_value(value)}" for name, value in zip(keys, key, strict=True))
+
+
+def make_groups(jobs: Sequence[Job], keys: Sequence[str]) -> tuple[list[Group], Labels]:
+    members: dict[tuple[Any, ...], list[Job]] = {}
+    for job in jobs:
+        members.setdefault(tuple(job.settings.get(k) for k in keys), []).append(job)
+    labels = Labels.of(keys, list(members))
+    groups = [Group(key, group_name(keys, key), labels.group(key), tuple(group),
+                    tuple(job.job_id for job in group if job.state == results.DONE))
+              for key, group in members.items()]
+    return groups, labels
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-job measures (the one pass over all metrics rows)
+
+
+def per_job_measures(data: GridData, job_ids: Sequence[str],
+                     threshold: float) -> dict[str, dict[str, Any]]:
+    """Final-epoch values, the test accuracy at the best validation epoch, the first epoch at
+    which validation accuracy reaches the threshold, and the AUC, per job. Epochs are chosen on
+    validation, never on test (null where a job has no validation part)."""
+    epoch = pl.col("epoch")
+    val = pl.col("val_acc").sort_by("epoch")
+    has_val = pl.col("val_acc").is_not_null().any()
+    acc = pl.col("test_acc").sort_by("epoch")
+    span = epoch.max() - epoch.min()
+    area = (epoch.sort().diff() * (acc + acc.shift(1)) / 2).sum()  # trapezoids between evals
+    finals = {name: pl.col(column).sort_by("epoch").last()
+              for name, column in FINAL_COLUMNS.items()}
+    # every job is reduced and the wanted ones picked after: cheaper than filtering 1M rows
+    frame = data.collect(
+        data.metrics.select("job_id", "epoch", "val_acc",
+                            *sorted(set(FINAL_COLUMNS.values())))
+        .group_by("job_id")
+        .agg(
+            **finals,
+            test_acc_at_best_val=pl.when(has_val).then(
+                acc.get(val.fill_null(-1.0).arg_max())).otherwise(None),
+            epochs_to_threshold=epoch.filter(pl.col("val_acc") >= threshold).min(),
+            acc_auc=pl.when(span > 0).then(area / span).otherwise(acc.last()),
+        )
+    )
+    wanted = set(job_ids)
+    return {row.pop("job_id"): row for row in frame.to_dicts() if row["job_id"] in wanted}
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics per group and the comparison
+
+
+def summarise(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | None = None,
+              baseline: str | None = None) -> Summary:
+    """Groups, their statistics and the comparison with the baseline."""
+    summary, measures = describe(data, threshold=threshold, by=by, baseline=baseline)
+    return compare_with_baseline(summary, measures)
+
+
+def describe(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | None = None,
+             baseline: str | None = None, measures: dict[str, dict[str, Any]] | None = None,
+             ) -> tuple[Summary, dict[str, dict[str, Any]]]:
+    """Everything but the comparison (what the figures need; the comparison's statistics
+    libraries take a second to import), and the per-job measures it will use (`measures`:
+    per_job_measures of these groups' done jobs at this threshold, if read already)."""
+    from runner.report import baseline as compare
+
+    jobs = list(data.jobs.values())
+    keys = resolve_keys(jobs, by)
+    groups, labels = make_groups(jobs, keys)
+    if measures is None:
+        measures = per_job_measures(data, done_ids(groups), threshold)
+    rows = [_group_row(group, keys, measures) for group in groups]
+    chosen, note = compare.choose_baseline(groups, keys, baseline)
+    order = rank_order(groups, measures)
+    summary = Summary(keys=keys, labels=labels, groups=[groups[i] for i in order],
+                      rows=[rows[i] for i in order], baseline=chosen, baseline_note=note,
+                      threshold=threshold)
+    return summary, measures
+
+
+def compare_with_baseline(summary: Summary, measures: dict[str, dict[str, Any]]) -> Summary:
+    """The summary with its comparison columns filled (rows are new dicts)."""
+    from runner.report import baseline as compare
+
+    if summary.baseline is None:
+        return summary
+    rows = [dict(row) for row in summary.rows]
+    note = compare.compare(summary.groups, rows, summary.keys, summary.baseline, measures)
+    return dataclasses.replace(summary, rows=rows, baseline_note=note)
+
+
+def done_ids(groups: Sequence[Group]) -> list[str]:
+    return [job_id for group in groups for job_id in group.done_ids]
+
+
+def rank_order(groups: Sequence[Group], measures: dict[str, dict[str, Any]]) -> list[int]:
+    """The groups' indices in the summary's order: best mean final test accuracy first (groups
+    without one last), then by name. Needs only the measures, so the figure worker can be sent
+    the curves, in this order, before the statistics are done."""
+    def rank(i: int) -> tuple[bool, float, str]:
+        group = groups[i]
+        mean = stats.mean([measures[j][COMPARED] for j in group.done_ids if j in measures])
+        return (math.isnan(mean), -mean if not math.isnan(mean) else 0.0, group.name)
+
+    return sorted(range(len(groups)), key=rank)
+
+
+def _group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, Any]],
+               ) -> dict[str, Any]:
+    row: dict[str, Any] = dict(zip(keys, group.key, strict=True))
+    row["group"] = group.name
+    row["label"] = group.label
+    row["jobs"] = len(group.jobs)
+    done = [measures[job_id] for job_id in group.done_ids if job_id in measures]
+    row["seeds"] = len(done)
+    for state in STATE_COLUMNS:
+        row[state] = sum(job.state == state for job in group.jobs)
+    for name in MEASURES:
+        value = stats.estimate([m[name] for m in done])
+        row.update({f"{name}_mean": value.mean, f"{name}_std": value.std,
+                    f"{name}_ci_low": value.ci_low, f"{name}_ci_high": value.ci_high})
+    reached = stats.threshold_summary([m["epochs_to_threshold"] for m in done])
+    row.update(epochs_to_threshold=reached.median_epochs, threshold_reached=reached.reached,
+               threshold_never=reached.never)
+    row.update(baseline=None, test=None, pairs=None, diff_final_test_acc=stats.NAN,
+               diff_ci_low=stats.NAN, diff_ci_high=stats.NAN, p_value=stats.NAN,
+               p_holm=stats.NAN, significant=None)
+    return row
+
+
