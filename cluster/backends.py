@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the CLI imports this table: keep torch (via jobs) out of `tvo --help`
     from cluster.base import Backend, Resources
-    from jobs.engine.train import JobResult
     from jobs.entry import JobRequest
+    from jobs.rundir.results import JobResult
 
 # name -> (module, class); the module is imported by make_backend, never before
 BACKENDS: dict[str, tuple[str, str]] = {

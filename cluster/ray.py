@@ -20,9 +20,9 @@ from typing import Any
 
 from cluster.backends import BackendError, BackendSettings, UnitEntry, run_entry
 from cluster.base import Backend, Outcome, Resources, WorkUnit
-from jobs.engine.train import JobResult
 from jobs.entry import JobRequest, one_per_dataset
 from jobs.rundir.claims import ClaimWatch
+from jobs.rundir.results import JobResult
 from jobs.spec import JobSpec
 
 log = logging.getLogger("tvo.ray")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from cluster.backends import UnitEntry, run_entry
 from cluster.base import WorkUnit
-from jobs.engine.train import JobResult
 from jobs.rundir import results
+from jobs.rundir.results import JobResult
 
 # SLURM checks time limits on a timer, so its signal comes a little late or early.
 _SIGNAL_SLACK_S = 30
