@@ -29,7 +29,7 @@ class InlineBackend(Backend):
             unit, resources = self._queue.popleft()
             threads = torch.get_num_threads()
             try:
-                results = run_entry(self._entry, unit.jobs, resources.cpus)
+                results = run_entry(self._entry, unit, resources.cpus)
             except Exception as exc:  # the unit itself broke (run_job never raises for a job)
                 yield Outcome(unit, crash=f"{type(exc).__name__}: {exc}",
                               info={"traceback": traceback.format_exc()})

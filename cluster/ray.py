@@ -20,8 +20,7 @@ from typing import Any
 
 from cluster.backends import BackendError, BackendSettings, UnitEntry, run_entry
 from cluster.base import Backend, Outcome, Resources, WorkUnit
-from jobs.entry import JobRequest, one_per_dataset
-from jobs.rundir.claims import ClaimWatch
+from jobs.entry import StackRequest, one_per_dataset
 from jobs.rundir.results import JobResult
 from jobs.spec import JobSpec
 
@@ -114,11 +113,15 @@ def _warm_up_task(specs: Sequence[JobSpec]) -> None:
     warm_up(specs)
 
 
-def _run_unit_task(entry: UnitEntry | None, jobs: Sequence[JobRequest],
+def _run_unit_task(entry: UnitEntry | None, request: StackRequest,
                    threads: int) -> list[JobResult]:
     """What a Ray worker runs for one unit: stops at once if the runner that sent it dies."""
-    with ClaimWatch([Path(request.run_dir) for request in jobs]):
-        return run_entry(entry, jobs, threads)
+    from jobs.rundir.claims import ClaimWatch
+
+    if not request.settings.runner:
+        return run_entry(entry, request, threads)
+    with ClaimWatch(Path(request.grid_dir), request.settings.runner):
+        return run_entry(entry, request, threads)
 
 
 class RayBackend(Backend):
@@ -192,7 +195,7 @@ class RayBackend(Backend):
     def submit(self, units: Sequence[WorkUnit], resources: Resources) -> None:
         task = self._task.options(**self._task_options(resources))
         for unit in units:
-            self._pending[task.remote(self._entry, unit.jobs, resources.cpus)] = unit
+            self._pending[task.remote(self._entry, unit, resources.cpus)] = unit
 
     def outcomes(self) -> Iterator[Outcome]:
         ray = self._ray

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobs.request import CHECKPOINT_SECONDS
 from jobs.rundir.claims import DEFAULT_LEASE_S
 
 
@@ -19,7 +20,8 @@ class RunOptions:
     poll_s: float = 1.0  # how often to look at jobs another runner holds
     pack: int = 0  # compatible jobs per stack at most; 0: auto (jobs.engine.packing)
     detach: bool = False  # submit every pending job at once and return; the cluster runs them
-    tensorboard: bool = False  # each job also writes TensorBoard events into its run dir
+    tensorboard: bool = False  # each job also writes TensorBoard events (tensorboard/<job_id>)
+    checkpoint_seconds: float = CHECKPOINT_SECONDS  # a stack's checkpoints are this far apart
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class Counts:
     elsewhere: int = 0  # held by another runner
     pending: int = 0
     skipped: int = 0  # finished before this run started (counted in done/diverged too)
+    in_flight_done: float = 0.0  # the running stacks' epochs done, in jobs (8 of 16 epochs of a
+    # stack of 64 jobs: 32): progress moves per epoch of a stack, not only when stacks end
+    units_ended: int = 0  # units (stacks) of this run that ended
     started_at: float = field(default_factory=time.perf_counter)
     ended_at: float | None = None
 
@@ -56,6 +61,11 @@ class Counts:
     def finished(self) -> int:
         return self.done + self.failed + self.diverged + self.cancelled
 
+    @property
+    def progressed(self) -> float:
+        """Jobs finished, plus the finished share of the jobs in flight."""
+        return self.finished + self.in_flight_done
+
 
 @dataclass
 class RunReport:
@@ -63,7 +73,7 @@ class RunReport:
     counts: Counts
     problems: list[JobEnd]  # failed and diverged jobs, in the order they ended
     not_started: int = 0  # left pending by --fail-fast or a cancel request
-    lost_claims: list[str] = field(default_factory=list)
+    lost_claims: bool = False  # another runner thought this one dead and took its jobs
     detached: int = 0  # jobs --detach left running on the cluster
     cancelled: list[JobEnd] = field(default_factory=list)  # stopped by a cancel request
     cancel_requested: bool = False  # the grid's cancel request stopped this run

@@ -19,15 +19,12 @@ configurations again from the files.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from jobs.rundir import results
+from jobs.rundir.rows import final_values
 from jobs.spec import JobSpec, settings
 from runner.grid.spaces import Space, draw, parse_space
 from runner.grid.sweeps import SweepError, parse_values
@@ -152,13 +149,13 @@ def select(grid_dir: Path, base: Mapping[str, Any], sweeps: Mapping[str, Sequenc
     first drawn); contexts with no scored configuration are left out."""
     configurations = draw(compare.tune, compare.budget, DRAW_SEED)
     chosen = []
-    for context in contexts(base, sweeps):
-        scored: list[tuple[float, int]] = []
-        for index, configuration in enumerate(configurations):
-            spec = JobSpec.from_dict({**context, **configuration})
-            score = final_validation(grid_dir / "runs" / spec.job_id, compare.select)
-            if score is not None:
-                scored.append((score, index))
+    tried = {(position, index): JobSpec.from_dict({**context, **configuration}).job_id
+             for position, context in enumerate(contexts(base, sweeps))
+             for index, configuration in enumerate(configurations)}
+    scores = final_values(grid_dir, tried.values(), compare.select)
+    for position, context in enumerate(contexts(base, sweeps)):
+        scored = [(scores[tried[position, index]], index)
+                  for index in range(len(configurations)) if tried[position, index] in scores]
         if not scored:
             continue
         sign = 1 if compare.minimize else -1  # best first, then the first drawn
@@ -168,16 +165,6 @@ def select(grid_dir: Path, base: Mapping[str, Any], sweeps: Mapping[str, Sequenc
                                 best_score, [score for score, _ in scored],
                                 len(configurations) - len(scored)))
     return chosen
-
-
-def final_validation(run_dir: Path, metric: str) -> float | None:
-    """A finished job's validation score at its last evaluated epoch, or None."""
-    if not results.is_finished(run_dir):
-        return None
-    column = pq.read_table(run_dir / results.METRICS_FILE, columns=[metric]).column(metric)
-    values = [value for value in column.to_pylist() if value is not None]
-    score = values[-1] if values else None
-    return score if score is not None and math.isfinite(score) else None
 
 
 def stage_two(selections: Sequence[Selection], compare: Compare) -> list[JobSpec]:

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
 from jobs.rundir import results
+from jobs.rundir.rows import final_values
 from jobs.spec import JobSpec
 from runner.grid.protocol import Compare, Selection, select, stage_two
 
@@ -35,17 +34,15 @@ def final_results(grid_dir: Path, base: dict[str, Any], sweeps: dict[str, Any],
                   compare: Compare) -> list[MethodResult]:
     """Each selected configuration's final test accuracies, by seed (finished jobs only)."""
     out = []
-    for selection in select(grid_dir, base, sweeps, compare):
-        accs = {}
-        for spec in stage_two([selection], compare):
-            run_dir = grid_dir / "runs" / spec.job_id
-            if results.is_finished(run_dir):
-                column = pq.read_table(run_dir / results.METRICS_FILE,
-                                       columns=["test_acc"]).column("test_acc").to_pylist()
-                values = [value for value in column if value is not None]
-                if values:
-                    accs[spec.seed] = values[-1]
-        out.append(MethodResult(selection, accs))
+    selections = select(grid_dir, base, sweeps, compare)
+    finals = {selection_index: stage_two([selection], compare)
+              for selection_index, selection in enumerate(selections)}
+    accs = final_values(grid_dir, [spec.job_id for specs in finals.values() for spec in specs],
+                        "test_acc")
+    for selection_index, selection in enumerate(selections):
+        out.append(MethodResult(selection, {spec.seed: accs[spec.job_id]
+                                            for spec in finals[selection_index]
+                                            if spec.job_id in accs}))
     return out
 
 
