@@ -3,7 +3,8 @@
 Events go to <grid dir>/tensorboard/<job_id>/ (jobs.rundir.layout), so `tensorboard --logdir
 outputs/<grid>` shows every job of a grid as its own run (named tensorboard/<job_id>), and the
 HParams tab lists the jobs with the settings the grid sweeps. Being one folder per job, it is
-written only when asked for (--tensorboard): at 100,000 jobs it is 100,000 folders. Written with torch's SummaryWriter, imported only when asked for.
+written only when asked for (--tensorboard): at 100,000 jobs it is 100,000 folders. Written
+with torch's SummaryWriter, imported only when asked for.
 """
 
 from __future__ import annotations
