@@ -25,6 +25,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +35,7 @@ from jobs.engine.member import Member
 from jobs.engine.packing import pack_key
 from jobs.engine.stack import Stack, stack_order
 from jobs.request import RunSettings, StackRequest, stack_id
+from jobs.rundir.index import StateIndex
 from jobs.rundir.layout import OutputDir
 from jobs.rundir.results import JobResult
 from jobs.rundir.run_dir import RunDir, StackFiles
@@ -99,8 +101,9 @@ def run_stack(request: StackRequest, *, threads: int | None = None,
     if threads:
         torch.set_num_threads(threads)
     run_dir = RunDir(request.grid_dir, request.settings.grid)
-    outcome: dict[str, JobResult] = {}
-    cancelled = [spec for spec in request.specs if run_dir.cancel_requested(spec.job_id)]
+    outcome = _finished(request)
+    cancelled = [spec for spec in request.specs
+                 if spec.job_id not in outcome and run_dir.cancel_requested(spec.job_id)]
     if cancelled:
         run_dir.record_cancelled([spec.job_id for spec in cancelled])
         outcome.update((spec.job_id, JobResult(spec.job_id, CANCELLED.value))
@@ -112,6 +115,26 @@ def run_stack(request: StackRequest, *, threads: int | None = None,
     for specs in stacks.values():
         outcome.update(_Stacked(run_dir, specs, request.settings, progress).run())
     return [outcome[spec.job_id] for spec in request.specs]
+
+
+_indexes: dict[str, StateIndex] = {}
+
+
+def _finished(request: StackRequest) -> dict[str, JobResult]:
+    """The recorded results of this unit's jobs that are finished already (not trained again):
+    a worker reads each results file of its grid dir once, however many stacks it runs."""
+    index = _indexes.get(request.grid_dir)
+    if index is None:
+        index = _indexes[request.grid_dir] = StateIndex(Path(request.grid_dir))
+    index.refresh_results()
+    finished = index.finished_ids()
+    found = {}
+    for spec in request.specs:
+        if spec.job_id in finished:
+            record = index.record(spec.job_id)
+            found[spec.job_id] = JobResult(spec.job_id, record.state.value, record.error,
+                                           record.epochs_done, record.test_acc, record.log)
+    return found
 
 
 @dataclass

@@ -73,7 +73,7 @@ class StateIndex:
         self._journal = JournalReader(self.grid_dir)
         self._claims = ClaimReader(self.grid_dir)
         self._files: dict[str, tuple[Fingerprint, Commit | None]] = {}
-        self._finished: dict[str, tuple[float, Outcome, str]] = {}  # job -> (t, outcome, file)
+        self._finished: dict[str, tuple[float, Outcome, str, Commit]] = {}  # job -> its commit
         self._latest: dict[str, _Latest] = {}
         self._attempts: Counter[str] = Counter()
         self._stacks: dict[str, StackStart] = {}
@@ -83,13 +83,18 @@ class StateIndex:
 
     # -- reading --------------------------------------------------------------------------------
     def refresh(self) -> StateIndex:
-        self._read_results()
+        self.refresh_results()
         for event in self._journal.new_events():
             self._fold_event(event)
         self._claims.refresh()
         self._held = self._claims.live_held()
         if self._legacy is None:
             self._legacy = legacy.records(self.grid_dir)
+        return self
+
+    def refresh_results(self) -> StateIndex:
+        """Read only the results files that are new (cheap enough to do before every stack)."""
+        self._read_results()
         return self
 
     def _read_results(self) -> None:
@@ -135,7 +140,7 @@ class StateIndex:
             if outcome.state in FINISHED:
                 known = self._finished.get(job_id)
                 if known is None or commit.committed_at < known[0]:
-                    self._finished[job_id] = (commit.committed_at, outcome, name)
+                    self._finished[job_id] = (commit.committed_at, outcome, name, commit)
             else:
                 self._set_latest(job_id, _Latest(commit.committed_at, "commit", commit.stack,
                                                  outcome))
@@ -180,9 +185,10 @@ class StateIndex:
     def record(self, job_id: str) -> JobRecord:
         finished = self._finished.get(job_id)
         if finished is not None:
-            t, outcome, name = finished
-            return self._from_outcome(job_id, outcome, t, self._stack_of(job_id),
-                                      str(self.out.results / name))
+            t, outcome, name, commit = finished
+            base = JobRecord(job_id, attempts=max(1, self._attempts[job_id]), stack=commit.stack,
+                             host=commit.host, pid=commit.pid, log=commit.log)
+            return self._from_outcome(job_id, outcome, t, base, str(self.out.results / name))
         latest = self._latest.get(job_id)
         old = (self._legacy or {}).get(job_id)
         if old is not None and (old.finished or latest is None):
@@ -203,14 +209,6 @@ class StateIndex:
             return replace(base, interrupted=True)
         assert latest.outcome is not None
         return self._from_outcome(job_id, latest.outcome, latest.t, base, "")
-
-    def _stack_of(self, job_id: str) -> JobRecord:
-        latest = self._latest.get(job_id)
-        start = self._stacks.get(latest.stack) if latest is not None else None
-        return JobRecord(job_id, attempts=self._attempts[job_id],
-                         stack=start.stack if start else "", host=start.host if start else "",
-                         pid=start.pid if start else 0, started_at=start.t if start else 0.0,
-                         log=start.log if start else "")
 
     @staticmethod
     def _from_outcome(job_id: str, outcome: Outcome, t: float, base: JobRecord,
@@ -246,7 +244,7 @@ class StateIndex:
     def committed_by(self) -> dict[str, str]:
         """Finished job -> the results file whose rows are its rows (one per job, always)."""
         return {job_id: str(self.out.results / name)
-                for job_id, (_, _, name) in self._finished.items()}
+                for job_id, (_, _, name, _) in self._finished.items()}
 
     def running_stacks(self) -> dict[str, StackStart]:
         """Stacks started and not ended, with their start (for progress per epoch)."""

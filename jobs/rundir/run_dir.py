@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Iterable, Sequence
@@ -99,7 +100,8 @@ class RunDir:
                 text = (self.out.logs / name).read_text(errors="replace")
             except OSError:
                 continue
-            lines.extend(line for line in text.splitlines() if any(tag in line for tag in tags))
+            lines.extend(record for record in _records(text) if any(tag in record.split("\n", 1)[0]
+                                                                    for tag in tags))
         return "\n".join(lines) + ("\n" if lines else "")
 
     # -- state ----------------------------------------------------------------------------------
@@ -325,6 +327,21 @@ class StackFiles:
         if self.log is not None:
             self.run_dir.close_log()
             self.log = None
+
+
+_RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+
+
+def _records(text: str) -> list[str]:
+    """A log file's records: a line that starts with a time, and the lines that continue it (a
+    traceback)."""
+    found: list[str] = []
+    for line in text.splitlines():
+        if _RECORD_START.match(line) or not found:
+            found.append(line)
+        else:
+            found[-1] += "\n" + line
+    return found
 
 
 class _Tagged(logging.LoggerAdapter):

@@ -197,12 +197,33 @@ class _Driver:
 
     # -- dispatch ---------------------------------------------------------------------------------
     def _dispatch(self, window: int) -> int:
-        room = (window - len(self.in_flight)) * self.pack  # jobs the free slots take
-        wanted: list[str] = []
-        while self.queue and not self.stop_launching and len(wanted) < room:
-            wanted.append(self.queue.popleft())
-        if not wanted:
+        """Claim jobs for the free slots and send them as units; returns how many were sent.
+        Jobs another runner holds, or ran to their end meanwhile, are set aside and more are
+        claimed in their place."""
+        units: list[WorkUnit] = []
+        while not units and self.queue and not self.stop_launching:
+            room = (window - len(self.in_flight)) * self.pack  # jobs the free slots take
+            if room <= 0:
+                break
+            wanted = [self.queue.popleft() for _ in range(min(room, len(self.queue)))]
+            units = self._units(self._claim(wanted), window - len(self.in_flight))
+        if not units:
             return 0
+        time.sleep(self.book.grace_left())  # a dead runner's workers stop within the grace
+        for unit in units:
+            for job_id in unit.job_ids:
+                self.dispatches[job_id] += 1
+            self.in_flight[unit.key] = unit
+            self.waiting.append(unit.key)
+            if self.in_flight_feed is not None:
+                self.in_flight_feed.started(unit.key, len(unit.specs))
+        self._count_started()
+        self.backend.submit(units, self.resources)
+        self.notify(None)  # the units just sent run now: show them as running
+        return len(units)
+
+    def _claim(self, wanted: list[str]) -> list[str]:
+        """The jobs of `wanted` this runner now holds and should run."""
         taken = self.book.take(wanted)
         for job_id, holder in taken.elsewhere.items():
             self.deferred[job_id] = holder
@@ -218,21 +239,7 @@ class _Driver:
                     self._move(pending=-1)
                     self._count_end(self._end_of(record))
                 claimed = [job_id for job_id in claimed if job_id not in ended]
-        units = self._units(claimed, window - len(self.in_flight))
-        if not units:
-            return 0
-        time.sleep(self.book.grace_left())  # a dead runner's workers stop within the grace
-        for unit in units:
-            for job_id in unit.job_ids:
-                self.dispatches[job_id] += 1
-            self.in_flight[unit.key] = unit
-            self.waiting.append(unit.key)
-            if self.in_flight_feed is not None:
-                self.in_flight_feed.started(unit.key, len(unit.specs))
-        self._count_started()
-        self.backend.submit(units, self.resources)
-        self.notify(None)  # the units just sent run now: show them as running
-        return len(units)
+        return claimed
 
     def _units(self, claimed: list[str], slots: int) -> list[WorkUnit]:
         """Stacks of compatible jobs (or one unit per job with pack 1); jobs beyond the free

@@ -1,0 +1,57 @@
+"""What tests read of a grid dir, through the same reader the CLI uses (jobs.rundir.index): a
+job's record, its committed rows, its log lines, whether a checkpoint holds it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from jobs.rundir.checkpoint import read_checkpoint_index
+from jobs.rundir.index import StateIndex
+from jobs.rundir.layout import OutputDir
+from jobs.rundir.run_dir import RunDir
+from jobs.rundir.states import JobRecord
+
+TIMING_COLUMNS = ("epoch_seconds", "samples_per_second")
+
+
+def record(grid_dir: Path, job_id: str) -> JobRecord:
+    return StateIndex(grid_dir).refresh().record(job_id)
+
+
+def state(grid_dir: Path, job_id: str) -> str:
+    return record(grid_dir, job_id).state.value
+
+
+def rows(grid_dir: Path, job_id: str, *, timing: bool = True) -> list[dict[str, Any]]:
+    """A finished job's committed rows, by epoch ([] when it has none)."""
+    found = record(grid_dir, job_id)
+    if not found.committed:
+        return []
+    table = pq.ParquetFile(found.committed).read()
+    if not timing:
+        table = table.drop_columns(list(TIMING_COLUMNS))
+    chosen = [row for row in table.to_pylist() if row["job_id"] == job_id]
+    return sorted(chosen, key=lambda row: row["epoch"])
+
+
+def log(grid_dir: Path, job_id: str) -> str:
+    return RunDir(grid_dir).job_log(job_id)
+
+
+def checkpointed_epoch(grid_dir: Path, job_id: str) -> int | None:
+    """The newest epoch a stack checkpoint holds for the job, or None."""
+    folder = OutputDir(grid_dir).checkpoints
+    epochs = [read_checkpoint_index(folder / name).get(job_id)
+              for name in (os.listdir(folder) if folder.is_dir() else [])]
+    found = [epoch for epoch in epochs if epoch is not None]
+    return max(found) if found else None
+
+
+def files(grid_dir: Path) -> list[str]:
+    """Every file under the grid dir, relative, sorted."""
+    return sorted(str(path.relative_to(grid_dir)) for path in Path(grid_dir).rglob("*")
+                  if path.is_file())
