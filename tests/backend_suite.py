@@ -17,6 +17,9 @@ import dataclasses
 import functools
 import json
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +33,8 @@ from cluster.backends import BackendSettings
 from cluster.base import Backend, Resources
 from jobs.engine.train import JobResult, run_job
 from jobs.entry import StackRequest, run_unit
+from jobs.request import stack_id
+from jobs.rundir.journal import START, append_event
 from jobs.rundir.states import JobRecord
 from jobs.spec import JobSpec
 from runner.dispatch.driver import RunOptions, RunReport, run_grid
@@ -96,6 +101,21 @@ def timed_unit(request: StackRequest, *, threads: int, log_dir: str) -> list[Job
     out = run_unit(request, threads=threads)
     Path(log_dir, request.specs[0].job_id).write_text(json.dumps([started, time.time()]))
     return out
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def record_dead_start(grid_dir: Path, specs: Sequence[JobSpec]) -> None:
+    """What a worker on this host that was SIGKILLed mid-stack leaves: its stack's start, by a
+    process that is gone, and no runner holding the jobs."""
+    append_event(grid_dir, START, stack=stack_id(spec.job_id for spec in specs),
+                 jobs=[spec.job_id for spec in specs], host=socket.gethostname(),
+                 pid=dead_pid(), pid_start="1", log="", epochs=1)
 
 
 def interrupt_at(epoch: int) -> Callable[[int, int, dict[str, Any]], None]:

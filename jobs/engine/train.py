@@ -308,13 +308,11 @@ class _Stacked:
             rows = stack.evaluation_rows(epoch) if any(evaluated) else []
             checkpoint = (time.perf_counter() - last_checkpoint
                           >= self.settings.checkpoint_seconds)
-            whole_grid, asked = self.run_dir.cancel_requests()
             n = data.x_train.shape[0]
             saving: dict[str, dict[str, Any]] = {}
             for i, member in enumerate(active):
-                cancel = whole_grid or member.job_id in asked
                 if self._end_epoch(stack, i, epoch, losses[i], accuracies[i], seconds, n,
-                                   rows[i] if evaluated[i] else None, checkpoint, cancel, saving):
+                                   rows[i] if evaluated[i] else None, checkpoint, saving):
                     live.remove(member)
                 else:
                     member.next_epoch = epoch + 1
@@ -329,7 +327,7 @@ class _Stacked:
 
     def _end_epoch(self, stack: Stack, index: int, epoch: int, train_loss: float,
                    train_acc: float, seconds: float, n: int, row: dict[str, Any] | None,
-                   checkpoint: bool, cancel: bool, saving: dict[str, dict[str, Any]]) -> bool:
+                   checkpoint: bool, saving: dict[str, dict[str, Any]]) -> bool:
         """After a training epoch, for one member: its row, and whether it ends here (a state
         to checkpoint goes into `saving`)."""
         member = stack.members[index]
@@ -354,7 +352,7 @@ class _Stacked:
                     "(best %.4f)", epoch, member.spec.stop_patience, member.best_val_acc)
                 self._end(member, DONE)
                 return True
-        if epoch < member.spec.epochs and cancel:
+        if epoch < member.spec.epochs and self.run_dir.cancel_requested(member.job_id):
             stack.hand_back(index)  # the epoch it stops after, evaluated or not
             saving[member.job_id] = member.state(epoch)
             self._end(member, CANCELLED, epochs_done=epoch)

@@ -16,12 +16,12 @@ from typing import Any
 class JobState(str, Enum):
     """Every state a job can be in; the values are what files and the CLI spell."""
 
-    PENDING = "pending"
-    RUNNING = "running"
     DONE = "done"
+    RUNNING = "running"
     FAILED = "failed"
     DIVERGED = "diverged"
     CANCELLED = "cancelled"
+    PENDING = "pending"
 
     def __str__(self) -> str:
         return self.value
