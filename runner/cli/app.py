@@ -44,18 +44,21 @@ def train(
     from jobs.spec import SpecError
     from runner.cli.interrupts import interrupt_guard
     from runner.dispatch.preflight import PreflightError, check_run
+    from runner.dispatch.run_state import checkpoint_seconds_from_env
     from runner.grid.overrides import parse_assignments
 
     try:
         spec = parse_assignments(settings or [])
         check_run([spec], out)
-    except (SpecError, PreflightError) as exc:
+        checkpoint_seconds = checkpoint_seconds_from_env()
+    except (SpecError, PreflightError, ValueError) as exc:
         fail(str(exc))
     from runner.cli.train import train_one  # here: it imports the training engine
 
     with interrupt_guard(f"job {spec.job_id} keeps its last checkpoint; the same command "
                          f"resumes it (see `tvo status {out}`)"):
-        result = train_one(spec, out, tensorboard=tensorboard)
+        result = train_one(spec, out, tensorboard=tensorboard,
+                           checkpoint_seconds=checkpoint_seconds)
     raise typer.Exit(0 if result.state == "done" else 1)
 
 
@@ -134,8 +137,15 @@ def run(
         raise typer.Exit(0)
     import signal
 
+    from runner.dispatch.run_state import checkpoint_seconds_from_env
+
+    try:
+        checkpoint_seconds = checkpoint_seconds_from_env()
+    except ValueError as exc:
+        fail(str(exc))
     options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast,
-                         pack=pack_size, detach=detach, tensorboard=tensorboard)
+                         pack=pack_size, detach=detach, tensorboard=tensorboard,
+                         checkpoint_seconds=checkpoint_seconds)
     if tensorboard:
         console.print(f"TensorBoard: tensorboard --logdir {plan.grid_dir}", markup=False,
                       highlight=False, soft_wrap=True)

@@ -14,7 +14,8 @@ from runner.cli.console import console
 from runner.dispatch import outdir
 
 
-def train_one(spec: JobSpec, out: Path, *, tensorboard: bool = False) -> JobResult:
+def train_one(spec: JobSpec, out: Path, *, tensorboard: bool = False,
+              checkpoint_seconds: float | None = None) -> JobResult:
     """Train one job in this process into the output dir `out` (listed in its jobs.parquet,
     so `tvo status`, `tvo aggregate` and `tvo ui` read it like a grid's)."""
     outdir.add_jobs(out, [spec], out.name)
@@ -31,13 +32,13 @@ def train_one(spec: JobSpec, out: Path, *, tensorboard: bool = False) -> JobResu
                 bar.update(task, completed=epoch, metrics=_metrics_text(row))
 
             result = run_job(spec, out, grid=out.name, progress=progress,
-                             tensorboard=tensorboard)
+                             tensorboard=tensorboard, checkpoint_seconds=checkpoint_seconds)
     else:
         def progress(epoch: int, epochs: int, row: dict[str, Any]) -> None:
             console.print(f"epoch {epoch}/{epochs} {_metrics_text(row)}")
 
         result = run_job(spec, out, grid=out.name, progress=progress,
-                         tensorboard=tensorboard)
+                         tensorboard=tensorboard, checkpoint_seconds=checkpoint_seconds)
     if tensorboard:
         console.print(f"TensorBoard: tensorboard --logdir {out}", markup=False, highlight=False)
     if result.state == "done":

@@ -3,12 +3,34 @@ job ended (JobEnd) and the RunReport the command prints."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.request import CHECKPOINT_SECONDS
 from jobs.rundir.claims import DEFAULT_LEASE_S
+
+CHECKPOINT_SECONDS_ENV = "TVO_CHECKPOINT_SECONDS"  # overrides a stack's checkpoint interval
+
+
+def checkpoint_seconds_from_env() -> float:
+    """$TVO_CHECKPOINT_SECONDS (0: a checkpoint after every evaluated epoch), else the default.
+
+    Read here, where a run starts, and sent to the workers with each unit: a worker on a joined
+    Ray cluster or a SLURM node does not share this process's environment.
+    Raises ValueError with a one-line message for a value that is not seconds >= 0."""
+    value = os.environ.get(CHECKPOINT_SECONDS_ENV, "")
+    if not value:
+        return CHECKPOINT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"{CHECKPOINT_SECONDS_ENV}={value[:40]!r}: expected a number of seconds "
+                         ">= 0 (0: a checkpoint after every evaluated epoch)")
+    return seconds
 
 
 @dataclass(frozen=True)
