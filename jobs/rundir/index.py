@@ -230,6 +230,12 @@ class StateIndex:
         found.update(dict.fromkeys(self._legacy or {}))
         return list(found)
 
+    def broken_files(self) -> list[Path]:
+        """Results files that are no commit (damaged, cut short by something outside tvo):
+        their jobs count as not run."""
+        return [self.out.results / name for name, (_, commit) in sorted(self._files.items())
+                if commit is None]
+
     def results_files(self) -> dict[str, Fingerprint]:
         """Every committed results file (path -> fingerprint), for the loading layer."""
         return {str(self.out.results / name): fingerprint

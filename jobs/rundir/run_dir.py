@@ -50,6 +50,7 @@ from jobs.spec import JobSpec
 
 log = logging.getLogger("tvo.job")
 
+BROKEN_SUFFIX = ".broken"  # a results file set aside: outside the dataset's *.parquet glob
 CLUSTER_ENV = {"slurm_job_id": "SLURM_JOB_ID", "slurm_array_task_id": "SLURM_ARRAY_TASK_ID"}
 
 
@@ -229,6 +230,19 @@ class RunDir:
                 path.unlink(missing_ok=True)
         for folder in (self.out.results, self.out.checkpoints, self.path):
             remove_partial_writes(folder)
+
+    def set_aside(self, broken: Iterable[Path]) -> list[Path]:
+        """Move results files that are no commit out of the dataset (<name>.broken, kept for a
+        look): their jobs are trained again. Returns the new names."""
+        moved = []
+        for path in broken:
+            target = path.with_name(path.name + BROKEN_SUFFIX)
+            try:
+                os.replace(path, target)
+            except FileNotFoundError:
+                continue
+            moved.append(target)
+        return moved
 
     # -- a stack --------------------------------------------------------------------------------
     def stack_files(self, stack: str, specs: Sequence[JobSpec]) -> StackFiles:

@@ -191,6 +191,9 @@ def print_report(report: RunReport, console: Console) -> None:
     elif report.not_started:
         say(console, f"--fail-fast: stopped launching after the first failure; "
                      f"{report.not_started} jobs were not started and stay pending")
+    for path in report.set_aside:
+        say(console, f"warning: {path.with_suffix('')} was no readable results file (cut short "
+                     f"or damaged): set aside as {path.name}, its jobs were trained again")
     if report.lost_claims:
         say(console, "warning: another runner removed this runner's claims while it ran (it was "
                      "thought dead): it may have taken jobs over")

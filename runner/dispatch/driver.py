@@ -65,7 +65,8 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
     driver.index.refresh()
     run_dir.sweep(driver.index.finished_ids())
     return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost,
-                     driver.detached, driver.cancelled, driver.cancel_requested)
+                     driver.detached, driver.cancelled, driver.cancel_requested,
+                     driver.set_aside)
 
 
 class _Driver:
@@ -81,6 +82,9 @@ class _Driver:
         self.grid_dir = grid_dir
         self.run_dir = RunDir(grid_dir, grid_name)
         self.index = StateIndex(grid_dir).refresh()
+        self.set_aside = self.run_dir.set_aside(self.index.broken_files())
+        if self.set_aside:  # their jobs are not done: train them again
+            self.index = StateIndex(grid_dir).refresh()
         self.specs = {spec.job_id: spec for spec in specs}
         # Absolute: a worker of a joined cluster does not share this process's working dir.
         self.unit_dir = str(grid_dir.resolve())

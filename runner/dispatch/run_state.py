@@ -99,6 +99,7 @@ class RunReport:
     detached: int = 0  # jobs --detach left running on the cluster
     cancelled: list[JobEnd] = field(default_factory=list)  # stopped by a cancel request
     cancel_requested: bool = False  # the grid's cancel request stopped this run
+    set_aside: list[Path] = field(default_factory=list)  # unreadable results files moved aside
 
     @property
     def exit_code(self) -> int:

@@ -82,6 +82,11 @@ def load_grid(grid_dir: Path) -> GridData:
         raise AggregateError(f"{grid_dir} does not exist or is not a folder; pass the output dir "
                              "of a grid, e.g. outputs/<grid name>")
     index = StateIndex(grid_dir).refresh()
+    broken = index.broken_files()
+    if broken:
+        raise AggregateError(f"{broken[0]} is not a readable results file (cut short or "
+                             "damaged); `tvo run` on this grid sets it aside and trains its jobs "
+                             "again")
     holders = _row_files(grid_dir, index)
     sources = {path: print_ for path in sorted(set(holders.values()))
                if (print_ := _fingerprint(str(grid_dir / path))) is not None}
