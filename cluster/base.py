@@ -70,8 +70,14 @@ class Backend(ABC):
     # moment a slot frees (Ray): then the runner sends each slot its next unit ahead of time.
     queues_ahead = False
 
-    def capacity(self, resources: Resources) -> int | None:
-        """How many units of this size run at once; None when the backend cannot tell."""
+    def capacity(self, resources: Resources, specs: Sequence[JobSpec] = ()) -> int | None:
+        """How many units of this size (of jobs like `specs`) run at once; None when the
+        backend cannot tell."""
+        return None
+
+    def device_memory(self, specs: Sequence[JobSpec], resources: Resources) -> int | None:
+        """Free bytes of the GPU a unit of `specs` trains on, or None when they train on the
+        CPU or the backend cannot tell (pack=auto then sizes stacks for the CPU)."""
         return None
 
     def describe(self) -> str:

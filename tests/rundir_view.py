@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from jobs.rundir.checkpoint import read_checkpoint_index
 from jobs.rundir.index import StateIndex
-from jobs.rundir.layout import OutputDir
+from jobs.rundir.layout import CHECKPOINT_SUFFIX, OutputDir
 from jobs.rundir.run_dir import RunDir
 from jobs.rundir.states import JobRecord
 
@@ -45,8 +45,9 @@ def log(grid_dir: Path, job_id: str) -> str:
 def checkpointed_epoch(grid_dir: Path, job_id: str) -> int | None:
     """The newest epoch a stack checkpoint holds for the job, or None."""
     folder = OutputDir(grid_dir).checkpoints
-    epochs = [read_checkpoint_index(folder / name).get(job_id)
-              for name in (os.listdir(folder) if folder.is_dir() else [])]
+    names = [name for name in (os.listdir(folder) if folder.is_dir() else [])
+             if name.endswith(CHECKPOINT_SUFFIX)]  # not a write in progress (.tmp)
+    epochs = [read_checkpoint_index(folder / name).get(job_id) for name in names]
     found = [epoch for epoch in epochs if epoch is not None]
     return max(found) if found else None
 

@@ -39,7 +39,7 @@ class QueueingBackend(Backend):
     def cancel(self) -> None:
         self.queued.clear()
 
-    def capacity(self, resources: Resources) -> int | None:
+    def capacity(self, resources: Resources, specs: Sequence[JobSpec] = ()) -> int | None:
         return SLOTS
 
 

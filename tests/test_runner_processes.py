@@ -185,3 +185,34 @@ def test_sigterm_stops_the_run_releases_its_claims_and_says_how_to_resume(tmp_pa
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
                             text=True, check=True).stdout
     assert "interrupted: their runner is gone" in status
+
+
+def test_sigkill_at_random_moments_then_rerun_trains_each_job_once(tmp_path: Path) -> None:
+    """The runner killed three times at random moments (seeded: a failure here replays), in
+    stacks of 2 that checkpoint after every epoch; the last run finishes the grid. Every job's
+    rows are committed exactly once, and equal those of the job trained straight through."""
+    import random
+
+    import pyarrow.parquet as pq
+
+    (tmp_path / "grid.yaml").write_text(GRID.replace("epochs: 6", "epochs: 4"))
+    grid_dir = tmp_path / "out" / "killme"
+    moments = random.Random(20261205).sample(range(5, 60), 3)  # tenths of a second
+    for moment in moments:
+        process = start_runner(tmp_path, "inline", pack="2")
+        time.sleep(moment / 10)
+        process.kill()
+        process.wait()
+    rerun = start_runner(tmp_path, "inline", pack="2")
+    output = rerun.communicate(timeout=300)[0].decode()
+    assert rerun.returncode == 0, output
+    committed: dict[str, int] = {}
+    for path in grid_dir.glob("results/*.parquet"):
+        for job_id in set(pq.read_table(path, columns=["job_id"]).column(0).to_pylist()):
+            committed[job_id] = committed.get(job_id, 0) + 1
+    specs = expand(load_grid(str(tmp_path / "grid.yaml")))
+    assert committed == {spec.job_id: 1 for spec in specs}  # no job's rows twice
+    for spec in specs:
+        assert reference_run(spec, tmp_path / "clean").state == "done"
+        assert close(metrics_without_timing(grid_dir, spec),
+                     metrics_without_timing(tmp_path / "clean", spec))

@@ -17,52 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from jobs.data.catalogue import DATASETS, NOISY_DATASETS, DatasetInfo  # noqa: F401 (re-exported)
 from jobs.data.files import FileFormatError, find_file, read_cifar_batch, read_idx_split
 
 SPLIT_SEED = 0
 NORMALIZATIONS = ("minmax", "none", "zscore")
-NOISY_DATASETS = ("moons", "spirals")  # the datasets whose `noise` means something
 
 
 class DataError(Exception):
     """Bad dataset request: message is one line, names the dataset/path and what would be valid."""
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    num_classes: int
-    input_shape: tuple[int, ...]  # per sample: (C, H, W) for images, (features,) otherwise
-    image: bool  # True when samples are images (C, H, W): a cnn can take them
-    needs_root: bool  # True when the files are read from data_root
-    summary: str  # one line for help text
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    info.name: info
-    for info in (
-        DatasetInfo("digits", 10, (1, 8, 8), image=True, needs_root=False,
-                    summary="sklearn 8x8 handwritten digits; 1347 train / 450 test (stratified)"),
-        DatasetInfo("mnist1d", 10, (40,), image=False, needs_root=False,
-                    summary="MNIST-1D signals of length 40, generated offline; 4000 train / "
-                            "1000 test"),
-        DatasetInfo("spirals", 2, (2,), image=False, needs_root=False,
-                    summary="two-spirals benchmark (Lang & Witbrock 1988); 194 train / 194 "
-                            "interleaved test points; noise: std added to training points"),
-        DatasetInfo("moons", 2, (2,), image=False, needs_root=False,
-                    summary="sklearn two moons; 1000 train / 1000 test; noise: std of the "
-                            "coordinate noise"),
-        DatasetInfo("mnist", 10, (1, 28, 28), image=True, needs_root=True,
-                    summary="MNIST 28x28 digits from data_root/MNIST/raw; 60000 train / "
-                            "10000 test"),
-        DatasetInfo("fashion_mnist", 10, (1, 28, 28), image=True, needs_root=True,
-                    summary="Fashion-MNIST 28x28 clothing from data_root/FashionMNIST/raw; "
-                            "60000 train / 10000 test"),
-        DatasetInfo("cifar10", 10, (3, 32, 32), image=True, needs_root=True,
-                    summary="CIFAR-10 32x32 colour images from data_root/cifar-10-batches-py; "
-                            "50000 train / 10000 test"),
-    )
-}
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing tensors field by field has no bool

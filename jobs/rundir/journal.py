@@ -11,6 +11,7 @@ pending, and the next run resumes it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -55,7 +56,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 def writer_name(pid: int | None = None) -> str:
     """This process's name among the writers of a grid dir: host, pid and the process's start,
     so that a reused pid never appends to another process's files."""
-    pid = os.getpid() if pid is None else pid
+    return _writer_name(os.getpid() if pid is None else pid)
+
+
+@functools.lru_cache(maxsize=16)  # a fork is another pid, so another name
+def _writer_name(pid: int) -> str:
     host = _UNSAFE.sub("_", socket.gethostname())[:64] or "host"
     return f"{host}-{pid}-{process_start(pid) or 0}"
 

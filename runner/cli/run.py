@@ -86,16 +86,19 @@ PLAN_ROWS = 1_000  # a dry run's table stays readable (and quick) for a large gr
 
 
 def packing_text(specs: list[JobSpec], pack: int, slots: int) -> str:
-    """How the jobs train: in stacks of how many (pack 0: auto, for `slots` at once), and which
-    jobs train as stacks of one, and why."""
-    from jobs.engine.packing import auto_pack_size, pack_refusal, plan_packs
+    """How the jobs train: in stacks of how many (pack 0: auto, balanced for `slots` at once),
+    and which jobs train as stacks of one, and why."""
+    from jobs.engine.packing import pack_refusal, plan_packs, plan_stacks
 
-    size = pack or auto_pack_size(len(specs), slots)
     how = f"auto for {slots} at once" if pack == 0 else ("off" if pack == 1 else f"--pack {pack}")
-    if size <= 1:
+    packs = plan_stacks(specs, slots) if pack == 0 else plan_packs(specs, pack)
+    sizes = sorted({len(stack) for stack in packs})
+    if sizes == [1] or not sizes:
         return f"packing {how}: each job trains alone"
-    packs = plan_packs(specs, size)
-    text = f"packing {how}: {len(specs)} jobs in {len(packs)} stacks of up to {size}"
+    size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+    text = f"packing {how}: {len(specs)} jobs in {len(packs)} stacks of {size}"
+    if pack == 0:
+        text += " (their work balanced over the slots)"
     refusals = sorted({reason for spec in specs if (reason := pack_refusal(spec))})
     if refusals:
         alone = sum(1 for spec in specs if pack_refusal(spec))

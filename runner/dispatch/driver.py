@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from cluster.base import Backend, Outcome, Resources, WorkUnit
-from jobs.engine.packing import auto_pack_size, plan_packs
+from jobs.engine.packing import plan_packs, plan_stacks
 from jobs.request import RunSettings, StackRequest
 from jobs.rundir.claims import ClaimBook, Holder
 from jobs.rundir.index import StateIndex
@@ -92,7 +92,8 @@ class _Driver:
                                     options.checkpoint_seconds, book.runner)
         self.counts = Counts(total=len(self.specs))
         self.problems: list[JobEnd] = []
-        self.queue: deque[str] = deque()
+        self.queue: deque[str] = deque()  # in the order of the planned stacks
+        self.stack_of: dict[str, int] = {}  # job -> its planned stack (jobs of one go together)
         self.deferred: dict[str, Holder] = {}  # job -> the other runner that holds it
         self.in_flight: dict[str, WorkUnit] = {}  # unit key -> unit
         self.in_flight_feed: InFlight | None = None
@@ -105,7 +106,6 @@ class _Driver:
         self.detached = 0
         self.cancelled: list[JobEnd] = []
         self.cancel_requested = False
-        self.pack = max(options.pack, 1)  # set when the loop knows its slots (pack=auto)
         finished = self.index.finished_ids()
         for job_id in self.specs:
             if job_id in finished:
@@ -118,8 +118,7 @@ class _Driver:
     def loop(self) -> None:
         self.notify(None)
         if self.options.detach:  # all at once: the cluster's queue and its %max_parallel pace it
-            parallel = self.options.max_parallel or max(len(self.queue), 1)
-            self.pack = self.options.pack or auto_pack_size(len(self.queue), parallel)
+            self._plan(self.options.max_parallel or max(len(self.queue), 1))
             self.slots = max(len(self.queue), 1)  # every unit is sent now, and counted running
             self._dispatch(self.slots)
             self.detached = sum(len(unit.specs) for unit in self.in_flight.values())
@@ -127,9 +126,11 @@ class _Driver:
             self.counts.ended_at = time.perf_counter()
             self.notify(None)
             return
-        window = (self.options.max_parallel or self.backend.capacity(self.resources)
+        window = (self.options.max_parallel
+                  or self.backend.capacity(self.resources,
+                                           [self.specs[job_id] for job_id in self.queue])
                   or max(len(self.queue), 1))
-        self.pack = self.options.pack or auto_pack_size(len(self.queue), window)
+        self._plan(window)
         self.slots = window
         # Where the backend queues units itself and keeps to its slots (and no max_parallel
         # asks the runner to), each slot also gets its next unit ahead: a worker that ends one
@@ -157,6 +158,19 @@ class _Driver:
             else:
                 break
         self._finish()
+
+    def _plan(self, slots: int) -> None:
+        """Put the queue in the order of its stacks: `pack` N cuts compatible jobs into stacks
+        of at most N; auto (0) balances their work over the slots, sized to the device."""
+        specs = [self.specs[job_id] for job_id in self.queue]
+        if self.options.pack:
+            stacks = plan_packs(specs, self.options.pack)
+        else:
+            memory = self.backend.device_memory(specs, self.resources) if specs else None
+            stacks = plan_stacks(specs, slots, device_memory=memory)
+        self.queue = deque(spec.job_id for stack in stacks for spec in stack)
+        self.stack_of = {spec.job_id: index for index, stack in enumerate(stacks)
+                         for spec in stack}
 
     def notify(self, end: JobEnd | None) -> None:
         with self._notify_lock:
@@ -206,11 +220,17 @@ class _Driver:
         claimed in their place."""
         units: list[WorkUnit] = []
         while not units and self.queue and not self.stop_launching:
-            room = (window - len(self.in_flight)) * self.pack  # jobs the free slots take
-            if room <= 0:
+            free = window - len(self.in_flight)
+            if free <= 0:
                 break
-            wanted = [self.queue.popleft() for _ in range(min(room, len(self.queue)))]
-            units = self._units(self._claim(wanted), window - len(self.in_flight))
+            wanted: list[str] = []  # the jobs of the next `free` planned stacks
+            stacks: set[int] = set()
+            while self.queue and (len(stacks) < free
+                                  or self.stack_of.get(self.queue[0]) in stacks):
+                job_id = self.queue.popleft()
+                stacks.add(self.stack_of.get(job_id, -1))
+                wanted.append(job_id)
+            units = self._units(self._claim(wanted), free)
         if not units:
             return 0
         time.sleep(self.book.grace_left())  # a dead runner's workers stop within the grace
@@ -246,11 +266,13 @@ class _Driver:
         return claimed
 
     def _units(self, claimed: list[str], slots: int) -> list[WorkUnit]:
-        """Stacks of compatible jobs (or one unit per job with pack 1); jobs beyond the free
-        slots wait (still claimed by this runner) for the next dispatch."""
-        specs = [self.specs[job_id] for job_id in claimed]
-        packs = [[spec] for spec in specs] if self.pack <= 1 else plan_packs(specs, self.pack)
-        units = [StackRequest(self.unit_dir, tuple(pack), self.settings) for pack in packs]
+        """The claimed jobs as the stacks they were planned in; stacks beyond the free slots
+        wait (still claimed by this runner) for the next dispatch."""
+        stacks: dict[int, list[JobSpec]] = {}
+        for job_id in claimed:
+            stacks.setdefault(self.stack_of.get(job_id, -1), []).append(self.specs[job_id])
+        units = [StackRequest(self.unit_dir, tuple(pack), self.settings)
+                 for specs in stacks.values() for pack in plan_packs(specs, len(specs))]
         for unit in reversed(units[slots:]):
             self.queue.extendleft(reversed(unit.job_ids))
         return units[:slots]
