@@ -56,3 +56,21 @@ def files(grid_dir: Path) -> list[str]:
     """Every file under the grid dir, relative, sorted."""
     return sorted(str(path.relative_to(grid_dir)) for path in Path(grid_dir).rglob("*")
                   if path.is_file())
+
+
+def all_rows(grid_dir: Path, drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Every committed row of the grid dir, by job and epoch (a dir of one job: its rows)."""
+    index = StateIndex(grid_dir).refresh()
+    found = []
+    for job_id, path in index.committed_by().items():
+        table = pq.ParquetFile(path).read()
+        found += [{key: value for key, value in row.items() if key not in drop}
+                  for row in table.to_pylist() if row["job_id"] == job_id]
+    return sorted(found, key=lambda row: (row["job_id"], row["epoch"]))
+
+
+def all_logs(grid_dir: Path) -> str:
+    """Every log line any process wrote into the grid dir."""
+    folder = OutputDir(grid_dir).logs
+    return "".join(path.read_text() for path in sorted(folder.glob("*.log"))) \
+        if folder.is_dir() else ""

@@ -18,6 +18,7 @@ from jobs.data.datasets import Dataset
 from jobs.engine.lr_schedule import LearningRate
 from jobs.nn.models import build_model
 from jobs.rundir.checkpoint import CheckpointError
+from jobs.rundir.run_dir import Saved
 from jobs.rundir.tensorboard import TensorBoardLog
 from jobs.spec import JobSpec
 from jobs.strategies import TargetStrategy, make_strategy
@@ -54,7 +55,7 @@ class Member:
 
     @classmethod
     def build(cls, spec: JobSpec, data: Dataset, device: torch.device,
-              saved: dict[str, Any] | None = None) -> Member:
+              saved: Saved | None = None) -> Member:
         """The job's member: from its checkpointed state `saved` when it has one, else from its
         seed (the network initialised from the global RNG seeded with the job's seed)."""
         torch.manual_seed(spec.seed)
@@ -66,14 +67,15 @@ class Member:
                      LearningRate(spec),
                      module=module.to(device) if spec.method == "target_space" else None)
         if saved is not None:
-            member.restore(saved)
+            if saved.state.get("version") != STATE_VERSION:
+                raise CheckpointError(
+                    f"checkpoint {saved.path} was written by an earlier tvo (format "
+                    f"{saved.state.get('version', 1)}); delete it to train the job from its "
+                    "first epoch")
+            member.restore(saved.state)
         return member
 
     def restore(self, saved: dict[str, Any]) -> None:
-        if saved.get("version") != STATE_VERSION:
-            raise CheckpointError(
-                f"job {self.job_id}'s checkpoint was written by an earlier tvo (format "
-                f"{saved.get('version', 1)}); delete it to train the job from its first epoch")
         self.params = saved["model"]
         self.optimizer = saved["optimizer"]
         self.strategy_state = saved["strategy"]

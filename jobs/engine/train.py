@@ -179,7 +179,7 @@ class _Stacked:
                     continue
                 if spec.job_id in saved:
                     self._log(spec.job_id).info("resumed after epoch %d",
-                                                saved[spec.job_id]["epoch"])
+                                                saved[spec.job_id].state["epoch"])
                 if self.settings.tensorboard:
                     member.board = TensorBoardLog(OutputDir(self.run_dir.path).tensorboard(
                         spec.job_id), spec, self.settings.grid, self.settings.swept_keys)

@@ -158,9 +158,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         return state
     newest = _newest_slot(content)
     if newest is None:
-        raise CheckpointError(
-            f"checkpoint {path} has no intact slot (was it written by tvo?); delete it to train "
-            "its jobs from their first epoch")
+        raise CheckpointError(f"checkpoint {path} has no intact slot (cut short, damaged, or "
+                              "not written by tvo)")
     _, payload, magic = newest
     if magic == _MAGIC:
         (length,) = _INDEX_LENGTH.unpack_from(payload)

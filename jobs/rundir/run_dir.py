@@ -14,6 +14,7 @@ import re
 import socket
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,14 @@ log = logging.getLogger("tvo.job")
 
 BROKEN_SUFFIX = ".broken"  # a results file set aside: outside the dataset's *.parquet glob
 CLUSTER_ENV = {"slurm_job_id": "SLURM_JOB_ID", "slurm_array_task_id": "SLURM_ARRAY_TASK_ID"}
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A job's checkpointed state, and the file it was read from (for messages)."""
+
+    path: Path
+    state: dict[str, Any]
 
 
 class RunDir:
@@ -186,9 +195,11 @@ class RunDir:
         return whole or (job_id is not None and job_id in jobs)
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def saved_states(self, job_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    def saved_states(self, job_ids: Iterable[str]) -> dict[str, Saved]:
         """The newest checkpointed state of each of these jobs that has one, from any stack's
-        checkpoint file (or its folder in the layout before results by the stack)."""
+        checkpoint file (or its folder in the layout before results by the stack). A file that
+        cannot be read is passed over, said in the log: its jobs train from an earlier epoch,
+        or their first, to the same results."""
         wanted = set(job_ids)
         newest: dict[str, tuple[int, Path]] = {}
         try:
@@ -200,21 +211,32 @@ class RunDir:
             for job_id, epoch in read_checkpoint_index(path).items():
                 if job_id in wanted and (job_id not in newest or epoch > newest[job_id][0]):
                     newest[job_id] = (epoch, path)
-        states: dict[str, dict[str, Any]] = {}
+        states: dict[str, Saved] = {}
         by_file: dict[Path, list[str]] = {}
         for job_id, (_, path) in newest.items():
             by_file.setdefault(path, []).append(job_id)
         for path, chosen in by_file.items():
-            saved = read_stack_checkpoint(path)
-            states.update({job_id: saved[job_id] for job_id in chosen})
+            try:
+                saved = read_stack_checkpoint(path)
+            except CheckpointError as exc:
+                self._unreadable(exc)
+                continue
+            states.update({job_id: Saved(path, saved[job_id]) for job_id in chosen})
         for job_id in wanted - set(states):
             old = legacy.checkpoint_file(self.path, job_id)
             if old is not None:
                 try:
-                    states[job_id] = read_checkpoint(old)
-                except CheckpointError:
-                    continue
+                    states[job_id] = Saved(old, read_checkpoint(old))
+                except CheckpointError as exc:
+                    self._unreadable(exc)
         return states
+
+    def _unreadable(self, exc: CheckpointError) -> None:
+        self.open_log()
+        try:
+            self.logger().warning("%s; its jobs start from their first epoch instead", exc)
+        finally:
+            self.close_log()
 
     def sweep(self, finished: set[str]) -> None:
         """Remove what no run needs any more: checkpoints whose every job is finished, and temp
