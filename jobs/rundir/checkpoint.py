@@ -30,11 +30,12 @@ import pickle
 import struct
 import zlib
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from jobs.rundir.results import atomic_write_with
+
+if TYPE_CHECKING:  # imported where tensors are read or written: `tvo status` needs no torch
+    import torch
 
 CHECKPOINT_VERSION = 5  # 5: a stack's members' states with an index; 4: one member's state;
 # 3: torch module and optimizer state; 3-5: two CRC-checked slots of C-pickled state; 1, 2:
@@ -152,6 +153,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
     if content.startswith(_TORCH_ZIP):  # format 1 or 2; weights_only=False: the job's own file
+        import torch
+
         state = torch.load(io.BytesIO(content), map_location="cpu", weights_only=False)
         if isinstance(state["rows"], bytes):  # format 2 pickled the rows apart
             state["rows"] = pickle.loads(state["rows"])
@@ -201,12 +204,16 @@ class _Pickler(pickle.Pickler):
     """
 
     def reducer_override(self, obj: Any) -> Any:
+        import torch  # already imported wherever tensors are pickled: a dict lookup
+
         if isinstance(obj, torch.Tensor):
             return _tensor_from_bytes, _tensor_parts(obj)
         return NotImplemented
 
 
 def _tensor_parts(tensor: torch.Tensor) -> tuple[torch.dtype, tuple[int, ...], bytes]:
+    import torch
+
     if tensor.layout != torch.strided:
         raise TypeError(f"a checkpoint holds dense tensors only, not {tensor.layout}")
     flat = tensor.detach().cpu().contiguous().reshape(-1)
@@ -214,6 +221,8 @@ def _tensor_parts(tensor: torch.Tensor) -> tuple[torch.dtype, tuple[int, ...], b
 
 
 def _tensor_from_bytes(dtype: torch.dtype, shape: tuple[int, ...], raw: bytes) -> torch.Tensor:
+    import torch
+
     if not raw:
         return torch.empty(shape, dtype=dtype)
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape)
