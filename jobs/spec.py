@@ -195,6 +195,11 @@ class JobSpec:
                 f"dataset={self.dataset} reads its files from disk; pass data_root=DIR "
                 "(nothing is downloaded)"
             )
+        if self.data_root and self.dataset not in FILE_DATASETS:
+            raise SpecError(
+                f"data_root={echo(self.data_root)} applies to {', '.join(FILE_DATASETS)} only "
+                f"(got dataset={self.dataset}, which is built in); leave data_root unset"
+            )
         if self.noise > 0 and self.dataset not in NOISY_DATASETS:
             raise SpecError(
                 f"noise={self.noise:g} applies to {', '.join(NOISY_DATASETS)} only "
