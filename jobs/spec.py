@@ -12,15 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.strategies import Pairing, StrategyError
+from jobs.data.catalogue import DATASETS
+from jobs.strategies import Pairing, StrategyError, declared
 from jobs.strategies.params import echo
 
-DATASET_CLASSES = {  # classes per dataset, known without loading, so pairings are checked up front
-    "digits": 10, "mnist1d": 10, "spirals": 2, "moons": 2,
-    "mnist": 10, "fashion_mnist": 10, "cifar10": 10,
-}
-IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
-FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+# classes per dataset, known without loading, so pairings are checked up front
+DATASET_CLASSES = {name: info.num_classes for name, info in DATASETS.items()}
+IMAGE_DATASETS = tuple(name for name, info in DATASETS.items() if info.image)
+FILE_DATASETS = tuple(name for name, info in DATASETS.items() if info.needs_root)
 NOISY_DATASETS = ("spirals", "moons")  # the datasets whose `noise` means something
 MAX_INT = 2**31 - 1  # integer settings fit every index and counter type torch uses
 MAX_SEED = 2**32 - 1  # what every RNG takes (jobs derive seeds as seed + a small offset)
@@ -359,24 +358,16 @@ def _coerce_int_list(value: Any, bad: Any) -> tuple[int, ...]:
 
 @functools.lru_cache(maxsize=4096)  # a grid repeats a few strategies over thousands of jobs
 def _canonical_strategy(text: str) -> str:
-    from jobs.strategies.names import check_call
-    from jobs.strategies.params import parse_call
-
     try:
-        check_call(parse_call(text))  # a misspelt string, name or parameter fails before torch
-        from jobs.strategies import canonical_strategy  # here: it imports torch
-
-        return canonical_strategy(text)
+        return declared.canonical(text)  # from the declarations alone: no torch
     except StrategyError as exc:
         raise SpecError(str(exc)) from None
 
 
 @functools.lru_cache(maxsize=4096)
 def _check_strategy(strategy: str, pairing: Pairing) -> None:
-    from jobs.strategies import make_strategy  # here: building a strategy imports torch
-
     try:
-        make_strategy(strategy).check(pairing)
+        declared.check_pairing(strategy, pairing)
     except StrategyError as exc:
         raise SpecError(str(exc)) from None
 
