@@ -8,7 +8,7 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -354,6 +354,18 @@ def _coerce_int_list(value: Any, bad: Any) -> tuple[int, ...]:
     if len(widths) > MAX_LAYERS:
         raise bad()
     return tuple(widths)
+
+
+def grid_job_settings(settings: Mapping[str, Any],
+                      grid_datasets: Sequence[str]) -> dict[str, Any]:
+    """One job's settings in a grid that trains `grid_datasets`: a data_root meant for the
+    grid's datasets read from files is not given to its jobs of built-in datasets, which read
+    none. Where no dataset of the grid reads files, data_root stays, and the job refuses it."""
+    dataset = settings.get("dataset", JobSpec.dataset)
+    if (settings.get("data_root") and dataset not in FILE_DATASETS
+            and any(name in FILE_DATASETS for name in grid_datasets)):
+        return {key: value for key, value in settings.items() if key != "data_root"}
+    return dict(settings)
 
 
 @functools.lru_cache(maxsize=4096)  # a grid repeats a few strategies over thousands of jobs

@@ -133,3 +133,17 @@ def test_markup_in_values_is_printed_as_written(in_tmp: Path) -> None:
     assert "[/b]" in result.stdout
     result = runner.invoke(app, ["run", "quickstart", "--out", "[/b]", "--dry-run"])
     assert result.exit_code == 0 and "[/b]" in result.stdout
+
+
+def test_a_data_root_is_refused_only_where_no_job_of_the_grid_reads_files(in_tmp: Path) -> None:
+    """A grid of mnist and digits shares one data_root: the mnist jobs read it, the digits jobs
+    get none (they read no files). A grid of built-in datasets only refuses it."""
+    from runner.grid.expand import expand, load_grid
+
+    write_mnist(in_tmp / "data", "MNIST")
+    specs = expand(load_grid("quickstart", ["dataset=mnist,digits", "data_root=data",
+                                            "seed=0", "lr=0.5", "strategy=onehot"]))
+    assert sorted((spec.dataset, spec.data_root) for spec in specs) == [
+        ("digits", ""), ("mnist", "data")]
+    assert "data_root='data' applies to mnist, fashion_mnist, cifar10 only" in refused(
+        ["run", "quickstart", "dataset=digits,spirals", "data_root=data", "--dry-run"], in_tmp)
