@@ -1,11 +1,16 @@
-"""The datasets tvo knows, as plain data (no torch, no numpy): their shapes, classes and sizes,
-for validating settings and estimating what a job costs before anything is loaded."""
+"""The datasets tvo knows, and where those read from disk keep their files: known without
+loading anything (no torch), so a grid's settings and files are checked before any job runs."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-NOISY_DATASETS = ("moons", "spirals")  # the datasets whose `noise` means something
+from jobs.data.files import find_file
+
+
+class DataError(Exception):
+    """Bad dataset request: message is one line, names the dataset/path and what would be valid."""
 
 
 @dataclass(frozen=True)
@@ -52,3 +57,67 @@ DATASETS: dict[str, DatasetInfo] = {
                     train_size=50000, test_size=10000),
     )
 }
+
+
+@dataclass(frozen=True)
+class FileLayout:
+    folder: str  # relative to data_root, as torchvision lays it out
+    files: tuple[str, ...]
+    gz_allowed: bool
+
+
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+FILE_LAYOUTS = {
+    "mnist": FileLayout("MNIST/raw", IDX_FILES, gz_allowed=True),
+    "fashion_mnist": FileLayout("FashionMNIST/raw", IDX_FILES, gz_allowed=True),
+    "cifar10": FileLayout(
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{index}" for index in range(1, 6)) + ("test_batch",),
+        gz_allowed=False,
+    ),
+}
+
+def check_dataset_files(name: str, data_root: str | None) -> None:
+    """Raise DataError when `name` is unknown or its files are missing under `data_root`.
+
+    Cheap (looks at file names only), so a grid can check every job before the first runs.
+    """
+    dataset_files(name, data_root)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def dataset_files(name: str, data_root: str | None) -> dict[str, Path]:
+    """File name -> the path to read, for the datasets read from disk; {} for the others.
+    DataError when `name` is unknown or a file is missing."""
+    dataset_info(name)
+    layout = FILE_LAYOUTS.get(name)
+    if layout is None:
+        return {}
+    if not data_root:
+        suffix = "[.gz]" if layout.gz_allowed else ""
+        holds = ", ".join(file_name + suffix for file_name in layout.files)
+        raise DataError(
+            f"dataset {name!r} reads its files from data_root; "
+            f"pass data_root=DIR where DIR/{layout.folder}/ holds {holds}"
+        )
+    folder = Path(data_root).expanduser() / layout.folder
+    found = {}
+    for file_name in layout.files:
+        path = find_file(folder / file_name, gz_allowed=layout.gz_allowed)
+        if path is None:
+            or_gz = " (or .gz)" if layout.gz_allowed else ""
+            raise DataError(
+                f"dataset {name!r}: missing {folder / file_name}{or_gz} under data_root={data_root}"
+            )
+        found[file_name] = path
+    return found

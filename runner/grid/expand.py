@@ -21,7 +21,14 @@ from typing import Any
 import yaml
 
 from cluster.base import Resources
-from jobs.spec import JobSpec, SpecError, coerce, settings, unknown_key_message
+from jobs.spec import (
+    JobSpec,
+    SpecError,
+    coerce,
+    grid_job_settings,
+    settings,
+    unknown_key_message,
+)
 from jobs.strategies import StrategyError
 from jobs.strategies.params import echo, parse_call
 from runner.grid.files import (  # noqa: F401 (re-exported: the grid's public names)
@@ -32,7 +39,7 @@ from runner.grid.files import (  # noqa: F401 (re-exported: the grid's public na
     read_grid_file,
     shipped_grids,
 )
-from runner.grid.protocol import Compare, CompareError, read_compare, stage_one
+from runner.grid.protocol import Compare, CompareError, grid_datasets, read_compare, stage_one
 from runner.grid.search import override_space, read_samples, take_spaces
 from runner.grid.spaces import Space, draw
 from runner.grid.sweeps import SweepError, parse_sweep, parse_values
@@ -399,6 +406,7 @@ def expand(grid: Grid) -> list[JobSpec]:
     sweeps = {key: values for key, values in grid.sweeps.items() if key != "seed"}
     keys = list(sweeps)
     drawn = draw(grid.spaces, grid.samples, seed=0) if grid.spaces and grid.samples else [{}]
+    datasets = grid_datasets(grid.base, grid.sweeps)
     jobs: dict[str, JobSpec] = {}
     for combination, configuration in itertools.product(
             itertools.product(*sweeps.values()), drawn):
@@ -406,7 +414,8 @@ def expand(grid: Grid) -> list[JobSpec]:
         first = {"seed": seeds[0]} if seeds else {}
         where = {**swept, **first}
         try:
-            spec = JobSpec.from_dict({**grid.base, **swept, **first})
+            spec = JobSpec.from_dict(grid_job_settings({**grid.base, **swept, **first},
+                                                       datasets))
             where = swept  # a seed's own error names the seed
             seeded = spec.with_seeds(seeds) if seeds else [spec]
         except SpecError as exc:
