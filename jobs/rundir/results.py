@@ -221,10 +221,12 @@ def atomic_write_json(path: Path, value: Any, *, durable: bool = True) -> None:
 PLAIN_PARQUET = {"compression": None, "use_dictionary": False, "write_statistics": False}
 
 
-def write_parquet(path: Path, table: pa.Table) -> None:
-    """A small table as one Parquet file, serialised in memory and written atomically."""
+def write_parquet(path: Path, table: pa.Table, *, compressed: bool = False) -> None:
+    """A table as one Parquet file, serialised in memory and written atomically: plain for a
+    few dozen rows, `compressed` (dictionaries, zstd) for thousands (jobs.parquet of a large
+    grid: 37 MB plain at 100,000 jobs, 1.4 MB compressed)."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **PLAIN_PARQUET)
+    pq.write_table(table, sink, **(STACK_PARQUET if compressed else PLAIN_PARQUET))
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 

@@ -61,7 +61,7 @@ def add_jobs(grid_dir: Path, specs: Sequence[JobSpec], grid_name: str) -> int:
                 old = old.select([name for name in old.column_names if name in schema.names])
                 table = pa.concat_tables([old, table], promote_options="default")
                 table = table.select(schema.names).cast(schema)
-            results.write_parquet(path, table)
+            results.write_parquet(path, table, compressed=True)
     return len(fresh)
 
 
