@@ -23,7 +23,6 @@ epoch; no strategies, no metrics but accuracy), one thread, same process.
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import sys
 import time
@@ -37,10 +36,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from jobs.data.datasets import Dataset  # noqa: E402
-from jobs.engine.member import Member  # noqa: E402
-from jobs.engine.stack import Stack, stack_order  # noqa: E402
+from jobs.engine.stack import Stack  # noqa: E402
 from jobs.engine.train import shared_dataset  # noqa: E402
 from jobs.spec import JobSpec  # noqa: E402
+from tests.engine_members import fresh_members  # noqa: E402
 
 STRATEGIES = ("onehot", "fixed(c=0.9, nc=0.1)", "lecun", "label_smoothing(eps=0.1)",
               "tvo(init=average_nudge, adapt=sigma)")
@@ -54,18 +53,6 @@ GOAL_MS = 0.5
 def small_jobs(seeds: int) -> list[JobSpec]:
     return [JobSpec.from_dict({**BASE, "strategy": strategy, "seed": seed})
             for seed in range(seeds) for strategy in STRATEGIES]
-
-
-class NoRunDir:
-    """What Member.build asks of a run dir, with no files: nothing saved, a quiet log."""
-
-    log = logging.getLogger("bench_fixed_cost")
-
-    def __init__(self, spec: JobSpec) -> None:
-        self.spec = spec
-
-    def saved_state(self) -> None:
-        return None
 
 
 class Phases:
@@ -105,8 +92,7 @@ def through_engine(specs: list[JobSpec], data: Dataset) -> dict[str, float]:
     Stack._strategy_stacks, Stack.measure = timed_setup, timed_measure  # type: ignore[method-assign]
     try:
         with phases.phase("build"):
-            members = stack_order([Member.build(NoRunDir(spec), data, device)  # type: ignore[arg-type]
-                                   for spec in specs])
+            members = fresh_members(specs, data, device)
             stack = Stack(members, data, device)
         with phases.phase("rows"):
             stack.evaluation_rows(epoch=0)
