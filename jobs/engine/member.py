@@ -16,6 +16,7 @@ from torch import nn
 
 from jobs.data.datasets import Dataset
 from jobs.engine.lr_schedule import LearningRate
+from jobs.nn.initial import initial_parameters
 from jobs.nn.models import build_model
 from jobs.rundir.checkpoint import CheckpointError
 from jobs.rundir.results import CHECKPOINT_FILE
@@ -57,16 +58,21 @@ class Member:
     @classmethod
     def build(cls, run: RunDir, data: Dataset, device: torch.device) -> Member:
         """The job's member: from its checkpoint when it has one, else from its seed (the
-        network initialised from the global RNG seeded with the job's seed)."""
+        network's initial values as build_model draws them after torch.manual_seed(seed))."""
         spec = run.spec
-        torch.manual_seed(spec.seed)
-        module = build_model(spec, data.input_shape, data.num_classes, train_inputs=data.x_train)
-        member = cls(run, make_strategy(spec.strategy),
-                     {name: p.detach() for name, p in module.named_parameters()},
+        module = None
+        if spec.method == "target_space":  # a module of its own, which the stack runs as is
+            torch.manual_seed(spec.seed)
+            module = build_model(spec, data.input_shape, data.num_classes,
+                                 train_inputs=data.x_train)
+            params = {name: p.detach() for name, p in module.named_parameters()}
+            module = module.to(device)
+        else:
+            params = initial_parameters([spec], data.input_shape, data.num_classes)[0]
+        member = cls(run, make_strategy(spec.strategy), params,
                      torch.Generator().manual_seed(spec.seed),
                      torch.Generator().manual_seed(spec.seed + DROPOUT_SEED_OFFSET),
-                     LearningRate(spec),
-                     module=module.to(device) if spec.method == "target_space" else None)
+                     LearningRate(spec), module=module)
         saved = run.saved_state()
         if saved is not None:
             member.restore(saved)

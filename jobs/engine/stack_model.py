@@ -1,7 +1,8 @@
 """N networks of one shape as one: member n's parameters are row n of one flat [N, P] matrix.
 
-Each member starts as the `nn.Module` that `build_model` makes for it (so it keeps its own seeded
-initialisation); the stack copies the parameters into one flat matrix and trains views of it. A
+Each member starts with the parameters `build_model` would give it (its own seeded
+initialisation, drawn by jobs.nn.initial); the stack copies them into one flat matrix and
+trains views of it. A
 dense layer is one batched matmul over the members (baddbmm on [N, out, in] weights); a
 convolution is one grouped convolution (groups = N) over the members' channels side by side,
 which keeps each member's dropout masks its own (torch.func's vmap would draw them from one
