@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import torch
@@ -26,6 +26,11 @@ from jobs.nn.losses import per_sample_loss, reduce_loss
 from jobs.strategies import StackContext, StrategyStack
 
 EPOCH_GATHER_FLOATS = 1 << 25  # inputs gathered once per epoch up to this size (128 MB)
+# what each split's pass measures: the rows keep test's every measure, validation's loss,
+# accuracy, NLL and ECE, and (before training) the training split's loss and accuracy
+TEST_MEASURES = ("loss", "acc", "nll", "ece", "confidence", "margin", "reliability")
+VAL_MEASURES = ("loss", "acc", "nll", "ece")
+TRAIN_MEASURES = ("loss", "acc")
 
 
 def stack_order(members: Sequence[Member]) -> list[Member]:
@@ -72,7 +77,6 @@ class Stack:
         self._sizes: torch.Tensor | None = None
 
     def _strategy_stacks(self, data: Dataset) -> list[tuple[slice, StrategyStack]]:
-        forward = _SetupForward(lambda x: activate(self.net.evaluate(x), self.output))
         groups = []
         start = 0
         for _, run in itertools.groupby(self.members, key=lambda m: m.strategy.stack_key()):
@@ -81,7 +85,7 @@ class Stack:
             ctx = StackContext(
                 pairings=[m.spec.pairing() for m in chosen], num_train=self.x_train.shape[0],
                 device=self.device, x_train=self.x_train, y_train=self.y_train,
-                forward=lambda x, part=part: forward(x)[part],
+                forward=lambda x, part=part: activate(self.net.evaluate(x, part), self.output),
                 generators=[m.strategy_generator for m in chosen])
             group = type(chosen[0].strategy).Stack([m.strategy for m in chosen], ctx)
             for g, member in enumerate(chosen):
@@ -89,7 +93,6 @@ class Stack:
                     group.load_state_dict(g, member.strategy_state)
             groups.append((part, group))
             start += len(chosen)
-        forward.forget()
         return groups
 
     # -- one epoch --------------------------------------------------------------------------------
@@ -185,44 +188,59 @@ class Stack:
             member.schedule.step(loss)
 
     # -- evaluation -------------------------------------------------------------------------------
-    def measure(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[Any]]:
-        """Every member's loss against its class templates, accuracy by its decision rule, NLL,
-        ECE, confidence, margin and reliability bins (10 [count, mean confidence, accuracy]
-        triples, None where the outputs are no probabilities) over a whole split: per name, one
-        value per member."""
+    def measure(self, x: torch.Tensor, y: torch.Tensor,
+                wanted: Collection[str] = TEST_MEASURES) -> dict[str, list[Any]]:
+        """The `wanted` measures of every member over a whole split, per name one value per
+        member: loss against its class templates, accuracy by its decision rule, NLL, ECE,
+        confidence, margin and reliability bins (10 [count, mean confidence, accuracy] triples,
+        None where the outputs are no probabilities, or any bin is NaN). Only what is wanted is
+        computed: the training split's epoch-0 pass needs loss and accuracy alone."""
         logits = self.net.evaluate(x)  # [N, T, K]
         log_probs = log_softmax(logits) if self.output == "softmax" else None
         outputs = activate(logits, self.output) if log_probs is None else log_probs.exp()
         templates = _joined([group.templates() for _, group in self.groups])  # [N, K, K]
-        targets = templates[:, y]  # [N, T, K]
-        loss = per_sample_loss(self.loss, logits, outputs, targets, self.output,
-                               log_probs).mean(dim=1)
-        top = outputs.max(dim=-1)
-        if self.all_argmax:
-            predicted = top.indices
-        else:
-            predicted = _joined([group.predict(outputs[part]) for part, group in self.groups])
-        calibrated = calibration(logits, outputs, y.expand(self.size, -1), self.output, top)
-        values = {"loss": loss, "acc": (predicted == y).float().mean(dim=1),
-                  "nll": calibrated.nll, "ece": calibrated.ece,
-                  "confidence": confidence(outputs, templates), "margin": margin(outputs, top)}
+        top = outputs.max(dim=-1) if self.all_argmax or "margin" in wanted else None
+        values: dict[str, torch.Tensor] = {}
+        if "loss" in wanted:
+            targets = templates[:, y]  # [N, T, K]
+            values["loss"] = per_sample_loss(self.loss, logits, outputs, targets, self.output,
+                                             log_probs).mean(dim=1)
+        if "acc" in wanted:
+            if top is not None and self.all_argmax:
+                predicted = top.indices
+            else:
+                predicted = _joined([group.predict(outputs[part]) for part, group in self.groups])
+            values["acc"] = (predicted == y).float().mean(dim=1)
+        bins = None
+        if {"nll", "ece", "reliability"} & set(wanted):
+            calibrated = calibration(logits, outputs, y, self.output, top)
+            values.update(nll=calibrated.nll, ece=calibrated.ece)
+            bins = calibrated.bins if "reliability" in wanted else None
+        if "confidence" in wanted:
+            values["confidence"] = confidence(outputs, templates)
+        if "margin" in wanted:
+            values["margin"] = margin(outputs, top)
         table = torch.stack(list(values.values()), dim=1)  # [N, measures]
-        if calibrated.bins is not None:  # the bins ride along: still one sync per split
-            table = torch.cat([table, calibrated.bins.flatten(1)], dim=1)
+        if bins is not None:  # the bins ride along: still one sync per split
+            table = torch.cat([table, bins.flatten(1)], dim=1)
         member_rows = table.tolist()
         measured: dict[str, list[Any]] = {
             name: [row[k] for row in member_rows] for k, name in enumerate(values)}
-        measured["reliability"] = [
-            _triples(row[len(values):]) if calibrated.bins is not None else None
-            for row in member_rows]
+        if "reliability" in wanted:
+            measured["reliability"] = [
+                _triples(row[len(values):]) if bins is not None else None for row in member_rows]
         return measured
 
     def evaluation_rows(self, epoch: int) -> list[dict[str, Any]]:
         """Each member's metrics row of an evaluated epoch (the training columns are the
         epoch's; before training, epoch 0, one pass over the training set)."""
-        test = self.measure(self.x_test, self.y_test)
-        val = None if self.x_val is None else self.measure(self.x_val, self.y_val)
-        train = self.measure(self.x_train, self.y_train) if epoch == 0 else None
+        # reliability bins only on the rows that keep them (see _may_be_final)
+        keeps_bins = [_may_be_final(member.spec, epoch) for member in self.members]
+        test = self.measure(self.x_test, self.y_test, TEST_MEASURES if any(keeps_bins)
+                            else [name for name in TEST_MEASURES if name != "reliability"])
+        val = (None if self.x_val is None
+               else self.measure(self.x_val, self.y_val, VAL_MEASURES))
+        train = self.measure(self.x_train, self.y_train, TRAIN_MEASURES) if epoch == 0 else None
         residual = self.net.residual()
         rows = []
         for i, member in enumerate(self.members):
@@ -230,8 +248,7 @@ class Stack:
                 "epoch": epoch, "learning_rate": member.schedule.lr,
                 "test_loss": test["loss"][i], "test_acc": test["acc"][i],
                 "test_nll": _number(test["nll"][i]), "ece": _number(test["ece"][i]),
-                "reliability": test["reliability"][i] if _may_be_final(member.spec, epoch)
-                else None,
+                "reliability": test["reliability"][i] if keeps_bins[i] else None,
                 "confidence": test["confidence"][i], "margin": test["margin"][i],
                 "epoch_seconds": 0.0, "samples_per_second": None, "ts_residual": residual,
             }
@@ -296,23 +313,3 @@ def _triples(values: list[float]) -> list[list[float]] | None:
 
 def _or_ones(weights: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
     return torch.ones(labels.shape, device=labels.device) if weights is None else weights
-
-
-class _SetupForward:
-    """The stack's outputs for strategies setting up, computed once for the same inputs: members
-    measuring the untrained network one by one then cost one stacked forward, not one each."""
-
-    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self.forward = forward
-        self.key: tuple[int, tuple[int, ...]] | None = None
-        self.value: torch.Tensor | None = None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        key = (x.data_ptr(), tuple(x.shape))
-        if key != self.key or self.value is None:
-            self.key, self.value = key, self.forward(x)
-        return self.value
-
-    def forget(self) -> None:
-        """Training changes the network from here on: nothing computed before may be reused."""
-        self.key, self.value = None, None

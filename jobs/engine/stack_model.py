@@ -14,6 +14,7 @@ of one (`ModuleStack`): the module itself, its parameters views of the flat matr
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -117,15 +118,28 @@ class FlatParameters:
                 for s in self.slots if s.name.endswith("weight")]
         return torch.stack(sums).sum(dim=0)
 
-    def evaluate(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits [N, T, K] of shared inputs [T, ...] in eval mode, in chunks of samples."""
-        chunk = max(1, EVAL_MEMBER_SAMPLES // self.size)
+    def evaluate(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        """Logits [N, T, K] of shared inputs [T, ...] in eval mode, in chunks of samples; with
+        `members`, of those members alone ([len, T, K])."""
+        net = self if members is None else self.of_members(members)
+        chunk = max(1, EVAL_MEMBER_SAMPLES // net.size)
         logits = []
         with torch.no_grad():
             for start in range(0, x.shape[0], chunk):
                 part = x[start:start + chunk]
-                logits.append(self.forward(part.expand(self.size, *part.shape), None))
+                logits.append(net.forward(part.expand(net.size, *part.shape), None))
         return torch.cat(logits, dim=1)
+
+    def of_members(self, members: slice) -> FlatParameters:
+        """This network narrowed to a slice of its members, for a forward pass (no training):
+        their parameter views, nothing copied."""
+        size = len(range(*members.indices(self.size)))
+        if size == self.size:
+            return self
+        narrowed = copy.copy(self)
+        narrowed.params = {name: tensor[members] for name, tensor in self.params.items()}
+        narrowed.size = size
+        return narrowed
 
     def forward(self, x: torch.Tensor, dropout: MemberDropout | None) -> torch.Tensor:
         raise NotImplementedError

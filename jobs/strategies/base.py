@@ -52,10 +52,6 @@ class StackContext:
         return cls([ctx.pairing], ctx.num_train, ctx.device, ctx.x_train, ctx.y_train, forward,
                    [ctx.generator])
 
-    def member_forward(self, g: int) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Member g's outputs alone, [n, K]."""
-        return lambda x: self.forward(x)[g]
-
 
 @dataclass(frozen=True)
 class StrategyValues:

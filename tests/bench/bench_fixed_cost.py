@@ -7,7 +7,7 @@ A stack of 1,000 small jobs (digits, MLP 64-16-10 sigmoid, sigmoid outputs on MS
 batch 64, 2 epochs; strategies onehot, fixed(c=0.9, nc=0.1), lecun, label_smoothing(eps=0.1),
 tvo(init=average_nudge, adapt=sigma) x 200 seeds) driven through the engine in this process,
 one thread, without any run-dir file: members built, one Stack, the epoch-0 evaluation, then
-per epoch training, strategies' epoch end and evaluation. Phases (ms per job):
+per epoch training, strategies' epoch end and evaluation. Phases (CPU ms per job):
 - build: every member's initial parameters, strategy definition and streams, and the stacked
   network and optimiser;
 - setup: the strategy stacks' set-up (tvo measures the untrained network);
@@ -56,8 +56,9 @@ def small_jobs(seeds: int) -> list[JobSpec]:
 
 
 class Phases:
-    """Seconds spent per phase; `measure` and `setup` are timed inside the phases around them
-    and taken out of those."""
+    """CPU seconds spent per phase (this process's user + system time: the machine is shared,
+    and wall time would count other processes' turns); `measure` and `setup` are timed inside
+    the phases around them and taken out of those."""
 
     def __init__(self) -> None:
         self.seconds = dict.fromkeys(PHASES, 0.0)
@@ -66,11 +67,11 @@ class Phases:
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         outer_inner, self.inner = self.inner, 0.0
-        started = time.perf_counter()
+        started = time.process_time()
         try:
             yield
         finally:
-            spent = time.perf_counter() - started
+            spent = time.process_time() - started
             self.seconds[name] += spent - self.inner
             self.inner = outer_inner + spent
 
@@ -109,11 +110,11 @@ def through_engine(specs: list[JobSpec], data: Dataset) -> dict[str, float]:
 
 def hand_written(models: int, data: Dataset, stack: int = 1000, epochs: int = 2,
                  batch: int = 64, lr: float = 0.5) -> float:
-    """The same models trained by hand in stacks of `stack`, one-hot MSE; seconds."""
+    """The same models trained by hand in stacks of `stack`, one-hot MSE; CPU seconds."""
     x, y = data.x_train.flatten(1), data.y_train
     x_test, y_test = data.x_test.flatten(1), data.y_test
     n, features = x.shape
-    started = time.perf_counter()
+    started = time.process_time()
     for first in range(0, models, stack):
         size = min(stack, models - first)
         generator = torch.Generator().manual_seed(first)
@@ -139,7 +140,7 @@ def hand_written(models: int, data: Dataset, stack: int = 1000, epochs: int = 2,
                                                      x_test.expand(size, -1, -1), w1))
                 predicted = torch.baddbmm(b2.unsqueeze(1), hidden, w2).argmax(dim=-1)
                 (predicted == y_test).float().mean(dim=1).tolist()
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def main() -> None:
@@ -163,7 +164,7 @@ def main() -> None:
     fixed = total - median["train"]
     baseline = statistics.median(hand)
     print(f"{jobs} jobs in one stack, {BASE['epochs']} epochs, 1 thread, "
-          f"median of {args.rounds} rounds (ms per job):")
+          f"median of {args.rounds} rounds (CPU ms per job):")
     for name in PHASES:
         print(f"  {name:<8} {1000 * median[name] / jobs:7.3f}")
     print(f"  engine   {1000 * total / jobs:7.3f} in all, fixed (all but train) "
