@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -18,6 +19,7 @@ class NoRunDir:
     """What building a member asks of its run dir: the spec, nothing saved, a quiet log."""
 
     log = logging.getLogger("tests.engine_members")
+    path = Path("no-run-dir")  # named in errors only
 
     def __init__(self, spec: JobSpec) -> None:
         self.spec = spec

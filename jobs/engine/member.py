@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from jobs.data.datasets import Dataset
+from jobs.engine.dropout import DROPOUT_MASKS
 from jobs.engine.lr_schedule import LearningRate
 from jobs.nn.initial import initial_parameters
 from jobs.nn.models import build_model
@@ -36,7 +37,7 @@ class Member:
     strategy: TargetStrategy  # the definition; its training state lives in a StrategyStack
     params: dict[str, torch.Tensor]  # by parameter name, as the job's nn.Module names them
     order: torch.Generator  # data order
-    dropout: torch.Generator  # dropout masks
+    dropout: torch.Generator  # dropout masks of a module of its own (stacks: jobs.engine.dropout)
     schedule: LearningRate
     module: nn.Module | None = None  # the job's own network where it cannot be stacked
     optimizer: dict[str, Any] | None = None  # None: not stepped yet
@@ -50,6 +51,10 @@ class Member:
     @property
     def spec(self) -> JobSpec:
         return self.run.spec
+
+    @property
+    def dropout_seed(self) -> int:
+        return self.spec.seed + DROPOUT_SEED_OFFSET
 
     @property
     def strategy_generator(self) -> torch.Generator:
@@ -85,6 +90,11 @@ class Member:
                 f"checkpoint {self.run.path / CHECKPOINT_FILE} was written by an earlier tvo "
                 f"(format {saved.get('version', 1)}); delete it to train the job from its first "
                 "epoch")
+        if self._masks_changed(saved):
+            raise CheckpointError(
+                f"checkpoint {self.run.path / CHECKPOINT_FILE} was trained with the dropout "
+                "masks of an earlier tvo, which this one no longer draws; delete it to train "
+                "the job from its first epoch")
         self.params = saved["model"]
         self.optimizer = saved["optimizer"]
         self.strategy_state = saved["strategy"]
@@ -94,6 +104,12 @@ class Member:
         self.rows = list(saved["rows"])
         self.next_epoch = saved["epoch"] + 1
         self.best_val_acc, self.epochs_since_best = saved["early_stopping"]
+
+    def _masks_changed(self, saved: dict[str, Any]) -> bool:
+        """Whether a stacked job with dropout resumes from masks of another stream (a resumed
+        job must match an uninterrupted one)."""
+        return (self.spec.dropout > 0 and self.spec.method == "weights"
+                and saved.get("dropout_masks") != DROPOUT_MASKS)
 
     def stops_early(self, row: dict[str, Any]) -> bool:
         """Early stopping: whether `stop_patience` evaluated epochs have passed without a better
@@ -112,5 +128,5 @@ class Member:
         return {"epoch": epoch, "rows": self.rows, "model": self.params,
                 "optimizer": self.optimizer, "strategy": self.strategy_state,
                 "schedule": self.schedule.state_dict(), "order": self.order.get_state(),
-                "dropout": self.dropout.get_state(),
+                "dropout": self.dropout.get_state(), "dropout_masks": DROPOUT_MASKS,
                 "early_stopping": (self.best_val_acc, self.epochs_since_best)}

@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from jobs.data.datasets import Dataset
+from jobs.engine.dropout import MemberDropout
 from jobs.engine.member import Member
 from jobs.engine.metrics import calibration, confidence, margin
-from jobs.engine.stack_model import MemberDropout, ModuleStack, stack_networks
+from jobs.engine.stack_model import ModuleStack, stack_networks
 from jobs.engine.stack_optim import StackedOptimizer
 from jobs.nn.activations import activate, log_softmax
 from jobs.nn.losses import per_sample_loss, reduce_loss
@@ -58,8 +59,8 @@ class Stack:
         self.optimizer = StackedOptimizer(specs, self.net, device)
         for index, member in enumerate(self.members):
             self.optimizer.load_member(index, member.optimizer)
-        self.dropout = MemberDropout([s.dropout for s in specs], [m.dropout for m in self.members],
-                                     device)
+        self.dropout = MemberDropout([s.dropout for s in specs],
+                                     [m.dropout_seed for m in self.members], device)
         self.l1 = (torch.tensor([s.l1 for s in specs], device=device)
                    if any(s.l1 > 0 for s in specs) else None)
         self.groups = self._strategy_stacks(data)
@@ -108,6 +109,7 @@ class Stack:
         # Each member's inputs in its own order, gathered once (batches are then views) where
         # that copy is small; else gathered per batch.
         x_epoch = x[order] if order.numel() * x[0].numel() <= EPOCH_GATHER_FLOATS else None
+        self.dropout.start_epoch(epoch)
         own_rng = isinstance(self.net, ModuleStack)  # its module draws dropout from the global RNG
         if own_rng:
             torch.set_rng_state(self.members[0].dropout.get_state())

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jobs.engine.dropout import MemberDropout
 from jobs.nn.activations import hidden_activation
 from jobs.nn.models import CNN
 from jobs.spec import JobSpec
@@ -43,28 +44,6 @@ class Slot:
     shape: tuple[int, ...]
     offset: int
     size: int
-
-
-class MemberDropout:
-    """Dropout with each member's own probability and its own random stream, so a member's masks
-    never depend on its mates. Members with p = 0 draw nothing."""
-
-    def __init__(self, probabilities: Sequence[float], generators: Sequence[torch.Generator],
-                 device: torch.device) -> None:
-        self.probabilities = list(probabilities)
-        self.generators = list(generators)
-        self.device = device
-        self.active = any(p > 0 for p in self.probabilities)
-
-    def masks(self, shape: Sequence[int]) -> torch.Tensor:
-        """[N, *shape]: each member's mask, Bernoulli(1 - p) / (1 - p) from its generator."""
-        masks = []
-        for p, generator in zip(self.probabilities, self.generators, strict=True):
-            if p > 0:
-                masks.append(torch.empty(shape).bernoulli_(1 - p, generator=generator).div_(1 - p))
-            else:
-                masks.append(torch.ones(shape))
-        return torch.stack(masks).to(self.device)
 
 
 class FlatParameters:
