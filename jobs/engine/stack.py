@@ -19,7 +19,7 @@ import torch
 from jobs.data.datasets import Dataset
 from jobs.engine.dropout import MemberDropout
 from jobs.engine.member import Member
-from jobs.engine.metrics import calibration, confidence, margin
+from jobs.engine.metrics import Top, calibration, confidence, margin
 from jobs.engine.stack_model import ModuleStack, stack_networks
 from jobs.engine.stack_optim import StackedOptimizer
 from jobs.nn.activations import activate, log_softmax
@@ -74,6 +74,8 @@ class Stack:
         self.observers = [(part, group) for part, group in self.groups
                           if group.members[0].observes]
         self.all_argmax = all(s.decision == "argmax" for s in definitions)
+        self.any_argmax = any(s.decision == "argmax" for s in definitions)
+        self.decisions = [group.members[0].decision for _, group in self.groups]
         self.member_index = torch.arange(self.size, device=device).unsqueeze(1)
         self._sizes: torch.Tensor | None = None
 
@@ -201,18 +203,15 @@ class Stack:
         log_probs = log_softmax(logits) if self.output == "softmax" else None
         outputs = activate(logits, self.output) if log_probs is None else log_probs.exp()
         templates = _joined([group.templates() for _, group in self.groups])  # [N, K, K]
-        top = outputs.max(dim=-1) if self.all_argmax or "margin" in wanted else None
+        # one max serves argmax decisions, the margin and softmax calibration
+        top = outputs.max(dim=-1) if self.any_argmax or "margin" in wanted else None
         values: dict[str, torch.Tensor] = {}
         if "loss" in wanted:
             targets = templates[:, y]  # [N, T, K]
             values["loss"] = per_sample_loss(self.loss, logits, outputs, targets, self.output,
                                              log_probs).mean(dim=1)
         if "acc" in wanted:
-            if top is not None and self.all_argmax:
-                predicted = top.indices
-            else:
-                predicted = _joined([group.predict(outputs[part]) for part, group in self.groups])
-            values["acc"] = (predicted == y).float().mean(dim=1)
+            values["acc"] = (self._decisions(outputs, top) == y).float().mean(dim=1)
         bins = None
         if {"nll", "ece", "reliability"} & set(wanted):
             calibrated = calibration(logits, outputs, y, self.output, top)
@@ -232,6 +231,17 @@ class Stack:
             measured["reliability"] = [
                 _triples(row[len(values):]) if bins is not None else None for row in member_rows]
         return measured
+
+    def _decisions(self, outputs: torch.Tensor, top: Top | None) -> torch.Tensor:
+        """Each member's predicted classes [N, T] by its strategy's decision rule; argmax
+        decisions are the max's indices where it is at hand (max and argmax both take the first
+        of tied values)."""
+        if top is not None and self.all_argmax:
+            return top.indices
+        return _joined([top.indices[part] if top is not None and decision == "argmax"
+                        else group.predict(outputs[part])
+                        for (part, group), decision in zip(self.groups, self.decisions,
+                                                           strict=True)])
 
     def evaluation_rows(self, epoch: int) -> list[dict[str, Any]]:
         """Each member's metrics row of an evaluated epoch (the training columns are the
