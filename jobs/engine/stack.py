@@ -17,9 +17,10 @@ from typing import Any
 import torch
 
 from jobs.data.datasets import Dataset
+from jobs.engine import evaluation
 from jobs.engine.dropout import MemberDropout
+from jobs.engine.evaluation import TEST_MEASURES
 from jobs.engine.member import Member
-from jobs.engine.metrics import Top, calibration, confidence, margin
 from jobs.engine.stack_model import ModuleStack, stack_networks
 from jobs.engine.stack_optim import StackedOptimizer
 from jobs.nn.activations import activate, log_softmax
@@ -27,11 +28,6 @@ from jobs.nn.losses import per_sample_loss, reduce_loss
 from jobs.strategies import StackContext, StrategyStack
 
 EPOCH_GATHER_FLOATS = 1 << 25  # inputs gathered once per epoch up to this size (128 MB)
-# what each split's pass measures: the rows keep test's every measure, validation's loss,
-# accuracy, NLL and ECE, and (before training) the training split's loss and accuracy
-TEST_MEASURES = ("loss", "acc", "nll", "ece", "confidence", "margin", "reliability")
-VAL_MEASURES = ("loss", "acc", "nll", "ece")
-TRAIN_MEASURES = ("loss", "acc")
 
 
 def stack_order(members: Sequence[Member]) -> list[Member]:
@@ -49,6 +45,7 @@ class Stack:
         shared = specs[0]
         self.loss, self.output = shared.loss, shared.output
         self.size = len(self.members)
+        self.num_classes = data.num_classes
         self.x_train, self.y_train = _inputs(data.x_train, shared), data.y_train
         self.x_test, self.y_test = _inputs(data.x_test, shared), data.y_test
         self.x_val = None if data.x_val is None else _inputs(data.x_val, shared)
@@ -74,8 +71,6 @@ class Stack:
         self.observers = [(part, group) for part, group in self.groups
                           if group.members[0].observes]
         self.all_argmax = all(s.decision == "argmax" for s in definitions)
-        self.any_argmax = any(s.decision == "argmax" for s in definitions)
-        self.decisions = [group.members[0].decision for _, group in self.groups]
         self.member_index = torch.arange(self.size, device=device).unsqueeze(1)
         self._sizes: torch.Tensor | None = None
 
@@ -191,91 +186,13 @@ class Stack:
         for member, loss in zip(self.members, train_losses, strict=True):
             member.schedule.step(loss)
 
-    # -- evaluation -------------------------------------------------------------------------------
+    # -- evaluation (jobs.engine.evaluation) ----------------------------------------------------
     def measure(self, x: torch.Tensor, y: torch.Tensor,
                 wanted: Collection[str] = TEST_MEASURES) -> dict[str, list[Any]]:
-        """The `wanted` measures of every member over a whole split, per name one value per
-        member: loss against its class templates, accuracy by its decision rule, NLL, ECE,
-        confidence, margin and reliability bins (10 [count, mean confidence, accuracy] triples,
-        None where the outputs are no probabilities, or any bin is NaN). Only what is wanted is
-        computed: the training split's epoch-0 pass needs loss and accuracy alone."""
-        logits = self.net.evaluate(x)  # [N, T, K]
-        log_probs = log_softmax(logits) if self.output == "softmax" else None
-        outputs = activate(logits, self.output) if log_probs is None else log_probs.exp()
-        templates = _joined([group.templates() for _, group in self.groups])  # [N, K, K]
-        # one max serves argmax decisions, the margin and softmax calibration
-        top = outputs.max(dim=-1) if self.any_argmax or "margin" in wanted else None
-        values: dict[str, torch.Tensor] = {}
-        if "loss" in wanted:
-            targets = templates[:, y]  # [N, T, K]
-            values["loss"] = per_sample_loss(self.loss, logits, outputs, targets, self.output,
-                                             log_probs).mean(dim=1)
-        if "acc" in wanted:
-            values["acc"] = (self._decisions(outputs, top) == y).float().mean(dim=1)
-        bins = None
-        if {"nll", "ece", "reliability"} & set(wanted):
-            calibrated = calibration(logits, outputs, y, self.output, top)
-            values.update(nll=calibrated.nll, ece=calibrated.ece)
-            bins = calibrated.bins if "reliability" in wanted else None
-        if "confidence" in wanted:
-            values["confidence"] = confidence(outputs, templates)
-        if "margin" in wanted:
-            values["margin"] = margin(outputs, top)
-        table = torch.stack(list(values.values()), dim=1)  # [N, measures]
-        if bins is not None:  # the bins ride along: still one sync per split
-            table = torch.cat([table, bins.flatten(1)], dim=1)
-        member_rows = table.tolist()
-        measured: dict[str, list[Any]] = {
-            name: [row[k] for row in member_rows] for k, name in enumerate(values)}
-        if "reliability" in wanted:
-            measured["reliability"] = [
-                _triples(row[len(values):]) if bins is not None else None for row in member_rows]
-        return measured
-
-    def _decisions(self, outputs: torch.Tensor, top: Top | None) -> torch.Tensor:
-        """Each member's predicted classes [N, T] by its strategy's decision rule; argmax
-        decisions are the max's indices where it is at hand (max and argmax both take the first
-        of tied values)."""
-        if top is not None and self.all_argmax:
-            return top.indices
-        return _joined([top.indices[part] if top is not None and decision == "argmax"
-                        else group.predict(outputs[part])
-                        for (part, group), decision in zip(self.groups, self.decisions,
-                                                           strict=True)])
+        return evaluation.measure(self, x, y, wanted)
 
     def evaluation_rows(self, epoch: int) -> list[dict[str, Any]]:
-        """Each member's metrics row of an evaluated epoch (the training columns are the
-        epoch's; before training, epoch 0, one pass over the training set)."""
-        # reliability bins only on the rows that keep them (see _may_be_final)
-        keeps_bins = [_may_be_final(member.spec, epoch) for member in self.members]
-        test = self.measure(self.x_test, self.y_test, TEST_MEASURES if any(keeps_bins)
-                            else [name for name in TEST_MEASURES if name != "reliability"])
-        val = (None if self.x_val is None
-               else self.measure(self.x_val, self.y_val, VAL_MEASURES))
-        train = self.measure(self.x_train, self.y_train, TRAIN_MEASURES) if epoch == 0 else None
-        residual = self.net.residual()
-        rows = []
-        for i, member in enumerate(self.members):
-            row: dict[str, Any] = {
-                "epoch": epoch, "learning_rate": member.schedule.lr,
-                "test_loss": test["loss"][i], "test_acc": test["acc"][i],
-                "test_nll": _number(test["nll"][i]), "ece": _number(test["ece"][i]),
-                "reliability": test["reliability"][i] if keeps_bins[i] else None,
-                "confidence": test["confidence"][i], "margin": test["margin"][i],
-                "epoch_seconds": 0.0, "samples_per_second": None, "ts_residual": residual,
-            }
-            if train is not None:
-                row.update(train_loss=train["loss"][i], train_acc=train["acc"][i])
-            if val is not None:
-                row.update(val_loss=val["loss"][i], val_acc=val["acc"][i],
-                           val_nll=_number(val["nll"][i]), val_ece=_number(val["ece"][i]))
-            rows.append(row)
-        for part, group in self.groups:
-            for row, values in zip(rows[part], group.all_values(), strict=True):
-                row.update(target_class=values.target_class,
-                           target_nonclass=values.target_nonclass,
-                           target_matrix=values.target_matrix)
-        return rows
+        return evaluation.evaluation_rows(self, epoch)
 
     # -- handing state back -----------------------------------------------------------------------
     def hand_back(self, index: int) -> None:
@@ -301,26 +218,6 @@ def _inputs(x: torch.Tensor, spec: Any) -> torch.Tensor:
 def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
     """The strategy stacks' parts of a per-member tensor, in member order (one stack: as is)."""
     return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-
-def _number(value: float) -> float | None:
-    """A measurement, or None (null in Parquet) where it does not apply (NaN)."""
-    return None if value != value else value
-
-
-def _may_be_final(spec: Any, epoch: int) -> bool:
-    """Whether `epoch` may be the job's last row, the one whose reliability bins the report
-    draws: the final epoch, or any evaluated epoch of a job that may stop early. Other rows
-    keep their ECE but not its bins (two thirds of a metrics file's bytes otherwise)."""
-    return epoch == spec.epochs or spec.stop_patience > 0
-
-
-def _triples(values: list[float]) -> list[list[float]] | None:
-    """Flat reliability bins as [count, mean confidence, accuracy] per bin; None if any is NaN
-    (a member whose outputs diverged has no calibration to show)."""
-    if any(v != v for v in values):
-        return None
-    return [values[k:k + 3] for k in range(0, len(values), 3)]
 
 
 def _or_ones(weights: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:

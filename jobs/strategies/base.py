@@ -112,10 +112,11 @@ class StrategyStack:
         """[G, K, K]: row k of member g's table is its current target for class k."""
         raise NotImplementedError
 
-    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Predicted classes [G, B] by the strategy's decision rule."""
+    def predict(self, outputs: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        """Predicted classes [G, B] by the strategy's decision rule (`members`: the outputs are
+        those of a slice of the stack's members)."""
         if self.members[0].decision == "template":
-            return nearest_template(outputs, self.templates())
+            return nearest_template(outputs, self.templates()[members])
         return outputs.argmax(dim=-1)
 
     def all_values(self) -> list[StrategyValues]:

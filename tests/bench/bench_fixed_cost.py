@@ -13,7 +13,7 @@ per epoch training, strategies' epoch end and evaluation. Phases (CPU ms per job
 - setup: the strategy stacks' set-up (tvo measures the untrained network);
 - train: the training epochs (forward, backward, step, strategy calls) and epoch ends;
 - forward: the stacked forward passes of evaluation (and of tvo's set-up);
-- metrics: every measure computed from those outputs (the rest of Stack.measure);
+- metrics: every measure computed from those outputs (the rest of evaluation.measure);
 - rows: each member's metrics row from those measurements (the rest of evaluation_rows).
 The engine's fixed cost per job is everything but the stacked forward and backward passes
 (train and forward); the issue's goal for the whole job, the runner's share included, is
@@ -38,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from jobs.data.datasets import Dataset  # noqa: E402
+from jobs.engine import evaluation  # noqa: E402
 from jobs.engine.stack import Stack  # noqa: E402
 from jobs.engine.stack_model import FlatParameters  # noqa: E402
 from jobs.engine.train import shared_dataset  # noqa: E402
@@ -83,7 +84,7 @@ def through_engine(specs: list[JobSpec], data: Dataset) -> dict[str, float]:
     """The jobs as one stack through the engine; seconds per phase."""
     device = torch.device("cpu")
     phases = Phases()
-    originals = (Stack._strategy_stacks, Stack.measure, FlatParameters.evaluate)
+    originals = (Stack._strategy_stacks, evaluation.measure, FlatParameters.evaluate)
 
     def timed(phase: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def timed_method(*args: Any, **kwargs: Any) -> Any:
@@ -92,7 +93,7 @@ def through_engine(specs: list[JobSpec], data: Dataset) -> dict[str, float]:
         return timed_method
 
     Stack._strategy_stacks = timed("setup", originals[0])  # type: ignore[method-assign]
-    Stack.measure = timed("metrics", originals[1])  # type: ignore[method-assign]
+    evaluation.measure = timed("metrics", originals[1])
     FlatParameters.evaluate = timed("forward", originals[2])  # type: ignore[method-assign]
     try:
         with phases.phase("build"):
@@ -107,7 +108,7 @@ def through_engine(specs: list[JobSpec], data: Dataset) -> dict[str, float]:
             with phases.phase("rows"):
                 stack.evaluation_rows(epoch)
     finally:
-        (Stack._strategy_stacks, Stack.measure,  # type: ignore[method-assign]
+        (Stack._strategy_stacks, evaluation.measure,  # type: ignore[method-assign]
          FlatParameters.evaluate) = originals  # type: ignore[method-assign]
     return phases.seconds
 
