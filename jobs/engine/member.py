@@ -8,6 +8,7 @@ stack of one member, so this is also what a single job is made of.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +75,7 @@ class Member:
             module = module.to(device)
         else:
             params = initial_parameters([spec], data.input_shape, data.num_classes)[0]
-        member = cls(run, make_strategy(spec.strategy), params,
+        member = cls(run, _strategy(spec.strategy), params,
                      torch.Generator().manual_seed(spec.seed),
                      torch.Generator().manual_seed(spec.seed + DROPOUT_SEED_OFFSET),
                      LearningRate(spec), module=module)
@@ -130,3 +131,15 @@ class Member:
                 "schedule": self.schedule.state_dict(), "order": self.order.get_state(),
                 "dropout": self.dropout.get_state(), "dropout_masks": DROPOUT_MASKS,
                 "early_stopping": (self.best_val_acc, self.epochs_since_best)}
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_strategy(text: str) -> TargetStrategy:
+    return make_strategy(text)
+
+
+def _strategy(text: str) -> TargetStrategy:
+    """The strategy `text` defines, an object of the member's own, parsed once per text
+    (parsing was about a third of building a member)."""
+    parsed = _parsed_strategy(text)
+    return type(parsed)(parsed.args)
