@@ -75,8 +75,9 @@ def _measure_chunk(stack: Stack, x: torch.Tensor, y: torch.Tensor, names: list[s
     top = outputs.max(dim=-1) if by_argmax or "margin" in names else None
     values: dict[str, torch.Tensor] = {}
     if "loss" in names:
-        values["loss"] = per_sample_loss(stack.loss, logits, outputs, templates[:, y],
-                                         stack.output, log_probs).mean(dim=1)
+        targets = templates.index_select(1, y)  # [C, T, K]: templates[:, y], copied faster
+        values["loss"] = per_sample_loss(stack.loss, logits, outputs, targets, stack.output,
+                                         log_probs).mean(dim=1)
     if "acc" in names:  # max and argmax both take the first of tied values
         predicted = top.indices if by_argmax and top is not None else group.predict(outputs,
                                                                                     local)
