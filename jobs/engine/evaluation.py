@@ -14,24 +14,41 @@ and before training (epoch 0) the training split's loss and accuracy.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
+from jobs.engine.member import Member
 from jobs.engine.metrics import ECE_BINS, calibration, confidence, margin
+from jobs.engine.stack_model import FlatParameters
 from jobs.nn.activations import activate, log_softmax
 from jobs.nn.losses import per_sample_loss
-
-if TYPE_CHECKING:
-    from jobs.engine.stack import Stack
-    from jobs.strategies import StrategyStack
+from jobs.strategies.base import StrategyStack
 
 MEASURES = ("loss", "acc", "nll", "ece", "confidence", "margin")  # the table's column order
 TEST_MEASURES = (*MEASURES, "reliability")
 VAL_MEASURES = ("loss", "acc", "nll", "ece")
 TRAIN_MEASURES = ("loss", "acc")
 CHUNK_FLOATS = {"cpu": 1 << 20}  # output floats per chunk: 4 MB on the CPU
-DEVICE_CHUNK_FLOATS = 1 << 27  # elsewhere (a GPU): 512 MB
+DEVICE_CHUNK_FLOATS = 1 << 26  # elsewhere (a GPU): 256 MB
+
+
+class Stack(Protocol):
+    """What evaluation reads of a jobs.engine.stack.Stack."""
+
+    members: list[Member]
+    groups: list[tuple[slice, StrategyStack]]  # the strategy stacks, by slice of members
+    net: FlatParameters
+    device: torch.device
+    num_classes: int
+    loss: str
+    output: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    x_val: torch.Tensor | None
+    y_val: torch.Tensor | None
 
 
 def measure(stack: Stack, x: torch.Tensor, y: torch.Tensor,
