@@ -14,6 +14,7 @@ from jobs.engine.lr_schedule import LearningRate
 from jobs.engine.stack_model import FlatParameters
 from jobs.engine.stack_optim import StackedOptimizer
 from jobs.spec import JobSpec
+from tests.torch_reference import torch_optimizer, torch_scheduler
 
 RTOL = 1e-5
 # Elements that cancel to near 0 keep float32's absolute rounding of the terms that made them:
@@ -37,20 +38,6 @@ MEMBERS = {
     "adamw": [{"lr": 0.001}, {"lr": 0.01, "weight_decay": 0.01},
               {"lr": 0.003, "weight_decay": 0.1}, {"lr": 0.0005, "weight_decay": 0.5}],
 }
-
-
-def torch_optimizer(spec: JobSpec, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    """What a user writes for the same settings (torch's defaults for everything tvo does not
-    expose: dampening 0, eps 1e-8, Adam's betas)."""
-    if spec.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
-                               nesterov=spec.nesterov, weight_decay=spec.weight_decay)
-    if spec.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=spec.lr, alpha=spec.rho, eps=1e-8,
-                                   momentum=spec.momentum, weight_decay=spec.weight_decay)
-    if spec.optimizer == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
-    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
 
 
 def specs_of(kind: str) -> list[JobSpec]:
@@ -185,18 +172,6 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "plateau without patience": {"lr": 0.3, "gamma": 0.3, "patience": 0, "min_lr": 0.0},
 }
 EPOCHS = 24
-
-
-def torch_scheduler(spec: JobSpec, optimizer: torch.optim.Optimizer) -> Any:
-    scheduler = torch.optim.lr_scheduler
-    if spec.schedule == "step":
-        return scheduler.StepLR(optimizer, step_size=spec.step_size, gamma=spec.gamma)
-    if spec.schedule == "exponential":
-        return scheduler.ExponentialLR(optimizer, gamma=spec.gamma)
-    if spec.schedule == "cosine":
-        return scheduler.CosineAnnealingLR(optimizer, T_max=spec.epochs, eta_min=spec.min_lr)
-    return scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=spec.gamma,
-                                       patience=spec.patience, min_lr=spec.min_lr)
 
 
 def training_losses(epochs: int) -> list[float]:

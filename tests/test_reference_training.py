@@ -17,7 +17,7 @@ from jobs.engine.train import shared_dataset
 from jobs.nn.models import build_model
 from jobs.spec import JobSpec
 from tests.engine_members import fresh_members
-from tests.test_reference_optim import torch_optimizer, torch_scheduler
+from tests.torch_reference import torch_optimizer, torch_scheduler
 
 RTOL = 1e-5
 SCALE_TOL = 1e-6  # elements near 0: 1e-6 of the tensor's largest magnitude (float32 rounding)
