@@ -3,8 +3,9 @@
 Per batch the whole stack runs a fixed number of tensor operations, whatever its size: one
 gather of every member's own shuffled batch, a batched forward, every member's targets (one call
 per strategy stack: members sharing a strategy type share one), the losses, one backward, one
-optimiser update. Evaluation is stacked too: one forward over the test set for all members and
-every metric computed for all members at once.
+optimiser update; dropout masks for all members in one draw (jobs.engine.dropout). Evaluation
+is stacked too (jobs.engine.evaluation): stacked forwards over a split and every metric computed
+for many members at once, one sync per split.
 """
 
 from __future__ import annotations
