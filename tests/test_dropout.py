@@ -88,7 +88,7 @@ def test_each_epoch_and_draw_gets_other_masks():
 
 def spec(**settings) -> JobSpec:
     return JobSpec.from_dict({"dataset": "digits", "hidden": [16, 8], "dropout": 0.3,
-                              "epochs": 3, "batch_size": 64, **settings})
+                              "epochs": 2, "batch_size": 128, **settings})
 
 
 def train(stack: Stack, epochs: range) -> list[list[float]]:
@@ -107,7 +107,7 @@ def test_a_member_resumed_after_an_epoch_trains_on_as_uninterrupted(model):
     jobs = [spec(model=model, seed=seed, dropout=p) for seed, p in ((0, 0.3), (1, 0.0), (2, 0.5))]
     data = shared_dataset(jobs[0], CPU)
     whole = Stack(fresh_members(jobs, data), data, CPU)
-    uninterrupted = train(whole, range(1, 4))
+    uninterrupted = train(whole, range(1, 3))
     first = Stack(fresh_members(jobs, data), data, CPU)
     train(first, range(1, 2))
     first.hand_back(0)
@@ -116,7 +116,7 @@ def test_a_member_resumed_after_an_epoch_trains_on_as_uninterrupted(model):
     resumed.restore(saved)
     mates = fresh_members([spec(model=model, seed=9, dropout=0.2)], data)
     again = Stack([resumed, *mates], data, CPU)
-    assert [losses[0] for losses in train(again, range(2, 4))] == pytest.approx(
+    assert [losses[0] for losses in train(again, range(2, 3))] == pytest.approx(
         [losses[0] for losses in uninterrupted[1:]], rel=1e-5)
     whole.hand_back(0)
     again.hand_back(0)
