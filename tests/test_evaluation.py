@@ -3,6 +3,8 @@ measured all at once, and each split measures only what its rows keep."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 import torch
 
@@ -52,3 +54,19 @@ def test_each_split_measures_what_its_rows_keep(stack):
     rows = stack.evaluation_rows(epoch=1)  # the final epoch: its rows keep the bins
     assert [row["reliability"] for row in rows] == test["reliability"]
     assert [row["val_ece"] for row in rows] == val["ece"]
+
+
+def test_rows_are_made_with_the_collector_held_off_and_it_is_back_after(stack, monkeypatch):
+    seen = []
+    monkeypatch.setattr(evaluation, "_rows", lambda *args: seen.append(gc.isenabled()) or [])
+    assert gc.isenabled()
+    assert stack.evaluation_rows(epoch=1) == [] and seen == [False]
+    assert gc.isenabled()
+
+    def failing(*args):
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr(evaluation, "_rows", failing)
+    with pytest.raises(RuntimeError, match="broken"):
+        stack.evaluation_rows(epoch=1)
+    assert gc.isenabled()
