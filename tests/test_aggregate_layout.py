@@ -11,7 +11,7 @@ from matplotlib.text import Text
 from runner.report.load import load_grid
 from runner.report.plot_data import read_plot_data
 from runner.report.plots import make_figures
-from runner.report.tables import summarise
+from runner.report.summary import summarise
 from tests.fake_grid import write_sized_grid
 
 TOLERANCE = 0.5  # pixels: boxes that merely touch are fine
@@ -37,7 +37,8 @@ def drawn_texts(figure, monkeypatch) -> list:
         patch.setattr(Text, "draw", recording_draw)
         figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
-    return [(text.get_text(), text.get_window_extent(renderer)) for text in drawn]
+    # the text's own box: an annotation's extent would include its leader line
+    return [(text.get_text(), Text.get_window_extent(text, renderer)) for text in drawn]
 
 
 def layout_problems(figure, monkeypatch) -> list[str]:

@@ -111,7 +111,7 @@ def pyarrow_read_all(root: Path) -> float:
 def timed_run(root: Path) -> dict[str, float]:
     from runner.report import pipeline
     from runner.report.load import load_grid
-    from runner.report.tables import summarise
+    from runner.report.summary import summarise
 
     times = {}
     started = time.perf_counter()
