@@ -61,8 +61,14 @@ def print_answer(console: Console, aggregation: Aggregation) -> None:
 
     protocol = aggregation.contents.protocol
     assert protocol is not None
-    console.print(_table("selection (stage 1: tuning, on validation; ties broken by the other "
-                         "validation metric)", *selection_cells(protocol), names=2))
+    headers, cells = selection_cells(protocol)
+    tie = headers.index("tie")  # sentences: below the table, a line each
+    console.print(_table("selection (stage 1: tuning, on validation)",
+                         [h for i, h in enumerate(headers) if i != tie],
+                         [[c for i, c in enumerate(row) if i != tie] for row in cells], names=2))
+    for row in cells:
+        if row[tie] and row[tie] != "no tie":
+            console.print(f"{row[0]}: {row[tie]}", markup=False, soft_wrap=True)
     for note in protocol.notes:
         console.print(note, markup=False, soft_wrap=True)
     console.print(_table("final seeds (stage 2): against the baseline (Holm-adjusted p; * < "

@@ -70,14 +70,25 @@ class Labels:
         facets = tuple(dict.fromkeys(labels.facet_label(key) for key in ordered))
         return dataclasses.replace(labels, hue_order=hues, facet_order=facets)
 
-    def with_identical(self, clusters: Sequence[Sequence[tuple[Any, ...]]]) -> Labels:
-        """Legend names for groups drawn once for several identical ones: `a = b`. `clusters`:
-        the group keys of each cluster, the drawn one first."""
-        aliases = dict(self.aliases)
+    def with_identical(self, clusters: Sequence[Sequence[tuple[Any, ...]]],
+                       keys: Sequence[tuple[Any, ...]]) -> Labels:
+        """Legend names for groups drawn once for several identical ones: `a = b`, where every
+        group of hue b (in `keys`, all the groups' keys) is identical to one of hue a.
+        `clusters`: the group keys of each cluster, the drawn one first."""
+        copies: dict[str, set[str]] = {}  # copied hue -> the facets where it is a copy of `a`
+        firsts: dict[str, str] = {}
         for cluster in clusters:
-            hues = list(dict.fromkeys(self.hue_label(key) for key in cluster))
-            if len(hues) > 1:
-                aliases[hues[0]] = " = ".join(hues)
+            first = self.hue_label(cluster[0])
+            for key in cluster[1:]:
+                hue = self.hue_label(key)
+                if firsts.setdefault(hue, first) == first:
+                    copies.setdefault(hue, set()).add(self.facet_label(key))
+        aliases = dict(self.aliases)
+        for hue, facets in copies.items():
+            everywhere = {self.facet_label(key) for key in keys if self.hue_label(key) == hue}
+            if facets == everywhere:
+                first = firsts[hue]
+                aliases[first] = f"{aliases.get(first, first)} = {hue}"
         return dataclasses.replace(self, aliases=aliases)
 
     def legend_name(self, hue: str) -> str:

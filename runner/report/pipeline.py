@@ -92,7 +92,7 @@ def variant_folder(by: Sequence[str] | None, baseline: tuple[str, Any] | None,
         parts.append("by-" + "+".join(by))
     if baseline_given and baseline is not None:
         parts.append(f"vs-{baseline[0]}={format_value(baseline[1])}")
-    name = re.sub(r"[^A-Za-z0-9_.,=+-]+", "-", "_".join(parts)).strip("-.")
+    name = re.sub(r"[^A-Za-z0-9_.=+-]+", "-", "_".join(parts)).strip("-.")
     return name[:MAX_FOLDER_NAME]
 
 

@@ -49,22 +49,23 @@ def plot_notes(summary: Summary, plot_data: PlotData) -> list[str]:
 
     notes = []
     if summary.identical:
-        notes.append("groups with bit-identical runs are drawn once, named `a = b` in the "
-                     "legends (see the comparison)")
+        notes.append("groups with bit-identical runs are drawn once (see the comparison); a "
+                     "legend names `a = b` where b is a copy of a in every panel")
     moving = len(plot_data.trajectories)
     if moving > MAX_TARGET_PANELS:
         notes.append(f"targets shows the best {MAX_TARGET_PANELS} of {moving} groups whose "
                      "targets move")
     if not moving:
         notes.append("no target trajectories: no strategy in this grid moved c_i or nc_i")
-    lacking = len(summary.rows) - len(calibrated(summary))
+    drawn = set(summary.drawn())
+    lacking = len(drawn) - len([i for i in calibrated(summary) if i in drawn])
     if lacking:
         notes.append(f"ECE and NLL are not applicable to {lacking} group(s) (tanh, lecun_tanh "
                      "or linear outputs are no probabilities): left out of the calibration "
                      "plots")
     binned = {r.group.name for r in plot_data.reliability}
     unbinned = [i for i in calibrated(summary) if summary.groups[i].name not in binned
-                and summary.groups[i].done_ids]
+                and summary.groups[i].done_ids and i in drawn]
     if unbinned:
         notes.append(f"{len(unbinned)} group(s) with an ECE have no reliability bins (metrics "
                      "written before tvo recorded them): left out of the calibration plots")

@@ -56,8 +56,9 @@ def measure(data: GridData, keys: list[str], groups: list[Group], labels: Labels
     in_grid_order = sorted(ranked, key=lambda g: labels.hue_order.index(labels.hue_label(g.key)))
     clusters = identical_groups(data, in_grid_order, keys,
                                 lambda group: labels.facet_label(group.key))
-    return Grouping(keys, ranked, labels.with_identical([[g.key for g in c] for c in clusters]),
-                    measures, clusters)
+    labels = labels.with_identical([[g.key for g in c] for c in clusters],
+                                   [g.key for g in groups])
+    return Grouping(keys, ranked, labels, measures, clusters)
 
 
 def describe(grouping: Grouping, *, threshold: float, baseline: str | None,

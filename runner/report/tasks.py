@@ -40,8 +40,15 @@ def across_tasks(summary: Summary, measures: dict[str, dict[str, Any]]) -> TaskS
             or len(labels.hue_order) < 2 or any(key not in TASK_KEYS for key in labels.facets)):
         return None
     scores: dict[str, dict[str, list[float]]] = {}
-    for i in summary.drawn():
-        group = summary.groups[i]
+    copied = {labels.hue_label(group.key) for group, row in zip(summary.groups, summary.rows,
+                                                                 strict=True)
+              if row["identical_to"] is not None}
+    copied -= {labels.hue_label(group.key) for group, row in zip(summary.groups, summary.rows,
+                                                                  strict=True)
+               if row["identical_to"] is None}  # a method that is a copy on every task
+    for group in summary.groups:
+        if labels.hue_label(group.key) in copied:
+            continue  # drawn once, under the name of the method it copies
         values = [measures[j][COMPARED] for j in group.done_ids if j in measures]
         scores.setdefault(labels.hue_label(group.key), {})[labels.facet_label(group.key)] = [
             v for v in values if v is not None and math.isfinite(v)]
