@@ -16,6 +16,7 @@ from runner.cli.app import app
 from runner.grid.protocol import select
 from runner.report.pipeline import aggregate
 from tests.fake_grid import curve_rows, make_spec, write_compared_grid, write_run
+from tests.test_aggregate_html import browser  # noqa: F401 (the headless Chromium fixture)
 
 runner = CliRunner()
 FIXED = "fixed(c=0.9, nc=0.1)"
@@ -176,3 +177,37 @@ def test_bit_identical_groups_are_found_counted_once_and_drawn_once(tmp_path):
     assert copy["group"] not in drawn and first["group"] in drawn
     assert any(" = " in name for name in summary.labels.aliases.values())
     assert summary.identical[0] in (tmp_path / "summary" / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def compared_page(tmp_path_factory, browser):  # noqa: F811 (the imported fixture)
+    root = tmp_path_factory.mktemp("page")
+    write_compared_grid(root, TIED, FINALS)
+    aggregate(root)
+    browser.get((root / "summary" / "report.html").as_uri())
+    return browser
+
+
+def test_report_html_shows_the_selection_and_the_tuning_curves_first(compared_page):
+    from selenium.webdriver.common.by import By
+
+    page = compared_page
+    assert page.get_log("browser") == []
+    headings = [h.text for h in page.find_elements(By.TAG_NAME, "h2")]
+    assert headings[:5] == ["Selection (stage 1: tuning, on validation)",
+                            "Final seeds (stage 2): the comparison", "Tuning curves",
+                            "Verdicts", "Results of the final runs"]
+    rows = page.find_elements(By.CSS_SELECTOR, "#selection tbody tr")
+    assert [row.find_elements(By.TAG_NAME, "td")[0].text for row in rows] == ["onehot",
+                                                                              "fixed"]
+    assert "3 tied at 0.9000" in rows[0].text and "lowest val_loss" in rows[0].text
+    answer = page.find_elements(By.CSS_SELECTOR, "#answer tbody tr")
+    assert answer[1].text.startswith("fixed 4 0.8575 [")
+    for chart in ("tuning_curves", "test_acc", "final_acc"):
+        traces = page.execute_script(
+            f"return document.querySelectorAll('#chart-{chart} .main-svg .trace').length")
+        assert traces > 0, chart
+    panels = page.execute_script(  # one panel per method, its band filled
+        "return document.getElementById('chart-tuning_curves').data"
+        ".filter(t => t.fill === 'toself').length")
+    assert panels == 2

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 BAND_LEVEL = "80 %"  # tuning.CONFIDENCE, as the titles say it
 REFERENCE = "0.7"  # the grey of the other methods' curves
+MAX_REFERENCE_LINES = 6  # other methods drawn as lines in a panel; more: the range they span
 
 
 def _ordered(tuning: Sequence[TuningPanel], labels: Labels) -> list[TuningPanel]:
@@ -60,14 +61,19 @@ def tuning_figure(tuning: Sequence[TuningPanel], labels: Labels, metric: str) ->
     width = max(6.5, PANEL_WIDTH * columns)
     names = ["expected best of k (Dodge et al. 2019)",
              f"{BAND_LEVEL} simultaneous band (Lourie et al. 2024)",
-             "the other methods' curves, for reference"]
+             "the other methods' curves (or their range), for reference"]
     height = PANEL_HEIGHT * math.ceil(len(shown) / columns) + 0.5 + legend_height(names, width)
     made = figure(width, height)
     for axes, panel in zip(panels(made, len(shown), sharex=True, sharey=True), shown,
                            strict=True):
-        for other in shown:
-            if other is not panel and other.facet == panel.facet:
+        others = [other for other in shown if other is not panel and other.facet == panel.facet]
+        if len(others) <= MAX_REFERENCE_LINES:
+            for other in others:
                 axes.plot(other.budgets, other.expected, color=REFERENCE, linewidth=0.9)
+        else:  # many methods: the range their curves span, as one grey band
+            curves = np.array([other.expected for other in others])
+            axes.fill_between(others[0].budgets, curves.min(axis=0), curves.max(axis=0),
+                              color=REFERENCE, alpha=0.35, linewidth=0)
         style = look[panel.hue]
         if np.any(np.isfinite(panel.lower)):
             axes.fill_between(panel.budgets, panel.lower, panel.upper, color=style.color,
