@@ -5,6 +5,7 @@ every other setting, identical groups counted once, --by/--baseline in folders o
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
@@ -73,6 +74,25 @@ def test_selection_is_on_validation_and_tuning_runs_are_ranked_by_it(disagreeing
     assert report.index("## Selection") < report.index("## Final seeds") < report.index(
         "## Tuning curves") < report.index("## Verdicts") < report.index(
         "## Results of the final runs") < report.index("## Tuning stage")
+
+
+def test_final_seeds_of_an_earlier_selection_are_outside_the_protocol(tmp_path):
+    """A rule that selects otherwise (say, a tie broken another way) leaves the final seeds of
+    the configuration chosen before in the dir: they are reported as outside, never pooled."""
+    from runner.grid.protocol import stage_two
+
+    grid = write_compared_grid(tmp_path, DISAGREE, FINALS)
+    [onehot, _] = select(tmp_path, grid.base, grid.sweeps, grid.compare)
+    earlier = dataclasses.replace(onehot, settings={"lr": onehot.scored[3].settings["lr"]})
+    for spec in stage_two([earlier], grid.compare):
+        write_run(tmp_path, spec, curve_rows([0.1, 0.2, 0.30]), grid="fakecmp")
+    result = aggregate(tmp_path, plots=False)
+    assert result.contents.stages == {"tuning": 8, "final": 8, "outside the protocol": 4}
+    assert row_of(result.summary, "onehot")["final_test_acc_mean"] == pytest.approx(0.83)
+    note = ("4 job(s) in this dir are in neither stage (e.g. the final seeds of an earlier "
+            "selection, or jobs of another grid): left out of every table")
+    assert note in result.contents.protocol.notes
+    assert note in (tmp_path / "summary" / "report.md").read_text()
 
 
 TIED = {
