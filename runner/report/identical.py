@@ -51,18 +51,46 @@ def _signature(group: Group, keys: Sequence[str], hashes: dict[str, int],
     return frozenset(runs)
 
 
-def identical_groups(data: GridData, groups: Sequence[Group], keys: Sequence[str],
-                     facet: Callable[[Group], str]) -> list[list[Group]]:
-    """Clusters of two or more groups of one facet (`facet`: a group's panel, its settings but
-    the compared one) with bit-identical runs, each in `groups` order (its first group
-    represents it)."""
-    hashes = run_hashes(data, [job_id for group in groups for job_id in group.done_ids])
-    clusters: dict[tuple[str, frozenset[tuple[Any, ...]]], list[Group]] = {}
+def _candidates(groups: Sequence[Group], keys: Sequence[str],
+                facet: Callable[[Group], str],
+                measures: dict[str, dict[str, Any]]) -> list[list[Group]]:
+    """Groups of one facet whose runs have equal per-job measures (final values, AUC, the
+    epoch of the threshold): the only ones that can be identical, found without reading the
+    metrics again (most grids have none)."""
+    def summary(job_id: str) -> tuple[Any, ...]:  # repr: NaN equals NaN
+        values = measures.get(job_id, {})
+        return tuple(sorted((name, repr(value)) for name, value in values.items()))
+
+    hashes = {job_id: hash(summary(job_id)) for group in groups for job_id in group.done_ids}
+    alike: dict[tuple[str, frozenset[tuple[Any, ...]]], list[Group]] = {}
     for group in groups:
         signature = _signature(group, keys, hashes)
         if signature:
-            clusters.setdefault((facet(group), signature), []).append(group)
-    return [members for members in clusters.values() if len(members) > 1]
+            alike.setdefault((facet(group), signature), []).append(group)
+    return [members for members in alike.values() if len(members) > 1]
+
+
+def identical_groups(data: GridData, groups: Sequence[Group], keys: Sequence[str],
+                     facet: Callable[[Group], str],
+                     measures: dict[str, dict[str, Any]]) -> list[list[Group]]:
+    """Clusters of two or more groups of one facet (`facet`: a group's panel, its settings but
+    the compared one) with bit-identical runs, each in `groups` order (its first group
+    represents it). `measures`: per-job measures (tables.per_job_measures), which rule out
+    most groups before any run is hashed."""
+    candidates = _candidates(groups, keys, facet, measures)
+    if not candidates:
+        return []
+    hashes = run_hashes(data, [job_id for members in candidates for group in members
+                               for job_id in group.done_ids])
+    clusters: dict[tuple[str, frozenset[tuple[Any, ...]]], list[Group]] = {}
+    for members in candidates:
+        for group in members:
+            signature = _signature(group, keys, hashes)
+            if signature:
+                clusters.setdefault((facet(group), signature), []).append(group)
+    order = {group.name: i for i, group in enumerate(groups)}
+    found = [members for members in clusters.values() if len(members) > 1]
+    return sorted(found, key=lambda members: order[members[0].name])
 
 
 def representatives(clusters: Sequence[Sequence[Group]]) -> dict[str, str]:

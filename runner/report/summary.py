@@ -55,7 +55,7 @@ def measure(data: GridData, keys: list[str], groups: list[Group], labels: Labels
     ranked = [groups[i] for i in rank_order(groups, measures)]
     in_grid_order = sorted(ranked, key=lambda g: labels.hue_order.index(labels.hue_label(g.key)))
     clusters = identical_groups(data, in_grid_order, keys,
-                                lambda group: labels.facet_label(group.key))
+                                lambda group: labels.facet_label(group.key), measures)
     labels = labels.with_identical([[g.key for g in c] for c in clusters],
                                    [g.key for g in groups])
     return Grouping(keys, ranked, labels, measures, clusters)
