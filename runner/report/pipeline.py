@@ -167,20 +167,68 @@ def write(data: GridData, summary_dir: Path, summary: Summary, rendered: Rendere
     return written
 
 
-def _tuning_panels(protocol: Any, summary: Summary) -> list[TuningPanel]:
-    """The tuning curves as the figures draw them: the method's hue and its facet."""
+@dataclass(frozen=True)
+class Scope:
+    """The jobs a summary covers: all of the grid's, or a comparison grid's final runs."""
+
+    data: GridData
+    jobs: list[Any]  # model.Job, in grid order of the compared values
+    stages: Any = None  # stages.Stages of a comparison grid, else None
+    default_baseline: tuple[str, Any] | None = None  # None: baseline.DEFAULT_BASELINE
+    method_settings: tuple[str, ...] = ()  # a comparison's tuned settings
+
+    @property
+    def default_keys(self) -> list[str] | None:
+        return self.stages.protocol.keys() if self.stages else None
+
+
+def scope(data: GridData) -> Scope:
+    """Every job, or for a grid with `compare:` its final runs (stages.py)."""
+    from runner.report.stages import FINAL, find_stages, read_protocol
+
+    protocol = read_protocol(data.grid_dir)
+    if protocol is None:
+        return Scope(data, list(data.jobs.values()))
+    stages = find_stages(data, protocol)
+    order = {repr(method): i for i, method in enumerate(protocol.methods)}
+    jobs = sorted(stages.jobs(data, FINAL), key=lambda job: order.get(  # colours in grid order
+        repr(job.settings.get(protocol.compare.by)), len(order)))
+    return Scope(data, jobs, stages, (protocol.compare.by, protocol.methods[0]),
+                 tuple(protocol.compare.tune))
+
+
+def _tuning_panels(stages: Any, curves: list[tuple[str, Any]],
+                   summary: Summary) -> list[TuningPanel]:
+    """The tuning curves as the figures draw them: each method's hue and facet."""
     import numpy as np
 
     labels = summary.labels
-    by_label = {item.method.label: item.method for item in protocol.chosen}
+    contexts = {method.label: method.context for method in stages.methods}
     panels = []
-    for label, curve in protocol.curves:
-        key = tuple(by_label[label].context.get(k) for k in summary.keys)
+    for label, curve in curves:
+        key = tuple(contexts[label].get(k) for k in summary.keys)
         hue = labels.hue_label(key) if labels.keys else label
         panels.append(TuningPanel(label, hue, labels.facet_label(key) if labels.keys else "",
                                   np.asarray(curve.budgets), np.asarray(curve.expected),
                                   np.asarray(curve.lower), np.asarray(curve.upper)))
     return panels
+
+
+def _plot_data(data: GridData, groups: list[Any], curves: Any, summary: Summary,
+               stages: Any, tuning: list[tuple[str, Any]], tasks: Any) -> PlotData:
+    """What the figures draw: the groups' data, a comparison's tuning curves, the profiles."""
+    import dataclasses
+
+    from runner.report.plot_data import read_plot_data
+
+    plot_data = read_plot_data(data, groups, curves)
+    if stages is not None:
+        plot_data = dataclasses.replace(plot_data, tuning=_tuning_panels(stages, tuning, summary),
+                                        tuning_metric=stages.protocol.compare.select)
+    if tasks is not None:
+        plot_data = dataclasses.replace(plot_data, profiles=tasks.profiles,
+                                        profile_tasks=tasks.described)
+    return plot_data
 
 
 def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | None = None,
@@ -196,22 +244,16 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
     """
     check_threshold(threshold)
     from runner.report.baseline import DEFAULT_BASELINE, choose_baseline
-    from runner.report.stages import FINAL, OUTSIDE, TUNING, find_stages, read_protocol
+    from runner.report.stages import FINAL, OUTSIDE, TUNING
     from runner.report.stats import import_in_background
     from runner.report.summary import compare_groups, describe, group_jobs, measure
 
     try:
         data = load_grid(Path(grid_dir))
-        protocol = read_protocol(data.grid_dir)
-        stages = find_stages(data, protocol) if protocol is not None else None
-        jobs = stages.jobs(data, FINAL) if stages else list(data.jobs.values())
-        if protocol is not None:  # methods in grid order: each keeps its colour everywhere
-            order = {repr(method): i for i, method in enumerate(protocol.methods)}
-            jobs.sort(key=lambda job: order.get(repr(job.settings.get(protocol.compare.by)),
-                                                len(order)))
-        keys, groups, labels = group_jobs(jobs, by, protocol.keys() if protocol else None)
-        default = ((protocol.compare.by, protocol.methods[0]) if protocol is not None
-                   else DEFAULT_BASELINE)
+        covered = scope(data)
+        stages = covered.stages
+        keys, groups, labels = group_jobs(covered.jobs, by, covered.default_keys)
+        default = covered.default_baseline or DEFAULT_BASELINE
         chosen, _ = choose_baseline(groups, keys, baseline, default)  # a bad one fails here
         summary_dir = data.grid_dir / SUMMARY_DIR / variant_folder(by, chosen,
                                                                    baseline is not None)
@@ -226,8 +268,8 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
                 workers.close()
             workers = None if kept else workers or FigureWorkers()
         grouping = measure(data, keys, groups, labels, threshold=threshold)
-        drawn_groups = [g for g in grouping.groups if g.name not in {
-            member.name for cluster in grouping.clusters for member in cluster[1:]}]
+        copies = {member.name for cluster in grouping.clusters for member in cluster[1:]}
+        drawn_groups = [g for g in grouping.groups if g.name not in copies]
         curves = None
         if workers:  # the curve plots go first, in the summary's order of the groups
             from runner.report.plot_data import read_curves
@@ -240,36 +282,19 @@ def aggregate(grid_dir: Path, *, threshold: float = 0.9, by: Sequence[str] | Non
         # GIL most of the time, and would delay them)
         import_in_background()
         summary = describe(grouping, threshold=threshold, baseline=baseline,
-                           default_baseline=default,
-                           method_settings=tuple(protocol.compare.tune) if protocol else ())
+                           default_baseline=default, method_settings=covered.method_settings)
+        from runner.report.selection import build, tuning_curves
         from runner.report.tasks import across_tasks
 
         tasks = across_tasks(summary, grouping.measures)
-        protocol_report = None
-        if stages is not None:
-            from runner.report.selection import build, tuning_curves
-
-            curves_of_tuning = tuning_curves(stages)
-            protocol_report = build(stages, summary, data.jobs, curves_of_tuning)
+        tuning = tuning_curves(stages) if stages is not None else []
         plot_data = None
         if plots:
-            import dataclasses
-
-            from runner.report.plot_data import read_plot_data
-
-            plot_data = read_plot_data(data, drawn_groups, curves)
-            if protocol_report is not None:
-                plot_data = dataclasses.replace(
-                    plot_data, tuning=_tuning_panels(protocol_report, summary),
-                    tuning_metric=protocol_report.compare.select)
-            if tasks is not None:
-                plot_data = dataclasses.replace(plot_data, profiles=tasks.profiles,
-                                                profile_tasks=tasks.described)
+            plot_data = _plot_data(data, drawn_groups, curves, summary, stages, tuning, tasks)
             if workers:
                 workers.draw(summary, plot_data)
         summary = compare_groups(summary, grouping.measures)
-        if stages is not None:  # again, with the comparison filled
-            protocol_report = build(stages, summary, data.jobs, curves_of_tuning)
+        protocol_report = build(stages, summary, data.jobs, tuning) if stages else None
         drawn = workers.files() if workers else None
         counts = ({stage: stages.count(stage) for stage in (TUNING, FINAL, OUTSIDE)}
                   if stages else {})
