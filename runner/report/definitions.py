@@ -91,10 +91,13 @@ def statistics_text(contents: Contents) -> list[str]:
         "et al. 2021), ties counting one half. Paired: the share of pairs the group wins, its "
         "95 % CI from resampling pairs; unpaired: over every combination of one run of each "
         "(the Mann–Whitney U statistic over n·m), each side resampled on its own.",
-        f"p (Holm): the p-values of the {len(family)} distinct comparisons with the baseline in "
-        "this summary, corrected together by Holm's step-down method (statsmodels.stats."
-        "multitest.multipletests, method=\"holm\"), which keeps the family-wise error rate at "
-        "5 %. `*` marks Holm-corrected p < 0.05; raw p-values are shown for reference only.",
+        (f"p (Holm): the p-values of the {len(family)} distinct comparison"
+         f"{'' if len(family) == 1 else 's'} with the baseline in this summary, corrected "
+         "together by Holm's step-down method (statsmodels.stats.multitest.multipletests, "
+         "method=\"holm\"), which keeps the family-wise error rate at 5 %. `*` marks "
+         "Holm-corrected p < 0.05; raw p-values are shown for reference only." if family else
+         "p (Holm): no comparison with the baseline has a p-value here (fewer than two seeds "
+         "on a side, or no baseline), so there is no family to correct."),
         "Identical groups: every done run's metrics (each epoch's losses, accuracies, NLL, ECE, "
         "confidence and margin; timings left out) are hashed; groups whose runs match one to "
         "one, bit for bit, are one result: they share a single test in Holm's family, are drawn "
