@@ -8,6 +8,7 @@ validation scores in the metrics, the rule `tvo run` selects by; never from gues
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from jobs.rundir import results
 from runner.grid.protocol import SECONDARY, Compare, Selection, select_from, stage_two
 from runner.report.labels import Labels
 from runner.report.load import GRID_FILE, AggregateError, GridData
@@ -82,7 +84,7 @@ class Method:
 
     def final_done(self, jobs: Mapping[str, Job]) -> list[str]:
         return [job_id for job_id in self.final_ids
-                if job_id in jobs and jobs[job_id].state == "done"]
+                if job_id in jobs and jobs[job_id].state == results.DONE]
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def validation_scores(data: GridData, metric: str,
 
 
 def _finite(value: float | None) -> float | None:
-    return value if value is not None and value == value and abs(value) != float("inf") else None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def find_stages(data: GridData, protocol: Protocol) -> Stages:
@@ -122,7 +124,7 @@ def find_stages(data: GridData, protocol: Protocol) -> Stages:
     from runner.grid.protocol import tuning_jobs
 
     compare = protocol.compare
-    done = {job_id for job_id, job in data.jobs.items() if job.state == "done"}
+    done = {job_id for job_id, job in data.jobs.items() if job.state == results.DONE}
     scores = validation_scores(data, compare.select, SECONDARY[compare.select][0])
 
     def score_of(spec: Any) -> tuple[float | None, float | None]:
