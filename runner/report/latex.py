@@ -12,6 +12,7 @@ single out. The final accuracy carries Holm-corrected significance marks against
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from runner.report.contents import Contents
@@ -122,16 +123,26 @@ def results_table(summary: Summary, *, grid: str, command: str) -> str:
 
 
 TEXT_SYMBOLS = {"Δ": r"$\Delta$", "<": "$<$", ">": "$>$", "—": "--", "±": r"$\pm$"}
+MINUS = re.compile(r"(?<![\w.])-(?=\d)")  # a negative number's sign, not a hyphen
+WORDY = 40  # characters: a column with a longer cell is set as a paragraph column
+PARAGRAPH = "p{7cm}"
 
 
 def _text(text: str) -> str:
     """A table cell of the shared tables (selection): escaped, its symbols as LaTeX writes them."""
-    return "".join(TEXT_SYMBOLS.get(char, char) for char in escape(text))
+    escaped = "".join(TEXT_SYMBOLS.get(char, char) for char in escape(text))
+    return MINUS.sub("$-$", escaped)
 
 
 def _tabular(headers: list[str], cells: list[list[str]], names: int, comment: str) -> list[str]:
-    return [f"% {comment}", "\\begin{tabular}{" + "l" * names + "r" * (len(headers) - names)
-            + "}", "\\toprule", " & ".join(_text(h) for h in headers) + r" \\", "\\midrule",
+    def kind(index: int) -> str:
+        if any(len(row[index]) > WORDY for row in cells):
+            return PARAGRAPH
+        return "l" if index < names else "r"
+
+    spec = "".join(kind(index) for index in range(len(headers)))
+    return [f"% {comment}", "\\begin{tabular}{" + spec + "}", "\\toprule",
+            " & ".join(_text(h) for h in headers) + r" \\", "\\midrule",
             *(" & ".join(_text(c) for c in row) + r" \\" for row in cells),
             "\\bottomrule", "\\end{tabular}", ""]
 
