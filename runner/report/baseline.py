@@ -21,7 +21,7 @@ from typing import Any
 
 from jobs.spec import SpecError, coerce, settings
 from runner.report import stats
-from runner.report.bootstrap import Interval, probability_of_improvement
+from runner.report.bootstrap import improvements
 from runner.report.labels import format_value
 from runner.report.load import AggregateError
 from runner.report.model import Group
@@ -74,13 +74,17 @@ def choose_baseline(groups: Sequence[Group], keys: Sequence[str], baseline: str 
     return (key, value), ""
 
 
+Improvement = tuple[list[float], list[float], bool]  # (group, partner, paired): P(A > B)'s data
+
+
 @dataclass(frozen=True)
 class Outcome:
-    """One group against its partner: the t-test (NaN when not compared), P(group > partner),
-    and a note (why not compared, or how many runs found no partner)."""
+    """One group against its partner: the t-test (NaN when not compared), the data of
+    P(group > partner) (None when not compared), and a note (why not compared, or how many
+    runs found no partner)."""
 
     comparison: stats.Comparison
-    improvement: Interval
+    improvement: Improvement | None
     note: str = ""
 
 
@@ -122,12 +126,11 @@ def compare_pair(group: Group, partner: Group, key: str, measures: dict[str, dic
         alone = len(ours) + len(theirs) - 2 * len(shared)
         note = (f"{alone} run(s) without a partner of equal settings left out" if alone
                 else "")
-        return Outcome(comparison, probability_of_improvement(
-            [float("nan") if v is None else v for v in a],
-            [float("nan") if v is None else v for v in b], paired=True), note)
+        return Outcome(comparison, ([_number(v) for v in a], [_number(v) for v in b], True),
+                       note)
     if _design(ours, key, method) != _design(theirs, key, method):
         only = _design(ours, key, method) ^ _design(theirs, key, method)
-        return Outcome(NOT_COMPARED, Interval(stats.NAN),
+        return Outcome(NOT_COMPARED, None,
                        f"not compared: the two groups hold runs of different settings "
                        f"({len(only)} combination(s) in one only), and fewer than {MIN_PAIRS} "
                        "runs pair up")
@@ -135,8 +138,11 @@ def compare_pair(group: Group, partner: Group, key: str, measures: dict[str, dic
     b = [v for v in theirs.values() if v is not None]
     why = (f"{key} changes the data or its order" if key in UNPAIRED_KEYS
            else f"fewer than {MIN_PAIRS} runs share their seed")
-    return Outcome(stats.welch(a, b), probability_of_improvement(a, b, paired=False),
-                   f"unpaired: {why}")
+    return Outcome(stats.welch(a, b), (a, b, False), f"unpaired: {why}")
+
+
+def _number(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def compare(groups: Sequence[Group], rows: list[dict[str, Any]], keys: Sequence[str],
@@ -155,6 +161,7 @@ def compare(groups: Sequence[Group], rows: list[dict[str, Any]], keys: Sequence[
 
     lacking = []
     family: dict[str, dict[str, Any]] = {}  # cluster -> the row that counts for it
+    asked: list[tuple[dict[str, Any], Improvement]] = []  # P(A > B): in one pass, below
     for group, row in zip(groups, rows, strict=True):
         if group.key[index] == value:
             continue
@@ -173,11 +180,13 @@ def compare(groups: Sequence[Group], rows: list[dict[str, Any]], keys: Sequence[
                    pairs=result.n if result.test == stats.PAIRED else None,
                    test_note=outcome.note or None,
                    diff_final_test_acc=result.diff, diff_ci_low=result.ci_low,
-                   diff_ci_high=result.ci_high, p_value=result.p_value,
-                   p_improvement=outcome.improvement.value,
-                   p_improvement_low=outcome.improvement.low,
-                   p_improvement_high=outcome.improvement.high)
+                   diff_ci_high=result.ci_high, p_value=result.p_value)
+        if outcome.improvement is not None:
+            asked.append((row, outcome.improvement))
         family.setdefault(cluster(group.name), row)
+    for (row, _), better in zip(asked, improvements([data for _, data in asked]), strict=True):
+        row.update(p_improvement=better.value, p_improvement_low=better.low,
+                   p_improvement_high=better.high)
     counted = list(family.values())
     for row, adjusted in zip(counted, stats.holm([r["p_value"] for r in counted]), strict=True):
         row.update(p_holm=adjusted, significant=stats.significant(adjusted))

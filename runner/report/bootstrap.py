@@ -56,13 +56,14 @@ def _interval(samples: tuple[np.ndarray, ...], statistic, *, paired: bool = Fals
         # and the percentile interval is that one value, which is what is reported
         warnings.simplefilter("ignore")
         result = bootstrap(samples, statistic, n_resamples=RESAMPLES, confidence_level=level,
-                           method="percentile", paired=paired, vectorized=True,
+                           method="percentile", paired=paired, vectorized=True, axis=-1,
                            rng=np.random.default_rng(SEED))
     return (np.asarray(result.confidence_interval.low, dtype=float),
             np.asarray(result.confidence_interval.high, dtype=float))
 
 
 def _mean_and_iqm(sample: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The mean and the IQM along `axis`, stacked first."""
     from scipy.stats import trim_mean
 
     return np.stack([np.mean(sample, axis=axis), trim_mean(sample, TRIM, axis=axis)])
@@ -70,15 +71,37 @@ def _mean_and_iqm(sample: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def mean_and_iqm(values: Sequence[float | None]) -> tuple[Interval, Interval]:
     """The mean and the IQM of the finite values, each with its bootstrap CI."""
-    data = finite(values)
-    if len(data) == 0:
-        return Interval(NAN), Interval(NAN)
-    mean, middle = _mean_and_iqm(data)
-    if len(data) < 2:
-        return Interval(float(mean)), Interval(float(middle))
-    low, high = _interval((data,), _mean_and_iqm)
-    return (Interval(float(mean), float(low[0]), float(high[0])),
-            Interval(float(middle), float(low[1]), float(high[1])))
+    return mean_and_iqm_each([values])[0]
+
+
+def mean_and_iqm_each(samples: Sequence[Sequence[float | None]],
+                      ) -> list[tuple[Interval, Interval]]:
+    """mean_and_iqm of each sample; samples of one size share one bootstrap call (scipy
+    resamples along the last axis of a stack: 10 groups of 100 seeds in 0.03 s, not 0.1)."""
+    data = [finite(values) for values in samples]
+    out: list[tuple[Interval, Interval]] = []
+    for sample in data:
+        if len(sample) == 0:
+            out.append((Interval(NAN), Interval(NAN)))
+        else:
+            mean, middle = _mean_and_iqm(sample)
+            out.append((Interval(float(mean)), Interval(float(middle))))
+    for indices in _by_size([len(sample) for sample in data]).values():
+        low, high = _interval((np.stack([data[i] for i in indices]),), _mean_and_iqm)
+        for column, i in enumerate(indices):
+            mean, middle = out[i]
+            out[i] = (Interval(mean.value, float(low[0, column]), float(high[0, column])),
+                      Interval(middle.value, float(low[1, column]), float(high[1, column])))
+    return out
+
+
+def _by_size(sizes: Sequence[int]) -> dict[int, list[int]]:
+    """Indices by size, for the sizes of two or more (one value has no interval)."""
+    found: dict[int, list[int]] = {}
+    for index, size in enumerate(sizes):
+        if size >= 2:
+            found.setdefault(size, []).append(index)
+    return found
 
 
 def _improvement(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -103,20 +126,40 @@ def probability_of_improvement(a: Sequence[float], b: Sequence[float], *,
     setting: Bouthillier et al. 2021): the fraction of pairs where A wins, resampled by pair.
     Unpaired: over every combination of one run of each (Agarwal et al. 2021, rliable's
     definition), each side resampled on its own. Ties count one half."""
-    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if paired:
-        keep = np.isfinite(x) & np.isfinite(y)
-        x, y = x[keep], y[keep]
-    else:
-        x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-    if len(x) == 0 or len(y) == 0:
-        return Interval(NAN)
-    statistic = _paired_improvement if paired else _improvement
-    value = float(statistic(x, y))
-    if min(len(x), len(y)) < 2:
-        return Interval(value)
-    low, high = _interval((x, y), statistic, paired=paired)
-    return Interval(value, float(low), float(high))
+    return improvements([(a, b, paired)])[0]
+
+
+def improvements(requests: Sequence[tuple[Sequence[float], Sequence[float], bool]],
+                 ) -> list[Interval]:
+    """probability_of_improvement of each (a, b, paired); requests of the same kind and sizes
+    share one bootstrap call."""
+    data = []
+    for a, b, paired in requests:
+        x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        if paired:
+            keep = np.isfinite(x) & np.isfinite(y)
+            x, y = x[keep], y[keep]
+        else:
+            x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+        data.append((x, y, paired))
+    out = []
+    batches: dict[tuple[bool, int, int], list[int]] = {}
+    for index, (x, y, paired) in enumerate(data):
+        if len(x) == 0 or len(y) == 0:
+            out.append(Interval(NAN))
+            continue
+        statistic = _paired_improvement if paired else _improvement
+        out.append(Interval(float(statistic(x, y))))
+        if min(len(x), len(y)) >= 2:
+            batches.setdefault((paired, len(x), len(y)), []).append(index)
+    for (paired, _, _), indices in batches.items():
+        statistic = _paired_improvement if paired else _improvement
+        low, high = _interval((np.stack([data[i][0] for i in indices]),
+                               np.stack([data[i][1] for i in indices])), statistic,
+                              paired=paired)
+        for column, i in enumerate(indices):
+            out[i] = Interval(out[i].value, float(low[column]), float(high[column]))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

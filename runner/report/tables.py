@@ -186,11 +186,11 @@ def group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, A
 def add_robust(rows: Sequence[dict[str, Any]], groups: Sequence[Group],
                measures: dict[str, dict[str, Any]]) -> None:
     """Fill each row's bootstrap CI of the mean final test accuracy and its IQM with CI."""
-    from runner.report.bootstrap import mean_and_iqm
+    from runner.report.bootstrap import mean_and_iqm_each
 
-    for row, group in zip(rows, groups, strict=True):
-        values = [measures[j][COMPARED] for j in group.done_ids if j in measures]
-        mean, middle = mean_and_iqm(values)
+    samples = [[measures[j][COMPARED] for j in group.done_ids if j in measures]
+               for group in groups]
+    for row, (mean, middle) in zip(rows, mean_and_iqm_each(samples), strict=True):
         row.update(final_test_acc_boot_low=mean.low, final_test_acc_boot_high=mean.high,
                    final_test_acc_iqm=middle.value, final_test_acc_iqm_low=middle.low,
                    final_test_acc_iqm_high=middle.high)
