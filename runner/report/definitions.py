@@ -96,8 +96,10 @@ def statistics_text(contents: Contents) -> list[str]:
          "together by Holm's step-down method (statsmodels.stats.multitest.multipletests, "
          "method=\"holm\"), which keeps the family-wise error rate at 5 %. `*` marks "
          "Holm-corrected p < 0.05; raw p-values are shown for reference only." if family else
-         "p (Holm): no comparison with the baseline has a p-value here (fewer than two seeds "
-         "on a side, or no baseline), so there is no family to correct."),
+         "p (Holm): Holm's step-down method (statsmodels.stats.multitest.multipletests, "
+         "method=\"holm\") corrects the p-values of all comparisons with the baseline "
+         "together; here none has a p-value (fewer than two seeds on a side, or no "
+         "baseline), so there is no family to correct."),
         "Identical groups: every done run's metrics (each epoch's losses, accuracies, NLL, ECE, "
         "confidence and margin; timings left out) are hashed; groups whose runs match one to "
         "one, bit for bit, are one result: they share a single test in Holm's family, are drawn "
