@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from jobs.strategies import catalogue
 from jobs.strategies.base import (
     Pairing,
     StackContext,
@@ -22,10 +23,7 @@ from jobs.strategies.base import (
     register,
     templates_from_values,
 )
-from jobs.strategies.params import StrategyError, auto_boolean, choice, options, param
 from jobs.strategies.tvo_values import (
-    ADAPTS,
-    INITS,
     NEEDS_NETWORK,
     NEEDS_STATISTICS,
     OutputStatistics,
@@ -34,10 +32,8 @@ from jobs.strategies.tvo_values import (
     measure_network,
 )
 
-PROBABILITY_OUTPUTS = ("softmax", "sigmoid")
 
-
-@register
+@register(catalogue.TVO)
 class TVO(TargetStrategy):
     """c_j and nc_j live in output units, before any normalisation: `normalize` only divides the
     target row given to the loss (and used as template) by its sum.
@@ -47,38 +43,14 @@ class TVO(TargetStrategy):
     strategy that allows it, and only when asked for by name: normalize=auto normalises there.
     """
 
-    name = "tvo"
-    summary = ("learned class / non-class targets: start from init, adapt after each epoch "
-               "or batch, predict by the nearest target template")
-    source = "TVO study (Zitronekoma30/nc-target-values, 2025)"
     decision = "template"
     observes = True
-    params = (
-        param("init", "average_nudge", "how c and nc start", options(*INITS)),
-        param("adapt", "sigma", "how c and nc change during training", options(*ADAPTS)),
-        param("cadence", "epoch", "adapt after each epoch (the study) or after each batch",
-              choice("epoch", "batch")),
-        param("layout", "class", "one (c, nc) pair per class (the study), or per output neuron",
-              choice("class", "position")),
-        param("normalize", "auto", "divide each target row by its sum; auto: when "
-              "output=softmax. false with softmax replays the study",
-              auto_boolean("true when output=softmax")),
-    )
 
     def stack_key(self) -> str:
         """The rules are the stack's; the numbers in them (nu, m, eps, ...) are columns."""
         rules = (self.args["init"].name, self.args["adapt"].name, self.args["cadence"],
                  self.args["layout"], self.args["normalize"])
         return f"tvo{rules}"
-
-    def check(self, pairing: Pairing) -> None:
-        if pairing.output not in PROBABILITY_OUTPUTS:
-            raise StrategyError(
-                f"strategy tvo learns targets in [0, 1] and needs output=softmax or sigmoid; "
-                f"got output={pairing.output}"
-            )
-        # No check_target_table: values stay in [0, 1] by construction, and unnormalised
-        # targets with loss=ce are the study's replay, allowed here on purpose (see the class).
 
     def normalizes(self, pairing: Pairing) -> bool:
         normalize = self.args["normalize"]
@@ -99,21 +71,18 @@ class TVOStack(StrategyStack):
         self.adapt_args = {key: torch.tensor([m.args["adapt"].args[key] for m in members],
                                              dtype=torch.float64, device=ctx.device).view(-1, 1)
                            for key in adapt_args}
-        starts = [self._initial_values(member, ctx, g) for g, member in enumerate(members)]
+        preferences = None
+        if self.init in NEEDS_NETWORK:  # the untrained networks of all members, in one pass
+            preferences = measure_network(ctx.forward, ctx.x_train, ctx.y_train,
+                                          self.num_classes, members=self.size
+                                          ).moments(self.layout)
+        starts = [initial_values(self.init, member.args["init"].args, self.num_classes,
+                                 ctx.generators[g],
+                                 None if preferences is None else preferences.member(g))
+                  for g, member in enumerate(members)]
         self.statistics = (OutputStatistics(self.num_classes, ctx.device, members=self.size)
                            if self.adapt in NEEDS_STATISTICS else None)
         self._set_values(torch.stack([c for c, _ in starts]), torch.stack([nc for _, nc in starts]))
-
-    def _initial_values(self, member: TargetStrategy, ctx: StackContext,
-                        g: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Member g's start (once per job, so one member at a time)."""
-        init = member.args["init"]
-        preferences = None
-        if init.name in NEEDS_NETWORK:
-            preferences = measure_network(ctx.member_forward(g), ctx.x_train, ctx.y_train,
-                                          self.num_classes).moments(self.layout)
-        return initial_values(init.name, init.args, self.num_classes, ctx.generators[g],
-                              preferences)
 
     def _set_values(self, c: torch.Tensor, nc: torch.Tensor) -> None:
         self.target_class = c.to(self.device, torch.float64)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from jobs.strategies.params import Option, StrategyError, number, param
+from jobs.strategies.params import StrategyError
 
 FORWARD_CHUNK = 4096  # samples per forward pass when measuring the untrained network
 
@@ -36,6 +36,11 @@ class PairMoments:
     def spread(self) -> torch.Tensor:
         """The study's s: std of the class outputs plus std of the non-class outputs."""
         return self.class_std + self.nonclass_std
+
+    def member(self, g: int) -> PairMoments:
+        """Member g's moments ([K]) of moments measured for stacked members ([G, K])."""
+        return PairMoments(self.class_mean[g], self.class_std[g], self.nonclass_mean[g],
+                           self.nonclass_std[g], self.seen[g])
 
 
 class OutputStatistics:
@@ -96,31 +101,24 @@ def _mean_std(count: torch.Tensor, total: torch.Tensor,
 
 
 def measure_network(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                    y: torch.Tensor, num_classes: int) -> OutputStatistics:
-    """One pass of the (untrained) network over x: its outputs summed by label."""
-    stats = OutputStatistics(num_classes, x.device)
+                    y: torch.Tensor, num_classes: int,
+                    members: int | None = None) -> OutputStatistics:
+    """One pass of the (untrained) network over x: its outputs summed by label. With `members`,
+    `forward` gives that many stacked members' outputs [G, n, K], all measured in one pass (each
+    member's sums add its samples in the same order as measured alone)."""
+    stats = OutputStatistics(num_classes, x.device, members=members)
     for start in range(0, x.shape[0], FORWARD_CHUNK):
-        stats.add(forward(x[start:start + FORWARD_CHUNK]), y[start:start + FORWARD_CHUNK])
+        labels = y[start:start + FORWARD_CHUNK]
+        if members is not None:
+            labels = labels.expand(members, -1)
+        stats.add(forward(x[start:start + FORWARD_CHUNK]), labels)
     return stats
 
 
 # ---------------------------------------------------------------------------------------------
 # Initialisations
 
-NU = param("nu", 0.1, "how far nc starts from c", number(0, 1))
-
-INITS = (
-    Option("uniform", "c_j and nc_j each drawn from U(0, 1)"),
-    Option("average", "the untrained network's preference: mean class / non-class outputs"),
-    Option("average_nudge", "average, then nc pushed nu away from c (clamped to [0, 1])", (NU,)),
-    Option("average_nudge_remap", "average_nudge, then every value divided by the largest "
-           "(the study's rescale)", (NU,)),
-    Option("remap", "average, then min-max mapped onto [0, 1] (lowest value 0, highest 1)"),
-    Option("soft", "fixed start values", (
-        param("c", 0.8, "class value", number(0, 1)),
-        param("nc", 0.2, "non-class value", number(0, 1)),
-    )),
-)
+# The options themselves (names, parameters, help) are declared in jobs.strategies.catalogue.INITS.
 NEEDS_NETWORK = ("average", "average_nudge", "average_nudge_remap", "remap")
 
 
@@ -178,18 +176,7 @@ def initial_values(init: str, args: Mapping[str, Any], num_classes: int,
 # ---------------------------------------------------------------------------------------------
 # Adaptations
 
-ADAPTS = (
-    Option("none", "keep the initial values"),
-    Option("sigma", "the study's rule: where |c - nc| < s*m, nc becomes (nc -+ s)*m within "
-           "[0, 1], and c is reset when nc reaches 0 or 1 (s = std of the class outputs + std "
-           "of the non-class outputs)",
-           (param("m", 1.0, "the study's multiplier (scales threshold and new values)",
-                  number(0, open_low=True)),)),
-    Option("sigma_half", "if |c - nc| < s, move c and nc apart by s/2 each, within [0, 1]"),
-    Option("eps_min", "if |c - nc| < eps, push nc away from c by eps, within [0, 1]",
-           (param("eps", 0.1, "the smallest gap kept between c and nc", number(0, 1)),)),
-    Option("d_max", "nc at the far end of [0, 1] from c: 0 if c > 0.5, else 1"),
-)
+# The options themselves (names, parameters, help) are declared in jobs.strategies.catalogue.ADAPTS.
 NEEDS_STATISTICS = ("sigma", "sigma_half")
 
 
