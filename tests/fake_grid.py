@@ -17,7 +17,7 @@ from jobs.rundir import legacy, results
 from jobs.rundir.journal import START, append_event
 from jobs.rundir.layout import OutputDir
 from jobs.rundir.run_dir import RunDir
-from jobs.rundir.states import FINISHED, JobState, Outcome
+from jobs.rundir.states import DONE, FINISHED, PENDING, RUNNING, JobState, Outcome
 from jobs.spec import JobSpec
 
 FakeRun = tuple[JobSpec, "list[dict[str, Any]] | None", str, "str | None"]  # state, error
@@ -62,7 +62,7 @@ def curve_rows(test_acc: Sequence[float | None], *, final: dict[str, float] | No
 
 
 def write_run(grid_dir: Path, spec: JobSpec, rows: list[dict[str, Any]] | None, *,
-              state: str = results.DONE, error: str | None = None,
+              state: str = DONE, error: str | None = None,
               grid: str = "fake") -> Path:
     """One job as a run leaves it: a results file (done, diverged) or its state recorded
     (failed, cancelled, running); nothing for pending. Returns the grid dir."""
@@ -77,20 +77,20 @@ def write_runs(grid_dir: Path, runs: Sequence[FakeRun], *, grid: str = "fake",
     for start in range(0, len(runs), stack_size):
         chosen = runs[start:start + stack_size]
         stack = stack_id(spec.job_id for spec, *_ in chosen)
-        started = [spec.job_id for spec, _, state, _ in chosen if state != results.PENDING]
+        started = [spec.job_id for spec, _, state, _ in chosen if state != PENDING]
         if started:
             append_event(grid_dir, START, stack=stack, jobs=started, host="", pid=0,
                          pid_start="", log="", epochs=0)
         ended = [(spec, rows or [], Outcome(JobState(state), error, len(rows or []) - 1))
                  for spec, rows, state, error in chosen
-                 if state not in (results.PENDING, results.RUNNING)]
+                 if state not in (PENDING, RUNNING)]
         if ended:
             table = results.stack_table([(spec, rows) for spec, rows, outcome in ended
                                          if outcome.state in FINISHED], grid)
             commit = results.Commit(stack, time.time(),
                                     {spec.job_id: outcome for spec, _, outcome in ended})
             results.write_stack_results(OutputDir(grid_dir).results_file(stack), table, commit)
-        running = [spec.job_id for spec, _, state, _ in chosen if state == results.RUNNING]
+        running = [spec.job_id for spec, _, state, _ in chosen if state == RUNNING]
         if running:  # started by this process, which lives: running
             files = RunDir(grid_dir).stack_files(stack + "r", [s for s, *_ in chosen
                                                                if s.job_id in running])
@@ -99,14 +99,14 @@ def write_runs(grid_dir: Path, runs: Sequence[FakeRun], *, grid: str = "fake",
 
 
 def write_legacy_run(grid_dir: Path, spec: JobSpec, rows: list[dict[str, Any]] | None, *,
-                     state: str = results.DONE, error: str | None = None,
+                     state: str = DONE, error: str | None = None,
                      grid: str = "fake") -> Path:
     """A run dir as tvo wrote it before results by the stack: spec.json, status.json (unless
     pending), metrics.parquet."""
     run_dir = OutputDir(Path(grid_dir)).legacy_runs / spec.job_id
     results.atomic_write_json(run_dir / "spec.json", {"job_id": spec.job_id, "grid": grid,
                                                       "spec": spec.to_dict()})
-    if state != results.PENDING:
+    if state != PENDING:
         results.atomic_write_json(run_dir / legacy.STATUS_FILE, {
             "job_id": spec.job_id, "state": state, "error": error,
             "log": str(run_dir / legacy.LOG_FILE)})
@@ -159,7 +159,7 @@ def write_sized_grid(root: Path, *, strategies: int, datasets: Sequence[str] = (
                     if tanh:
                         for row in rows:
                             row.update(ece=None, test_nll=None, reliability=None)
-                    runs.append((spec, rows, results.DONE, None))
+                    runs.append((spec, rows, DONE, None))
                     specs.append(spec)
     write_runs(root, runs)
     write_jobs(root, specs)

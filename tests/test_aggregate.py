@@ -11,6 +11,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from jobs.rundir import results
+from jobs.rundir.states import DIVERGED, DONE, FAILED, RUNNING
 from runner.dispatch.status import grid_status
 from runner.report import stats
 from runner.report.load import AggregateError, load_grid
@@ -46,10 +47,10 @@ def build_grid(root: Path, *, partial: bool = False) -> Path:
     if partial:
         failed, diverged, running, pending = (make_spec(strategy="onehot", seed=s)
                                               for s in (3, 4, 5, 6))
-        write_run(root, failed, None, state=results.FAILED, error="RuntimeError: out of memory")
-        write_run(root, diverged, curve_rows([0.1, 0.2, None]), state=results.DIVERGED,
+        write_run(root, failed, None, state=FAILED, error="RuntimeError: out of memory")
+        write_run(root, diverged, curve_rows([0.1, 0.2, None]), state=DIVERGED,
                   error="training loss became nan in epoch 2")
-        write_run(root, running, None, state=results.RUNNING)
+        write_run(root, running, None, state=RUNNING)
         specs += [failed, diverged, running, pending]
     write_jobs(root, specs)
     return root
@@ -328,7 +329,7 @@ def test_the_layout_before_results_by_the_stack_is_still_read(tmp_path):
             writer(tmp_path, spec, curve_rows(curve))
             specs.append(spec)
     failed = make_spec(strategy="onehot", seed=9)
-    write_legacy_run(tmp_path, failed, None, state=results.FAILED, error="RuntimeError: boom")
+    write_legacy_run(tmp_path, failed, None, state=FAILED, error="RuntimeError: boom")
     write_jobs(tmp_path, [*specs, failed])
     result = aggregate(tmp_path, plots=False)
     assert row_of(result, "onehot")["seeds"] == 3
@@ -344,9 +345,9 @@ def test_rows_of_a_job_committed_twice_are_read_once(tmp_path):
     file must not double a job's rows either: each finished job is read from one file."""
     build_grid(tmp_path)
     spec = make_spec(strategy="onehot", seed=0)
-    write_runs(tmp_path, [(spec, curve_rows([0.1, 0.2, 0.3, 0.5]), results.DONE, None),
+    write_runs(tmp_path, [(spec, curve_rows([0.1, 0.2, 0.3, 0.5]), DONE, None),
                           (make_spec(strategy="onehot", seed=8), curve_rows([0.1, 0.2, 0.3, 0.9]),
-                           results.DONE, None)])
+                           DONE, None)])
     result = aggregate(tmp_path, plots=False)
     frame = pl.read_parquet(tmp_path / "summary" / "metrics.parquet")
     assert frame.filter(pl.col("job_id") == spec.job_id).height == 4
@@ -368,7 +369,7 @@ def test_unreadable_results_file_is_named(tmp_path):
 def test_grid_without_finished_jobs_says_so(tmp_path):
     specs = [make_spec(seed=s) for s in range(3)]
     write_jobs(tmp_path, specs)
-    write_run(tmp_path, specs[0], None, state=results.RUNNING)
+    write_run(tmp_path, specs[0], None, state=RUNNING)
     with pytest.raises(AggregateError) as error:
         aggregate(tmp_path)
     assert str(error.value) == (f"{tmp_path} has no finished jobs yet: none of its 3 jobs has "

@@ -18,15 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.rundir.states import (  # noqa: F401 (the states, re-exported for readers of results)
-    CANCELLED,
-    DIVERGED,
-    DONE,
-    FAILED,
-    PENDING,
-    RUNNING,
-    Outcome,
-)
+from jobs.rundir.states import Outcome
 from jobs.spec import JobSpec
 
 SCHEMA_VERSION = "3"  # 2: validation columns and settings (val_fraction, val_seed, ...);
