@@ -268,3 +268,38 @@ def test_an_embedded_ray_listens_on_loopback_only_and_leaves_no_dir(tmp_path: Pa
     assert ray_dir_mode == 0o700
     assert not ray_dir.exists()
     assert list(long_tmp.iterdir()) == []
+
+
+def test_a_second_run_on_jobs_another_runner_holds_starts_no_backend(tmp_path: Path) -> None:
+    """The first runner holds every job (one stack of 6); a second `tvo run --backend ray`
+    waits for it without starting a Ray of its own, then reports the grid done; a third, on the
+    finished grid, starts nothing either."""
+    (tmp_path / "grid.yaml").write_text(GRID.replace("epochs: 6", "epochs: 30"))
+    grid_dir = tmp_path / "out" / "killme"
+    first = start_runner(tmp_path, "inline", pack="6")
+    deadline = time.monotonic() + 120
+    while len(live_held(grid_dir)) < 6:
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    second = subprocess.Popen([sys.executable, "-m", "runner", "run", "grid.yaml", "--out", "out"],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    started_ray = False
+    while second.poll() is None:
+        names = set()
+        for pid in descendants(second.pid):
+            with contextlib.suppress(OSError):
+                names.add(Path(f"/proc/{pid}/comm").read_text().strip())
+        started_ray = started_ray or bool(names & {"raylet", "gcs_server"})
+        time.sleep(0.1)
+    output = second.communicate()[0].decode()
+    assert second.returncode == 0, output
+    assert not started_ray, output
+    assert "killme: 6 jobs, none to start here -> out/killme" in output
+    assert "6 jobs: done 6" in output
+    assert first.wait(timeout=120) == 0
+    third = subprocess.run([sys.executable, "-m", "runner", "run", "grid.yaml", "--out", "out"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "none to start here" in third.stdout and "6 already done" in third.stdout

@@ -19,7 +19,13 @@ from jobs.rundir.states import DONE
 from jobs.spec import JobSpec
 from runner.cli.progress import RunProgress, counts_text, elapsed_text
 from runner.dispatch import outdir
-from runner.dispatch.driver import RunOptions, RunReport, run_grid
+from runner.dispatch.driver import (
+    RunOptions,
+    RunReport,
+    jobs_to_start,
+    run_grid,
+    wait_for_others,
+)
 from runner.dispatch.status import GridStatus
 from runner.grid.expand import Grid, GridError, expand, load_grid, shipped_grids
 
@@ -116,6 +122,24 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
 
     Raises BackendError (bad input: nothing written) when the backend cannot start.
     """
+    if not jobs_to_start(plan.specs, plan.grid_dir):  # every job is finished or another
+        # runner's: no backend is started (an embedded Ray takes seconds) unless one frees up
+        outdir.prepare(plan.grid_dir, plan.grid.to_yaml(), plan.specs, plan.grid.name)
+        say(console, f"{plan.grid.name}: {len(plan.specs)} jobs, none to start here -> "
+                     f"{plan.grid_dir}")
+        try:
+            with RunProgress(console) as progress:
+                report = wait_for_others(plan.specs, plan.grid.name, plan.grid_dir,
+                                         plan.grid.resources, options, progress)
+        except KeyboardInterrupt:
+            say(console, f"interrupted: nothing was started here; see `tvo status "
+                         f"{plan.grid_dir}`")
+            return INTERRUPTED
+        if not report.not_started:
+            print_report(report, console)
+            return report.exit_code
+        say(console, f"{report.not_started} jobs are free to run (their runner is gone): "
+                     "starting the backend")
     settings = BackendSettings(grid_dir=plan.grid_dir, resources=plan.grid.resources,
                                max_parallel=options.max_parallel, ray_address=ray_address,
                                slurm=plan.grid.slurm)

@@ -18,6 +18,7 @@ cancelled. A crashed unit whose jobs were asked to stop is cancelled, not failed
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import Counter, deque
@@ -27,7 +28,7 @@ from pathlib import Path
 from cluster.base import Backend, Outcome, Resources, WorkUnit
 from jobs.engine.packing import plan_packs, plan_stacks
 from jobs.request import RunSettings, StackRequest
-from jobs.rundir.claims import ClaimBook, Holder
+from jobs.rundir.claims import ClaimBook, Holder, live_held
 from jobs.rundir.index import StateIndex
 from jobs.rundir.run_dir import RunDir
 from jobs.rundir.states import CANCELLED, DIVERGED, DONE, FAILED, JobRecord
@@ -40,6 +41,41 @@ __all__ = ["Counts", "JobEnd", "RunOptions", "RunReport", "run_grid", "swept_key
 FINAL_STATES = (DONE.value, DIVERGED.value, CANCELLED.value)
 
 Listener = Callable[[Counts, "JobEnd | None"], None]  # progress: counts, and a job that ended
+
+
+def jobs_to_start(specs: Sequence[JobSpec], grid_dir: Path) -> list[str]:
+    """The jobs of `specs` that a run would dispatch now: not finished, and held by no live
+    runner."""
+    if not grid_dir.is_dir():
+        return [spec.job_id for spec in specs]
+    index = StateIndex(grid_dir).refresh()
+    finished, held = index.finished_ids(), live_held(grid_dir)
+    return [spec.job_id for spec in specs if spec.job_id not in finished | held]
+
+
+class _NoBackend(Backend):
+    """What a run that starts nothing is given: it only waits for other runners' jobs."""
+
+    name = "none"
+
+    def submit(self, units: Sequence[WorkUnit], resources: Resources) -> None:
+        raise RuntimeError("a run that waits for other runners launches nothing")
+
+    def outcomes(self) -> Iterator[Outcome]:
+        return iter(())
+
+    def cancel(self) -> None:
+        pass
+
+
+def wait_for_others(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path,
+                    resources: Resources, options: RunOptions | None = None,
+                    listener: Listener | None = None) -> RunReport:
+    """Follow a grid whose jobs are all finished or held by other runners, without starting a
+    backend, until no other runner holds one; jobs that became free (their runner died)
+    come back as `not_started`: the caller starts a backend for them."""
+    options = dataclasses.replace(options or RunOptions(), launch=False)
+    return run_grid(specs, grid_name, grid_dir, _NoBackend(), resources, options, listener)
 
 
 def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: Backend,
@@ -126,6 +162,8 @@ class _Driver:
             self.counts.ended_at = time.perf_counter()
             self.notify(None)
             return
+        if not self.options.launch:  # only follow the jobs other runners hold
+            self._defer_held()
         window = (self.options.max_parallel
                   or self.backend.capacity(self.resources,
                                            [self.specs[job_id] for job_id in self.queue])
@@ -219,7 +257,7 @@ class _Driver:
         Jobs another runner holds, or ran to their end meanwhile, are set aside and more are
         claimed in their place."""
         units: list[WorkUnit] = []
-        while not units and self.queue and not self.stop_launching:
+        while not units and self.queue and not self.stop_launching and self.options.launch:
             free = window - len(self.in_flight)
             if free <= 0:
                 break
@@ -276,6 +314,16 @@ class _Driver:
         for unit in reversed(units[slots:]):
             self.queue.extendleft(reversed(unit.job_ids))
         return units[:slots]
+
+    def _defer_held(self) -> None:
+        """Set aside (to wait for) every queued job a live runner holds, without claiming."""
+        holders = self.book.holders()
+        for job_id in list(self.queue):
+            holder = holders.get(job_id)
+            if holder is not None and holder.is_live() and holder.runner.runner != self.book.runner:
+                self.queue.remove(job_id)
+                self.deferred[job_id] = holder
+                self._move(pending=-1, elsewhere=+1)
 
     def _look_at_deferred(self) -> None:
         if not self.deferred:

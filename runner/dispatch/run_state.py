@@ -44,6 +44,7 @@ class RunOptions:
     detach: bool = False  # submit every pending job at once and return; the cluster runs them
     tensorboard: bool = False  # each job also writes TensorBoard events (tensorboard/<job_id>)
     checkpoint_seconds: float = CHECKPOINT_SECONDS  # a stack's checkpoints are this far apart
+    launch: bool = True  # False: dispatch nothing, only follow other runners' jobs
 
 
 @dataclass(frozen=True)
