@@ -31,7 +31,7 @@ GOAL = 1.5
 
 
 def hand_written(models: int, stack: int, epochs: int = 20, batch: int = 64,
-                 lr: float = 0.1, momentum: float = 0.9, hidden: int = 128,
+                 lr: float = 0.1, momentum: float = 0.9, width: int = 128,
                  device: str = "cpu") -> float:
     """Train `models` MLPs in stacks of `stack` in this process, one thread; returns seconds."""
     import torch
@@ -47,7 +47,7 @@ def hand_written(models: int, stack: int, epochs: int = 20, batch: int = 64,
     for first in range(0, models, stack):
         size = min(stack, models - first)
         generator = torch.Generator(device).manual_seed(first)
-        shapes = [(features, hidden), (hidden,), (hidden, 10), (10,)]
+        shapes = [(features, width), (width,), (width, 10), (10,)]
         params = [(torch.randn(size, *shape, generator=generator, device=device) * 0.05)
                   .requires_grad_() for shape in shapes]
         buffers = [torch.zeros_like(p) for p in params]
@@ -78,14 +78,14 @@ def hand_written(models: int, stack: int, epochs: int = 20, batch: int = 64,
     return time.perf_counter() - started
 
 
-def baseline(models: int, stack: int, epochs: int = 20, hidden: int = 128) -> float:
+def baseline(models: int, stack: int, epochs: int = 20, width: int = 128) -> float:
     """The hand-written loop on every core: one process per core, a share of the models each
     (the processes' start and imports included, as tvo's are)."""
     started = time.perf_counter()
     cores = os.cpu_count() or 1
     shares = [models // cores + (1 if core < models % cores else 0) for core in range(cores)]
     with multiprocessing.get_context("spawn").Pool(cores) as pool:
-        pool.starmap(hand_written, [(share, stack, epochs, 64, 0.1, 0.9, hidden)
+        pool.starmap(hand_written, [(share, stack, epochs, 64, 0.1, 0.9, width)
                                     for share in shares])
     return time.perf_counter() - started
 

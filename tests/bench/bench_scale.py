@@ -100,7 +100,7 @@ def main() -> None:
               f"aggregate); tvo status {status:.2f} s; tvo aggregate {aggregate:.1f} s",
               flush=True)
         if not args.no_loop:
-            hand = baseline(jobs, args.stack, epochs=2, hidden=16)
+            hand = baseline(jobs, args.stack, epochs=2, width=16)
             print(f"hand-written stacked loop on {os.cpu_count()} cores: {hand:.1f} s; tvo is "
                   f"{seconds / hand:.2f}x (goal <= {GOALS['ratio']}x)", flush=True)
     finally:
