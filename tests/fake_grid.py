@@ -88,7 +88,8 @@ def write_runs(grid_dir: Path, runs: Sequence[FakeRun], *, grid: str = "fake",
             table = results.stack_table([(spec, rows) for spec, rows, outcome in ended
                                          if outcome.state in FINISHED], grid)
             commit = results.Commit(stack, time.time(),
-                                    {spec.job_id: outcome for spec, _, outcome in ended})
+                                    {spec.job_id: outcome.to_json()
+                                     for spec, _, outcome in ended})
             results.write_stack_results(OutputDir(grid_dir).results_file(stack), table, commit)
         running = [spec.job_id for spec, _, state, _ in chosen if state == RUNNING]
         if running:  # started by this process, which lives: running

@@ -321,7 +321,7 @@ class StackFiles:
                 if outcome.state.value in ("done", "diverged")]
         table = stack_table(kept, self.run_dir.grid)
         commit = Commit(self.stack, time.time(),
-                        {spec.job_id: outcome for spec, _, outcome in members},
+                        {spec.job_id: outcome.to_json() for spec, _, outcome in members},
                         socket.gethostname(), os.getpid(), str(self.run_dir.log_path))
         write_stack_results(self._results_path(), table, commit)
         resumable = {spec.job_id: self._saved[spec.job_id] for spec, _, outcome in members

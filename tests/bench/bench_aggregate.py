@@ -90,7 +90,7 @@ def write_grid(root: Path, jobs: int, epochs: int) -> None:
         chosen = specs[start:start + STACK]
         stack = stack_id(spec.job_id for spec in chosen)
         commit = results.Commit(stack, time.time(), {
-            spec.job_id: Outcome(JobState.DONE, None, epochs - 1) for spec in chosen})
+            spec.job_id: Outcome(JobState.DONE, None, epochs - 1).to_json() for spec in chosen})
         results.write_stack_results(OutputDir(root).results_file(stack),
                                     pa.concat_tables(tables[start:start + STACK]), commit)
     results.write_parquet(root / "jobs.parquet", results.jobs_table(specs, "bench"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -37,26 +38,37 @@ GOALS = {"ratio": 2.0, "seconds": 300.0, "files": 2000, "megabytes": 300.0, "rss
          "status_s": 2.0, "aggregate_s": 20.0}
 
 
-def peak_rss(pid: int, stop: threading.Event, seen: list[int]) -> None:
-    """Keep the process's peak resident memory (VmHWM, kB) until it ends."""
+def watch(pid: int, stop: threading.Event, rss: list[int], cpu: list[float]) -> None:
+    """Keep the process's peak resident memory (VmHWM, kB) and its own CPU seconds until it
+    ends."""
+    ticks = os.sysconf("SC_CLK_TCK")
     while not stop.wait(0.2):
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    seen.append(int(line.split()[1]))
+                    rss.append(int(line.split()[1]))
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu.append((int(fields[11]) + int(fields[12])) / ticks)  # utime + stime
         except OSError:
             return
 
 
-def run_tvo(seeds: int, out: Path) -> tuple[float, float]:
-    """`tvo run` of the grid as a user types it; returns (seconds, runner peak RSS in GB)."""
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_tvo(seeds: int, out: Path) -> dict[str, float]:
+    """`tvo run` of the grid as a user types it: its wall seconds, the runner's peak RSS (GB)
+    and own CPU seconds, and the CPU seconds of every process of the run."""
     env = {**os.environ, "TVO_MAX_JOBS": str(max(5 * seeds, 10_000))}
+    cpu_before = children_cpu()
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "runner", "run", str(GRID),
                                 f"seed=range({seeds})", "--out", str(out)],
                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    stop, seen = threading.Event(), []
-    watcher = threading.Thread(target=peak_rss, args=(process.pid, stop, seen))
+    stop, rss, cpu = threading.Event(), [], []
+    watcher = threading.Thread(target=watch, args=(process.pid, stop, rss, cpu))
     watcher.start()
     code = process.wait()
     seconds = time.perf_counter() - started
@@ -64,7 +76,8 @@ def run_tvo(seeds: int, out: Path) -> tuple[float, float]:
     watcher.join()
     if code != 0:
         raise SystemExit(f"tvo run exited {code}")
-    return seconds, max(seen, default=0) / 1024**2
+    return {"seconds": seconds, "rss_gb": max(rss, default=0) / 1024**2,
+            "runner_cpu": max(cpu, default=0.0), "all_cpu": children_cpu() - cpu_before}
 
 
 def timed(*args: str) -> float:
@@ -88,21 +101,28 @@ def main() -> None:
     jobs = 5 * args.seeds
     out = Path(tempfile.mkdtemp(prefix="bench_scale_", dir=os.environ.get("TMPDIR")))
     try:
-        seconds, rss = run_tvo(args.seeds, out)
+        run = run_tvo(args.seeds, out)
+        seconds = run["seconds"]
         grid_dir = out / "scale"
         files, size = tree(grid_dir)
         status = timed("status", str(grid_dir))
         aggregate = timed("aggregate", str(grid_dir))
         files_after, size_after = tree(grid_dir)
         print(f"{jobs:,} jobs: tvo run {seconds:.1f} s wall ({jobs / seconds * 3600:,.0f} jobs/h),"
-              f" runner peak RSS {rss:.2f} GB; the run left {files:,} files, "
+              f" runner peak RSS {run['rss_gb']:.2f} GB, runner CPU "
+              f"{run['runner_cpu'] / jobs * 1000:.2f} ms a job, all processes "
+              f"{run['all_cpu'] / jobs * 1000:.2f} ms a job; the run left {files:,} files, "
               f"{size / 1e6:.1f} MB ({files_after:,} files, {size_after / 1e6:.1f} MB after "
               f"aggregate); tvo status {status:.2f} s; tvo aggregate {aggregate:.1f} s",
               flush=True)
         if not args.no_loop:
+            cpu_before = children_cpu()
             hand = baseline(jobs, args.stack, epochs=2, width=16)
-            print(f"hand-written stacked loop on {os.cpu_count()} cores: {hand:.1f} s; tvo is "
-                  f"{seconds / hand:.2f}x (goal <= {GOALS['ratio']}x)", flush=True)
+            hand_cpu = children_cpu() - cpu_before
+            print(f"hand-written stacked loop on {os.cpu_count()} cores: {hand:.1f} s, "
+                  f"{hand_cpu / jobs * 1000:.2f} ms of CPU a job; tvo is {seconds / hand:.2f}x "
+                  f"(goal <= {GOALS['ratio']}x), {(run['all_cpu'] - hand_cpu) / jobs * 1000:.2f}"
+                  " ms of CPU a job more", flush=True)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
