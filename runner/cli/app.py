@@ -334,5 +334,37 @@ def aggregate(
     print_aggregation(console, error_console, result, output_format.value)
 
 
+@app.command()
+def ui(
+    out_root: Annotated[Path, typer.Argument(
+        help="The output root whose grids to show (tvo run --out)")] = Path("outputs"),
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; 127.0.0.1 keeps it to this machine")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="Port (0: any free one; default: 8731 or the next free one)",
+        show_default=False)] = None,
+) -> None:
+    """Serve a local web app to start, watch, stop and compare the grids under OUT_ROOT.
+
+    It prints a URL with a token for this session (http://127.0.0.1:PORT/?token=...); starting
+    and cancelling runs need it. Runs started from the page go on when the page or the server
+    closes. Ctrl-C stops the server.
+
+    Example: tvo ui outputs --port 8731
+    """
+    from runner.cli.ui import OutRootError, check_out_root, serve_ui
+
+    try:
+        check_out_root(out_root)
+    except OutRootError as exc:
+        fail(str(exc))
+    from runner.ui.server import ServeError
+
+    try:
+        serve_ui(out_root, host, port, console)
+    except ServeError as exc:
+        fail(str(exc))
+
+
 def main() -> None:
     app()
