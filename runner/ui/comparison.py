@@ -9,7 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from runner.ui.metrics import display, plain
+from runner.report.labels import Labels
+from runner.ui.metrics import plain
 
 ALPHA = 0.05  # as the report's `*`: a Holm-corrected p below this is significant
 
@@ -27,29 +28,31 @@ def comparison(grid_dir: Path) -> dict[str, Any] | None:
     rows = selection_rows(methods, compare) if methods else []
     bounds = (0.0, 1.0) if compare.select == "val_acc" else None
     budgets = list(range(1, compare.budget + 1))
+    names = Labels.of([compare.by], [(row[compare.by],) for row in rows])
     curves = []
     for method, row in zip(methods, rows, strict=True):
         curve = tuning_curve(method.selection.tried, budgets, minimize=compare.minimize,
                              bounds=bounds)
-        curves.append({"method": display(row[compare.by]), "budgets": curve.budgets,
+        curves.append({"method": names.value(compare.by, row[compare.by]),
+                       "budgets": curve.budgets,
                        "expected": plain(curve.expected), "lower": plain(curve.lower),
                        "upper": plain(curve.upper), "band": curve.method})
     return {"by": compare.by, "select": compare.select, "budget": compare.budget,
             "final_seeds": list(compare.final_seeds),
             "tune": {key: str(space) for key, space in compare.tune.items()},
             "rows": [plain(row) for row in rows], "curves": curves,
-            "verdicts": verdicts(rows, compare.by)}
+            "verdicts": verdicts(rows, compare.by, names)}
 
 
-def verdicts(rows: list[dict[str, Any]], by: str) -> list[str]:
+def verdicts(rows: list[dict[str, Any]], by: str, names: Labels) -> list[str]:
     """One sentence per method against the first (the baseline), from the selection rows."""
     if not rows:
         return []
     baseline = rows[0]
-    name = display(baseline[by])
+    name = names.value(by, baseline[by])
     sentences = []
     for row in rows[1:]:
-        method = display(row[by])
+        method = names.value(by, row[by])
         difference = row["test_acc_mean"] - baseline["test_acc_mean"]
         p = row.get("p_holm")
         if p is None or not math.isfinite(p) or not math.isfinite(difference):

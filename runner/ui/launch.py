@@ -271,7 +271,7 @@ class Cancels:
 
         request = request_cancel(grid_dir, list(job_ids))
         view: dict[str, Any] = {"whole_grid": request.whole_grid, "targets": len(request.targets),
-                                "running": request.running, "drivers": request.drivers,
+                                "running": len(request.running), "drivers": request.drivers,
                                 "grace_s": grace_s, "requested_at": time.time(),
                                 "stopping": True, "report": None}
         with self.lock:

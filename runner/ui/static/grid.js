@@ -93,7 +93,7 @@ function confirmCancel(where, jobs, count) {
 }
 
 function cancelView(cancel) {
-  const asked = `Cancel requested for ${cancel.targets} unfinished jobs (${cancel.running.length} running)`;
+  const asked = `Cancel requested for ${cancel.targets} unfinished jobs (${cancel.running} running)`;
   if (cancel.stopping) return el("p", {class: "note", id: "cancel-state"}, `${asked}; stopping...`);
   const report = cancel.report || {};
   const still = (report.still_running || []).length;
