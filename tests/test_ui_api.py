@@ -215,7 +215,7 @@ def test_the_dry_run_shows_jobs_swept_keys_and_stacks_and_writes_nothing(server,
                                                            "strategy (4), lr (2), seed (2)")
     assert plan["packing"] == "packing auto for 1 at once: 16 jobs in 1 stacks of up to 16"
     assert len(plan["rows"]) == 16 and {row["state"] for row in plan["rows"]} == {"new"}
-    assert plan["command"] == (f"run --out {root} --backend inline -- quickstart epochs=1 "
+    assert plan["command"] == (f"tvo run --out {root} --backend inline -- quickstart epochs=1 "
                                "seed=range(2)")
     assert not (root / "quickstart").exists()
 
@@ -352,6 +352,7 @@ def test_jobs_and_a_job_s_log(server):
     assert server.get("/api/grids/fake/jobs?state=failed")["total"] == 0
 
 
+@pytest.mark.slow
 def test_a_run_started_from_the_page_goes_on_when_the_server_stops(tmp_path):
     """The run is a process of its own session: the server (and the page) may go, the run
     finishes, and `tvo status` sees it done."""

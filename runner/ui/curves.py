@@ -44,6 +44,8 @@ def curves(data: GridData, metric: str, by: Sequence[str], seeds: bool = False,
         pl.len().alias("n"), pl.col("job_id").n_unique().alias("jobs")).sort(*by, "epoch"))
     groups = []
     parts = list(frame.group_by(*by, maintain_order=True)) if by else [((), frame)]
+    order = grid_order(data, by)
+    parts.sort(key=lambda part: order.get(_hashable(part[0]), len(order)))
     labels = Labels.of(by, [tuple(key) for key, _ in parts])
     for key, part in parts:
         values = list(key)
@@ -59,6 +61,20 @@ def curves(data: GridData, metric: str, by: Sequence[str], seeds: bool = False,
     if seeds:
         answer.update(_series(data, rows, metric, by, labels, max_series))
     return answer
+
+
+def grid_order(data: GridData, by: Sequence[str]) -> dict[tuple[Any, ...], int]:
+    """Each group's place in the grid's own order (its jobs as expanded: the baseline method
+    first, as the report draws them), by its values of `by`."""
+    order: dict[tuple[Any, ...], int] = {}
+    for job in data.jobs.values():
+        key = _hashable(tuple(job.settings.get(name) for name in by))
+        order.setdefault(key, len(order))
+    return order
+
+
+def _hashable(values: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(_hashable(v) if isinstance(v, list | tuple) else v for v in values)
 
 
 def _series(data: GridData, rows: pl.LazyFrame, metric: str, by: Sequence[str],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -101,7 +102,8 @@ def plan(request: StartRequest, out_root: Path) -> dict[str, Any]:
             "compare": compare_text(grid) if grid.compare is not None else None,
             "packing": packing_text(planned.specs, grid.pack or 0, slots),
             "rows": rows, "more": max(0, len(planned.specs) - PLAN_ROWS),
-            "command": " ".join(command_words(request, ref_for_display(request), out_root))}
+            "command": "tvo " + shlex.join(command_words(request, ref_for_display(request),
+                                                         out_root))}
 
 
 def _validated(request: StartRequest, ref: str, label: str, out_root: Path) -> Any:
@@ -193,7 +195,7 @@ class Launch:
     returncode: int | None = None
 
     def view(self) -> dict[str, Any]:
-        return {"pid": self.pid, "command": "tvo " + " ".join(_quoted(w) for w in self.command),
+        return {"pid": self.pid, "command": "tvo " + shlex.join(self.command),
                 "output": str(self.output), "started_at": self.started_at,
                 "running": self.returncode is None, "returncode": self.returncode,
                 "output_tail": _tail(self.output)}
@@ -238,12 +240,6 @@ class Launches:
 
 def _wait_for(process: subprocess.Popen[bytes], launch: Launch) -> None:
     launch.returncode = process.wait()
-
-
-def _quoted(word: str) -> str:
-    import shlex
-
-    return shlex.quote(word)
 
 
 def _tail(path: Path, size: int = 16 * 1024) -> str:

@@ -7,13 +7,13 @@ let grid = null;  // what the open grid view shows and remembers
 function gridPath(suffix) { return `/api/grids/${encodeURIComponent(grid.name)}${suffix || ""}`; }
 
 async function showGrid(view, name) {
-  grid = {name, detail: null, version: null, tab: null, tabsKey: "", metric: null, by: null,
+  grid = {name, detail: null, version: null, tab: null, chosen: false, tabsKey: "", metric: null, by: null,
           seeds: false, table: {level: "job", sort: null, desc: false, filters: {}, offset: 0},
           jobs: {state: "", offset: 0, selected: null}};
   view.replaceChildren(el("h1", {id: "grid-name"}, name), el("div", {id: "grid-head"}),
                        el("div", {id: "grid-tabs", class: "tabs"}), el("div", {id: "grid-body"}));
-  await refreshGrid();
   setRefresh(refreshGrid);
+  await refreshGrid();
 }
 
 async function refreshGrid() {
@@ -29,18 +29,26 @@ async function refreshGrid() {
   grid.detail = detail;
   drawHead(detail);
   const results = detail.results;
-  const tabs = results ? ["curves", "table", "parallel"].concat(results.compare ? ["comparison"] : [],
-                                                               ["jobs"]) : ["jobs"];
+  const tabs = detail.starting ? [] : results ? ["curves", "table", "parallel"].concat(
+    results.compare ? ["comparison"] : [], ["jobs"]) : ["jobs"];
   const tabsKey = tabs.join(",");
   if (tabsKey !== grid.tabsKey) {
     grid.tabsKey = tabsKey;
-    if (!tabs.includes(grid.tab)) grid.tab = results && results.compare ? "comparison" : tabs[0];
+    // the first tab that shows results, unless the user chose one that is still there
+    if (!grid.chosen || !tabs.includes(grid.tab)) {
+      grid.tab = results && results.compare ? "comparison" : tabs[0];
+    }
     drawTabs(tabs);
     grid.version = null;
   }
   const version = results ? results.version : "none";
-  if (grid.tab === "jobs") await drawJobs(false);
-  else if (version !== grid.version) await drawTab();
+  if (!grid.tab) {
+    fill(document.getElementById("grid-body"));
+  } else if (grid.tab === "jobs") {
+    await drawTab(false);
+  } else if (version !== grid.version) {
+    await drawTab();
+  }
   grid.version = version;
 }
 
@@ -118,15 +126,16 @@ function drawTabs(tabs) {
     type: "button", id: `tab-${tab}`, class: tab === grid.tab ? "active" : null,
     onclick: async () => {
       grid.tab = tab;
+      grid.chosen = true;
       drawTabs(tabs);
       await drawTab();
     }}, TAB_NAMES[tab])));
 }
 
-async function drawTab() {
+async function drawTab(fresh = true) {
   const body = document.getElementById("grid-body");
   const draw = {curves: drawCurves, table: drawTable, parallel: drawParallel,
-                comparison: drawComparison, jobs: () => drawJobs(true)}[grid.tab];
+                comparison: drawComparison, jobs: () => drawJobs(fresh)}[grid.tab];
   try {
     await draw(body);
   } catch (error) {
