@@ -152,6 +152,17 @@ def test_a_figure_downloads_as_svg_and_png(server, browser, downloads):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_parallel_coordinates_draw_one_axis_per_swept_setting(server, browser):
+    browser.get(server.url + "#/grid/fake")
+    until(browser, lambda d: d.find_elements("id", "tab-parallel"))
+    browser.find_element("id", "tab-parallel").click()
+    until(browser, lambda d: "final test_acc" in text_of(d, "#chart-parallel"))
+    assert "WebGL is not supported" not in text_of(browser, "#chart-parallel")
+    assert "onehot" in text_of(browser, "#chart-parallel")
+    found = errors(browser)
+    assert found == [], found
+
+
 def start_from_the_page(browser, server, *, shipped: str | None = None,
                         upload: Path | None = None, overrides: str = "") -> None:
     """The start form as a user fills it: the grid, overrides, inline backend; check, start."""

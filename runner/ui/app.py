@@ -38,6 +38,13 @@ ASSETS = {name: (STATIC / name, media_type) for name, media_type in (
     ("grid.js", "text/javascript"), ("app.css", "text/css"))}
 MAX_BODY_BYTES = 2_000_000  # a grid file (at most 1 MB) and the words around it
 TOKEN_META = '<meta name="tvo-token" content="{token}">'
+# The page runs only this server's scripts and talks only to it; plotly draws with inline
+# styles, its WebGL charts (parallel coordinates, through regl) compile their shader code with
+# `new Function`, and its downloads are data: and blob: URLs. No frame may hold it (clickjacking).
+CONTENT_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-eval'; "
+                  "style-src 'self' 'unsafe-inline'; "
+                  "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; "
+                  "base-uri 'none'; form-action 'none'")
 
 # exception -> HTTP status: the request's fault (400), a name with nothing behind it (404),
 # a grid without results yet (409)
@@ -186,6 +193,7 @@ async def page(request: Request) -> Response:
     html = html.replace("<!--token-->", TOKEN_META.format(token=access.token) if authorised
                         else "")
     response = HTMLResponse(html, headers={"cache-control": "no-store",
+                                           "content-security-policy": CONTENT_POLICY,
                                            "x-frame-options": "DENY",
                                            "referrer-policy": "no-referrer"})
     if authorised and access.token_ok(request.query_params.get("token")):
