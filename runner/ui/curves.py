@@ -51,7 +51,8 @@ def curves(data: GridData, metric: str, by: Sequence[str], seeds: bool = False,
         values = list(key)
         mean = part["mean"].to_numpy().astype(float)
         half = half_widths(part["std"].fill_null(np.nan).to_numpy(), part["n"].to_numpy())
-        groups.append({"label": labels.group(values),
+        groups.append({"label": labels.group(values), "hue": labels.hue_label(values),
+                       "facet": labels.facet_label(values),
                        "key": dict(zip(by, plain(values), strict=True)),
                        "jobs": int(part["jobs"].max()), "epochs": plain(part["epoch"]),
                        "mean": plain(mean), "low": plain(mean - half),

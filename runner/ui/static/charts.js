@@ -15,11 +15,18 @@ function translucent(hex, alpha) {
   return `rgba(${value >> 16}, ${(value >> 8) & 255}, ${value & 255}, ${alpha})`;
 }
 
+const DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"];
+
+// One colour per value of the first grouping setting (the strategy when it is one, as the
+// report's plots colour them), one line style per combination of the others.
 function curvesFigure(answer) {
   const traces = [];
   const colourOf = {};
-  answer.groups.forEach((group, index) => {
-    const line = colour(index);
+  const hues = [...new Set(answer.groups.map(group => group.hue))];
+  const facets = [...new Set(answer.groups.map(group => group.facet))];
+  answer.groups.forEach(group => {
+    const line = colour(hues.indexOf(group.hue));
+    const dash = DASHES[facets.indexOf(group.facet) % DASHES.length];
     colourOf[group.label] = line;
     const hasBand = group.low.some(value => value !== null);
     if (hasBand) {  // the band: upper edge, then the lower edge filled up to it
@@ -30,7 +37,7 @@ function curvesFigure(answer) {
                    showlegend: false, legendgroup: group.label});
     }
     traces.push({x: group.epochs, y: group.mean, mode: "lines+markers", name: group.label,
-                 legendgroup: group.label, line: {color: line, width: 2}, marker: {size: 4},
+                 legendgroup: group.label, line: {color: line, width: 2, dash}, marker: {size: 4},
                  hovertemplate: `${group.label}<br>epoch %{x}<br>mean %{y:.4f} (${group.jobs} jobs)<extra></extra>`});
   });
   for (const series of answer.series || []) {
@@ -43,7 +50,7 @@ function curvesFigure(answer) {
   return {data: traces, layout: {
     title: {text: `${answer.metric} over epochs: mean over done jobs, 95 % CI (${grouped})`,
             font: {size: 14}},
-    xaxis: {title: {text: "epoch"}}, yaxis: {title: {text: answer.metric}},
+    xaxis: {title: {text: "epoch"}, zeroline: false}, yaxis: {title: {text: answer.metric}},
     legend: {orientation: "h", y: -0.18}, margin: {t: 50, r: 20}, hovermode: "closest"}};
 }
 

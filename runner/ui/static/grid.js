@@ -136,6 +136,10 @@ async function drawTab(fresh = true) {
   const body = document.getElementById("grid-body");
   const draw = {curves: drawCurves, table: drawTable, parallel: drawParallel,
                 comparison: drawComparison, jobs: () => drawJobs(fresh)}[grid.tab];
+  if (fresh && grid.drawn !== grid.tab) {  // a first look at a tab may take a moment
+    fill(body, el("p", {class: "note"}, "loading..."));
+  }
+  grid.drawn = grid.tab;
   try {
     await draw(body);
   } catch (error) {
