@@ -19,7 +19,14 @@ from typer.testing import CliRunner
 
 from runner.cli.app import app
 from runner.report.selection import compared_grid, final_results, selection_rows
-from tests.fake_grid import make_spec, many_strategies, write_sized_grid
+from tests.fake_grid import (
+    curve_rows,
+    make_spec,
+    many_strategies,
+    write_jobs,
+    write_run,
+    write_sized_grid,
+)
 from tests.ui_grids import write_compared_grid
 from tests.ui_server import REPO, cookie_of, start_ui, wait_until_gone
 
@@ -32,6 +39,9 @@ def root(tmp_path_factory):
     write_sized_grid(root / "fake", strategies=STRATEGIES, lrs=(0.1, 0.5), seeds=SEEDS,
                      epochs=EPOCHS)
     write_compared_grid(root)
+    done, pending = make_spec(seed=0), make_spec(seed=1)
+    write_run(root / "partial", done, curve_rows([0.1, 0.5, 0.8]))
+    write_jobs(root / "partial", [done, pending])
     outside = tmp_path_factory.mktemp("outside")
     write_sized_grid(outside / "secret", strategies=1, seeds=1)
     (root / "escape").symlink_to(outside / "secret")  # a grid dir that leads out of the root
@@ -78,7 +88,8 @@ def test_the_cookie_the_url_sets_lets_the_page_read(server):
     _, _, headers = server.request("GET", f"/?token={server.token}", token=False)
     status, answer, _ = server.request("GET", "/api/grids", token=False,
                                        headers={"Cookie": cookie_of(headers)})
-    assert status == 200 and [grid["name"] for grid in answer["grids"]] == ["compared", "fake"]
+    assert status == 200
+    assert [grid["name"] for grid in answer["grids"]] == ["compared", "fake", "partial"]
 
 
 def test_start_and_cancel_need_the_token_header_a_cookie_is_not_enough(server, root):
@@ -216,7 +227,7 @@ def test_the_dry_run_shows_jobs_swept_keys_and_stacks_and_writes_nothing(server,
     assert plan["packing"] == "packing auto for 1 at once: 16 jobs in 1 stacks of up to 16"
     assert len(plan["rows"]) == 16 and {row["state"] for row in plan["rows"]} == {"new"}
     assert plan["command"] == (f"tvo run --out {root} --backend inline -- quickstart epochs=1 "
-                               "seed=range(2)")
+                               "'seed=range(2)'")
     assert not (root / "quickstart").exists()
 
 
@@ -373,3 +384,28 @@ def test_a_run_started_from_the_page_goes_on_when_the_server_stops(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "done 8 · running 0 · failed 0" in result.stdout
     assert "quickstart: 8 jobs" in Path(started["output"]).read_text()
+
+
+def test_one_job_is_cancelled_and_a_job_the_grid_lacks_is_one_line(server):
+    pending = make_spec(seed=1).job_id
+    partial = server.get("/api/grids/partial")
+    assert partial["counts"]["pending"] == 1 and partial["counts"]["done"] == 1
+    status, answer, _ = server.request("POST", "/api/grids/partial/cancel",
+                                       body={"jobs": [pending], "grace_s": 0})
+    assert status == 200, answer
+    assert (answer["whole_grid"], answer["targets"], answer["running"]) == (False, 1, 0)
+    status, answer, _ = server.request("POST", "/api/grids/partial/cancel",
+                                       body={"jobs": ["0123456789ab"]})
+    assert status == 400 and answer["error"].startswith("Error: ") and (
+        "has no job '0123456789ab'" in answer["error"])
+    status, answer, _ = server.request("POST", "/api/grids/partial/cancel",
+                                       body={"grace_s": -1})
+    assert (status, answer["error"]) == (400, "Error: grace_s: got '-1'; expected seconds from "
+                                              "0 to 3600")
+
+
+def test_a_grid_without_finished_jobs_says_so_and_lists_its_jobs(server, root):
+    detail = server.get("/api/grids/partial")
+    assert detail["results"] is not None  # one job is done
+    status, answer, _ = server.request("GET", "/api/grids/partial/curves")
+    assert status == 200 and answer["groups"][0]["jobs"] == 1

@@ -19,6 +19,7 @@ from runner.ui.metrics import (
     check_metric,
     check_settings,
     default_grouping,
+    plain,
     present_metrics,
     swept_settings,
 )
@@ -126,8 +127,6 @@ class Service:
             settings = dict(known.settings) if known else None
         except NoResults:
             pass
-        from runner.ui.metrics import plain
-
         return {"job_id": job.job_id, "state": job.state, "error": job.error,
                 "interrupted": job.interrupted, "log": grids.job_log(job),
                 "settings": plain(settings) if settings else None,
