@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,6 +61,8 @@ class Service:
         self.paces: dict[str, grids.Pace] = {}
         self.launches = Launches(self.out_root)
         self.cancels = Cancels()
+        # computes the curves a page shows first while the page still loads plotly.js
+        self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tvo-ui-ahead")
 
     # -- grids and jobs ----------------------------------------------------------------------
 
@@ -104,6 +107,7 @@ class Service:
             return answer
         data = results.data
         swept = self._memo(results, "swept", lambda: swept_settings(data))
+        self.ahead.submit(self._curves, results, DEFAULT_METRIC, None, False)
         answer["results"] = {
             "version": results.version, "swept": swept, "default_by": default_grouping(swept),
             "metrics": self._memo(results, "metrics", lambda: present_metrics(data)),
@@ -152,11 +156,14 @@ class Service:
     def curves(self, name: str, metric: str | None, by: Sequence[str] | None,
                seeds: bool) -> dict[str, Any]:
         results = self._results(name)
-        metric = check_metric(metric or DEFAULT_METRIC)
-        keys = self._grouping(results, by)
-        answer = self._memo(results, ("curves", metric, tuple(keys), seeds),
-                            lambda: curves.curves(results.data, metric, keys, seeds))
+        answer = self._curves(results, check_metric(metric or DEFAULT_METRIC), by, seeds)
         return {**answer, "version": results.version}
+
+    def _curves(self, results: Results, metric: str, by: Sequence[str] | None,
+                seeds: bool) -> dict[str, Any]:
+        keys = self._grouping(results, by)
+        return self._memo(results, ("curves", metric, tuple(keys), seeds),
+                          lambda: curves.curves(results.data, metric, keys, seeds))
 
     def table(self, name: str, metric: str | None, level: str, by: Sequence[str] | None,
               sort: str | None, descending: bool, filters: Mapping[str, str], offset: int,

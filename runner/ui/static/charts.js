@@ -8,6 +8,11 @@ const COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00
 const PLOT_CONFIG = {responsive: true, displaylogo: false,
                      modeBarButtonsToRemove: ["toImage", "select2d", "lasso2d"]};
 
+const plotlyReady = new Promise(resolve => {
+  if (window.Plotly) resolve();
+  else document.getElementById("plotly").addEventListener("load", () => resolve());
+});
+
 function colour(index) { return COLOURS[index % COLOURS.length]; }
 
 function translucent(hex, alpha) {
@@ -89,7 +94,8 @@ function tuningFigure(answer) {
     legend: {orientation: "h", y: -0.2}, margin: {t: 60, r: 20}}};
 }
 
-function drawChart(div, figure) {
+async function drawChart(div, figure) {
+  await plotlyReady;
   return Plotly.react(div, figure.data, figure.layout, PLOT_CONFIG);
 }
 
