@@ -126,3 +126,16 @@ def test_a_host_that_is_no_address_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith("Error: --host 'no.such.host.invalid': not an address of "
                                     "this machine")
+
+
+def test_each_job_s_curve_is_capped_and_every_group_gets_its_turn(tmp_path):
+    from runner.report.load import load_grid
+    from runner.ui.curves import curves
+    from tests.fake_grid import write_sized_grid
+
+    data = load_grid(write_sized_grid(tmp_path / "grid", strategies=3, seeds=4))
+    answer = curves(data, "test_acc", ["strategy"], seeds=True, max_series=5)
+    assert (answer["series_total"], answer["series_capped"]) == (12, True)
+    assert [series["group"] for series in answer["series"]] == [
+        "onehot", "tvo", "fixed", "onehot", "tvo"]
+    assert all(series["epochs"] == list(range(6)) for series in answer["series"])

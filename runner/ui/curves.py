@@ -80,22 +80,25 @@ def _hashable(values: Sequence[Any]) -> tuple[Any, ...]:
 
 def _series(data: GridData, rows: pl.LazyFrame, metric: str, by: Sequence[str],
             labels: Labels, max_series: int) -> dict[str, Any]:
-    """The first `max_series` done jobs' own curves (in group order), and how many there are."""
-    jobs = data.collect(rows.group_by("job_id").agg(pl.col(list(by)).first())
-                        .sort(*by, "job_id") if by else rows.select("job_id").unique()
-                        .sort("job_id"))
-    chosen = jobs.head(max_series)
-    frame = data.collect(rows.join(id_frame(chosen["job_id"].to_list()), on="job_id",
-                                   how="semi").sort("job_id", "epoch"))
+    """Done jobs' own curves, at most `max_series`, taken in turn from each group (so every group
+    shows some), chosen from the jobs' settings and read in one pass."""
+    members: dict[tuple[Any, ...], list[str]] = {}
+    for job_id in done_ids(data):
+        settings = data.jobs[job_id].settings
+        members.setdefault(_hashable(tuple(settings.get(key) for key in by)), []).append(job_id)
+    total = sum(len(ids) for ids in members.values())
+    chosen = [ids[turn] for turn in range(max(map(len, members.values()), default=0))
+              for ids in members.values() if turn < len(ids)][:max_series]
+    frame = data.collect(rows.join(id_frame(chosen), on="job_id", how="semi")
+                         .sort("job_id", "epoch"))
     series = []
     for (job_id,), part in frame.group_by("job_id", maintain_order=True):
         values = [part[key][0] for key in by]
         series.append({"job_id": job_id, "group": labels.group(values),
                        "epochs": plain(part["epoch"]), "values": plain(part[metric])})
-    order = {job_id: index for index, job_id in enumerate(chosen["job_id"].to_list())}
+    order = {job_id: index for index, job_id in enumerate(chosen)}
     series.sort(key=lambda item: order[item["job_id"]])
-    return {"series": series, "series_total": jobs.height,
-            "series_capped": jobs.height > max_series}
+    return {"series": series, "series_total": total, "series_capped": total > max_series}
 
 
 def parallel(data: GridData, metric: str, swept: Sequence[str],
