@@ -376,7 +376,9 @@ def test_a_run_started_from_the_page_goes_on_when_the_server_stops(tmp_path):
         assert started["command"] == (f"tvo run --out {tmp_path} --backend inline -- quickstart "
                                       "epochs=1 seed=0 'hidden=[8]'")
     finally:
-        server.stop()
+        said = server.stop()
+    assert server.process.returncode == 0
+    assert said.endswith("\ntvo ui stopped; runs started from it go on (see `tvo status`)\n")
     assert wait_until_gone(started["pid"], 120), "the run did not finish"
     result = subprocess.run([sys.executable, "-m", "runner", "status",
                              str(tmp_path / "quickstart")], capture_output=True, text=True,

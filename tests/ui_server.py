@@ -69,8 +69,9 @@ class UiServer:
         assert status == 200, (path, status, answer)
         return answer
 
-    def stop(self) -> None:
-        """SIGTERM by pid (uvicorn shuts down gracefully), SIGKILL if it does not."""
+    def stop(self) -> str:
+        """SIGTERM by pid (uvicorn shuts down gracefully), SIGKILL if it does not; returns what
+        it printed after the URL."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -78,8 +79,11 @@ class UiServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        rest = ""
         if self.process.stdout:
+            rest = self.process.stdout.read()
             self.process.stdout.close()
+        return rest
 
 
 def start_ui(out_root: Path, *extra: str) -> UiServer:

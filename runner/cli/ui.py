@@ -21,7 +21,8 @@ def check_out_root(out_root: Path) -> None:
 
 
 def serve_ui(out_root: Path, host: str, port: int | None, console: Console) -> None:
-    """Serve until Ctrl-C; raises runner.ui.server.ServeError when it cannot listen."""
+    """Serve until Ctrl-C or SIGTERM; raises runner.ui.server.ServeError when it cannot
+    listen."""
     from runner.ui.server import bind, serve
 
     bound = bind(host, port)
@@ -32,4 +33,7 @@ def serve_ui(out_root: Path, host: str, port: int | None, console: Console) -> N
         say(console, "Open that URL (its token lets the page start and cancel runs). Ctrl-C "
                      "stops the server; runs started from it go on.")
 
-    serve(out_root, bound, announce)
+    try:
+        serve(out_root, bound, announce)
+    except KeyboardInterrupt:  # uvicorn stopped gracefully on Ctrl-C or SIGTERM, then re-raised
+        say(console, "tvo ui stopped; runs started from it go on (see `tvo status`)")
