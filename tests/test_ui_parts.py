@@ -139,3 +139,12 @@ def test_each_job_s_curve_is_capped_and_every_group_gets_its_turn(tmp_path):
     assert [series["group"] for series in answer["series"]] == [
         "onehot", "tvo", "fixed", "onehot", "tvo"]
     assert all(series["epochs"] == list(range(6)) for series in answer["series"])
+
+
+def test_a_stamped_value_is_read_again_when_its_stamp_changes():
+    reads = []
+    recent = Recent(lambda key: reads.append(key) or len(reads))
+    assert recent.get("grid", stamp=("done", 3)) == 1
+    time.sleep(0.01)
+    assert recent.get("grid", stamp=("done", 3)) == 1  # same counts: the same results
+    assert recent.get("grid", stamp=("done", 4)) == 2  # a job ended

@@ -145,7 +145,11 @@ class Service:
     # -- results -----------------------------------------------------------------------------
 
     def _results(self, name: str) -> Results:
-        loaded = self.loads.get(grid_dir(self.out_root, name))
+        folder = grid_dir(self.out_root, name)
+        status = self.statuses.get(folder)
+        # results change when jobs end: read them again when the counts by state change
+        stamp = tuple(sorted(status.counts.items())) if status is not None else ()
+        loaded = self.loads.get(folder, stamp=stamp)
         if isinstance(loaded, AggregateError):
             raise NoResults(str(loaded))
         return loaded
