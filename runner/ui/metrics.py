@@ -36,16 +36,17 @@ def check_metric(metric: str) -> str:
 
 
 def swept_settings(data: GridData) -> list[str]:
-    """Settings whose value differs between the grid's jobs, in JobSpec's order."""
-    first: dict[str, Any] = {}
-    swept: set[str] = set()
-    for job in data.jobs.values():
-        for key, value in job.settings.items():
-            if key not in first:
-                first[key] = value
-            elif key not in swept and first[key] != value:
-                swept.add(key)
-    return [key for key in setting_defaults() if key in swept]
+    """Settings whose value differs between the grid's jobs, in JobSpec's order (a setting is
+    known to be swept at its first difference, which comes early)."""
+    settings = [job.settings for job in data.jobs.values() if job.settings]
+    if not settings:
+        return []
+    swept = []
+    for key in setting_defaults():
+        first = settings[0].get(key)
+        if any(other.get(key) != first for other in settings):
+            swept.append(key)
+    return swept
 
 
 def check_settings(keys: Iterable[str], swept: Sequence[str]) -> list[str]:
