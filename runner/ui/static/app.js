@@ -127,7 +127,8 @@ async function showGrids(view) {
 // -- starting a grid ---------------------------------------------------------------------------
 
 function startForm() {
-  const shipped = session.shipped.map(name => el("option", {value: name}, name));
+  const shipped = session.shipped.map(name => el("option", {value: name,
+                                                          selected: name === "quickstart"}, name));
   return el("form", {id: "start-form", onsubmit: event => event.preventDefault()},
     el("div", {class: "row"},
       el("label", {}, el("input", {type: "radio", name: "source", value: "shipped", checked: true}),
