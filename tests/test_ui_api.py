@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -411,3 +412,11 @@ def test_a_grid_without_finished_jobs_says_so_and_lists_its_jobs(server, root):
     assert detail["results"] is not None  # one job is done
     status, answer, _ = server.request("GET", "/api/grids/partial/curves")
     assert status == 200 and answer["groups"][0]["jobs"] == 1
+
+
+def test_the_server_reads_its_grids_ahead_when_it_starts(server):
+    deadline = time.monotonic() + 60
+    while not server.get("/api/session")["read_ahead_done"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    session = server.get("/api/session")
+    assert session["read_ahead_done"] and "quickstart" in session["shipped"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,8 @@ def session(request: Request, body: Any) -> dict[str, Any]:
 
     service = _service(request)
     return {"out_root": str(service.out_root), "metrics": list(METRICS),
-            "backends": list(BACKENDS), "shipped": list(shipped_grids())}
+            "backends": list(BACKENDS), "shipped": list(shipped_grids()),
+            "read_ahead_done": service.read_ahead_done}
 
 
 @api
@@ -239,9 +241,13 @@ ROUTES = [
 ]
 
 
-def create_app(out_root: Path, access: Access) -> Guard:
-    """The app over `out_root`, behind the guard (Host, Origin, token)."""
+def create_app(out_root: Path, access: Access, *, read_ahead: bool = True) -> Guard:
+    """The app over `out_root`, behind the guard (Host, Origin, token); with `read_ahead`, a
+    thread reads the grids while the user opens the page."""
     app = Starlette(routes=ROUTES)
     app.state.service = Service(out_root)
     app.state.access = access
+    if read_ahead:
+        threading.Thread(target=app.state.service.read_ahead, daemon=True,
+                         name="tvo-ui-read-ahead").start()
     return Guard(app, access)

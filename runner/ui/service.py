@@ -63,6 +63,23 @@ class Service:
         self.cancels = Cancels()
         # computes the curves a page shows first while the page still loads plotly.js
         self.ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tvo-ui-ahead")
+        self.read_ahead_done = False
+
+    def read_ahead(self) -> None:
+        """Read every grid once, as a page will ask: counts, results and the curves it shows
+        first. Run when the server starts, so the first look at a large grid finds them read
+        (a page asking meanwhile waits for the same read, never a second one)."""
+        try:
+            for line in self.grid_list():
+                try:
+                    results = self._results(line["name"])
+                    self._memo(results, "metrics",
+                               lambda data=results.data: present_metrics(data))
+                    self._curves(results, DEFAULT_METRIC, None, False)
+                except (NoResults, PathError):
+                    continue
+        finally:
+            self.read_ahead_done = True
 
     # -- grids and jobs ----------------------------------------------------------------------
 
