@@ -66,16 +66,24 @@ class Service:
         self.read_ahead_done = False
 
     def read_ahead(self) -> None:
-        """Read every grid once, as a page will ask: counts, results and the curves it shows
-        first. Run when the server starts, so the first look at a large grid finds them read
-        (a page asking meanwhile waits for the same read, never a second one)."""
+        """Read every grid once, as a page will ask: counts, results, the curves it shows
+        first, then the other tabs' default views. Run when the server starts, so the first
+        look at a large grid finds them read (a page asking meanwhile waits for the same read,
+        never a second one)."""
         try:
-            for line in self.grid_list():
+            names = [line["name"] for line in self.grid_list()]
+            for name in names:
                 try:
-                    results = self._results(line["name"])
+                    results = self._results(name)
                     self._memo(results, "metrics",
                                lambda data=results.data: present_metrics(data))
                     self._curves(results, DEFAULT_METRIC, None, False)
+                except (NoResults, PathError):
+                    continue
+            for name in names:
+                try:
+                    self.table(name, None, "job", None, None, False, {}, 0, 1)
+                    self.parallel(name, None)
                 except (NoResults, PathError):
                     continue
         finally:
