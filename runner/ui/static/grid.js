@@ -7,8 +7,9 @@ let grid = null;  // what the open grid view shows and remembers
 function gridPath(suffix) { return `/api/grids/${encodeURIComponent(grid.name)}${suffix || ""}`; }
 
 async function showGrid(view, name) {
-  grid = {name, detail: null, version: null, tab: null, chosen: false, tabsKey: "", metric: null, by: null,
-          seeds: false, table: {level: "job", sort: null, desc: false, filters: {}, offset: 0},
+  grid = {name, detail: null, version: null, tab: null, chosen: false, drawn: null, tabsKey: "",
+          metric: null, by: null, seeds: false,
+          table: {level: "job", sort: null, desc: false, filters: {}, offset: 0},
           jobs: {state: "", offset: 0, selected: null}};
   view.replaceChildren(el("h1", {id: "grid-name"}, name), el("div", {id: "grid-head"}),
                        el("div", {id: "grid-tabs", class: "tabs"}), el("div", {id: "grid-body"}));
@@ -206,7 +207,8 @@ async function drawTable(body) {
   const texts = new Set(answer.columns.filter((column, index) =>
     answer.rows.some(row => row[index] !== null && typeof row[index] !== "number")));
   const headers = answer.columns.map(column => el("th", {
-    class: texts.has(column) ? "sortable name" : "sortable", dataset: {column, order: state.sort === column ? (state.desc ? "desc" : "asc") : null},
+    class: texts.has(column) ? "sortable name" : "sortable",
+    dataset: {column, order: state.sort === column ? (state.desc ? "desc" : "asc") : null},
     onclick: () => {
       state.desc = state.sort === column ? !state.desc : false;
       state.sort = column; state.offset = 0; redraw();
@@ -237,7 +239,8 @@ async function drawTable(body) {
     el("button", {type: "button", id: "table-previous", disabled: answer.offset === 0,
                   onclick: () => { state.offset = Math.max(0, state.offset - answer.limit); redraw(); }},
        "previous"),
-    el("span", {id: "table-range"}, answer.total ? `rows ${answer.offset + 1}-${last} of ${answer.total}` : "no rows"),
+    el("span", {id: "table-range"},
+       answer.total ? `rows ${answer.offset + 1}-${last} of ${answer.total}` : "no rows"),
     el("button", {type: "button", id: "table-next", disabled: last >= answer.total,
                   onclick: () => { state.offset += answer.limit; redraw(); }}, "next"));
   body.replaceChildren(controls, el("p", {class: "note"},
@@ -298,7 +301,10 @@ async function drawJobs(fresh) {
       answer.states.map(name => el("option", {value: name, selected: name === state.state}, name)))),
       el("span", {}, answer.total ? `jobs ${answer.offset + 1}-${last} of ${answer.total}` : "no jobs"),
       el("button", {type: "button", disabled: answer.offset === 0,
-                    onclick: () => { state.offset = Math.max(0, state.offset - answer.limit); drawJobs(true); }}, "previous"),
+                    onclick: () => {
+                      state.offset = Math.max(0, state.offset - answer.limit);
+                      drawJobs(true);
+                    }}, "previous"),
       el("button", {type: "button", disabled: last >= answer.total,
                     onclick: () => { state.offset += answer.limit; drawJobs(true); }}, "next")),
     el("div", {class: "jobs-layout"}, el("div", {class: "jobs-list"}, el("table", {id: "jobs-table"},
