@@ -130,7 +130,9 @@ def run(
         fail(str(exc))
     pack_size = _pack_option(pack) if pack is not None else plan.grid.pack or 0
     if dry_run:
-        print_plan(plan, console, pack_size, slots=max_parallel or _default_slots(backend.value))
+        from runner.cli.run import default_slots
+
+        print_plan(plan, console, pack_size, slots=max_parallel or default_slots(backend.value))
         raise typer.Exit(0)
     import signal
 
@@ -173,14 +175,6 @@ def _pack_option(value: str) -> int:
     fail(f"--pack: got {value[:40]!r}; expected auto, off or a whole number >= 1 (jobs trained "
          "together as one stack)")
     raise AssertionError  # fail() exits
-
-
-def _default_slots(backend: str) -> int:
-    """How many units the backend runs at once when --max-parallel does not say (for the dry
-    run's picture of the packs; the run asks the backend itself)."""
-    import os
-
-    return {"inline": 1, "ray": os.cpu_count() or 1}.get(backend, 1)
 
 
 @app.command()

@@ -95,6 +95,14 @@ def compare_text(grid: Grid) -> str:
             f"{', '.join(map(str, compare.final_seeds))} (selected on {compare.select})")
 
 
+def default_slots(backend: str) -> int:
+    """How many units the backend runs at once when --max-parallel does not say (for the dry
+    run's picture of the packs; the run asks the backend itself)."""
+    import os
+
+    return {"inline": 1, "ray": os.cpu_count() or 1}.get(backend, 1)
+
+
 def packing_text(specs: list[JobSpec], pack: int, slots: int) -> str:
     """How the jobs train: in stacks of how many (pack 0: auto, for `slots` at once), and which
     jobs train as stacks of one, and why."""

@@ -82,7 +82,7 @@ def _whole(value: Any, option: str, low: int, high: int) -> int | None:
 
 def plan(request: StartRequest, out_root: Path) -> dict[str, Any]:
     """The dry-run view: what `tvo run ... --dry-run` prints, as data. Raises StartError."""
-    from runner.cli.run import compare_text, packing_text, swept_text
+    from runner.cli.run import compare_text, default_slots, packing_text, swept_text
 
     with grid_file(request, Path(tempfile.mkdtemp(prefix="tvo-ui-plan-"))) as (ref, label):
         planned = _validated(request, ref, label, out_root)
@@ -94,8 +94,7 @@ def plan(request: StartRequest, out_root: Path) -> dict[str, Any]:
         values = spec.to_dict()
         rows.append({"job_id": spec.job_id, **{key: values[key] for key in swept},
                      "state": states.get(spec.job_id, "new")})
-    slots = request.max_parallel or {"inline": 1, "ray": os.cpu_count() or 1}.get(
-        request.backend, 1)
+    slots = request.max_parallel or default_slots(request.backend)
     return {"grid": grid.name, "jobs": len(planned.specs), "grid_dir": str(planned.grid_dir),
             "exists": planned.grid_dir.is_dir(), "swept": swept_text(grid),
             "swept_keys": swept, "description": grid.description,
