@@ -349,6 +349,8 @@ def test_a_comparison_is_what_tvo_aggregate_computes(server, root):
             assert sent[key] == (None if isinstance(value, float) and math.isnan(value)
                                  else pytest.approx(value)), key
     assert [curve["method"] for curve in answer["curves"]] == ["onehot", "lecun"]
+    [table] = answer["tables"]
+    assert table["headers"][0] == "strategy" and len(table["rows"]) == 2
     assert all(curve["budgets"] == [1, 2, 3, 4] for curve in answer["curves"])
     [verdict] = answer["verdicts"]
     assert verdict.startswith("lecun is 5.0 points above onehot in final test accuracy")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.fake_grid import write_sized_grid
+from tests.ui_grids import write_compared_grid
 from tests.ui_server import REPO, start_ui
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -35,6 +36,7 @@ grid: {seed: [0, 1]}
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("out")
     write_sized_grid(root / "fake", strategies=3, seeds=3)
+    write_compared_grid(root)
     return root
 
 
@@ -159,6 +161,16 @@ def test_parallel_coordinates_draw_one_axis_per_swept_setting(server, browser):
     until(browser, lambda d: "final test_acc" in text_of(d, "#chart-parallel"))
     assert "WebGL is not supported" not in text_of(browser, "#chart-parallel")
     assert "onehot" in text_of(browser, "#chart-parallel")
+    found = errors(browser)
+    assert found == [], found
+
+
+def test_a_comparison_grid_opens_on_its_verdict_selection_and_tuning_curves(server, browser):
+    browser.get(server.url + "#/grid/compared")
+    until(browser, lambda d: traces(d, "chart-tuning") > 0, timeout=60)
+    assert text_of(browser, "#verdicts li").startswith("lecun is 5.0 points above onehot")
+    assert browser.execute_script(
+        "return document.querySelectorAll('#selection-table tbody tr').length") == 2
     found = errors(browser)
     assert found == [], found
 

@@ -41,7 +41,10 @@ def comparison(grid_dir: Path) -> dict[str, Any] | None:
             "final_seeds": list(compare.final_seeds),
             "tune": {key: str(space) for key, space in compare.tune.items()},
             "rows": [plain(row) for row in rows], "curves": curves,
-            "verdicts": verdicts(rows, compare.by, names)}
+            "verdicts": verdicts(rows, compare.by, names), "notes": [],
+            "tables": [{"title": "Selection and final seeds",
+                        "headers": list(rows[0]) if rows else [],
+                        "rows": [plain(list(row.values())) for row in rows]}]}
 
 
 def verdicts(rows: list[dict[str, Any]], by: str, names: Labels) -> list[str]:

@@ -32,7 +32,7 @@ function el(tag, attributes, ...children) {
     else if (key === "dataset") Object.assign(node.dataset, value);
     else node.setAttribute(key, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -41,7 +41,7 @@ function el(tag, attributes, ...children) {
 
 // replaceChildren without the null, undefined and false that optional parts leave
 function fill(node, ...children) {
-  node.replaceChildren(...children.flat().filter(c => c !== null && c !== undefined && c !== false));
+  node.replaceChildren(...children.flat(Infinity).filter(c => c !== null && c !== undefined && c !== false));
 }
 
 function duration(seconds) {

@@ -265,18 +265,22 @@ async function drawParallel(body) {
 
 async function drawComparison(body) {
   const answer = await api(gridPath("/comparison"));
-  const columns = answer.rows.length ? Object.keys(answer.rows[0]) : [];
   const chart = el("div", {class: "chart", id: "chart-tuning"});
-  body.replaceChildren(
+  const tables = answer.tables.map((table, index) => [
+    el("h2", {}, table.title),
+    el("div", {class: "scroll"}, el("table", {id: index ? `comparison-table-${index}` : "selection-table"},
+      el("thead", {}, el("tr", {}, table.headers.map(header => el("th", {class: "name"}, header)))),
+      el("tbody", {}, table.rows.map(row => el("tr", {}, row.map(value => el("td", {
+        class: typeof value === "number" ? null : "name"}, cell(value))))))))]);
+  fill(body,
     el("h2", {}, "Verdict"), el("ul", {class: "verdict", id: "verdicts"},
       answer.verdicts.map(text => el("li", {}, text))),
     el("p", {class: "note"}, `Each ${answer.by} tried the same ${answer.budget} configurations of `,
        Object.entries(answer.tune).map(([key, space]) => `${key} ~ ${space}`).join(", "),
        `; the best on ${answer.select} (validation, never test) was trained again with seeds `,
-       answer.final_seeds.join(", "), ". p: paired t-test against the first method, Holm-corrected."),
-    el("h2", {}, "Selection"), el("div", {class: "scroll"}, el("table", {id: "selection-table"},
-      el("thead", {}, el("tr", {}, columns.map(c => el("th", {}, c)))),
-      el("tbody", {}, answer.rows.map(row => el("tr", {}, columns.map(c => el("td", {}, cell(row[c])))))))),
+       answer.final_seeds.join(", "), "."),
+    answer.notes.map(text => el("p", {class: "note"}, text)),
+    tables,
     el("h2", {}, "Tuning curves"), el("div", {class: "controls"},
       downloadButtons("chart-tuning", `${grid.name}-tuning-curves`)), chart);
   await drawChart(chart, tuningFigure(answer));
