@@ -94,5 +94,8 @@ class Backend(ABC):
     def cancel(self) -> None:
         """Stop every unit still queued or running; their jobs keep their last checkpoint."""
 
-    def close(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing)
-        """Release what the backend started (an embedded Ray, for example)."""
+    def close(self) -> str | None:
+        """Release what the backend started (an embedded Ray, for example). Returns one line
+        for the user when something is kept (an embedded Ray's logs after a crash); most
+        backends hold nothing."""
+        return None

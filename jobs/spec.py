@@ -8,19 +8,18 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.strategies import Pairing, StrategyError
+from jobs.data.catalogue import DATASETS
+from jobs.strategies import Pairing, StrategyError, declared
 from jobs.strategies.params import echo
 
-DATASET_CLASSES = {  # classes per dataset, known without loading, so pairings are checked up front
-    "digits": 10, "mnist1d": 10, "spirals": 2, "moons": 2,
-    "mnist": 10, "fashion_mnist": 10, "cifar10": 10,
-}
-IMAGE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
-FILE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+# classes per dataset, known without loading, so pairings are checked up front
+DATASET_CLASSES = {name: info.num_classes for name, info in DATASETS.items()}
+IMAGE_DATASETS = tuple(name for name, info in DATASETS.items() if info.image)
+FILE_DATASETS = tuple(name for name, info in DATASETS.items() if info.needs_root)
 NOISY_DATASETS = ("spirals", "moons")  # the datasets whose `noise` means something
 MAX_INT = 2**31 - 1  # integer settings fit every index and counter type torch uses
 MAX_SEED = 2**32 - 1  # what every RNG takes (jobs derive seeds as seed + a small offset)
@@ -195,6 +194,11 @@ class JobSpec:
                 f"dataset={self.dataset} reads its files from disk; pass data_root=DIR "
                 "(nothing is downloaded)"
             )
+        if self.data_root and self.dataset not in FILE_DATASETS:
+            raise SpecError(
+                f"data_root={echo(self.data_root)} applies to {', '.join(FILE_DATASETS)} only "
+                f"(got dataset={self.dataset}, which is built in); leave data_root unset"
+            )
         if self.noise > 0 and self.dataset not in NOISY_DATASETS:
             raise SpecError(
                 f"noise={self.noise:g} applies to {', '.join(NOISY_DATASETS)} only "
@@ -352,26 +356,30 @@ def _coerce_int_list(value: Any, bad: Any) -> tuple[int, ...]:
     return tuple(widths)
 
 
+def grid_job_settings(settings: Mapping[str, Any],
+                      grid_datasets: Sequence[str]) -> dict[str, Any]:
+    """One job's settings in a grid that trains `grid_datasets`: a data_root meant for the
+    grid's datasets read from files is not given to its jobs of built-in datasets, which read
+    none. Where no dataset of the grid reads files, data_root stays, and the job refuses it."""
+    dataset = settings.get("dataset", JobSpec.dataset)
+    if (settings.get("data_root") and dataset not in FILE_DATASETS
+            and any(name in FILE_DATASETS for name in grid_datasets)):
+        return {key: value for key, value in settings.items() if key != "data_root"}
+    return dict(settings)
+
+
 @functools.lru_cache(maxsize=4096)  # a grid repeats a few strategies over thousands of jobs
 def _canonical_strategy(text: str) -> str:
-    from jobs.strategies.names import check_call
-    from jobs.strategies.params import parse_call
-
     try:
-        check_call(parse_call(text))  # a misspelt string, name or parameter fails before torch
-        from jobs.strategies import canonical_strategy  # here: it imports torch
-
-        return canonical_strategy(text)
+        return declared.canonical(text)  # from the declarations alone: no torch
     except StrategyError as exc:
         raise SpecError(str(exc)) from None
 
 
 @functools.lru_cache(maxsize=4096)
 def _check_strategy(strategy: str, pairing: Pairing) -> None:
-    from jobs.strategies import make_strategy  # here: building a strategy imports torch
-
     try:
-        make_strategy(strategy).check(pairing)
+        declared.check_pairing(strategy, pairing)
     except StrategyError as exc:
         raise SpecError(str(exc)) from None
 

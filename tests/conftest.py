@@ -1,5 +1,5 @@
-"""Shared fixtures: the dev SLURM cluster, started for the session when it is not running, and
-a check that the suite leaves no process of its own behind."""
+"""Shared fixtures: a dev SLURM cluster of the session's own, started when SLURM_CONF names no
+running one, and a check that the suite leaves no process of its own behind."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,40 +36,47 @@ def slurm_answers() -> bool:
 def slurm_cluster() -> Iterator[str]:
     """A running SLURM; yields the partition name.
 
-    Uses a running cluster as it is. When SLURM is installed but stopped (or in CI), starts the
-    dev cluster and stops it again at the end: only the daemons this session started. Without
-    SLURM installed the tests skip locally; in CI they fail, so CI cannot go green by skipping.
+    The SLURM that SLURM_CONF names, when it answers (CI starts the dev cluster and exports
+    it). Otherwise, with SLURM installed (or in CI), a dev cluster of this session's own: its
+    state dir in TMPDIR (in /tmp when TMPDIR is too long for its sockets), its own ports,
+    config and munge socket, found by every test and tvo process through SLURM_CONF, which is
+    set for the session; at the end it is stopped and its dir deleted. A cluster that only
+    /etc/slurm/slurm.conf names is never used: it may be another suite's. Without SLURM
+    installed the tests skip locally; in CI they fail, so CI cannot go green by skipping.
     """
-    started = False
-    before = os.environ.get("TVO_SLURM_DIR")
-    if not slurm_answers():
-        if shutil.which("sinfo") is None and not in_ci():
-            pytest.skip(f"SLURM is not installed (no sinfo); {START_HINT}")
-        # A state dir of the session's own, in /tmp whatever TMPDIR says: its unix sockets need
-        # a short path, and the munge and mysql users must reach it. The tests that restart the
-        # cluster find it through TVO_SLURM_DIR.
-        os.environ["TVO_SLURM_DIR"] = tempfile.mkdtemp(prefix="tvo-slurm-tests.", dir="/tmp")
-        up = subprocess.run(["bash", str(DEV_CLUSTER), "up"], capture_output=True, text=True,
-                            timeout=600)
+    if os.environ.get("SLURM_CONF") and slurm_answers():
+        yield _partition()
+        return
+    if shutil.which("sinfo") is None and not in_ci():
+        pytest.skip(f"SLURM is not installed (no sinfo); {START_HINT}")
+    before = {name: os.environ.get(name) for name in ("SLURM_CONF", "TVO_SLURM_DIR")}
+    made = subprocess.run(["bash", str(DEV_CLUSTER), "newdir"], capture_output=True,
+                          text=True, timeout=30)
+    if made.returncode != 0:
+        pytest.fail(f"could not make a state dir for the dev SLURM cluster: {made.stderr}")
+    state_dir = made.stdout.strip()
+    # The tests that restart the cluster find it through TVO_SLURM_DIR.
+    os.environ["TVO_SLURM_DIR"] = state_dir
+    os.environ["SLURM_CONF"] = f"{state_dir}/etc/slurm.conf"
+    try:
+        up = subprocess.run(["bash", str(DEV_CLUSTER), "up", "--dir", state_dir],
+                            capture_output=True, text=True, timeout=600)
         if up.returncode != 0:
-            _stop_session_cluster(before)
             pytest.fail(f"could not start the dev SLURM cluster: {up.stderr.strip()[-800:]}")
-        started = True
-    partition = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True,
-                               timeout=30).stdout.split()[0].rstrip("*")
-    yield partition
-    if started:
-        _stop_session_cluster(before)
+        yield _partition()
+    finally:
+        subprocess.run(["bash", str(DEV_CLUSTER), "down", "--purge", "--dir", state_dir],
+                       capture_output=True, timeout=120)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
-def _stop_session_cluster(previous_dir: str | None) -> None:
-    """down --purge: the session's daemons stop and its state dir goes."""
-    subprocess.run(["bash", str(DEV_CLUSTER), "down", "--purge"], capture_output=True,
-                   timeout=120)
-    if previous_dir is None:
-        os.environ.pop("TVO_SLURM_DIR", None)
-    else:
-        os.environ["TVO_SLURM_DIR"] = previous_dir
+def _partition() -> str:
+    return subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True,
+                          timeout=30).stdout.split()[0].rstrip("*")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from jobs.data import datasets
+from jobs.data import catalogue, datasets
 from jobs.data.datasets import DATASETS, DataError, check_dataset_files, load_dataset
 from jobs.data.files import IDX_UBYTE_IMAGES, IDX_UBYTE_LABELS
 from tests.datafiles import idx_bytes, write_cifar, write_idx, write_mnist
@@ -43,7 +43,7 @@ def test_registry_lists_every_dataset_with_a_consistent_shape():
         assert info.image == (len(info.input_shape) == 3)
         assert info.summary and "\n" not in info.summary
     assert {name for name, info in DATASETS.items() if info.needs_root} == {
-        "mnist", "fashion_mnist", "cifar10"} == set(datasets._FILE_LAYOUTS)
+        "mnist", "fashion_mnist", "cifar10"} == set(catalogue.FILE_LAYOUTS)
     assert DATASETS["digits"].input_shape == (1, 8, 8)
     assert DATASETS["cifar10"].input_shape == (3, 32, 32)
 

@@ -1,10 +1,9 @@
 """Checks of the dev SLURM cluster started by ``cluster/slurm/dev-cluster.sh up``.
 
-The session fixture in conftest.py uses a running cluster or starts the dev cluster; without SLURM
-installed (no ``sinfo``) these tests skip locally, and with ``CI`` set they fail instead, so a CI
-run cannot go green by skipping. The script finds the running cluster's state dir itself (through
-the /etc/slurm/slurm.conf link), or from ``TVO_SLURM_DIR`` (the session fixture sets it when it
-starts a cluster of its own).
+The session fixture in conftest.py uses the cluster SLURM_CONF names or starts a dev cluster of
+its own; without SLURM installed (no ``sinfo``) these tests skip locally, and with ``CI`` set they
+fail instead, so a CI run cannot go green by skipping. The script finds the cluster's state dir
+from ``TVO_SLURM_DIR`` or from the config SLURM_CONF names.
 """
 
 from __future__ import annotations
@@ -30,10 +29,10 @@ def _require_slurm(slurm_cluster: str) -> None:
     """Every test here runs against the session's SLURM (see tests/conftest.py)."""
 
 
-def run(*cmd: str, timeout: float = 30, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        list(cmd), capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
-    )
+def run(*cmd: str, timeout: float = 30, cwd: Path | None = None,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          check=False, env=None if env is None else {**os.environ, **env})
 
 
 def sacct_state(job_id: str) -> str:
@@ -112,7 +111,7 @@ def test_status_exits_zero() -> None:
 
 
 def test_max_array_size_matches_config() -> None:
-    conf = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
+    conf = Path(os.environ["SLURM_CONF"])
     m = re.search(r"^MaxArraySize=(\d+)", conf.read_text(), re.M)
     assert m, f"no MaxArraySize in {conf}"
     out = run("scontrol", "show", "config").stdout
@@ -145,16 +144,84 @@ def state_dir() -> Path:
     return Path(found.group(1))
 
 
-def test_the_cluster_keeps_its_state_and_temp_files_in_its_own_dir() -> None:
+def daemon_command(directory: Path, daemon: str) -> list[str]:
+    pid = (directory / "run" / f"{daemon}.pid").read_text().strip()
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+def test_the_cluster_keeps_its_state_config_and_sockets_in_its_own_dir() -> None:
     directory = state_dir()
-    assert directory != Path("/tmp/tvo-slurm")
+    assert os.environ["SLURM_CONF"] == f"{directory}/etc/slurm.conf"  # how clients find it
     for part in ("db", "munge", "state/slurmctld", "log", "tmp", "run"):
         assert (directory / part).is_dir(), part
     conf = (directory / "etc" / "slurm.conf").read_text()
     assert f"StateSaveLocation={directory}/state/slurmctld" in conf
-    mariadbd = (directory / "run" / "mariadbd.pid").read_text().strip()
-    command = Path(f"/proc/{mariadbd}/cmdline").read_bytes().split(b"\0")
-    assert f"--tmpdir={directory}/tmp".encode() in command  # never the caller's TMPDIR
+    assert f"AuthInfo=cred_expire=10,socket={directory}/munge/munge.socket.2" in conf
+    assert f"PlugStackConfig={directory}/etc/plugstack.conf" in conf
+    assert f"--socket={directory}/munge/munge.socket.2" in daemon_command(directory, "munged")
+    mariadbd = daemon_command(directory, "mariadbd")
+    assert f"--tmpdir={directory}/tmp" in mariadbd  # never the caller's TMPDIR
+    assert f"--datadir={directory}/db" in mariadbd
+    ports = [int(port) for port in re.findall(r"^Slurm(?:ctld|d)Port=(\d+)$", conf, re.M)]
+    assert len(ports) == 2 and not set(ports) & {6817, 6818}  # ports of its own, not SLURM's
+
+
+def port_of(conf: Path, key: str) -> int:
+    found = re.search(rf"^{key}=(\d+)$", conf.read_text(), re.M)
+    assert found, key
+    return int(found.group(1))
+
+
+def accounted(env: dict[str, str], line: str, timeout: float = 30) -> str:
+    """sacct's jobs (JobID|JobName|State) once `line` is among them (a job's record reaches
+    slurmdbd a moment after it ends)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,JobName,State", "-S",
+                                 "now-1hour"], env=env, capture_output=True, text=True,
+                                timeout=60).stdout
+        if line in listed.splitlines() or time.monotonic() > deadline:
+            assert line in listed.splitlines(), listed
+            return listed
+        time.sleep(0.2)
+
+
+def test_a_second_cluster_runs_beside_the_first_and_each_runs_its_own_jobs(
+        tmp_path: Path) -> None:
+    """Two suites at once each start a cluster: they share nothing, and a job submitted to one
+    (through its SLURM_CONF) runs there and is in its accounting only."""
+    first = dict(os.environ)
+    second_dir = Path(run("bash", str(SCRIPT), "newdir").stdout.strip())
+    second = {**first, "TVO_SLURM_DIR": str(second_dir),
+              "SLURM_CONF": str(second_dir / "etc" / "slurm.conf")}
+    try:
+        up = subprocess.run(["bash", str(SCRIPT), "up", "--dir", str(second_dir)], env=second,
+                            capture_output=True, text=True, timeout=300)
+        assert up.returncode == 0, up.stderr
+        assert up.stderr.splitlines()[-1].startswith(f"[dev-cluster] export SLURM_CONF="
+                                                     f"{second['SLURM_CONF']} ")
+        for key in ("SlurmctldPort", "SlurmdPort", "AccountingStoragePort"):
+            assert port_of(Path(first["SLURM_CONF"]), key) != port_of(
+                Path(second["SLURM_CONF"]), key), key
+        clusters = {"first": first, "second": second}
+        ids = {}
+        for name, env in clusters.items():
+            done = subprocess.run(
+                ["sbatch", "--parsable", f"--job-name=tvo-{name}", f"--chdir={tmp_path}",
+                 f"--output={name}.txt", "--time=1", "--wrap", "echo $SLURM_CONF"],
+                env=env, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            ids[name] = done.stdout.strip().split(";")[0]
+        for name, env in clusters.items():
+            listed = accounted(env, f"{ids[name]}|tvo-{name}|COMPLETED")
+            assert (tmp_path / f"{name}.txt").read_text().strip() == env["SLURM_CONF"]
+            assert "tvo-second" not in listed if name == "first" else "tvo-first" not in listed
+    finally:
+        down = subprocess.run(["bash", str(SCRIPT), "down", "--purge", "--dir", str(second_dir)],
+                              env=second, capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert not second_dir.exists()
+    assert run("bash", str(SCRIPT), "status").returncode == 0  # the first is still up
 
 
 def test_a_failed_up_stops_every_daemon_it_started() -> None:
@@ -164,11 +231,13 @@ def test_a_failed_up_stops_every_daemon_it_started() -> None:
     down = run("bash", str(SCRIPT), "down", timeout=120)
     assert down.returncode == 0, down.stderr
     blocker = socket.socket()
-    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        blocker.bind(("127.0.0.1", 6819))
+        blocker.bind(("127.0.0.1", 0))
         blocker.listen()
-        up = run("bash", str(SCRIPT), "up", "--dir", str(directory), timeout=300)
+        taken = str(blocker.getsockname()[1])
+        up = run("bash", str(SCRIPT), "up", "--dir", str(directory), timeout=300,
+                 env={"TVO_SLURM_DBD_PORT": taken})
+        assert f"port {taken} (for slurmdbd) is already in use" in up.stderr
         assert up.returncode == 1, up.stderr
         assert "up failed: stopping the daemons it started (munged mariadbd)" in up.stderr
         for daemon in ("munged", "mariadbd"):

@@ -18,6 +18,7 @@ from jobs.entry import JobRequest, run_unit
 from jobs.rundir import results
 from jobs.spec import JobSpec
 from jobs.strategies import STRATEGIES, StackContext, StrategyStack, StrategyValues, TargetStrategy
+from jobs.strategies.catalogue import DECLARATIONS, Declaration
 from jobs.strategies.params import number, param
 
 TINY = {"hidden": [16], "epochs": 3, "batch_size": 64, "device": "cpu"}
@@ -188,10 +189,9 @@ class DriftingStack(StrategyStack):
 
 
 class Drifting(TargetStrategy):
-    name = "drifting_test"
-    summary = "test only"
-    source = "tests/test_engine.py"
-    params = (param("rate", 0.5, "how far targets move per epoch", number(low=0, high=1)),)
+    declaration = Declaration("drifting_test", "test only", "tests/test_engine.py", params=(
+        param("rate", 0.5, "how far targets move per epoch", number(low=0, high=1)),))
+    name, params = declaration.name, declaration.params
     observes = True
     weighted = True
     decision = "template"
@@ -210,16 +210,16 @@ class ExplodingStack(StrategyStack):
 class Exploding(TargetStrategy):
     """A test strategy that fails in epoch 2."""
 
-    name = "exploding_test"
-    summary = "test only"
-    source = "tests/test_engine.py"
+    declaration = Declaration("exploding_test", "test only", "tests/test_engine.py")
+    name = declaration.name
     Stack = ExplodingStack
 
 
 @pytest.fixture
 def test_strategies(monkeypatch) -> Iterator[None]:
-    monkeypatch.setitem(STRATEGIES, Drifting.name, Drifting)
-    monkeypatch.setitem(STRATEGIES, Exploding.name, Exploding)
+    for cls in (Drifting, Exploding):  # declared, and trained by the class, for this test only
+        monkeypatch.setitem(DECLARATIONS, cls.name, cls.declaration)
+        monkeypatch.setitem(STRATEGIES, cls.name, cls)
     yield
 
 

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from runner.cli.app import app
+from tests.datafiles import write_mnist
 
 runner = CliRunner()
 BOMB = "".join(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]\n"
@@ -93,6 +94,11 @@ WORDS = [
     (["noise=0.1"], "noise=0.1 applies to spirals, moons only (got dataset=digits)"),
     (["lr=" + "x" * 20_000], "... (20,000 characters)"),
     (["data_root=[/b],x", "dataset=mnist"], "dataset 'mnist'"),
+    (["data_root=[/b],x"], "data_root='[/b]' applies to mnist, fashion_mnist, cifar10 only (got "
+                           "dataset=digits, which is built in); leave data_root unset"),
+    (["seed=range(99999999999999999999)"], "gives 99,999,999,999,999,999,999 values; a grid "
+                                           "holds at most 10,000 jobs"),
+    (["seed=range(0, 99999999999999999999, 7)"], "gives 14,285,714,285,714,285,715 values"),
 ]
 
 
@@ -119,8 +125,25 @@ def test_a_long_or_odd_grid_argument_is_one_line(in_tmp: Path) -> None:
 
 
 def test_markup_in_values_is_printed_as_written(in_tmp: Path) -> None:
-    result = runner.invoke(app, ["run", "quickstart", "data_root=[/b],x", "--dry-run"])
+    for root in ("[/b]", "[/c]"):  # data_root is shown when swept; it must hold MNIST files
+        write_mnist(in_tmp / root, "MNIST")
+    result = runner.invoke(app, ["run", "quickstart", "dataset=mnist", "data_root=[/b],[/c]",
+                                 "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "[/b]" in result.stdout
     result = runner.invoke(app, ["run", "quickstart", "--out", "[/b]", "--dry-run"])
     assert result.exit_code == 0 and "[/b]" in result.stdout
+
+
+def test_a_data_root_is_refused_only_where_no_job_of_the_grid_reads_files(in_tmp: Path) -> None:
+    """A grid of mnist and digits shares one data_root: the mnist jobs read it, the digits jobs
+    get none (they read no files). A grid of built-in datasets only refuses it."""
+    from runner.grid.expand import expand, load_grid
+
+    write_mnist(in_tmp / "data", "MNIST")
+    specs = expand(load_grid("quickstart", ["dataset=mnist,digits", "data_root=data",
+                                            "seed=0", "lr=0.5", "strategy=onehot"]))
+    assert sorted((spec.dataset, spec.data_root) for spec in specs) == [
+        ("digits", ""), ("mnist", "data")]
+    assert "data_root='data' applies to mnist, fashion_mnist, cifar10 only" in refused(
+        ["run", "quickstart", "dataset=digits,spirals", "data_root=data", "--dry-run"], in_tmp)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from cluster.ray import private_temp_dir
 from jobs.rundir import results
-from tests.short_paths import short_temp_dir
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[dict[str, str]]:
     """A real Ray head started with `ray start`, in its own process group, with its own token."""
-    temp_dir = short_temp_dir("tvo-ray-head-")  # short: Ray's sockets live here
+    temp_dir = private_temp_dir()  # short: Ray's sockets live here
     env = {**os.environ, "HOME": str(temp_dir), "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     env.pop("RAY_ADDRESS", None)

@@ -25,7 +25,6 @@ from tests.cancel_entries import (
     cancel_grid_first,
     cancel_job_then_crash,
 )
-from tests.short_paths import short_temp_dir
 
 
 class CancelSuite:
@@ -106,12 +105,12 @@ class TestInline(CancelSuite):
 def ray_session() -> Iterator[None]:
     """One embedded Ray for the Ray tests of this module (pytest 10 drops class-scoped fixtures
     written as methods)."""
-    import ray
+    from cluster.ray import private_temp_dir, start_ray
 
-    from cluster.ray import start_ray
-
-    temp_dir = short_temp_dir("tvo-ray-test-")
+    temp_dir = private_temp_dir()
     assert start_ray(num_cpus=2, temp_dir=temp_dir)
+    import ray  # (after start_ray, which sets what Ray reads when first imported)
+
     yield
     ray.shutdown()
     shutil.rmtree(temp_dir, ignore_errors=True)

@@ -1,7 +1,9 @@
-"""Real runner processes: SIGKILL mid-grid then rerun, and two runners on one dir at once."""
+"""Real runner processes: SIGKILL mid-grid then rerun, two runners on one dir at once, and what
+an embedded Ray leaves open and behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,8 +15,10 @@ import pytest
 
 from jobs.rundir import results
 from jobs.rundir.claims import current_holder
+from runner.cli.interrupts import descendants
 from runner.grid.expand import expand, load_grid
 from tests.backend_suite import metrics_without_timing, reference_run
+from tests.listeners import Listener, listeners
 from tests.test_engine import close
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,3 +183,51 @@ def test_sigterm_stops_the_run_releases_its_claims_and_says_how_to_resume(tmp_pa
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
                             text=True, check=True).stdout
     assert "interrupted: their runner is gone" in status
+
+
+def ray_dir_of(pids: list[int]) -> Path | None:
+    """The embedded Ray's temp dir, from its raylet's socket path (<dir>/session_*/sockets/...)."""
+    for pid in pids:
+        try:
+            arguments = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            continue
+        for argument in arguments:
+            if argument.startswith("--raylet_socket_name="):
+                return Path(argument.split("=", 1)[1]).parents[2]
+    return None
+
+
+@pytest.mark.ray
+def test_an_embedded_ray_listens_on_loopback_only_and_leaves_no_dir(tmp_path: Path) -> None:
+    """With a TMPDIR too long for Ray's socket paths the run makes a private dir in /tmp (never
+    the shared /tmp/tvo-ray-<uid>); no process of the run listens beyond this machine; the dir
+    is gone when the run ends."""
+    (tmp_path / "grid.yaml").write_text(GRID.replace("epochs: 6", "epochs: 3"))
+    long_tmp = tmp_path / ("t" * 40)
+    long_tmp.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", "grid.yaml", "--out", "out", "--pack", "off"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(long_tmp)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen: set[Listener] = set()
+    ray_dir, ray_dir_mode = None, 0
+    while process.poll() is None:
+        pids = [process.pid, *descendants(process.pid)]
+        seen.update(listeners(pids))
+        ray_dir = ray_dir or ray_dir_of(pids)
+        if ray_dir is not None and any(listener.name.startswith("ray::_run_unit")
+                                       for listener in seen):
+            with contextlib.suppress(OSError):  # the mode while the jobs train
+                ray_dir_mode = ray_dir.stat().st_mode & 0o777
+        time.sleep(0.1)
+    output = process.communicate()[0].decode()
+    assert process.returncode == 0, output
+    names = {listener.name for listener in seen}
+    assert {"gcs_server", "raylet"} <= names and any(n.startswith("ray::") for n in names), seen
+    assert [listener for listener in seen if not listener.loopback] == []
+    assert ray_dir is not None and ray_dir.parent == Path("/tmp"), ray_dir
+    assert ray_dir.name.startswith("tvo-ray-") and ray_dir.name != f"tvo-ray-{os.getuid()}"
+    assert ray_dir_mode == 0o700
+    assert not ray_dir.exists()
+    assert list(long_tmp.iterdir()) == []

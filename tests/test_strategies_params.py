@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from typer.testing import CliRunner
 
@@ -113,30 +115,63 @@ def test_tvo_strategies_lists_every_strategy_with_parameters_ranges_and_source()
         in lines
 
 
-def test_the_declarations_read_without_torch_are_the_registry():
-    from jobs.strategies import STRATEGIES
-    from jobs.strategies.declared import declared_params
+def test_every_strategy_class_trains_its_declaration():
+    from jobs.strategies.catalogue import DECLARATIONS
 
-    assert set(declared_params()) == set(STRATEGIES)
+    assert set(DECLARATIONS) == set(STRATEGIES)
     for name, cls in STRATEGIES.items():
-        assert [p.name for p in declared_params()[name]] == [p.name for p in cls.params], name
+        assert cls.declaration is DECLARATIONS[name]
+        assert (cls.name, cls.params, cls.summary) == (name, cls.declaration.params,
+                                                       cls.declaration.summary)
 
 
-@pytest.mark.parametrize("text", ["foo", "fixed(x=1)", "tvo(init=bogus)", "ols(alpha=2)",
-                                  "fixed(c=0.9, nc=0.1, normalize=maybe)"])
-def test_a_bad_strategy_is_refused_without_torch_as_the_registry_refuses_it(text):
+@pytest.mark.parametrize("text, settings", [
+    ("foo", {}), ("fixed(x=1)", {}), ("tvo(init=bogus)", {}), ("ols(alpha=2)", {}),
+    ("fixed(c=0.9, nc=0.1, normalize=maybe)", {}),
+    ("lecun", {}), ("lecun", {"output": "linear", "loss": "mse"}),
+    ("fixed(c=1.5, nc=0)", {"output": "sigmoid", "loss": "mse"}),
+    ("ols", {"output": "sigmoid", "loss": "mse"}), ("sat(start_epoch=10)", {"epochs": 5}),
+    ("two_stage(switch_epoch=6)", {"epochs": 5}), ("tvo", {"output": "tanh", "loss": "mse"}),
+    ("matrix(rows=[[1, 0], [0, 1]])", {}),
+])
+def test_a_bad_strategy_is_refused_without_torch_as_the_registry_refuses_it(text, settings):
+    """Names, parameters and pairings are checked from the declarations alone; the torch
+    classes refuse the same strategies with the same words."""
     import subprocess
     import sys
 
-    from jobs.strategies import make_strategy
-    from jobs.strategies.params import StrategyError
+    from jobs.spec import JobSpec, SpecError
 
+    spec = JobSpec.from_dict({"strategy": "onehot", **settings})
     with pytest.raises(StrategyError) as caught:
-        make_strategy(text)
+        make_strategy(text).check(spec.pairing())
     probe = ("import sys\nfrom jobs.spec import JobSpec, SpecError\n"
-             f"try:\n    JobSpec.from_dict({{'strategy': {text!r}}})\n"
+             f"try:\n    JobSpec.from_dict({{'strategy': {text!r}, **{settings!r}}})\n"
              "except SpecError as exc:\n    print(exc)\n"
              "print('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out == [str(caught.value), "False"]
+    with pytest.raises(SpecError):
+        JobSpec.from_dict({"strategy": text, **settings})
+
+
+def test_expanding_a_grid_and_a_dry_run_never_import_torch(tmp_path):
+    """Settings, strategies and datasets are checked from declarations: torch's import (about a
+    second) is paid by the jobs that train, not by `tvo run GRID --dry-run`."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    probe = ("import sys\nfrom runner.grid.expand import expand, load_grid\n"
+             "print(len(expand(load_grid('quickstart'))))\n"
+             "from typer.testing import CliRunner\nfrom runner.cli.app import app\n"
+             "done = CliRunner().invoke(app, ['run', 'fair-quickstart', '--dry-run'])\n"
+             "print(done.exit_code, done.stdout.splitlines()[0])\n"
+             "print(sorted(name for name in sys.modules if name.split('.')[0] == 'torch'))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(root)}
+                         ).stdout.splitlines()
+    assert out == ["24", "0 fair-quickstart: 64 jobs -> outputs/fair-quickstart (dry run: "
+                         "nothing written)", "[]"]

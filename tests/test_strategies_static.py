@@ -10,7 +10,7 @@ from jobs.nn.losses import per_sample_loss
 from jobs.spec import JobSpec, SpecError
 from jobs.strategies import Pairing, StrategyError, make_strategy
 from jobs.strategies.params import format_value
-from jobs.strategies.schedules import second_derivative_peak
+from jobs.strategies.tables import second_derivative_peak
 from tests.strategy_context import context, ready
 
 # -- label smoothing ----------------------------------------------------------------------------

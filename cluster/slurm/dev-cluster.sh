@@ -5,40 +5,47 @@
 #   cluster/slurm/dev-cluster.sh up     [--gpus N] [--cpus N] [--dir DIR]
 #   cluster/slurm/dev-cluster.sh down   [--purge] [--dir DIR]
 #   cluster/slurm/dev-cluster.sh status [--dir DIR]
+#   cluster/slurm/dev-cluster.sh newdir
 #
 #   up      Installs the Debian packages if missing, starts munged, mariadbd, slurmdbd,
 #           slurmctld and slurmd, registers the cluster in the accounting DB and waits until
 #           the node is idle. Prints the partition name ("debug") as the LAST stdout line;
-#           everything else goes to stderr, so `part=$(dev-cluster.sh up)` works.
+#           everything else goes to stderr, so `part=$(dev-cluster.sh up)` works. Its last
+#           stderr line is the `export SLURM_CONF=...` that points client commands at it.
 #           Idempotent: when the cluster is already up it only prints the partition name.
 #   down    Cancels the cluster's jobs, then stops exactly the daemons `up` started (by the
 #           PID files in the state dir; SIGTERM, wait, SIGKILL) in reverse order. Packages
 #           stay installed. `--purge` also deletes the state dir (job history, DB, config).
 #   status  Lists the daemons (by PID file) and prints `sinfo`. Exit 0 when up, 1 otherwise.
+#   newdir  Makes a new, empty state dir (see --dir) and prints its path.
+#
+# A cluster belongs to whoever started it: many can run on one machine at once, each with its
+# own state dir, ports, config and munge socket, and nothing outside its dir is written (no
+# /etc/slurm, no /run/munge, no system MariaDB). Client commands (sbatch, squeue, sacct,
+# scancel, scontrol, sinfo, srun) and tvo find a cluster through SLURM_CONF=DIR/etc/slurm.conf
+# in their environment; slurm.conf's AuthInfo names its munge socket.
 #
 # Options and environment:
-#   --dir DIR                  state dir: config, logs, PID files, DB, spool, munge key, fake GPU
-#                              devices, and the daemons' temp files (TMPDIR=DIR/tmp), so a
-#                              private TMPDIR of the caller never matters. Default:
-#                              $TVO_SLURM_DIR; else the dir of the cluster this script last
-#                              started (found through the /etc/slurm/slurm.conf link); else, for
-#                              `up`, a new dir /tmp/tvo-slurm.XXXXXX. It must be short (unix
-#                              sockets live in it) and reachable by the munge and mysql users.
+#   --dir DIR                  state dir: config, logs, PID files, DB, spool, munge key and
+#                              socket, fake GPU devices, and the daemons' temp files
+#                              (TMPDIR=DIR/tmp). Default: $TVO_SLURM_DIR; else the dir whose
+#                              etc/slurm.conf SLURM_CONF names; else, for `up`, a new dir as
+#                              `newdir` makes: $TMPDIR/tvo-slurm.XXXXXX, or, when that path is
+#                              too long for unix sockets (107 bytes) or the munge and mysql
+#                              users cannot reach it, /tmp/tvo-slurm.XXXXXX (and it says so).
 #   --cpus N                   CPUs the node claims (default: max(8, nproc)). More than the
 #                              machine has is fine (SlurmdParameters=config_overrides): it lets
 #                              several test jobs run at once on a 2-core machine.
 #   --gpus N                   fake GPUs (default 0): Gres=gpu:N backed by /dev/null clones.
 #   TVO_SLURM_MAX_ARRAY_SIZE   MaxArraySize (default 1001).
-#   TVO_SLURM_DB_PORT          loopback TCP port of the private MariaDB (default 3307).
+#   TVO_SLURM_CTLD_PORT, TVO_SLURMD_PORT, TVO_SLURM_DBD_PORT, TVO_SLURM_DB_PORT
+#                              TCP ports of slurmctld, slurmd, slurmdbd and the private MariaDB
+#                              (all on 127.0.0.1). Default: free ports chosen at every `up` from
+#                              a stopped cluster, outside the kernel's ephemeral range.
 #   TVO_SLURM_UP_TIMEOUT       seconds to wait for each daemon / the idle node (default 60).
-#   TVO_SLURM_NO_ETC=1         do not write /etc/slurm/slurm.conf (then export
-#                              SLURM_CONF=DIR/etc/slurm.conf for client commands yourself).
 #
-# Where the config lives: the daemons read DIR/etc/slurm.conf (via SLURM_CONF; gres.conf and
-# slurmdbd.conf sit beside it). Client commands (sbatch, squeue, sacct, scontrol, sinfo, srun)
-# are called by submitit and the tests without extra env, so /etc/slurm/slurm.conf is made a
-# SYMLINK to DIR/etc/slurm.conf: one file, no drift. This is a dev/CI machine; the script refuses
-# to replace an /etc/slurm/slurm.conf it did not write. `down --purge` removes the symlink.
+# The daemons read DIR/etc/slurm.conf via SLURM_CONF (gres.conf, slurmdbd.conf and an empty
+# plugstack.conf sit beside it).
 #
 # State across restarts: `down` keeps DIR; the next `up` REUSES it (munge key, DB, slurmctld
 # StateSaveLocation), so job ids keep counting and sacct keeps the history. slurm.conf and
@@ -51,10 +58,8 @@
 #   scontrol show config | grep MaxArraySize      # -> MaxArraySize = 4
 # `scontrol reconfigure` is NOT enough (observed on 22.05.8): after editing MaxArraySize in
 # DIR/etc/slurm.conf and reconfiguring, `scontrol show config` prints the new value but sbatch
-# still enforces the old one until slurmctld restarts. Edit DIR/etc/slurm.conf, not
-# /etc/slurm/slurm.conf with `sed -i` (that replaces the symlink with a copy the daemons never
-# read; the next `up` puts the symlink back). Changing --gpus/--cpus also needs `down` first:
-# `up` on a running cluster with different explicit options exits 2 and says so.
+# still enforces the old one until slurmctld restarts. Changing --gpus/--cpus also needs `down`
+# first: `up` on a running cluster with different explicit options exits 2 and says so.
 #
 # Measured on this 2-core Debian 12 VM (SLURM 22.05.8, MariaDB 10.11), wall clock; first
 # figure on a quiet machine, second with other work keeping the load average at ~6:
@@ -103,9 +108,9 @@
 # and mariadbd (drops to the mysql user). Each daemon runs in the foreground in its own session
 # (setsid), and the script writes its PID file from $!, so `down` only ever signals processes
 # this script started. munged uses its own key and socket under DIR (so /run/munge and
-# /etc/munge/munge.key are not used); MariaDB uses its own datadir, socket and loopback port.
-# slurmctld/slurmd/slurmdbd listen on their default ports 6817/6818/6819 (one cluster per
-# machine); `up` refuses to start when a foreign process holds one of the ports.
+# /etc/munge/munge.key are not used); MariaDB uses its own datadir, socket and loopback port;
+# slurmctld, slurmd and slurmdbd listen on ports of the cluster's own. `up` refuses to start
+# when a foreign process holds one of its ports.
 set -euo pipefail
 
 readonly PARTITION=debug
@@ -115,9 +120,17 @@ readonly PACKAGES=(slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge
                    slurmdbd slurm-wlm-mysql-plugin mariadb-server)
 # Order matters: each daemon needs the ones before it. `down` walks it backwards.
 readonly DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)
-readonly SLURMCTLD_PORT=6817 SLURMD_PORT=6818 SLURMDBD_PORT=6819
+# Each port: the variable this script uses, and the environment variable that may set it.
+declare -rA PORT_ENV=([CTLD_PORT]=TVO_SLURM_CTLD_PORT [SLURMD_PORT]=TVO_SLURMD_PORT
+                      [DBD_PORT]=TVO_SLURM_DBD_PORT [DB_PORT]=TVO_SLURM_DB_PORT)
+readonly PORT_NAMES=(CTLD_PORT SLURMD_PORT DBD_PORT DB_PORT)
+# Chosen ports lie below the kernel's ephemeral range (32768-60999 by default), so no outgoing
+# connection holds one by chance.
+readonly PORT_LOW=20000 PORT_SPAN=12000
+# Unix sockets live in the state dir: its path plus the longest socket name must stay under
+# sun_path's 107 bytes (100 leaves room for a daemon's suffixes).
+readonly SOCKET_PATH_MAX=100 LONGEST_SOCKET=/munge/munge.socket.2
 
-DB_PORT=${TVO_SLURM_DB_PORT:-3307}
 UP_TIMEOUT=${TVO_SLURM_UP_TIMEOUT:-60}
 MAX_ARRAY_SIZE=${TVO_SLURM_MAX_ARRAY_SIZE:-1001}
 
@@ -129,7 +142,7 @@ usage() {
 }
 
 short_usage() {
-    sed -n '4,7{s/^# \{0,1\}//;p}' "$0" >&2
+    sed -n '4,8{s/^# \{0,1\}//;p}' "$0" >&2
     echo "(--help for details)" >&2
 }
 
@@ -258,20 +271,22 @@ install_packages() {
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
     fi
     local ilog=$LOGDIR/install.log ok=0
+    # Another install (a second suite's `up`) holds dpkg's lock: wait for it, do not fail.
+    local apt_get=(apt-get -o DPkg::Lock::Timeout=300)
     # apt-get update only when needed: when the package lists do not know a package yet, or
     # when the install fails (stale lists point at files the mirror no longer has).
     # shellcheck disable=SC2086
     if ! apt-cache show --no-all-versions $missing >/dev/null 2>&1; then
-        apt-get update >>"$ilog" 2>&1 || true
+        "${apt_get[@]}" update >>"$ilog" 2>&1 || true
     fi
     # shellcheck disable=SC2086
-    if apt-get install -y --no-install-recommends $missing >>"$ilog" 2>&1; then
+    if "${apt_get[@]}" install -y --no-install-recommends $missing >>"$ilog" 2>&1; then
         ok=1
     else
         log "install failed; running apt-get update and retrying once"
-        apt-get update >>"$ilog" 2>&1 || true
+        "${apt_get[@]}" update >>"$ilog" 2>&1 || true
         # shellcheck disable=SC2086
-        apt-get install -y --no-install-recommends $missing >>"$ilog" 2>&1 && ok=1
+        "${apt_get[@]}" install -y --no-install-recommends $missing >>"$ilog" 2>&1 && ok=1
     fi
     ((made_policy)) && rm -f "$policy"
     if ((!ok)); then
@@ -314,7 +329,81 @@ ensure_munge_key() {
 check_socket_paths() {
     local s
     for s in "$MUNGE_SOCKET" "$DB_SOCKET"; do
-        ((${#s} < 100)) || die "--dir is too long: socket path $s exceeds the 107-byte limit"
+        ((${#s} < SOCKET_PATH_MAX)) ||
+            die "--dir is too long: socket path $s exceeds the 107-byte limit"
+    done
+}
+
+# A new state dir (mktemp: a name no other cluster has): in TMPDIR when the munge and mysql
+# users can reach it and the socket paths fit, else in /tmp, and then say why.
+new_state_dir() {
+    local base=${TMPDIR:-/tmp} dir="" why=""
+    base=${base%/}
+    if [[ -n $base && $base != /tmp ]]; then
+        if ((${#base} + ${#LONGEST_SOCKET} + 17 >= SOCKET_PATH_MAX)); then
+            why="is too long for the cluster's unix socket paths (107 bytes)"
+        elif [[ ! -d $base ]]; then
+            why="is not a directory"
+        elif ! reachable_by_others "$base"; then
+            why="is not reachable by the munge and mysql users (a dir on its path lacks o+x)"
+        elif ! dir=$(mktemp -d "$base/tvo-slurm.XXXXXX" 2>/dev/null); then
+            why="is not writable"
+        fi
+        if [[ -z $why ]]; then
+            echo "$dir"
+            return 0
+        fi
+        log "TMPDIR=$base $why: the state dir goes in /tmp instead"
+    fi
+    mktemp -d /tmp/tvo-slurm.XXXXXX || die "cannot create a state dir in /tmp"
+}
+
+# Can users other than root enter this dir (every dir on its path has o+x)?
+reachable_by_others() {
+    local path=$1 mode
+    while :; do
+        mode=$(stat -c %A "$path" 2>/dev/null) || return 1
+        [[ ${mode:9:1} == [xt] ]] || return 1
+        [[ $path == / ]] && return 0
+        path=$(dirname "$path")
+    done
+}
+
+# The state dir whose config SLURM_CONF names, if that config is one this script wrote.
+conf_dir() {
+    local conf=${SLURM_CONF:-}
+    [[ $conf == */etc/slurm.conf && -f $conf ]] && grep -qF "$MARKER" "$conf" || return 0
+    echo "${conf%/etc/slurm.conf}"
+}
+
+# Ports for a cluster coming up from stopped: each from its environment variable, else a
+# random free one. (Two clusters choosing at once: a clash shows as "port in use" at start.)
+choose_ports() {
+    local var env_var port taken=" "
+    for var in "${PORT_NAMES[@]}"; do
+        env_var=${PORT_ENV[$var]}
+        port=${!env_var:-}
+        if [[ -n $port ]]; then
+            [[ $port =~ ^[1-9][0-9]{0,4}$ ]] && ((port <= 65535)) ||
+                die "$env_var must be a TCP port number"
+        else
+            local tries=0
+            until [[ -n $port && $taken != *" $port "* ]] && ! port_in_use "$port"; do
+                ((++tries <= 200)) || die "no free TCP port found in $PORT_LOW-$((PORT_LOW + PORT_SPAN - 1))"
+                port=$((PORT_LOW + RANDOM % PORT_SPAN))
+            done
+        fi
+        taken+="$port "
+        printf -v "$var" '%s' "$port"
+    done
+}
+
+# The ports of a cluster that is (partly) running, as its `up` wrote them.
+load_ports() {
+    local var
+    for var in "${PORT_NAMES[@]}"; do
+        printf -v "$var" '%s' "$(sed -n "s/^$var=//p" "$PARAMS" 2>/dev/null)"
+        [[ -n ${!var} ]] || die "$PARAMS lacks $var; stop the cluster (down) and start it again"
     done
 }
 
@@ -344,8 +433,10 @@ ClusterName=$CLUSTER_NAME
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
-SlurmctldPort=$SLURMCTLD_PORT
+SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
+# Our own (empty) SPANK plugin list, not /etc/slurm/plugstack.conf.
+PlugStackConfig=$ETC/plugstack.conf
 AuthType=auth/munge
 CredType=cred/munge
 # cred_expire=10: a requeued job would otherwise wait 120 s before it may run again.
@@ -388,7 +479,7 @@ Waittime=0
 # Accounting through slurmdbd, so sacct works (submitit needs it to see a job that died).
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
-AccountingStoragePort=$SLURMDBD_PORT
+AccountingStoragePort=$DBD_PORT
 # For the slurmdbd connection the munge socket comes from here, not from AuthInfo (man slurm.conf).
 AccountingStoragePass=$MUNGE_SOCKET
 # Record GPU allocations too (sacct -o AllocTRES shows gres/gpu=N).
@@ -402,6 +493,7 @@ PartitionName=$PARTITION Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
     chmod 644 "$CONF.tmp"
     mv "$CONF.tmp" "$CONF"
+    echo "$MARKER" >"$ETC/plugstack.conf"
 
     # gres.conf: fake GPUs are /dev/null clones (char 1:3); slurmd only needs character
     # devices to exist, jobs just get CUDA_VISIBLE_DEVICES.
@@ -414,7 +506,11 @@ EOF
         fi
     } >"$ETC/gres.conf"
     chmod 644 "$ETC/gres.conf"
-    printf 'GPUS=%s\nCPUS=%s\nMAX_ARRAY_SIZE=%s\n' "$GPUS" "$CPUS" "$MAX_ARRAY_SIZE" >"$PARAMS"
+    {
+        printf 'GPUS=%s\nCPUS=%s\nMAX_ARRAY_SIZE=%s\n' "$GPUS" "$CPUS" "$MAX_ARRAY_SIZE"
+        local var
+        for var in "${PORT_NAMES[@]}"; do printf '%s=%s\n' "$var" "${!var}"; done
+    } >"$PARAMS"
 }
 
 make_fake_gpus() {
@@ -445,7 +541,7 @@ AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCKET
 DbdHost=localhost
 DbdAddr=127.0.0.1
-DbdPort=$SLURMDBD_PORT
+DbdPort=$DBD_PORT
 SlurmUser=root
 PidFile=$RUNDIR/slurmdbd.daemon.pid
 LogFile=$(logfile_of slurmdbd)
@@ -459,32 +555,6 @@ StorageLoc=slurm_acct_db
 EOF
     )
     chmod 600 "$ETC/slurmdbd.conf"
-}
-
-# /etc/slurm/slurm.conf -> $CONF, unless it is somebody else's file.
-link_etc_conf() {
-    [[ ${TVO_SLURM_NO_ETC:-0} == 1 ]] && return 0
-    local etc=/etc/slurm/slurm.conf
-    mkdir -p /etc/slurm
-    if [[ -L $etc ]]; then
-        local target
-        target=$(readlink "$etc")
-        if [[ $target != "$CONF" ]] && [[ -e $target ]] && other_cluster_running "$target"; then
-            die "$etc points at $target, whose cluster is running; stop it first"
-        fi
-    elif [[ -e $etc ]] && ! grep -qF "$MARKER" "$etc"; then
-        die "$etc exists and was not written by this script; move it away or set TVO_SLURM_NO_ETC=1"
-    fi
-    ln -sfn "$CONF" "$etc"
-}
-
-# Is the slurmctld of the cluster whose config is $1 alive? (Its PidFile is in that config.)
-other_cluster_running() {
-    local pf pid
-    pf=$(sed -n 's/^SlurmctldPidFile=//p' "$1" 2>/dev/null | head -n 1)
-    [[ -n $pf && -r $pf ]] || return 1
-    pid=$(tr -dc '0-9' 2>/dev/null <"$pf" || true)
-    [[ -n $pid && $(cat "/proc/$pid/comm" 2>/dev/null) == slurmctld ]]
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -573,7 +643,7 @@ sacctmgr_ok() { timeout 10 sacctmgr -n -P show cluster format=cluster; }
 
 start_slurmdbd() {
     running slurmdbd && return 0
-    check_port_free slurmdbd "$SLURMDBD_PORT"
+    check_port_free slurmdbd "$DBD_PORT"
     log "starting slurmdbd"
     SLURM_CONF=$CONF launch slurmdbd slurmdbd -D
     wait_for slurmdbd "sacctmgr reaching slurmdbd" sacctmgr_ok
@@ -590,7 +660,7 @@ ctld_up() { scontrol ping | grep -q 'is UP'; }
 
 start_slurmctld() {
     running slurmctld && return 0
-    check_port_free slurmctld "$SLURMCTLD_PORT"
+    check_port_free slurmctld "$CTLD_PORT"
     log "starting slurmctld"
     SLURM_CONF=$CONF launch slurmctld slurmctld -D
     wait_for slurmctld "scontrol ping" ctld_up
@@ -656,9 +726,6 @@ all_running() {
 cmd_up() {
     [[ $(id -u) == 0 ]] || die "run as root (it installs packages and starts system daemons)"
     [[ $MAX_ARRAY_SIZE =~ ^[1-9][0-9]*$ ]] || die "TVO_SLURM_MAX_ARRAY_SIZE must be a positive integer"
-    if ! [[ $DB_PORT =~ ^[1-9][0-9]{0,4}$ ]] || ((DB_PORT > 65535)); then
-        die "TVO_SLURM_DB_PORT must be a TCP port number"
-    fi
     mkdir -p "$DIR/log"
     export SLURM_CONF=$CONF   # the script's own client calls never depend on /etc
     trap stop_started_on_failure EXIT
@@ -681,12 +748,13 @@ cmd_up() {
             fi
         done
         NODE=$(sed -n 's/^NodeName=\([^ ]*\).*/\1/p' "$CONF" | head -n 1)
+        load_ports
         all_running || log "some daemons are down; starting them"
     else
+        choose_ports
         write_slurm_conf
         write_slurmdbd_conf
     fi
-    link_etc_conf
 
     start_munged
     start_mariadbd
@@ -696,7 +764,8 @@ cmd_up() {
     start_slurmd
     wait_node_idle
     trap - EXIT
-    log "up in ${SECONDS}s: node $NODE, $(node_state); config $CONF (state dir $DIR)"
+    log "up in ${SECONDS}s: node $NODE, $(node_state); slurmctld on 127.0.0.1:$CTLD_PORT (state dir $DIR)"
+    log "export SLURM_CONF=$CONF   # so that sbatch, squeue, ... and tvo find this cluster"
     echo "$PARTITION"
 }
 
@@ -711,15 +780,6 @@ stop_started_on_failure() {
         done
     fi
     exit "$code"
-}
-
-# The state dir of the cluster this script last started: /etc/slurm/slurm.conf links to it.
-linked_dir() {
-    local etc=/etc/slurm/slurm.conf target
-    [[ -L $etc ]] || return 0
-    target=$(readlink "$etc")
-    [[ $target == */etc/slurm.conf && -f $target ]] && grep -qF "$MARKER" "$target" || return 0
-    echo "${target%/etc/slurm.conf}"
 }
 
 # Ask slurmctld to cancel every job, and wait briefly, so that no slurmstepd or job process
@@ -774,9 +834,6 @@ cmd_down() {
     left=$(pgrep -x slurmstepd | tr '\n' ' ' || true)
     [[ -z $left ]] || log "note: slurmstepd processes still exist ($left); not ours to kill by PID file"
     if ((PURGE)); then
-        if [[ -L /etc/slurm/slurm.conf && $(readlink /etc/slurm/slurm.conf) == "$CONF" ]]; then
-            rm -f /etc/slurm/slurm.conf
-        fi
         log "removing $DIR"
         rm -rf -- "$DIR"
     fi
@@ -795,11 +852,6 @@ cmd_status() {
             up=0
         fi
     done
-    local etc=/etc/slurm/slurm.conf
-    if [[ ${TVO_SLURM_NO_ETC:-0} != 1 && (-e $etc || -L $etc) ]] &&
-        ! [[ -L $etc && $(readlink "$etc") == "$CONF" ]]; then
-        echo "warning: $etc is not a symlink to $CONF; client commands may read another config"
-    fi
     if running slurmctld && command -v sinfo >/dev/null; then
         timeout 10 sinfo || up=0
         node_usable || up=0
@@ -829,12 +881,17 @@ main() {
             *) short_usage; die "unknown argument: $1" ;;
         esac
     done
+    if [[ $cmd == newdir ]]; then
+        new_state_dir
+        exit 0
+    fi
     if [[ -z $DIR ]]; then
-        DIR=$(linked_dir)
+        DIR=$(conf_dir)
         if [[ -z $DIR && $cmd == up ]]; then
-            DIR=$(mktemp -d /tmp/tvo-slurm.XXXXXX) || die "cannot create a state dir in /tmp"
+            DIR=$(new_state_dir)
         elif [[ -z $DIR ]]; then
-            log "no dev cluster found (no --dir, no TVO_SLURM_DIR, no /etc/slurm/slurm.conf link)"
+            log "no dev cluster found (no --dir, no TVO_SLURM_DIR, and SLURM_CONF names no" \
+                "config of this script)"
             [[ $cmd == status ]] && exit 1
             exit 0
         fi

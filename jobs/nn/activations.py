@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-LECUN_TANH_SCALE = 1.7159  # LeCun 1998: f(x) = 1.7159 tanh(2x/3) has f(+-1) = +-1
+from jobs.nn.output_ranges import LECUN_TANH_SCALE
+
 # torch's CPU (log_)softmax vectorises along the class dimension only, so with fewer classes
 # than one vector holds (16 floats with AVX-512) it runs scalar code per row: 4-6x slower on the
 # 10 classes of most grids than the same formula as whole-tensor operations (measured on this

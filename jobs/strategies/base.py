@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
+from jobs.strategies.catalogue import Declaration
 from jobs.strategies.pairing import Pairing
-from jobs.strategies.params import Param, StrategyError, format_call
+from jobs.strategies.params import Param, format_call
 
 
 @dataclass
@@ -143,12 +144,15 @@ class TargetStrategy:
 
     One object per job: its name and arguments (`canonical()`), `check(pairing)` before anything
     runs, and `Stack`, the class that trains it: members of a stack with equal `stack_key()`
-    share one `Stack` object whose state is stacked over them (see StrategyStack).
+    share one `Stack` object whose state is stacked over them (see StrategyStack). Name,
+    summary, source, parameters and checks are its declaration's (jobs.strategies.catalogue),
+    set by `register`.
 
     The per-job methods below (`setup`, `targets`, `observe`, ...) are that same Stack with one
     member, for tests and tools that look at one strategy; training always goes through stacks.
     """
 
+    declaration: ClassVar[Declaration]
     name: ClassVar[str]
     summary: ClassVar[str]
     source: ClassVar[str]
@@ -180,14 +184,8 @@ class TargetStrategy:
 
     # -- before training ------------------------------------------------------------------------
     def check(self, pairing: Pairing) -> None:
-        """Refuse pairings that cannot work (raise StrategyError). Default: check static targets."""
-        table = self.static_templates(pairing)
-        if table is not None:
-            check_target_table(self.canonical(), table, pairing)
-
-    def static_templates(self, pairing: Pairing) -> torch.Tensor | None:
-        """The K x K targets when they are known before training; None when they are learned."""
-        return None
+        """Refuse pairings that cannot work (raise StrategyError), as the declaration says."""
+        self.declaration.check(self.args, pairing)
 
     # -- one job as a stack of one --------------------------------------------------------------
     def setup(self, ctx: StrategyContext) -> None:
@@ -267,14 +265,6 @@ def templates_from_values(target_class: torch.Tensor, target_nonclass: torch.Ten
     return eye * target_class.unsqueeze(-1) + (1 - eye) * off
 
 
-def output_range(output: str) -> tuple[float, float] | None:
-    """The closed range an output activation can approach; None when unbounded (linear)."""
-    from jobs.nn.activations import LECUN_TANH_SCALE  # here: torch is imported on first use
-
-    return {"sigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "tanh": (-1.0, 1.0),
-            "lecun_tanh": (-LECUN_TANH_SCALE, LECUN_TANH_SCALE)}.get(output)
-
-
 def values_from_tables(tables: torch.Tensor) -> list[StrategyValues]:
     """What each of [G, K, K] tables logs, with one transfer from the device: the table, and
     c_i / nc_i where row i has that form (c_i on the diagonal, one value nc_i elsewhere)."""
@@ -288,36 +278,21 @@ def values_from_tables(tables: torch.Tensor) -> list[StrategyValues]:
                            target_matrix=matrices[i]) for i in range(g)]
 
 
-def check_target_table(strategy: str, table: torch.Tensor, pairing: Pairing) -> None:
-    """Refuse targets the loss and output cannot use, instead of training into a silent NaN."""
-    low, high = float(table.min()), float(table.max())
-    reachable = output_range(pairing.output)
-    if reachable is not None and (low < reachable[0] or high > reachable[1]):
-        raise StrategyError(
-            f"strategy {strategy} gives targets in [{low:.4g}, {high:.4g}], but output="
-            f"{pairing.output} only reaches [{reachable[0]:.4g}, {reachable[1]:.4g}]"
-        )
-    if pairing.loss == "ce":
-        sums = table.sum(dim=1)
-        if low < 0 or (sums - 1).abs().max() > 1e-6:
-            raise StrategyError(
-                f"strategy {strategy} gives targets summing to {float(sums.max()):.4g} per row, "
-                "but loss=ce needs non-negative targets that sum to 1; use normalize=true "
-                "where the strategy has it, or loss=mse/bce"
-            )
-    if pairing.loss == "bce" and (low < 0 or high > 1):
-        raise StrategyError(
-            f"strategy {strategy} gives targets in [{low:.4g}, {high:.4g}], but loss=bce "
-            "needs targets in [0, 1]"
-        )
-
-
 # ---------------------------------------------------------------------------------------------
 # Registry: filled by each strategy module's @register (jobs.strategies.registry imports them all)
 
 STRATEGIES: dict[str, type[TargetStrategy]] = {}
+Strategy = TypeVar("Strategy", bound=type[TargetStrategy])
 
 
-def register(cls: type[TargetStrategy]) -> type[TargetStrategy]:
-    STRATEGIES[cls.name] = cls
-    return cls
+def register(declaration: Declaration) -> Callable[[Strategy], Strategy]:
+    """`@register(catalogue.FIXED)`: the class trains that declared strategy and takes its name,
+    summary, source and parameters from it."""
+
+    def add(cls: Strategy) -> Strategy:
+        cls.declaration, cls.name, cls.params = declaration, declaration.name, declaration.params
+        cls.summary, cls.source = declaration.summary, declaration.source
+        STRATEGIES[declaration.name] = cls
+        return cls
+
+    return add

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from jobs.strategies import catalogue
 from jobs.strategies.base import (
     Pairing,
     StackContext,
@@ -13,7 +14,6 @@ from jobs.strategies.base import (
     TargetStrategy,
     register,
 )
-from jobs.strategies.params import boolean, number, param
 
 
 class StaticStack(StrategyStack):
@@ -29,47 +29,25 @@ class StaticStack(StrategyStack):
 
 
 class StaticStrategy(TargetStrategy):
-    """A strategy with one K x K target table that never changes."""
+    """A strategy with one K x K target table that never changes: its declaration's table
+    (jobs.strategies.tables, the rows its pairing was checked with), as a tensor."""
 
     Stack = StaticStack
 
     def table(self, pairing: Pairing) -> torch.Tensor:
-        raise NotImplementedError
-
-    def static_templates(self, pairing: Pairing) -> torch.Tensor:
-        return self.table(pairing)
+        table = self.declaration.table
+        assert table is not None, f"{self.name} is declared without a table"
+        return torch.tensor(table(self.args, pairing), dtype=torch.float32)
 
     def stack_key(self) -> str:
         return "static"  # any fixed tables stack together, whatever made them
 
 
-@register
+@register(catalogue.ONEHOT)
 class OneHot(StaticStrategy):
-    name = "onehot"
-    summary = "class 1, non-class 0: the usual one-hot target"
-    source = "standard practice"
     onehot_targets = True
 
-    def table(self, pairing: Pairing) -> torch.Tensor:
-        return torch.eye(pairing.num_classes)
 
-
-def fixed_table(num_classes: int, c: float, nc: float, normalize: bool) -> torch.Tensor:
-    table = torch.full((num_classes, num_classes), nc) + torch.eye(num_classes) * (c - nc)
-    return table / table.sum(dim=1, keepdim=True) if normalize else table
-
-
-@register
+@register(catalogue.FIXED)
 class Fixed(StaticStrategy):
-    name = "fixed"
-    summary = "class value c, non-class value nc for every class (LeCun's 0.9/0.1 advice)"
-    source = "LeCun et al. 1998, Efficient BackProp, sec. 4.5"
-    params = (
-        param("c", 0.9, "target for the true class", number()),
-        param("nc", 0.1, "target for every other class", number()),
-        param("normalize", False, "divide each target row by its sum (for loss=ce)", boolean()),
-    )
-
-    def table(self, pairing: Pairing) -> torch.Tensor:
-        return fixed_table(pairing.num_classes, self.args["c"], self.args["nc"],
-                           self.args["normalize"])
+    pass

@@ -11,26 +11,13 @@ from typing import Any
 
 import torch
 
-from jobs.strategies.base import (
-    Pairing,
-    StackContext,
-    StrategyStack,
-    TargetStrategy,
-    register,
-)
-from jobs.strategies.params import StrategyError, integer, number, param
+from jobs.strategies import catalogue
+from jobs.strategies.base import StackContext, StrategyStack, TargetStrategy, register
 
 
 class SoftmaxStrategy(TargetStrategy):
-    """Targets made from softmax predictions. Per-sample targets have no class template: the
-    templates (test loss, confidence) are one-hot."""
-
-    def check(self, pairing: Pairing) -> None:
-        if pairing.output != "softmax":
-            raise StrategyError(
-                f"strategy {self.name} mixes labels with softmax predictions and needs "
-                f"output=softmax; got output={pairing.output}"
-            )
+    """Targets made from softmax predictions (declared with needs=softmax_output). Per-sample
+    targets have no class template: the templates (test loss, confidence) are one-hot."""
 
 
 class OneHotTemplates(StrategyStack):
@@ -98,7 +85,7 @@ class OnlineLabelSmoothingStack(OneHotTemplates):
         self._set_soft(soft)
 
 
-@register
+@register(catalogue.OLS)
 class OnlineLabelSmoothing(SoftmaxStrategy):
     """S[y] is the mean softmax of the previous epoch's correctly predicted class-y samples.
 
@@ -107,12 +94,7 @@ class OnlineLabelSmoothing(SoftmaxStrategy):
     alpha * y alone, a target that does not sum to 1.)
     """
 
-    name = "ols"
-    summary = ("online label smoothing: alpha y + (1-alpha) S[y], S[y] = mean softmax of last "
-               "epoch's correct class-y samples")
-    source = "Zhang et al. 2021, Delving Deep into Label Smoothing (IEEE TIP)"
     observes = True
-    params = (param("alpha", 0.5, "weight of the one-hot label", number(0, 1)),)
     Stack = OnlineLabelSmoothingStack
 
 
@@ -136,19 +118,13 @@ class ProgressiveSelfKDStack(SampleMemoryStack):
         self.memory[self.member_index, indices] = outputs
 
 
-@register
+@register(catalogue.PSKD)
 class ProgressiveSelfKD(SoftmaxStrategy):
     """alpha_t = alpha_T * t / E for 1-based epoch t (the source's (epoch+1)/E, 0-based); the
     remembered p_i is sample i's softmax from its training batch of the previous epoch, and
     starts at the one-hot label, so epoch 1 trains on one-hot targets."""
 
-    name = "pskd"
-    summary = ("progressive self-knowledge distillation: (1-a_t) y + a_t p_i(last epoch), "
-               "a_t = alpha_T t/E")
-    source = "Kim et al. 2021, Self-Knowledge Distillation with Progressive Refinement (ICCV)"
     observes = True
-    params = (param("alpha_T", 0.8, "weight of the previous predictions in the last epoch",
-                    number(0, 1)),)
     Stack = ProgressiveSelfKDStack
 
 
@@ -178,33 +154,15 @@ class SelfAdaptiveTrainingStack(SampleMemoryStack):
         return torch.where(adapting, weights, torch.ones_like(weights))
 
 
-@register
+@register(catalogue.SAT)
 class SelfAdaptiveTraining(SoftmaxStrategy):
     """Epochs 1..start_epoch train on one-hot targets (the source's `epoch < E_s`, 0-based).
     From then on, before each step, t_i <- m t_i + (1-m) p_i with p_i this batch's softmax, and
     the loss of sample i is weighted by max_k t_ik (normalised over the batch)."""
 
-    name = "sat"
     uses_outputs = True
     weighted = True
-    summary = ("self-adaptive training: t_i <- m t_i + (1-m) p_i after start_epoch, "
-               "loss weighted by max_k t_ik")
-    source = "Huang et al. 2020, Self-Adaptive Training (NeurIPS)"
-    params = (
-        param("m", 0.9, "momentum of the running target", number(0, 1, open_high=True)),
-        param("start_epoch", 60, "epochs of plain one-hot training before targets adapt "
-              "(the source's E_s)", integer(0)),
-    )
     Stack = SelfAdaptiveTrainingStack
-
-    def check(self, pairing: Pairing) -> None:
-        super().check(pairing)
-        if self.args["start_epoch"] >= pairing.epochs:
-            raise StrategyError(
-                f"strategy {self.canonical()} adapts only after epoch "
-                f"{self.args['start_epoch']}, but the job trains {pairing.epochs} epochs; "
-                "use start_epoch < epochs"
-            )
 
 
 class BootstrapStack(OneHotTemplates):
@@ -222,23 +180,16 @@ class BootstrapStack(OneHotTemplates):
 
 
 class Bootstrap(SoftmaxStrategy):
-    source = "Reed et al. 2015, Training Deep Neural Networks on Noisy Labels with Bootstrapping"
     uses_outputs = True
     Stack = BootstrapStack
 
 
-@register
+@register(catalogue.BOOTSTRAP_SOFT)
 class BootstrapSoft(Bootstrap):
     """q = p with the gradient flowing through it: with loss=ce this is beta CE(y) plus (1-beta)
     times the prediction's entropy, Reed et al.'s 'minimum entropy regularisation' reading."""
 
-    name = "bootstrap_soft"
-    summary = "soft bootstrapping: beta y + (1-beta) p, p the current softmax"
-    params = (param("beta", 0.95, "weight of the given label", number(0, 1)),)
 
-
-@register
+@register(catalogue.BOOTSTRAP_HARD)
 class BootstrapHard(Bootstrap):
-    name = "bootstrap_hard"
-    summary = "hard bootstrapping: beta y + (1-beta) onehot(argmax p), p the current softmax"
-    params = (param("beta", 0.8, "weight of the given label", number(0, 1)),)
+    """q = onehot(argmax p): the network's current guess, with no gradient through it."""

@@ -1,23 +1,20 @@
-"""The catalogue: every strategy module imported (each registers its strategies in STRATEGIES),
-and strategies made from their strings."""
+"""The catalogue's torch side: every strategy module imported (each registers its classes in
+STRATEGIES against their declarations), and strategies made from their strings."""
 
 from __future__ import annotations
 
 from jobs.strategies import fixed, literature, matrix, schedules, tvo  # noqa: F401 (register)
 from jobs.strategies.base import STRATEGIES, TargetStrategy
-from jobs.strategies.names import unknown_strategy
-from jobs.strategies.params import Call, bind, parse_call
+from jobs.strategies.declared import bound
+from jobs.strategies.params import Call
 
 __all__ = ["STRATEGIES", "canonical_strategy", "make_strategy"]
 
 
 def make_strategy(text: str | Call) -> TargetStrategy:
     """Build a strategy from its string, e.g. `fixed(c=0.9, nc=0.1)`; StrategyError if invalid."""
-    call = parse_call(text) if isinstance(text, str) else text
-    cls = STRATEGIES.get(call.name)
-    if cls is None:
-        raise unknown_strategy(call.name, sorted(STRATEGIES))
-    return cls(bind(call.name, cls.params, call.args))
+    declaration, args = bound(text)
+    return STRATEGIES[declaration.name](args)
 
 
 def canonical_strategy(text: str) -> str:

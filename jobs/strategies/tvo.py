@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from jobs.strategies import catalogue
 from jobs.strategies.base import (
     Pairing,
     StackContext,
@@ -22,10 +23,7 @@ from jobs.strategies.base import (
     register,
     templates_from_values,
 )
-from jobs.strategies.params import StrategyError, auto_boolean, choice, options, param
 from jobs.strategies.tvo_values import (
-    ADAPTS,
-    INITS,
     NEEDS_NETWORK,
     NEEDS_STATISTICS,
     OutputStatistics,
@@ -34,10 +32,8 @@ from jobs.strategies.tvo_values import (
     measure_network,
 )
 
-PROBABILITY_OUTPUTS = ("softmax", "sigmoid")
 
-
-@register
+@register(catalogue.TVO)
 class TVO(TargetStrategy):
     """c_j and nc_j live in output units, before any normalisation: `normalize` only divides the
     target row given to the loss (and used as template) by its sum.
@@ -47,38 +43,14 @@ class TVO(TargetStrategy):
     strategy that allows it, and only when asked for by name: normalize=auto normalises there.
     """
 
-    name = "tvo"
-    summary = ("learned class / non-class targets: start from init, adapt after each epoch "
-               "or batch, predict by the nearest target template")
-    source = "TVO study (Zitronekoma30/nc-target-values, 2025)"
     decision = "template"
     observes = True
-    params = (
-        param("init", "average_nudge", "how c and nc start", options(*INITS)),
-        param("adapt", "sigma", "how c and nc change during training", options(*ADAPTS)),
-        param("cadence", "epoch", "adapt after each epoch (the study) or after each batch",
-              choice("epoch", "batch")),
-        param("layout", "class", "one (c, nc) pair per class (the study), or per output neuron",
-              choice("class", "position")),
-        param("normalize", "auto", "divide each target row by its sum; auto: when "
-              "output=softmax. false with softmax replays the study",
-              auto_boolean("true when output=softmax")),
-    )
 
     def stack_key(self) -> str:
         """The rules are the stack's; the numbers in them (nu, m, eps, ...) are columns."""
         rules = (self.args["init"].name, self.args["adapt"].name, self.args["cadence"],
                  self.args["layout"], self.args["normalize"])
         return f"tvo{rules}"
-
-    def check(self, pairing: Pairing) -> None:
-        if pairing.output not in PROBABILITY_OUTPUTS:
-            raise StrategyError(
-                f"strategy tvo learns targets in [0, 1] and needs output=softmax or sigmoid; "
-                f"got output={pairing.output}"
-            )
-        # No check_target_table: values stay in [0, 1] by construction, and unnormalised
-        # targets with loss=ce are the study's replay, allowed here on purpose (see the class).
 
     def normalizes(self, pairing: Pairing) -> bool:
         normalize = self.args["normalize"]

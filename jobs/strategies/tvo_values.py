@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from jobs.strategies.params import Option, StrategyError, number, param
+from jobs.strategies.params import StrategyError
 
 FORWARD_CHUNK = 4096  # samples per forward pass when measuring the untrained network
 
@@ -107,20 +107,7 @@ def measure_network(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
 # ---------------------------------------------------------------------------------------------
 # Initialisations
 
-NU = param("nu", 0.1, "how far nc starts from c", number(0, 1))
-
-INITS = (
-    Option("uniform", "c_j and nc_j each drawn from U(0, 1)"),
-    Option("average", "the untrained network's preference: mean class / non-class outputs"),
-    Option("average_nudge", "average, then nc pushed nu away from c (clamped to [0, 1])", (NU,)),
-    Option("average_nudge_remap", "average_nudge, then every value divided by the largest "
-           "(the study's rescale)", (NU,)),
-    Option("remap", "average, then min-max mapped onto [0, 1] (lowest value 0, highest 1)"),
-    Option("soft", "fixed start values", (
-        param("c", 0.8, "class value", number(0, 1)),
-        param("nc", 0.2, "non-class value", number(0, 1)),
-    )),
-)
+# The options themselves (names, parameters, help) are declared in jobs.strategies.catalogue.INITS.
 NEEDS_NETWORK = ("average", "average_nudge", "average_nudge_remap", "remap")
 
 
@@ -178,18 +165,7 @@ def initial_values(init: str, args: Mapping[str, Any], num_classes: int,
 # ---------------------------------------------------------------------------------------------
 # Adaptations
 
-ADAPTS = (
-    Option("none", "keep the initial values"),
-    Option("sigma", "the study's rule: where |c - nc| < s*m, nc becomes (nc -+ s)*m within "
-           "[0, 1], and c is reset when nc reaches 0 or 1 (s = std of the class outputs + std "
-           "of the non-class outputs)",
-           (param("m", 1.0, "the study's multiplier (scales threshold and new values)",
-                  number(0, open_low=True)),)),
-    Option("sigma_half", "if |c - nc| < s, move c and nc apart by s/2 each, within [0, 1]"),
-    Option("eps_min", "if |c - nc| < eps, push nc away from c by eps, within [0, 1]",
-           (param("eps", 0.1, "the smallest gap kept between c and nc", number(0, 1)),)),
-    Option("d_max", "nc at the far end of [0, 1] from c: 0 if c > 0.5, else 1"),
-)
+# The options themselves (names, parameters, help) are declared in jobs.strategies.catalogue.ADAPTS.
 NEEDS_STATISTICS = ("sigma", "sigma_half")
 
 

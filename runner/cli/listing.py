@@ -13,14 +13,14 @@ if TYPE_CHECKING:
 def strategy_lines() -> list[str]:
     """Every strategy: a line with its name, what it does and its source, then one line per
     parameter (default, valid values, meaning) and per option of a nested choice."""
-    from jobs.strategies import STRATEGIES
+    from jobs.strategies.catalogue import DECLARATIONS  # the declarations: no torch
 
     lines = ["Target strategies: strategy=NAME or strategy=NAME(param=value, ...)", ""]
-    for name in sorted(STRATEGIES):
-        cls = STRATEGIES[name]
-        lines.append(f"{name}  {cls.summary}  [{cls.source}]")
-        width = max((len(_assignment(p)) for p in cls.params), default=0)
-        for p in cls.params:
+    for name in sorted(DECLARATIONS):
+        declared = DECLARATIONS[name]
+        lines.append(f"{name}  {declared.summary}  [{declared.source}]")
+        width = max((len(_assignment(p)) for p in declared.params), default=0)
+        for p in declared.params:
             lines.append(f"    {_assignment(p):<{width}}  {p.valid}: {p.help}")
             lines.extend(f"        {_option(option)}: {option.help}" for option in p.options)
     return lines

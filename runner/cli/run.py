@@ -151,7 +151,9 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
                      f"command again to resume, or see `tvo status {plan.grid_dir}`")
         return INTERRUPTED
     finally:
-        backend.close()
+        kept = backend.close()
+        if kept:
+            say(console, kept)
     print_report(report, console)
     return report.exit_code
 

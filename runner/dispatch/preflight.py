@@ -35,7 +35,7 @@ def check_run(specs: Sequence[JobSpec], out_dir: Path, *, backend: str = "inline
 
 def check_datasets(specs: Iterable[JobSpec]) -> None:
     """Each dataset read from disk is present and readable at its data_root (once per pair)."""
-    from jobs.data.datasets import DataError, check_dataset_files
+    from jobs.data.catalogue import DataError, check_dataset_files
 
     for name, root in sorted({(spec.dataset, spec.data_root) for spec in specs}):
         try:
@@ -50,7 +50,7 @@ def check_datasets(specs: Iterable[JobSpec]) -> None:
 
 
 def _dataset_paths(name: str, root: str) -> list[Path]:
-    from jobs.data.datasets import dataset_files
+    from jobs.data.catalogue import dataset_files
 
     return list(dataset_files(name, root or None).values())
 
@@ -60,7 +60,7 @@ IDX_MAGIC_PREFIX = b"\x00\x00\x08"  # unsigned-byte IDX: 0x0000 08 ndim
 
 def _check_readable(name: str, path: Path) -> None:
     """Open the file and read its first bytes: permissions, and an IDX file's magic."""
-    from jobs.data.datasets import DataError
+    from jobs.data.catalogue import DataError
 
     try:
         if path.name.endswith(".gz"):

@@ -21,7 +21,14 @@ from typing import Any
 import yaml
 
 from cluster.base import Resources
-from jobs.spec import JobSpec, SpecError, coerce, settings, unknown_key_message
+from jobs.spec import (
+    JobSpec,
+    SpecError,
+    coerce,
+    grid_job_settings,
+    settings,
+    unknown_key_message,
+)
 from jobs.strategies import StrategyError
 from jobs.strategies.params import echo, parse_call
 from runner.grid.files import (  # noqa: F401 (re-exported: the grid's public names)
@@ -32,7 +39,7 @@ from runner.grid.files import (  # noqa: F401 (re-exported: the grid's public na
     read_grid_file,
     shipped_grids,
 )
-from runner.grid.protocol import Compare, CompareError, read_compare, stage_one
+from runner.grid.protocol import Compare, CompareError, grid_datasets, read_compare, stage_one
 from runner.grid.search import override_space, read_samples, take_spaces
 from runner.grid.spaces import Space, draw
 from runner.grid.sweeps import SweepError, parse_sweep, parse_values
@@ -395,12 +402,13 @@ def expand(grid: Grid) -> list[JobSpec]:
             raise GridError(f"{grid.source}: compare: {exc}") from None
     keys = list(grid.sweeps)
     drawn = draw(grid.spaces, grid.samples, seed=0) if grid.spaces and grid.samples else [{}]
+    datasets = grid_datasets(grid.base, grid.sweeps)
     jobs: dict[str, JobSpec] = {}
     for combination, configuration in itertools.product(
             itertools.product(*grid.sweeps.values()), drawn):
         swept = {**dict(zip(keys, combination, strict=True)), **configuration}
         try:
-            spec = JobSpec.from_dict({**grid.base, **swept})
+            spec = JobSpec.from_dict(grid_job_settings({**grid.base, **swept}, datasets))
         except SpecError as exc:
             where = " ".join(f"{key}={_plain(value)}" for key, value in swept.items())
             raise GridError(f"{grid.source}: job {where}: {exc}" if where else

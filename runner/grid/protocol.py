@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from jobs.rundir import results
-from jobs.spec import JobSpec, settings
+from jobs.spec import JobSpec, grid_job_settings, settings
 from runner.grid.spaces import Space, draw, parse_space
 from runner.grid.sweeps import SweepError, parse_values
 
@@ -124,8 +124,14 @@ def contexts(base: Mapping[str, Any],
     """Every combination of the grid's swept settings (the compared key's methods among
     them): the settings each stage crosses with its configurations or seeds."""
     keys = list(sweeps)
-    return [{**base, **dict(zip(keys, values, strict=True))}
+    datasets = grid_datasets(base, sweeps)
+    return [grid_job_settings({**base, **dict(zip(keys, values, strict=True))}, datasets)
             for values in itertools.product(*sweeps.values())]
+
+
+def grid_datasets(base: Mapping[str, Any], sweeps: Mapping[str, Sequence[Any]]) -> list[str]:
+    """The datasets a grid's jobs train."""
+    return [str(name) for name in sweeps.get("dataset", [base.get("dataset", JobSpec.dataset)])]
 
 
 def stage_one(base: Mapping[str, Any], sweeps: Mapping[str, Sequence[Any]],

@@ -65,11 +65,17 @@ def expand_range(word: str, text: str, limit: int | None = None) -> list[int] | 
     span = range(*numbers)
     if not span:
         raise SweepError(f"{word}: {text.strip()} gives no values")
-    if limit is not None and len(span) > limit:
-        raise SweepError(f"{word}: {text.strip()} gives {len(span):,} values; a grid holds at "
+    if limit is not None and _count(span) > limit:
+        raise SweepError(f"{word}: {text.strip()} gives {_count(span):,} values; a grid holds at "
                          f"most {limit:,} jobs. Split it into several grids (e.g. one per seed "
                          "range, each with its own name), or set TVO_MAX_JOBS to raise the limit")
     return list(span)
+
+
+def _count(span: range) -> int:
+    """len(span), also past sys.maxsize (range(10**20) is a valid range; len() overflows)."""
+    step = abs(span.step)
+    return (abs(span.stop - span.start) + step - 1) // step
 
 
 def parse_values(word: str, text: str, limit: int | None = None) -> list[str | int]:

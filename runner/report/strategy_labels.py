@@ -1,9 +1,9 @@
 """Short strategy labels: a strategy is named by the parameters that differ from their defaults
 or between the grid's strategies of the same name, e.g. `tvo(adapt=sigma, normalize=true)`.
 
-The defaults come from jobs.strategies.declared, which reads the strategies' declarations from
-their source: `tvo aggregate` imports no torch. A strategy whose defaults cannot be read is
-labelled by what differs between groups alone.
+The defaults come from the strategies' declarations (jobs.strategies.catalogue, plain data):
+`tvo aggregate` imports no torch. A strategy whose defaults cannot be read is labelled by what
+differs between groups alone.
 """
 
 from __future__ import annotations
