@@ -28,6 +28,7 @@ from tests.fake_grid import (
     write_run,
     write_sized_grid,
 )
+from tests.listeners import listeners
 from tests.ui_grids import write_compared_grid
 from tests.ui_server import REPO, cookie_of, start_ui, wait_until_gone
 
@@ -67,6 +68,13 @@ def test_it_prints_a_loopback_url_with_a_fresh_token_and_serves_the_page(server,
     for asset in ("app.js", "grid.js", "charts.js", "app.css", "plotly.min.js"):
         status, _, _ = server.request("GET", f"/static/{asset}", token=False)
         assert status == 200, asset
+
+
+def test_it_listens_on_loopback_only_by_default(server):
+    found = listeners([server.process.pid])
+    assert [(listener.address, listener.port) for listener in found] == [
+        ("127.0.0.1", server.port)]
+    assert all(listener.loopback for listener in found)
 
 
 def test_the_page_without_the_token_carries_none(server):
