@@ -65,6 +65,8 @@ def test_it_prints_a_loopback_url_with_a_fresh_token_and_serves_the_page(server,
     assert status == 200 and f'<meta name="tvo-token" content="{server.token}">' in page
     cookie = headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
+    assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'self'" in headers["content-security-policy"]
     for asset in ("app.js", "grid.js", "charts.js", "app.css", "plotly.min.js"):
         status, _, _ = server.request("GET", f"/static/{asset}", token=False)
         assert status == 200, asset

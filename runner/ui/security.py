@@ -40,6 +40,7 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 PUBLIC_PATHS = frozenset({"/", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/static/",)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+NO_SNIFF = (b"x-content-type-options", b"nosniff")
 
 # Grid folders are grid names (runner.grid.expand's rule) or `train`; job ids are 12 hex digits.
 _GRID_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
@@ -155,15 +156,20 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        async def send_sealed(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":  # no response read as another type
+                message["headers"] = [*message.get("headers", []), NO_SNIFF]
+            await send(message)
+
         refusal = self.refusal(scope)
         if refusal is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_sealed)
             return
         status, message = refusal
         body = json.dumps({"error": message}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send_sealed({"type": "http.response.start", "status": status,
+                           "headers": [(b"content-type", b"application/json"),
+                                       (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
     def refusal(self, scope: Scope) -> tuple[int, str] | None:
