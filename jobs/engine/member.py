@@ -8,6 +8,7 @@ stack of one member, so this is also what a single job is made of.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,9 @@ import torch
 from torch import nn
 
 from jobs.data.datasets import Dataset
+from jobs.engine.dropout import DROPOUT_MASKS
 from jobs.engine.lr_schedule import LearningRate
+from jobs.nn.initial import initial_parameters
 from jobs.nn.models import build_model
 from jobs.rundir.checkpoint import CheckpointError
 from jobs.rundir.results import CHECKPOINT_FILE
@@ -35,7 +38,7 @@ class Member:
     strategy: TargetStrategy  # the definition; its training state lives in a StrategyStack
     params: dict[str, torch.Tensor]  # by parameter name, as the job's nn.Module names them
     order: torch.Generator  # data order
-    dropout: torch.Generator  # dropout masks
+    dropout: torch.Generator  # dropout masks of a module of its own (stacks: jobs.engine.dropout)
     schedule: LearningRate
     module: nn.Module | None = None  # the job's own network where it cannot be stacked
     optimizer: dict[str, Any] | None = None  # None: not stepped yet
@@ -51,22 +54,31 @@ class Member:
         return self.run.spec
 
     @property
+    def dropout_seed(self) -> int:
+        return self.spec.seed + DROPOUT_SEED_OFFSET
+
+    @property
     def strategy_generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.spec.seed + STRATEGY_SEED_OFFSET)
 
     @classmethod
     def build(cls, run: RunDir, data: Dataset, device: torch.device) -> Member:
         """The job's member: from its checkpoint when it has one, else from its seed (the
-        network initialised from the global RNG seeded with the job's seed)."""
+        network's initial values as build_model draws them after torch.manual_seed(seed))."""
         spec = run.spec
-        torch.manual_seed(spec.seed)
-        module = build_model(spec, data.input_shape, data.num_classes, train_inputs=data.x_train)
-        member = cls(run, make_strategy(spec.strategy),
-                     {name: p.detach() for name, p in module.named_parameters()},
+        module = None
+        if spec.method == "target_space":  # a module of its own, which the stack runs as is
+            torch.manual_seed(spec.seed)
+            module = build_model(spec, data.input_shape, data.num_classes,
+                                 train_inputs=data.x_train)
+            params = {name: p.detach() for name, p in module.named_parameters()}
+            module = module.to(device)
+        else:
+            params = initial_parameters([spec], data.input_shape, data.num_classes)[0]
+        member = cls(run, _strategy(spec.strategy), params,
                      torch.Generator().manual_seed(spec.seed),
                      torch.Generator().manual_seed(spec.seed + DROPOUT_SEED_OFFSET),
-                     LearningRate(spec),
-                     module=module.to(device) if spec.method == "target_space" else None)
+                     LearningRate(spec), module=module)
         saved = run.saved_state()
         if saved is not None:
             member.restore(saved)
@@ -79,6 +91,11 @@ class Member:
                 f"checkpoint {self.run.path / CHECKPOINT_FILE} was written by an earlier tvo "
                 f"(format {saved.get('version', 1)}); delete it to train the job from its first "
                 "epoch")
+        if self._masks_changed(saved):
+            raise CheckpointError(
+                f"checkpoint {self.run.path / CHECKPOINT_FILE} was trained with the dropout "
+                "masks of an earlier tvo, which this one no longer draws; delete it to train "
+                "the job from its first epoch")
         self.params = saved["model"]
         self.optimizer = saved["optimizer"]
         self.strategy_state = saved["strategy"]
@@ -88,6 +105,12 @@ class Member:
         self.rows = list(saved["rows"])
         self.next_epoch = saved["epoch"] + 1
         self.best_val_acc, self.epochs_since_best = saved["early_stopping"]
+
+    def _masks_changed(self, saved: dict[str, Any]) -> bool:
+        """Whether a stacked job with dropout resumes from masks of another stream (a resumed
+        job must match an uninterrupted one)."""
+        return (self.spec.dropout > 0 and self.spec.method == "weights"
+                and saved.get("dropout_masks") != DROPOUT_MASKS)
 
     def stops_early(self, row: dict[str, Any]) -> bool:
         """Early stopping: whether `stop_patience` evaluated epochs have passed without a better
@@ -106,5 +129,17 @@ class Member:
         return {"epoch": epoch, "rows": self.rows, "model": self.params,
                 "optimizer": self.optimizer, "strategy": self.strategy_state,
                 "schedule": self.schedule.state_dict(), "order": self.order.get_state(),
-                "dropout": self.dropout.get_state(),
+                "dropout": self.dropout.get_state(), "dropout_masks": DROPOUT_MASKS,
                 "early_stopping": (self.best_val_acc, self.epochs_since_best)}
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_strategy(text: str) -> TargetStrategy:
+    return make_strategy(text)
+
+
+def _strategy(text: str) -> TargetStrategy:
+    """The strategy `text` defines, an object of the member's own, parsed once per text
+    (parsing was about a third of building a member)."""
+    parsed = _parsed_strategy(text)
+    return type(parsed)(parsed.args)

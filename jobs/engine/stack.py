@@ -3,23 +3,26 @@
 Per batch the whole stack runs a fixed number of tensor operations, whatever its size: one
 gather of every member's own shuffled batch, a batched forward, every member's targets (one call
 per strategy stack: members sharing a strategy type share one), the losses, one backward, one
-optimiser update. Evaluation is stacked too: one forward over the test set for all members and
-every metric computed for all members at once.
+optimiser update; dropout masks for all members in one draw (jobs.engine.dropout). Evaluation
+is stacked too (jobs.engine.evaluation): stacked forwards over a split and every metric computed
+for many members at once, one sync per split.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import torch
 
 from jobs.data.datasets import Dataset
+from jobs.engine import evaluation
+from jobs.engine.dropout import MemberDropout
+from jobs.engine.evaluation import TEST_MEASURES
 from jobs.engine.member import Member
-from jobs.engine.metrics import calibration, confidence, margin
-from jobs.engine.stack_model import MemberDropout, ModuleStack, stack_networks
+from jobs.engine.stack_model import ModuleStack, stack_networks
 from jobs.engine.stack_optim import StackedOptimizer
 from jobs.nn.activations import activate, log_softmax
 from jobs.nn.losses import per_sample_loss, reduce_loss
@@ -43,6 +46,7 @@ class Stack:
         shared = specs[0]
         self.loss, self.output = shared.loss, shared.output
         self.size = len(self.members)
+        self.num_classes = data.num_classes
         self.x_train, self.y_train = _inputs(data.x_train, shared), data.y_train
         self.x_test, self.y_test = _inputs(data.x_test, shared), data.y_test
         self.x_val = None if data.x_val is None else _inputs(data.x_val, shared)
@@ -53,8 +57,8 @@ class Stack:
         self.optimizer = StackedOptimizer(specs, self.net, device)
         for index, member in enumerate(self.members):
             self.optimizer.load_member(index, member.optimizer)
-        self.dropout = MemberDropout([s.dropout for s in specs], [m.dropout for m in self.members],
-                                     device)
+        self.dropout = MemberDropout([s.dropout for s in specs],
+                                     [m.dropout_seed for m in self.members], device)
         self.l1 = (torch.tensor([s.l1 for s in specs], device=device)
                    if any(s.l1 > 0 for s in specs) else None)
         self.groups = self._strategy_stacks(data)
@@ -72,7 +76,6 @@ class Stack:
         self._sizes: torch.Tensor | None = None
 
     def _strategy_stacks(self, data: Dataset) -> list[tuple[slice, StrategyStack]]:
-        forward = _SetupForward(lambda x: activate(self.net.evaluate(x), self.output))
         groups = []
         start = 0
         for _, run in itertools.groupby(self.members, key=lambda m: m.strategy.stack_key()):
@@ -81,7 +84,7 @@ class Stack:
             ctx = StackContext(
                 pairings=[m.spec.pairing() for m in chosen], num_train=self.x_train.shape[0],
                 device=self.device, x_train=self.x_train, y_train=self.y_train,
-                forward=lambda x, part=part: forward(x)[part],
+                forward=lambda x, part=part: activate(self.net.evaluate(x, part), self.output),
                 generators=[m.strategy_generator for m in chosen])
             group = type(chosen[0].strategy).Stack([m.strategy for m in chosen], ctx)
             for g, member in enumerate(chosen):
@@ -89,7 +92,6 @@ class Stack:
                     group.load_state_dict(g, member.strategy_state)
             groups.append((part, group))
             start += len(chosen)
-        forward.forget()
         return groups
 
     # -- one epoch --------------------------------------------------------------------------------
@@ -105,6 +107,7 @@ class Stack:
         # Each member's inputs in its own order, gathered once (batches are then views) where
         # that copy is small; else gathered per batch.
         x_epoch = x[order] if order.numel() * x[0].numel() <= EPOCH_GATHER_FLOATS else None
+        self.dropout.start_epoch(epoch)
         own_rng = isinstance(self.net, ModuleStack)  # its module draws dropout from the global RNG
         if own_rng:
             torch.set_rng_state(self.members[0].dropout.get_state())
@@ -184,69 +187,13 @@ class Stack:
         for member, loss in zip(self.members, train_losses, strict=True):
             member.schedule.step(loss)
 
-    # -- evaluation -------------------------------------------------------------------------------
-    def measure(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, list[Any]]:
-        """Every member's loss against its class templates, accuracy by its decision rule, NLL,
-        ECE, confidence, margin and reliability bins (10 [count, mean confidence, accuracy]
-        triples, None where the outputs are no probabilities) over a whole split: per name, one
-        value per member."""
-        logits = self.net.evaluate(x)  # [N, T, K]
-        log_probs = log_softmax(logits) if self.output == "softmax" else None
-        outputs = activate(logits, self.output) if log_probs is None else log_probs.exp()
-        templates = _joined([group.templates() for _, group in self.groups])  # [N, K, K]
-        targets = templates[:, y]  # [N, T, K]
-        loss = per_sample_loss(self.loss, logits, outputs, targets, self.output,
-                               log_probs).mean(dim=1)
-        top = outputs.max(dim=-1)
-        if self.all_argmax:
-            predicted = top.indices
-        else:
-            predicted = _joined([group.predict(outputs[part]) for part, group in self.groups])
-        calibrated = calibration(logits, outputs, y.expand(self.size, -1), self.output, top)
-        values = {"loss": loss, "acc": (predicted == y).float().mean(dim=1),
-                  "nll": calibrated.nll, "ece": calibrated.ece,
-                  "confidence": confidence(outputs, templates), "margin": margin(outputs, top)}
-        table = torch.stack(list(values.values()), dim=1)  # [N, measures]
-        if calibrated.bins is not None:  # the bins ride along: still one sync per split
-            table = torch.cat([table, calibrated.bins.flatten(1)], dim=1)
-        member_rows = table.tolist()
-        measured: dict[str, list[Any]] = {
-            name: [row[k] for row in member_rows] for k, name in enumerate(values)}
-        measured["reliability"] = [
-            _triples(row[len(values):]) if calibrated.bins is not None else None
-            for row in member_rows]
-        return measured
+    # -- evaluation (jobs.engine.evaluation) ----------------------------------------------------
+    def measure(self, x: torch.Tensor, y: torch.Tensor,
+                wanted: Collection[str] = TEST_MEASURES) -> dict[str, list[Any]]:
+        return evaluation.measure(self, x, y, wanted)
 
     def evaluation_rows(self, epoch: int) -> list[dict[str, Any]]:
-        """Each member's metrics row of an evaluated epoch (the training columns are the
-        epoch's; before training, epoch 0, one pass over the training set)."""
-        test = self.measure(self.x_test, self.y_test)
-        val = None if self.x_val is None else self.measure(self.x_val, self.y_val)
-        train = self.measure(self.x_train, self.y_train) if epoch == 0 else None
-        residual = self.net.residual()
-        rows = []
-        for i, member in enumerate(self.members):
-            row: dict[str, Any] = {
-                "epoch": epoch, "learning_rate": member.schedule.lr,
-                "test_loss": test["loss"][i], "test_acc": test["acc"][i],
-                "test_nll": _number(test["nll"][i]), "ece": _number(test["ece"][i]),
-                "reliability": test["reliability"][i] if _may_be_final(member.spec, epoch)
-                else None,
-                "confidence": test["confidence"][i], "margin": test["margin"][i],
-                "epoch_seconds": 0.0, "samples_per_second": None, "ts_residual": residual,
-            }
-            if train is not None:
-                row.update(train_loss=train["loss"][i], train_acc=train["acc"][i])
-            if val is not None:
-                row.update(val_loss=val["loss"][i], val_acc=val["acc"][i],
-                           val_nll=_number(val["nll"][i]), val_ece=_number(val["ece"][i]))
-            rows.append(row)
-        for part, group in self.groups:
-            for row, values in zip(rows[part], group.all_values(), strict=True):
-                row.update(target_class=values.target_class,
-                           target_nonclass=values.target_nonclass,
-                           target_matrix=values.target_matrix)
-        return rows
+        return evaluation.evaluation_rows(self, epoch)
 
     # -- handing state back -----------------------------------------------------------------------
     def hand_back(self, index: int) -> None:
@@ -274,45 +221,5 @@ def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def _number(value: float) -> float | None:
-    """A measurement, or None (null in Parquet) where it does not apply (NaN)."""
-    return None if value != value else value
-
-
-def _may_be_final(spec: Any, epoch: int) -> bool:
-    """Whether `epoch` may be the job's last row, the one whose reliability bins the report
-    draws: the final epoch, or any evaluated epoch of a job that may stop early. Other rows
-    keep their ECE but not its bins (two thirds of a metrics file's bytes otherwise)."""
-    return epoch == spec.epochs or spec.stop_patience > 0
-
-
-def _triples(values: list[float]) -> list[list[float]] | None:
-    """Flat reliability bins as [count, mean confidence, accuracy] per bin; None if any is NaN
-    (a member whose outputs diverged has no calibration to show)."""
-    if any(v != v for v in values):
-        return None
-    return [values[k:k + 3] for k in range(0, len(values), 3)]
-
-
 def _or_ones(weights: torch.Tensor | None, labels: torch.Tensor) -> torch.Tensor:
     return torch.ones(labels.shape, device=labels.device) if weights is None else weights
-
-
-class _SetupForward:
-    """The stack's outputs for strategies setting up, computed once for the same inputs: members
-    measuring the untrained network one by one then cost one stacked forward, not one each."""
-
-    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        self.forward = forward
-        self.key: tuple[int, tuple[int, ...]] | None = None
-        self.value: torch.Tensor | None = None
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        key = (x.data_ptr(), tuple(x.shape))
-        if key != self.key or self.value is None:
-            self.key, self.value = key, self.forward(x)
-        return self.value
-
-    def forget(self) -> None:
-        """Training changes the network from here on: nothing computed before may be reused."""
-        self.key, self.value = None, None

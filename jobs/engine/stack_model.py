@@ -1,7 +1,8 @@
 """N networks of one shape as one: member n's parameters are row n of one flat [N, P] matrix.
 
-Each member starts as the `nn.Module` that `build_model` makes for it (so it keeps its own seeded
-initialisation); the stack copies the parameters into one flat matrix and trains views of it. A
+Each member starts with the parameters `build_model` would give it (its own seeded
+initialisation, drawn by jobs.nn.initial); the stack copies them into one flat matrix and
+trains views of it. A
 dense layer is one batched matmul over the members (baddbmm on [N, out, in] weights); a
 convolution is one grouped convolution (groups = N) over the members' channels side by side,
 which keeps each member's dropout masks its own (torch.func's vmap would draw them from one
@@ -13,6 +14,7 @@ of one (`ModuleStack`): the module itself, its parameters views of the flat matr
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jobs.engine.dropout import MemberDropout
 from jobs.nn.activations import hidden_activation
 from jobs.nn.models import CNN
 from jobs.spec import JobSpec
@@ -41,28 +44,6 @@ class Slot:
     shape: tuple[int, ...]
     offset: int
     size: int
-
-
-class MemberDropout:
-    """Dropout with each member's own probability and its own random stream, so a member's masks
-    never depend on its mates. Members with p = 0 draw nothing."""
-
-    def __init__(self, probabilities: Sequence[float], generators: Sequence[torch.Generator],
-                 device: torch.device) -> None:
-        self.probabilities = list(probabilities)
-        self.generators = list(generators)
-        self.device = device
-        self.active = any(p > 0 for p in self.probabilities)
-
-    def masks(self, shape: Sequence[int]) -> torch.Tensor:
-        """[N, *shape]: each member's mask, Bernoulli(1 - p) / (1 - p) from its generator."""
-        masks = []
-        for p, generator in zip(self.probabilities, self.generators, strict=True):
-            if p > 0:
-                masks.append(torch.empty(shape).bernoulli_(1 - p, generator=generator).div_(1 - p))
-            else:
-                masks.append(torch.ones(shape))
-        return torch.stack(masks).to(self.device)
 
 
 class FlatParameters:
@@ -116,15 +97,28 @@ class FlatParameters:
                 for s in self.slots if s.name.endswith("weight")]
         return torch.stack(sums).sum(dim=0)
 
-    def evaluate(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits [N, T, K] of shared inputs [T, ...] in eval mode, in chunks of samples."""
-        chunk = max(1, EVAL_MEMBER_SAMPLES // self.size)
+    def evaluate(self, x: torch.Tensor, members: slice | None = None) -> torch.Tensor:
+        """Logits [N, T, K] of shared inputs [T, ...] in eval mode, in chunks of samples; with
+        `members`, of those members alone ([len, T, K])."""
+        net = self if members is None else self.of_members(members)
+        chunk = max(1, EVAL_MEMBER_SAMPLES // net.size)
         logits = []
         with torch.no_grad():
             for start in range(0, x.shape[0], chunk):
                 part = x[start:start + chunk]
-                logits.append(self.forward(part.expand(self.size, *part.shape), None))
+                logits.append(net.forward(part.expand(net.size, *part.shape), None))
         return torch.cat(logits, dim=1)
+
+    def of_members(self, members: slice) -> FlatParameters:
+        """This network narrowed to a slice of its members, for a forward pass (no training):
+        their parameter views, nothing copied."""
+        size = len(range(*members.indices(self.size)))
+        if size == self.size:
+            return self
+        narrowed = copy.copy(self)
+        narrowed.params = {name: tensor[members] for name, tensor in self.params.items()}
+        narrowed.size = size
+        return narrowed
 
     def forward(self, x: torch.Tensor, dropout: MemberDropout | None) -> torch.Tensor:
         raise NotImplementedError

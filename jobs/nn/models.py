@@ -71,8 +71,13 @@ class CNN(nn.Module):
             hidden_activation(activation),
             nn.Flatten(),
         )
+        # the size after the convolutions, measured in eval mode: a probe in training mode would
+        # draw a Dropout2d mask from the global RNG, so the dense layers' initial weights would
+        # depend on whether the net has dropout
+        self.features.eval()
         with torch.no_grad():
             flat = self.features(torch.zeros(1, *input_shape)).shape[1]
+        self.features.train()
         self.dense = MLP(flat, hidden, num_classes, activation, dropout, shortcuts=False)
 
     @staticmethod
@@ -93,14 +98,19 @@ def build_model(spec: JobSpec, input_shape: tuple[int, ...], num_classes: int,
         if train_inputs is None:
             raise ValueError("method=target_space needs train_inputs to choose its fixed batch")
         return build_target_space_model(spec, input_shape, num_classes, train_inputs)
-    if spec.model == "cnn":
-        shape = input_shape if len(input_shape) == 3 else (1, *input_shape)
-        model: nn.Module = CNN(shape, spec.hidden, num_classes, spec.activation, spec.dropout)
-    else:
-        model = MLP(math.prod(input_shape), spec.hidden, num_classes, spec.activation,
-                    spec.dropout, spec.shortcuts)
+    model = network(spec, input_shape, num_classes)
     initialise(model, spec.init, spec.activation)
     return model
+
+
+def network(spec: JobSpec, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The weights-method network for `spec` with torch's default initialisation of each layer
+    (drawn as it is built), before `initialise` applies the spec's scheme."""
+    if spec.model == "cnn":
+        shape = input_shape if len(input_shape) == 3 else (1, *input_shape)
+        return CNN(shape, spec.hidden, num_classes, spec.activation, spec.dropout)
+    return MLP(math.prod(input_shape), spec.hidden, num_classes, spec.activation, spec.dropout,
+               spec.shortcuts)
 
 
 def initialise(model: nn.Module, scheme: str, activation: str) -> None:
@@ -109,12 +119,18 @@ def initialise(model: nn.Module, scheme: str, activation: str) -> None:
         return
     for module in model.modules():
         if isinstance(module, nn.Linear | nn.Conv2d):
-            if scheme == "xavier":
-                nn.init.xavier_uniform_(module.weight)
-            else:
-                nonlinearity = "leaky_relu" if activation == "leaky_relu" else "relu"
-                nn.init.kaiming_normal_(module.weight, nonlinearity=nonlinearity)
-            nn.init.zeros_(module.bias)
+            apply_scheme(module.weight, module.bias, scheme, activation)
+
+
+def apply_scheme(weight: torch.Tensor, bias: torch.Tensor, scheme: str, activation: str,
+                 generator: torch.Generator | None = None) -> None:
+    """One layer's weights drawn anew by `scheme` (xavier or he), its biases zero."""
+    if scheme == "xavier":
+        nn.init.xavier_uniform_(weight, generator=generator)
+    else:
+        nonlinearity = "leaky_relu" if activation == "leaky_relu" else "relu"
+        nn.init.kaiming_normal_(weight, nonlinearity=nonlinearity, generator=generator)
+    nn.init.zeros_(bias)
 
 
 def weight_parameters(model: nn.Module) -> list[torch.Tensor]:

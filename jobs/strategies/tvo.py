@@ -71,21 +71,18 @@ class TVOStack(StrategyStack):
         self.adapt_args = {key: torch.tensor([m.args["adapt"].args[key] for m in members],
                                              dtype=torch.float64, device=ctx.device).view(-1, 1)
                            for key in adapt_args}
-        starts = [self._initial_values(member, ctx, g) for g, member in enumerate(members)]
+        preferences = None
+        if self.init in NEEDS_NETWORK:  # the untrained networks of all members, in one pass
+            preferences = measure_network(ctx.forward, ctx.x_train, ctx.y_train,
+                                          self.num_classes, members=self.size
+                                          ).moments(self.layout)
+        starts = [initial_values(self.init, member.args["init"].args, self.num_classes,
+                                 ctx.generators[g],
+                                 None if preferences is None else preferences.member(g))
+                  for g, member in enumerate(members)]
         self.statistics = (OutputStatistics(self.num_classes, ctx.device, members=self.size)
                            if self.adapt in NEEDS_STATISTICS else None)
         self._set_values(torch.stack([c for c, _ in starts]), torch.stack([nc for _, nc in starts]))
-
-    def _initial_values(self, member: TargetStrategy, ctx: StackContext,
-                        g: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Member g's start (once per job, so one member at a time)."""
-        init = member.args["init"]
-        preferences = None
-        if init.name in NEEDS_NETWORK:
-            preferences = measure_network(ctx.member_forward(g), ctx.x_train, ctx.y_train,
-                                          self.num_classes).moments(self.layout)
-        return initial_values(init.name, init.args, self.num_classes, ctx.generators[g],
-                              preferences)
 
     def _set_values(self, c: torch.Tensor, nc: torch.Tensor) -> None:
         self.target_class = c.to(self.device, torch.float64)

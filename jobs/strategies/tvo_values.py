@@ -37,6 +37,11 @@ class PairMoments:
         """The study's s: std of the class outputs plus std of the non-class outputs."""
         return self.class_std + self.nonclass_std
 
+    def member(self, g: int) -> PairMoments:
+        """Member g's moments ([K]) of moments measured for stacked members ([G, K])."""
+        return PairMoments(self.class_mean[g], self.class_std[g], self.nonclass_mean[g],
+                           self.nonclass_std[g], self.seen[g])
+
 
 class OutputStatistics:
     """Output activations summed by label (float64): enough for every pair's mean and std.
@@ -96,11 +101,17 @@ def _mean_std(count: torch.Tensor, total: torch.Tensor,
 
 
 def measure_network(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                    y: torch.Tensor, num_classes: int) -> OutputStatistics:
-    """One pass of the (untrained) network over x: its outputs summed by label."""
-    stats = OutputStatistics(num_classes, x.device)
+                    y: torch.Tensor, num_classes: int,
+                    members: int | None = None) -> OutputStatistics:
+    """One pass of the (untrained) network over x: its outputs summed by label. With `members`,
+    `forward` gives that many stacked members' outputs [G, n, K], all measured in one pass (each
+    member's sums add its samples in the same order as measured alone)."""
+    stats = OutputStatistics(num_classes, x.device, members=members)
     for start in range(0, x.shape[0], FORWARD_CHUNK):
-        stats.add(forward(x[start:start + FORWARD_CHUNK]), y[start:start + FORWARD_CHUNK])
+        labels = y[start:start + FORWARD_CHUNK]
+        if members is not None:
+            labels = labels.expand(members, -1)
+        stats.add(forward(x[start:start + FORWARD_CHUNK]), labels)
     return stats
 
 
