@@ -112,3 +112,51 @@ def write_sized_grid(root: Path, *, strategies: int, datasets: Sequence[str] = (
                     specs.append(spec)
     write_jobs(root, specs)
     return root
+
+
+# A comparison grid (`compare:`) of two methods with 4 configurations each and 4 final seeds.
+COMPARED_GRID = """\
+name: fakecmp
+base: {dataset: digits, hidden: [16], loss: mse, output: sigmoid, epochs: 3, seed: 0}
+grid: {strategy: [onehot, "fixed(c=0.9, nc=0.1)"]}
+compare:
+  by: strategy
+  tune: {lr: "loguniform(0.1, 1)"}
+  budget: 4
+  select: val_acc
+  final_seeds: [10, 11, 12, 13]
+"""
+
+
+def write_compared_grid(root: Path, tuning: dict[str, list[tuple[float, float, float]]],
+                        finals: dict[str, list[float]]) -> Any:
+    """A comparison grid's dir as `tvo run` leaves it: grid.yaml, and per method (onehot,
+    fixed) the 4 tuning runs with (val_acc, val_loss, test_acc) at their last epoch, in draw
+    order, then the final seeds of the configuration the protocol selects from them, with
+    the test accuracies of `finals`. Returns the grid (runner.grid.expand.Grid)."""
+    from runner.grid.expand import load_grid
+    from runner.grid.protocol import select_from, stage_two, tuning_jobs
+
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "grid.yaml").write_text(COMPARED_GRID)
+    grid = load_grid(str(root / "grid.yaml"))
+    scores: dict[str, tuple[float, float]] = {}
+    specs = []
+    for context, jobs in tuning_jobs(grid.base, grid.sweeps, grid.compare):
+        method = str(context["strategy"]).split("(")[0]
+        for spec, (val_acc, val_loss, test_acc) in zip(jobs, tuning[method], strict=True):
+            write_run(root, spec, curve_rows([0.1, 0.5, test_acc], val_acc=[0.1, 0.5, val_acc],
+                                             final={"val_loss": val_loss}), grid="fakecmp")
+            scores[spec.job_id] = (val_acc, val_loss)
+            specs.append(spec)
+    chosen = select_from(grid.base, grid.sweeps, grid.compare,
+                         lambda spec: scores.get(spec.job_id, (None, None)))
+    for selection in chosen:
+        method = str(selection.context["strategy"]).split("(")[0]
+        for spec, test_acc in zip(stage_two([selection], grid.compare), finals[method],
+                                  strict=True):
+            write_run(root, spec, curve_rows([0.1, 0.6, test_acc], val_acc=[0.1, 0.6, 0.9],
+                                             final={"val_loss": 0.1}), grid="fakecmp")
+            specs.append(spec)
+    write_jobs(root, specs, grid="fakecmp")
+    return grid

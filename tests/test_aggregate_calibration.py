@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from runner.report.formats import to_json
-from runner.report.latex import to_latex
+from runner.report.latex import results_table
 from runner.report.load import load_grid
 from runner.report.pipeline import aggregate
 from runner.report.plot_data import read_plot_data
-from runner.report.tables import summarise
+from runner.report.summary import summarise
 from tests.fake_grid import curve_rows, make_spec, write_run
 
 
@@ -79,7 +79,7 @@ def test_a_grid_without_any_ece_has_no_calibration_plot(tmp_path):
     result = aggregate(tmp_path)
     assert "calibration" not in result.rendered.plots
     assert not (tmp_path / "summary" / "calibration.png").exists()
-    assert "n/a" in to_latex(result.summary, grid="g", command="c")
+    assert "n/a" in results_table(result.summary, grid="g", command="c")
 
 
 def test_definitions_say_how_each_metric_is_computed_per_output(grid):

@@ -13,7 +13,7 @@ from jobs.rundir import results
 from runner.cli.app import app
 from runner.report.load import load_grid
 from runner.report.plots import make_figures
-from runner.report.tables import summarise
+from runner.report.summary import summarise
 from tests.test_aggregate import FIXED, MOVING, build_grid
 
 runner = CliRunner()
@@ -56,7 +56,8 @@ def test_files_written_with_report_plots_and_command(grid):
                              f"{root} --threshold 0.9` on ")
     for name in figures:
         assert f"]({name}.png)" in report
-    assert "| strategy | seeds | final acc | Δ acc vs baseline [95% CI] | p |" in report
+    assert ("| strategy | seeds | final acc ± 95% CI | IQM [95% CI] | Δ acc vs baseline [95% "
+            "CI] | p |") in report
     import pyarrow.parquet as pq
 
     table = pq.read_table(summary / "summary.parquet")
@@ -89,12 +90,12 @@ def test_curve_plots_have_one_line_per_group_and_targets_only_where_they_move(tm
             assert list(onehot.get_ydata()) == pytest.approx([0.4 / 3, 1.8 / 3, 2.71 / 3,
                                                               2.76 / 3])
     [panel] = figures["targets"].axes  # onehot and fixed never move: no panel for them
-    assert panel.get_title() == "tvo"
+    assert panel.get_title() == "tvo (raw c_i, nc_i)"  # fake runs record no target tables
     assert len(panel.get_lines()) == 20  # c_i and nc_i of 10 classes
     assert list(panel.get_lines()[0].get_ydata()) == pytest.approx([0.9, 0.8, 0.7, 0.75])
     legend = [t.get_text() for t in figures["targets"].legends[0].get_texts()]
-    assert legend == [f"class {i}" for i in range(10)] + ["c_i (class value)",
-                                                           "nc_i (non-class value)"]
+    assert legend == [f"class {i}" for i in range(10)] + ["class value (T_ii)",
+                                                           "non-class value (mean T_ij)"]
     assert notes == []
 
 
@@ -133,9 +134,12 @@ def test_markdown_output_is_a_table(grid):
     assert result.exit_code == 0
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("| ") for line in lines[:1] + lines[2:])
-    assert lines[1] == "|" + "---|" * 14
-    assert lines[2].startswith("| fixed | 3 | 0.9600 ± 0.0248 | +0.0400 [")
-    assert lines[3].startswith("| onehot | 3/7 | 0.9200 ± 0.0497 | baseline | — |")
+    assert lines[1] == "|" + "---|" * 15
+    # the IQM of 3 seeds is their mean (a quarter of 3 runs is no run to trim)
+    assert lines[2].startswith("| fixed | 3 | 0.9600 ± 0.0248 | 0.9600 [")
+    assert "| +0.0400 [" in lines[2]
+    assert lines[3].startswith("| onehot | 3/7 | 0.9200 ± 0.0497 | 0.9200 [")
+    assert "| baseline | — |" in lines[3]
 
 
 def test_no_plots_keeps_earlier_plots(grid):
@@ -161,7 +165,8 @@ def test_by_nothing_makes_one_group(grid):
                                  "--no-plots"])
     assert result.exit_code == 0
     [group] = json.loads(result.stdout)["groups"]
-    assert (group["group"], group["jobs"], group["seeds"]) == ("all jobs", 10, 6)
+    assert (group["group"], group["jobs"], group["runs"], group["seeds"]) == (
+        "all jobs", 10, 6, 3)  # seeds 0-2 of each strategy
 
 
 def error_of(args: list[str]) -> tuple[int, str]:

@@ -15,14 +15,12 @@ from html.parser import HTMLParser
 import pytest
 
 from runner.report.html import charts
-from runner.report.load import load_grid
 from runner.report.pipeline import aggregate
-from runner.report.plot_data import read_plot_data
-from runner.report.tables import summarise
 from tests.fake_grid import write_sized_grid
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
-CHARTS = ["test_acc", "train_loss", "final_acc", "calibration", "targets"]
+# the PNGs' order; 7 strategies on 2 data sets also get performance profiles
+CHARTS = ["test_acc", "train_loss", "targets", "final_acc", "calibration", "performance_profile"]
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +35,8 @@ def grid(tmp_path_factory):
 def test_chart_specs_are_valid_plotly_figures(grid):
     import plotly.graph_objects as go
 
-    data = load_grid(grid)
-    summary = summarise(data)
-    specs = charts(summary, read_plot_data(data, summary.groups))
+    result = aggregate(grid)
+    specs = charts(result.summary, result.plot_data)
     assert list(specs) == CHARTS
     for spec in specs.values():
         go.Figure(spec)  # raises on any attribute plotly.js does not know
@@ -120,7 +117,7 @@ def test_tables_sort_by_a_clicked_column(page):
 
     headers = page.find_elements(By.CSS_SELECTOR, "#results thead th")
     names = [header.text for header in headers]
-    accuracy = names.index("final acc")
+    accuracy = names.index("final acc ± 95% CI")
     headers[accuracy].click()
     ascending = [float(text.split()[0]) for text in column(accuracy)]
     assert ascending == sorted(ascending) and len(ascending) == 14

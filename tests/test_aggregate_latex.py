@@ -5,13 +5,13 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from runner.cli.app import app
-from runner.report.latex import escape, to_latex
+from runner.report.latex import escape, results_table
 from runner.report.load import load_grid
-from runner.report.tables import summarise
+from runner.report.summary import summarise
 from tests.test_aggregate import build_grid
 
 EXPECTED = r"""% tvo aggregate: grid fake; made by tvo aggregate grid
-% mean $\pm$ half-width of the 95 % CI over seeds; bold: best of each column within its block of equal settings
+% mean $\pm$ half-width of the 95 % CI over seeds; bold: best of each column within its block of equal settings (groups of two seeds or more)
 % Delta and p against strategy=onehot with otherwise equal settings (paired t-test where seeds pair up, else Welch); p Holm-corrected over all comparisons; * p < 0.05, ** p < 0.01, *** p < 0.001
 % needs \usepackage{booktabs}
 \begin{tabular}{lrrrrrr}
@@ -27,7 +27,7 @@ fixed & 3 & \textbf{0.9600 $\pm$ 0.0248}$^{*}$ & +0.0400 & 0.020 & \textbf{1.040
 
 def test_latex_table_is_booktabs_with_ci_bold_best_and_holm_marks(tmp_path):
     summary = summarise(load_grid(build_grid(tmp_path)))
-    assert to_latex(summary, grid="fake", command="tvo aggregate grid") == EXPECTED
+    assert results_table(summary, grid="fake", command="tvo aggregate grid") == EXPECTED
 
 
 def test_format_latex_prints_what_summary_tex_holds(tmp_path):

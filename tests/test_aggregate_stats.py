@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
@@ -119,3 +120,49 @@ def test_paired_difference_interval_and_p_value():
     assert (result.ci_low, result.ci_high) == pytest.approx((0.04 - half, 0.04 + half))
     one = stats.paired([0.9], [0.8])
     assert one.diff == pytest.approx(0.1) and math.isnan(one.p_value)
+
+
+def test_iqm_and_its_bootstrap_interval():
+    from runner.report.bootstrap import iqm, mean_and_iqm
+
+    values = [0.1, 0.5, 0.6, 0.7, 0.8, 5.0, 0.55, 0.65]
+    # 8 runs: the lowest 2 and the highest 2 go; the IQM is the mean of 0.55, 0.6, 0.65, 0.7
+    assert iqm(values) == pytest.approx(0.625)
+    mean, middle = mean_and_iqm(values)
+    assert mean.value == pytest.approx(sum(values) / 8) and middle.value == pytest.approx(0.625)
+    assert middle.low <= 0.625 <= middle.high and mean.low < mean.value < mean.high
+    assert mean_and_iqm(values) == (mean, middle)  # seeded: the same runs, the same interval
+    assert math.isnan(mean_and_iqm([0.5])[0].low)
+
+
+def test_probability_of_improvement_by_hand():
+    from runner.report.bootstrap import probability_of_improvement
+
+    a, b = [0.9, 0.8, 0.7], [0.85, 0.8, 0.6]
+    # unpaired, all 9 combinations: 0.9 beats 3; 0.8 beats 0.6, ties 0.8; 0.7 beats 0.6
+    unpaired = probability_of_improvement(a, b, paired=False)
+    assert unpaired.value == pytest.approx((3 + 1.5 + 1) / 9)
+    assert unpaired.value == pytest.approx(
+        scipy_stats.mannwhitneyu(a, b, alternative="greater").statistic / 9)
+    # paired, seed by seed: wins, ties, wins
+    paired = probability_of_improvement(a, b, paired=True)
+    assert paired.value == pytest.approx(2.5 / 3) and 0 <= paired.low <= paired.high <= 1
+
+
+def test_stratified_statistics_over_tasks():
+    from runner.report.bootstrap import (
+        improvement_over_tasks,
+        performance_profile,
+        pooled_iqm,
+    )
+
+    tasks_a = [[0.9, 0.91, 0.92, 0.93], [0.5, 0.52, 0.54, 0.56]]
+    tasks_b = [[0.8, 0.81, 0.82, 0.83], [0.6, 0.62, 0.64, 0.66]]
+    pooled = pooled_iqm(tasks_a)
+    assert pooled.value == pytest.approx(scipy_stats.trim_mean(sum(tasks_a, []), 0.25))
+    # A wins every pair of task 1, loses every pair of task 2: 0.5 on average
+    assert improvement_over_tasks(tasks_a, tasks_b).value == pytest.approx(0.5)
+    profile = performance_profile(tasks_a, np.array([0.0, 0.55, 0.95]))
+    # above 0.55: all of task 1, one of four of task 2 -> (1 + 0.25) / 2
+    assert profile.fraction.tolist() == pytest.approx([1.0, 0.625, 0.0])
+    assert np.all(profile.low <= profile.fraction) and np.all(profile.fraction <= profile.high)

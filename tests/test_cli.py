@@ -33,6 +33,13 @@ def test_every_command_has_help_with_an_example_and_is_in_the_readme(name):
     assert f"tvo {name}" in README
 
 
+def test_run_help_lists_every_exit_code():
+    text = " ".join(runner.invoke(app, ["run", "--help"]).output.split())
+    for code in ("0 when every job is done", "1 when some failed", "2 for bad input",
+                 "130 when interrupted"):
+        assert code in text
+
+
 def test_train_writes_a_run_dir_and_reports_the_result(tmp_path):
     result = runner.invoke(app, ["train", "epochs=2", "hidden=[8]", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output

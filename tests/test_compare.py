@@ -80,3 +80,24 @@ def test_unfinished_configurations_are_left_out_of_the_selection(tmp_path):
         results.write_status(run_dir, {"state": results.DONE})
     [selection] = select(tmp_path, BASE, {"strategy": ["onehot"]}, compare)
     assert selection.score == 0.3 and selection.missing == 2
+
+
+@pytest.mark.parametrize(("grid_part", "message"), [
+    ("base: {dataset: moons, seed: 3}\ngrid: {strategy: [onehot]}\n",
+     "g.yaml: compare.final_seeds: 3 is the tuning stage's seed (base.seed); final seeds must "
+     "be fresh, e.g. range(100, 110)"),
+    ("base: {dataset: moons}\ngrid: {strategy: [onehot], seed: [0, 1]}\n",
+     "g.yaml: compare: seed is swept in grid; the tuning stage trains one seed (base.seed) and "
+     "the final seeds are compare.final_seeds: remove seed from grid"),
+])
+def test_the_stages_never_share_a_run(tmp_path, monkeypatch, grid_part, message):
+    """A final seed equal to the tuning seed would report a run that was selected on."""
+    from runner.grid.expand import GridError, expand, load_grid
+
+    monkeypatch.chdir(tmp_path)
+    Path("g.yaml").write_text(grid_part + "compare: {by: strategy, tune: {lr: "
+                              "'loguniform(0.1, 1)'}, budget: 2, select: val_acc, "
+                              "final_seeds: [3, 4]}\n")
+    with pytest.raises(GridError) as caught:
+        expand(load_grid("g.yaml"))
+    assert str(caught.value) == message

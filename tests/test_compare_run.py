@@ -14,7 +14,6 @@ from jobs.rundir import results
 from runner.cli.app import app
 from runner.grid.expand import load_grid
 from runner.grid.protocol import select, stage_one, stage_two
-from runner.report.selection import MethodResult, selection_rows, write_comparison
 
 runner = CliRunner()
 GRID = """\
@@ -70,46 +69,22 @@ def test_both_stages_run_and_resume_after_a_kill_between_and_inside_them(grid_fi
         assert content  # rewritten runs end with metrics again
 
 
-def test_aggregate_files_of_a_comparison(grid_file, tmp_path):
+def test_aggregate_reports_the_comparison_answer_first(grid_file):
     assert runner.invoke(app, ["run", "fair.yaml", "--backend", "inline"]).exit_code == 0
-    grid = load_grid("fair.yaml")
-    written = write_comparison(Path("outputs/fair"), dict(grid.base), dict(grid.sweeps),
-                               grid.compare, tmp_path / "summary")
-    assert [p.name for p in written] == ["selection.csv", "tuning_curves.csv",
-                                         "tuning_curves.png"]
     result = runner.invoke(app, ["aggregate", "outputs/fair", "--no-plots"])
     assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.index("selection (stage 1") < out.index("final seeds (stage 2)") < out.index(
+        "tuning curves") < out.index("grid fair: final runs")
+    assert "10 jobs: 10 done (6 tuning, 4 final)" in out
     summary = Path("outputs/fair/summary")
-    assert (summary / "selection.csv").read_text() == \
-        (tmp_path / "summary" / "selection.csv").read_text()
-    assert "## Comparison protocol" in (summary / "report.md").read_text()
-    rows = list(csv.DictReader((tmp_path / "summary" / "selection.csv").open()))
+    rows = list(csv.DictReader((summary / "selection.csv").open()))
     assert [row["strategy"] for row in rows] == ["onehot",
                                                  "label_smoothing(eps=0.2, variant=uniform)"]
     assert all(row["final_seeds"] == "2" and row["configurations_scored"] == "3" for row in rows)
-    curves = list(csv.DictReader((tmp_path / "summary" / "tuning_curves.csv").open()))
-    assert len(curves) == 2 * 3
-
-
-def test_holm_and_the_paired_test_by_hand():
-    from runner.grid.protocol import Selection, read_compare
-
-    compare = read_compare("g", {"by": "strategy", "tune": {"lr": "uniform(0.1, 1)"},
-                                 "budget": 2, "select": "val_acc", "final_seeds": [0, 1, 2]})
-
-    def method(strategy: str, accs: list[float]) -> MethodResult:
-        selection = Selection({"strategy": strategy, "dataset": "moons"}, {"lr": 0.5}, 0.9,
-                              [0.8, 0.9], 0)
-        return MethodResult(selection, dict(enumerate(accs)))
-
-    rows = selection_rows([method("onehot", [0.80, 0.82, 0.84]),
-                           method("label_smoothing(eps=0.2)", [0.83, 0.84, 0.88]),  # +3, 2, 4
-                           method("label_smoothing(eps=0.1)", [0.80, 0.83, 0.83])], compare)
-    # paired t on the differences: eps=0.2 = (.03, .02, .04), mean .03, sd .01: t = 5.196,
-    # p = 0.0351; eps=0.1 d = (0, .01, -.01): t = 0, p = 1. Holm: 0.0351 * 2, 1.
-    assert rows[1]["p_vs_baseline"] == pytest.approx(0.03508, abs=1e-4)
-    assert rows[1]["p_holm"] == pytest.approx(2 * 0.03508, abs=2e-4)
-    assert rows[2]["p_vs_baseline"] == pytest.approx(1.0) and rows[2]["p_holm"] == 1.0
-    assert rows[0]["test_acc_mean"] == pytest.approx(0.82)
-    # t(0.975, 2) = 4.303, sem = 0.02 / sqrt(3): half width 0.0497
-    assert rows[0]["test_acc_ci_high"] - 0.82 == pytest.approx(0.04968, abs=1e-4)
+    assert len(list(csv.DictReader((summary / "tuning.csv").open()))) == 2 * 3
+    assert len(list(csv.DictReader((summary / "tuning_curves.csv").open()))) == 2 * 3
+    report = (summary / "report.md").read_text()
+    assert report.index("## Selection") < report.index("## Final seeds") < report.index(
+        "## Tuning curves") < report.index("## Verdicts") < report.index("## Results of the")
+    assert report.count("## Selection") == 1  # written once, by its one writer

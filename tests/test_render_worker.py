@@ -11,7 +11,7 @@ from runner.report.load import load_grid
 from runner.report.plot_data import read_curves, read_plot_data
 from runner.report.plots import figure_names
 from runner.report.render_worker import FigureWorkers, draw_share, split
-from runner.report.tables import summarise
+from runner.report.summary import summarise
 from tests.fake_grid import curve_rows, make_spec, write_run
 from tests.test_aggregate import MOVING, build_grid
 

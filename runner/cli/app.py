@@ -104,7 +104,8 @@ def run(
     """Run every job of a grid; finished jobs are skipped, interrupted and cancelled ones resume.
 
     Exit code 0 when every job is done, 1 when some failed, diverged or were cancelled (`tvo
-    cancel`), 2 for bad input.
+    cancel`), 2 for bad input, 130 when interrupted (Ctrl-C or SIGTERM; the same command
+    resumes).
 
     Example: tvo run quickstart 'seed=range(5)' --max-parallel 2
     """
@@ -295,10 +296,12 @@ def aggregate(
     plots: Annotated[bool, typer.Option(
         help="Draw the plots (PNG, SVG) and the charts of report.html (the slow part)")] = True,
 ) -> None:
-    """Summarise a grid: mean, std and 95 % CI per group over seeds, paired or Welch tests
-    against a baseline with Holm's correction, and DIR/summary/ with report.md, report.html
-    (interactive), summary.csv/.parquet/.tex, compacted metrics, plots (PNG and SVG, kept
-    when unchanged).
+    """Summarise a grid: mean, std and 95 % CI per group over seeds, bootstrap CIs and IQM,
+    paired or Welch tests against a baseline with Holm's correction and P(A > B), and
+    DIR/summary/ with report.md, report.html (interactive), summary.csv/.parquet/.tex,
+    compacted metrics, plots (PNG and SVG, kept when unchanged). A grid with `compare:` leads
+    with its selection, final-seed comparison, tuning curves and verdicts. --by and --baseline
+    write to a sub-folder of their own (summary/by-.../, summary/vs-.../).
 
     Example: tvo aggregate outputs/quickstart --baseline strategy=onehot --threshold 0.95
 

@@ -179,8 +179,10 @@ def execute_comparison(plan: Plan, backend_name: str, options: RunOptions,
         return 1
     for chosen in selections:
         tuned = ", ".join(f"{key}={_cell(value)}" for key, value in chosen.settings.items())
+        tie = (f"; {len(chosen.tied)} tied, broken by the {chosen.tie_break}"
+               if chosen.tied else "")
         say(console, f"selected for {compare.by}={_cell(chosen.context[compare.by])}: {tuned} "
-                     f"({compare.select} {chosen.score:.4f}"
+                     f"({compare.select} {chosen.score:.4f}{tie}"
                      + (f"; {chosen.missing} configurations without a score)"
                         if chosen.missing else ")"))
     final = Plan(plan.grid, stage_two(selections, compare), plan.grid_dir)

@@ -39,7 +39,14 @@ from runner.grid.files import (  # noqa: F401 (re-exported: the grid's public na
     read_grid_file,
     shipped_grids,
 )
-from runner.grid.protocol import Compare, CompareError, grid_datasets, read_compare, stage_one
+from runner.grid.protocol import (
+    Compare,
+    CompareError,
+    check_stages,
+    grid_datasets,
+    read_compare,
+    stage_one,
+)
 from runner.grid.search import override_space, read_samples, take_spaces
 from runner.grid.spaces import Space, draw
 from runner.grid.sweeps import SweepError, parse_sweep, parse_values
@@ -397,7 +404,10 @@ def expand(grid: Grid) -> list[JobSpec]:
     with `compare` expands to its tuning stage (runner.grid.protocol)."""
     if grid.compare is not None:
         try:
+            check_stages(grid.source, grid.base, grid.sweeps, grid.compare)
             return stage_one(grid.base, grid.sweeps, grid.compare)
+        except CompareError as exc:
+            raise GridError(str(exc)) from None
         except (SpecError, SweepError) as exc:
             raise GridError(f"{grid.source}: compare: {exc}") from None
     keys = list(grid.sweeps)

@@ -10,17 +10,18 @@ the same budget, then its selected configuration trained on fresh seeds.
 
 Stage 1 trains, for every method (and every combination of the grid's other swept keys), the
 same `budget` configurations drawn from `tune` (runner.grid.spaces: the same draws for every method,
-so none is luckier in its draws). Each method's configuration is then selected on its final
-validation score, never on test, and stage 2 trains it with each of `final_seeds`. Both stages
-write into the grid's dir like any jobs, so a rerun skips what is done and selects the same
-configurations again from the files.
+so none is luckier in its draws), all with one seed (base.seed). Each method's configuration is
+then selected on its final validation score, never on test (ties: TIE_RULE), and stage 2 trains
+it with each of `final_seeds`, which must be fresh (check_stages): the two stages never share a
+run, and the report never pools them. Both stages write into the grid's dir like any jobs, so a
+rerun skips what is done and selects the same configurations again from the files.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,22 @@ def read_compare(label: str, section: Any) -> Compare:
     return Compare(by, spaces, budget, select, _seeds(where, section["final_seeds"]))
 
 
+def check_stages(label: str, base: Mapping[str, Any], sweeps: Mapping[str, Sequence[Any]],
+                 compare: Compare) -> None:
+    """The stages must stay apart: stage 1 trains one seed (base.seed) and stage 2 fresh ones,
+    so no run is both selected on and reported (its validation score chose it: counted as a
+    final run it would flatter its method)."""
+    where = f"{label}: compare"
+    if "seed" in sweeps:
+        raise CompareError(f"{where}: seed is swept in grid; the tuning stage trains one seed "
+                           "(base.seed) and the final seeds are compare.final_seeds: remove "
+                           "seed from grid")
+    tuning_seed = base.get("seed", settings()["seed"].default)
+    if tuning_seed in compare.final_seeds:
+        raise CompareError(f"{where}.final_seeds: {tuning_seed} is the tuning stage's seed "
+                           "(base.seed); final seeds must be fresh, e.g. range(100, 110)")
+
+
 def _seeds(where: str, value: Any) -> tuple[int, ...]:
     raw: list[Any] = []
     try:
@@ -137,10 +154,18 @@ def grid_datasets(base: Mapping[str, Any], sweeps: Mapping[str, Sequence[Any]]) 
 def stage_one(base: Mapping[str, Any], sweeps: Mapping[str, Sequence[Any]],
               compare: Compare) -> list[JobSpec]:
     """The tuning stage: every context with each of the `budget` drawn configurations."""
-    configurations = draw(compare.tune, compare.budget, DRAW_SEED)
-    return _unique([JobSpec.from_dict({**context, **configuration})
-                    for context in contexts(base, sweeps)
-                    for configuration in configurations])
+    return _unique([spec for _, specs in tuning_jobs(base, sweeps, compare) for spec in specs])
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A tuning configuration's final validation scores: the selection metric and the one that
+    breaks its ties (SECONDARY; None where the job has none)."""
+
+    index: int  # its place in the draw order
+    settings: dict[str, Any]  # the tuned settings' values
+    score: float
+    secondary: float | None = None
 
 
 @dataclass(frozen=True)
@@ -150,38 +175,102 @@ class Selection:
     score: float  # its final validation score
     tried: list[float]  # every configuration's final validation score (the tuning curve's data)
     missing: int  # configurations without a score (failed or not run)
+    scored: tuple[Scored, ...] = ()  # every scored configuration, in draw order
+    tied: tuple[Scored, ...] = ()  # every configuration with the best score when several have it
+    tie_break: str = ""  # how the tie was broken, in words ("" without a tie)
+
+
+# the metric that breaks a tie on the selection metric, and whether lower is better
+SECONDARY = {"val_acc": ("val_loss", True), "val_loss": ("val_acc", False)}
+TIE_RULE = ("a tie on the selection metric (accuracies on a finite validation split often tie) "
+            "is broken by the other validation metric: the lowest final val_loss among "
+            "configurations tied on val_acc (the highest val_acc among those tied on val_loss), "
+            "then the first drawn")
+
+
+def choose(scored: Sequence[Scored], compare: Compare) -> tuple[Scored, tuple[Scored, ...], str]:
+    """The best configuration by the selection metric, ties broken by SECONDARY (see TIE_RULE):
+    (chosen, the tied set or (), how the tie was broken)."""
+    sign = 1 if compare.minimize else -1
+    best = min(sign * item.score for item in scored)
+    tied = [item for item in scored if sign * item.score == best]
+    if len(tied) == 1:
+        return tied[0], (), ""
+    metric, lower = SECONDARY[compare.select]
+    second = 1 if lower else -1
+    known = [item for item in tied if item.secondary is not None
+             and math.isfinite(item.secondary)]
+    if not known:
+        return tied[0], tuple(tied), f"first drawn (no {metric} to break the tie)"
+    chosen = min(known, key=lambda item: (second * (item.secondary or 0.0), item.index))
+    rivals = [item for item in known if item.secondary == chosen.secondary]
+    extreme = "lowest" if lower else "highest"
+    how = f"{extreme} {metric} ({chosen.secondary:.4g})"
+    if len(rivals) > 1:
+        how += f", then the first drawn ({len(rivals)} tie on {metric} too)"
+    return chosen, tuple(tied), how
+
+
+Scores = Callable[[JobSpec], tuple[float | None, float | None]]  # a job's (score, secondary)
+
+
+def tuning_jobs(base: Mapping[str, Any], sweeps: Mapping[str, Sequence[Any]],
+                compare: Compare) -> list[tuple[dict[str, Any], list[JobSpec]]]:
+    """Each context with its tuning jobs, one per drawn configuration, in draw order."""
+    configurations = draw(compare.tune, compare.budget, DRAW_SEED)
+    return [(context, [JobSpec.from_dict({**context, **configuration})
+                       for configuration in configurations])
+            for context in contexts(base, sweeps)]
+
+
+def select_from(base: Mapping[str, Any], sweeps: Mapping[str, Sequence[Any]],
+                compare: Compare, scores: Scores) -> list[Selection]:
+    """Each context's best stage-1 configuration by its final validation score (TIE_RULE);
+    contexts with no scored configuration are left out. `scores`: a job's final validation
+    scores, (None, None) when it has none."""
+    chosen = []
+    for context, specs in tuning_jobs(base, sweeps, compare):
+        scored = []
+        for index, spec in enumerate(specs):
+            score, secondary = scores(spec)
+            if score is not None and math.isfinite(score):
+                picked = spec.to_dict()
+                scored.append(Scored(index, {key: picked[key] for key in compare.tune}, score,
+                                     secondary))
+        if not scored:
+            continue
+        best, tied, how = choose(scored, compare)
+        chosen.append(Selection(context, best.settings, best.score,
+                                [item.score for item in scored], len(specs) - len(scored),
+                                tuple(scored), tied, how))
+    return chosen
 
 
 def select(grid_dir: Path, base: Mapping[str, Any], sweeps: Mapping[str, Sequence[Any]],
            compare: Compare) -> list[Selection]:
-    """Each context's best stage-1 configuration by its final validation score (ties: the
-    first drawn); contexts with no scored configuration are left out."""
-    configurations = draw(compare.tune, compare.budget, DRAW_SEED)
-    chosen = []
-    for context in contexts(base, sweeps):
-        scored: list[tuple[float, int]] = []
-        for index, configuration in enumerate(configurations):
-            spec = JobSpec.from_dict({**context, **configuration})
-            score = final_validation(grid_dir / "runs" / spec.job_id, compare.select)
-            if score is not None:
-                scored.append((score, index))
-        if not scored:
-            continue
-        sign = 1 if compare.minimize else -1  # best first, then the first drawn
-        best_score, best = min(scored, key=lambda item: (sign * item[0], item[1]))
-        picked = JobSpec.from_dict({**context, **configurations[best]}).to_dict()
-        chosen.append(Selection(context, {key: picked[key] for key in compare.tune},
-                                best_score, [score for score, _ in scored],
-                                len(configurations) - len(scored)))
-    return chosen
+    """select_from with the scores of the finished jobs' run dirs under `grid_dir`."""
+    metric = SECONDARY[compare.select][0]
+
+    def scores(spec: JobSpec) -> tuple[float | None, float | None]:
+        return final_validation(grid_dir / "runs" / spec.job_id, compare.select, metric)
+
+    return select_from(base, sweeps, compare, scores)
 
 
-def final_validation(run_dir: Path, metric: str) -> float | None:
-    """A finished job's validation score at its last evaluated epoch, or None."""
+def final_validation(run_dir: Path, metric: str,
+                     secondary: str) -> tuple[float | None, float | None]:
+    """A finished job's validation scores at its last evaluated epoch, or None each."""
     if not results.is_finished(run_dir):
-        return None
-    column = pq.read_table(run_dir / results.METRICS_FILE, columns=[metric]).column(metric)
-    values = [value for value in column.to_pylist() if value is not None]
+        return None, None
+    table = pq.read_table(run_dir / results.METRICS_FILE, columns=[metric, secondary])
+    return last_value(table.column(metric).to_pylist()), last_value(
+        table.column(secondary).to_pylist())
+
+
+def last_value(column: Sequence[float | None]) -> float | None:
+    """The last non-null value of a column in epoch order (the final evaluated epoch's), if
+    it is a finite number."""
+    values = [value for value in column if value is not None]
     score = values[-1] if values else None
     return score if score is not None and math.isfinite(score) else None
 

@@ -24,7 +24,8 @@ from runner.report.model import Group
 
 FINGERPRINT_KEY = b"tvo.figures"
 FILES_KEY = b"tvo.figure_files"  # the files drawn with that fingerprint
-DRAWING_CODE = ("figures.py", "plots.py", "plot_data.py", "styles.py", "labels.py", "model.py")
+DRAWING_CODE = ("figures.py", "figure_layout.py", "calibration_figure.py", "tuning_figures.py",
+                "plots.py", "plot_data.py", "styles.py", "labels.py", "model.py")
 
 
 def fingerprint(sources: Mapping[str, tuple[int, int]], keys: Sequence[str], labels: Labels,

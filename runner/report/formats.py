@@ -11,7 +11,9 @@ from typing import Any
 import pyarrow as pa
 
 from jobs.rundir import results
-from runner.report.tables import MEASURES, STATE_COLUMNS, Summary, format_value
+from runner.report.labels import format_value
+from runner.report.model import Summary
+from runner.report.tables import COMPARISON_COLUMNS, MEASURES, ROBUST_COLUMNS, STATE_COLUMNS
 
 STAT_SUFFIXES = ("mean", "std", "ci_low", "ci_high")
 
@@ -21,15 +23,16 @@ def summary_columns(keys: list[str]) -> list[tuple[str, pa.DataType]]:
     setting_types = {f.name: f.type for f in results.jobs_schema()}
     columns = [(key, setting_types[key]) for key in keys]
     columns += [("group", pa.string()), ("label", pa.string()), ("jobs", pa.int64()),
-                ("seeds", pa.int64())]
+                ("runs", pa.int64()), ("seeds", pa.int64())]
     columns += [(state, pa.int64()) for state in STATE_COLUMNS]
     columns += [(f"{name}_{suffix}", pa.float64()) for name in MEASURES for suffix in STAT_SUFFIXES]
+    columns += [(name, pa.float64()) for name in ROBUST_COLUMNS]
     columns += [("epochs_to_threshold", pa.float64()), ("threshold_reached", pa.int64()),
-                ("threshold_never", pa.int64()), ("baseline", pa.string()),
-                ("test", pa.string()), ("pairs", pa.int64()),
-                ("diff_final_test_acc", pa.float64()), ("diff_ci_low", pa.float64()),
-                ("diff_ci_high", pa.float64()), ("p_value", pa.float64()),
-                ("p_holm", pa.float64()), ("significant", pa.bool_())]
+                ("threshold_never", pa.int64())]
+    kinds = {"baseline": pa.string(), "test": pa.string(), "pairs": pa.int64(),
+             "test_note": pa.string(), "significant": pa.bool_()}
+    columns += [(name, kinds.get(name, pa.float64())) for name in COMPARISON_COLUMNS]
+    columns += [("identical_to", pa.string())]
     return columns
 
 
@@ -140,6 +143,43 @@ def problems_text(row: dict[str, Any], sep: str = ", ") -> str:
     return sep.join(f"{row[state]} {state}" for state in STATE_COLUMNS if row[state])
 
 
+def runs_text(row: dict[str, Any]) -> str:
+    """Seeds done (of the group's jobs); a group that pools other settings has more runs than
+    seeds, and says both."""
+    seeds, runs, jobs = row["seeds"], row["runs"], row["jobs"]
+    if runs == seeds:
+        return f"{seeds}" if runs == jobs else f"{seeds}/{jobs}"
+    return f"{runs} runs, {seeds} seeds" + ("" if runs == jobs else f" of {jobs}")
+
+
+def interval_text(value: float, low: float, high: float, digits: int = 4, *,
+                  signed: bool = False) -> str:
+    """`0.9600 [0.9500, 0.9700]`, the value alone without an interval, — without a value;
+    `signed`: differences, `+0.0100 [-0.0020, +0.0220]`."""
+    if value is None or math.isnan(value):
+        return "—"
+
+    def shown(number_: float) -> str:
+        return f"{number_:+.{digits}f}" if signed else number(number_, digits)
+
+    if math.isnan(low):
+        return shown(value)
+    return f"{shown(value)} [{shown(low)}, {shown(high)}]"
+
+
+def iqm_text(row: dict[str, Any]) -> str:
+    return interval_text(row["final_test_acc_iqm"], row["final_test_acc_iqm_low"],
+                         row["final_test_acc_iqm_high"])
+
+
+def improvement_text(row: dict[str, Any]) -> str:
+    return interval_text(row["p_improvement"], row["p_improvement_low"],
+                         row["p_improvement_high"], 2)
+
+
+CI_HEADER = "final acc ± 95% CI"  # the ± of every table is the half-width of a 95 % t CI
+
+
 def display(summary: Summary, *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
     """Headers and cells of the summary table as people read it, best group first.
 
@@ -150,27 +190,27 @@ def display(summary: Summary, *, compact: bool = False) -> tuple[list[str], list
     sep = "\n" if compact else " "
     keys = summary.keys or ["group"]
     if compact:
-        headers = [*keys, "seeds", "final acc", "Δ vs baseline", "p", "p Holm", "acc@best val",
-                   "NLL", "ECE", f"epochs\nto {summary.threshold:g}", "acc AUC", "not done"]
+        headers = [*keys, "seeds", "final acc\n± 95% CI", "Δ vs baseline", "p", "p Holm",
+                   "acc@best val", "NLL", "ECE", f"epochs\nto {summary.threshold:g}", "acc AUC",
+                   "not done"]
     else:
-        headers = [*keys, "seeds", "final acc", "Δ acc vs baseline [95% CI]", "p", "p (Holm)",
-                   "acc@best val", "NLL", "ECE", "confidence", "margin",
+        headers = [*keys, "seeds", CI_HEADER, "IQM [95% CI]", "Δ acc vs baseline [95% CI]",
+                   "p", "p (Holm)", "acc@best val", "NLL", "ECE", "confidence", "margin",
                    f"epochs to {summary.threshold:g}", "acc AUC", "not done"]
     cells = []
     for row in summary.rows:
         def cell(name: str, row: dict[str, Any] = row) -> str:
             return mean_text(row, name) if compact else mean_ci(row, name, 3)
 
-        seeds = str(row["seeds"])
-        if row["seeds"] != row["jobs"]:
-            seeds += f"/{row['jobs']}"
         names = [summary.labels.value(key, row[key]) for key in summary.keys] or [row["group"]]
         measures = [cell("test_nll"), cell("ece")]
         if not compact:
             measures += [cell("confidence"), cell("margin")]
+        robust = [] if compact else [iqm_text(row)]
         cells.append([
-            *names, seeds, mean_ci(row, "final_test_acc", 4, sep), diff_text(row, summary, sep),
-            p_text(row["p_value"]), p_text(row["p_holm"], mark=True),
+            *names, runs_text(row), mean_ci(row, "final_test_acc", 4, sep), *robust,
+            diff_text(row, summary, sep), p_text(row["p_value"]),
+            p_text(row["p_holm"], mark=True),
             cell("test_acc_at_best_val") if compact
             else mean_ci(row, "test_acc_at_best_val", 4), *measures,
             threshold_text(row), cell("acc_auc"), problems_text(row, "\n" if compact else ", "),
@@ -180,15 +220,17 @@ def display(summary: Summary, *, compact: bool = False) -> tuple[list[str], list
 
 def comparison_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
     """The comparison with the baseline, one row per compared group, best first."""
-    headers = ["group", "baseline", "test", "Δ final acc [95% CI]", "p", "p (Holm)"]
+    headers = ["group", "baseline", "test", "Δ final acc [95% CI]", "p", "p (Holm)",
+               "P(group > baseline) [95% CI]", "note"]
     labels = {group.name: group.label for group in summary.groups}
     cells = []
     for row in summary.rows:
-        if row["test"] is None:
+        if row["baseline"] is None:
             continue
-        test = row["test"] + (f" ({row['pairs']} pairs)" if row["pairs"] else "")
+        test = (row["test"] or "none") + (f" ({row['pairs']} pairs)" if row["pairs"] else "")
         cells.append([row["label"], labels[row["baseline"]], test, diff_text(row, summary),
-                      p_text(row["p_value"]), p_text(row["p_holm"], mark=True)])
+                      p_text(row["p_value"]), p_text(row["p_holm"], mark=True),
+                      improvement_text(row), row["test_note"] or ""])
     return headers, cells
 
 

@@ -10,19 +10,18 @@ from __future__ import annotations
 import html
 import importlib.util
 import json
+import re
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from runner.report.definitions import METRICS, statistics_text
-from runner.report.formats import comparison_cells, display
-from runner.report.load import GridData
-from runner.report.markdown import jobs_line
-from runner.report.model import PlotData
-from runner.report.tables import Summary
+from runner.report.contents import Contents
+from runner.report.document import Block, Figure, Heading, Items, Table, Text, blocks
+from runner.report.model import PlotData, Summary
 
 MAX_TARGET_PANELS = 12  # as targets.png: the best groups whose targets move
+EMPHASIS = re.compile(r"\*([^*\s][^*]*?)\*")
+WORDY_CELL = 60  # characters: a column with a longer cell is text, wrapped
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em;
@@ -31,6 +30,7 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 1em 0; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.6em; text-align: right;
          white-space: nowrap; }
 .scroll { overflow-x: auto; } td.name, th.name { text-align: left; }
+td.text, th.text { text-align: left; white-space: normal; min-width: 18em; }
 th { cursor: pointer; user-select: none; background: #f5f5f5; position: sticky; top: 0; }
 th[data-order=asc]::after { content: " \\25B2"; } th[data-order=desc]::after { content: " \\25BC"; }
 .chart { margin: 1em 0 2em; } .note { color: #555; } code { font-size: 0.9em; }
@@ -77,8 +77,14 @@ def plotly_js() -> str:
 
 def _table(headers: Sequence[str], cells: Sequence[Sequence[str]], table_id: str,
            names: int = 1) -> str:
-    """A sortable table; its first `names` columns are names (left-aligned), the rest numbers."""
+    """A sortable table; its first `names` columns are names (left-aligned), the rest numbers,
+    but for columns of sentences (left-aligned and wrapped)."""
+    wordy = {i for i in range(len(headers))
+             if any(len(row[i]) > WORDY_CELL for row in cells if i < len(row))}
+
     def kind(index: int) -> str:
+        if index in wordy:
+            return ' class="text"'
         return ' class="name"' if index < names else ""
 
     head = "".join(f"<th{kind(i)}>{html.escape(h)}</th>" for i, h in enumerate(headers))
@@ -99,62 +105,73 @@ def _chart(name: str, spec: dict[str, Any]) -> str:
 def charts(summary: Summary, plot_data: PlotData) -> dict[str, dict[str, Any]]:
     """Chart name -> plotly.js spec, the same set of charts as the PNG figures."""
     from runner.report import html_charts as chart
-    from runner.report.plots import CALIBRATION_TITLE, final_eces
+    from runner.report.plots import CALIBRATION_TITLE, FINAL_TITLE, final_eces
 
-    if not plot_data.groups:
-        return {}
-    curves = plot_data.curves
-    made = {
-        "test_acc": chart.curves_chart(curves["test_acc"], summary.labels,
-                                       "Test accuracy over epochs (mean over seeds, 95 % CI)",
-                                       "test accuracy"),
-        "train_loss": chart.curves_chart(curves["train_loss"], summary.labels,
-                                         "Training loss over epochs (mean over seeds, 95 % CI)",
-                                         "training loss"),
-        "final_acc": chart.dots_chart(summary, "final_test_acc", "Final test accuracy (mean over "
-                                      "seeds, 95 % CI)", "final test accuracy"),
-    }
+    made: dict[str, dict[str, Any]] = {}
+    if plot_data.tuning:
+        made["tuning_curves"] = chart.tuning_chart(plot_data.tuning, summary.labels,
+                                                   plot_data.tuning_metric)
+    if plot_data.groups:
+        curves = plot_data.curves
+        made["test_acc"] = chart.curves_chart(
+            curves["test_acc"], summary.labels,
+            "Test accuracy over epochs (mean over seeds, 95 % CI)", "test accuracy")
+        made["train_loss"] = chart.curves_chart(
+            curves["train_loss"], summary.labels,
+            "Training loss over epochs (mean over seeds, 95 % CI)", "training loss")
+    if plot_data.trajectories:
+        made["targets"] = chart.targets_chart(plot_data.trajectories[:MAX_TARGET_PANELS])
+    if plot_data.groups:
+        made["final_acc"] = chart.dots_chart(summary, "final_test_acc", FINAL_TITLE,
+                                             "final test accuracy")
     if plot_data.reliability:
         made["calibration"] = chart.reliability_chart(
             plot_data.reliability, summary.labels, final_eces(summary), CALIBRATION_TITLE)
-    if plot_data.trajectories:
-        made["targets"] = chart.targets_chart(plot_data.trajectories[:MAX_TARGET_PANELS])
+    if plot_data.profiles:
+        made["performance_profile"] = chart.profile_chart(plot_data.profiles, summary.labels,
+                                                          plot_data.profile_tasks)
     return made
 
 
-def render(data: GridData, summary: Summary, *, command: str,
-           specs: dict[str, dict[str, Any]], notes: Sequence[str]) -> str:
-    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    title = f"Results of grid {data.name}"
-    parts = [
-        f"<h1>{html.escape(title)}</h1>",
-        f"<p>Made by <code>{html.escape(command)}</code> on {made}, from "
-        f"<code>{html.escape(str(data.grid_dir))}</code>. {html.escape(jobs_line(data))}. "
-        "Click a column header to sort; drag on a chart to zoom (double-click resets); click a "
-        "legend entry to hide or show a group.</p>",
-        "<h2>Results</h2>",
-        _table(*display(summary), "results", names=max(1, len(summary.keys))),
-        "<h2>Comparison with the baseline</h2>",
-    ]
-    if summary.baseline is None:
-        parts.append(f'<p class="note">{html.escape(summary.baseline_note)}</p>')
-    else:
-        parts.append(_table(*comparison_cells(summary), "comparison", names=3))
-        if summary.baseline_note:
-            parts.append(f'<p class="note">{html.escape(summary.baseline_note)}</p>')
-    parts.append("<h2>Charts</h2>")
-    parts += [_chart(name, spec) for name, spec in specs.items()]
-    if not specs:
-        parts.append('<p class="note">Charts were not made this time (--no-plots).</p>')
-    parts += [f'<p class="note">{html.escape(note)}</p>' for note in notes]
-    parts += ["<h2>Groups</h2>",
-              _table(["label", "settings in full"],
-                     [[g.label, g.name] for g in summary.groups], "groups", names=2),
-              "<h2>Definitions</h2><ul>",
-              *[f"<li><b>{html.escape(name)}</b>: {html.escape(text)}</li>"
-                for name, text in METRICS],
-              "</ul><h2>Statistics</h2><ul>",
-              *[f"<li>{html.escape(text)}</li>" for text in statistics_text(summary)], "</ul>"]
+def _items(block: Items) -> str:
+    return "<ul>" + "".join(
+        f"<li><b>{html.escape(lead)}</b>: {_inline(text)}</li>" if lead
+        else f"<li>{_inline(text)}</li>" for lead, text in block.items) + "</ul>"
+
+
+def _inline(text: str) -> str:
+    """Text with markdown's `code` spans as <code> and *emphasis* as <em>."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{part}</code>" if i % 2 else EMPHASIS.sub(r"<em>\1</em>", part)
+                   for i, part in enumerate(parts))
+
+
+def _block(block: Block, specs: dict[str, dict[str, Any]]) -> str:
+    if isinstance(block, Heading):
+        return f"<h{block.level}>{html.escape(block.text)}</h{block.level}>"
+    if isinstance(block, Text):
+        kind = ' class="note"' if block.note else ""
+        return f"<p{kind}>{_inline(block.text)}</p>"
+    if isinstance(block, Table):
+        return _table(block.headers, block.cells, block.table_id, block.names)
+    if isinstance(block, Figure):
+        if block.name not in specs:
+            return ""
+        return _chart(block.name, specs[block.name])
+    assert isinstance(block, Items)
+    return _items(block)
+
+
+def render(contents: Contents, specs: dict[str, dict[str, Any]]) -> str:
+    """The report's blocks as one page: charts from `specs` (chart name -> plotly spec)."""
+    parts = []
+    for block in blocks(contents):
+        parts.append(_block(block, specs))
+        if isinstance(block, Heading) and block.level == 1:
+            parts.append("<p>Click a column header to sort; drag on a chart to zoom "
+                         "(double-click resets); click a legend entry to hide or show a group."
+                         "</p>")
+    title = contents.title
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f"<title>{html.escape(title)}</title><style>{STYLE}</style>"
             f"<script>{plotly_js()}</script></head><body>{''.join(parts)}"

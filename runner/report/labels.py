@@ -30,6 +30,19 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def sort_key(value: Any) -> tuple[int, Any]:
+    """Orders a setting's values: numbers by size, then text; None first."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (1, int(value))
+    if isinstance(value, int | float):
+        return (1, value)
+    if isinstance(value, tuple | list):
+        return (2, tuple(sort_key(v) for v in value))
+    return (3, str(value))
+
+
 @dataclass(frozen=True)
 class Labels:
     """Labels of one summary's groups; `hue` is the key that colours plots, `facets` the rest."""
@@ -39,7 +52,8 @@ class Labels:
     facets: tuple[str, ...]
     strategies: dict[str, str] = field(default_factory=dict)  # canonical -> short
     hue_order: tuple[str, ...] = ()  # hue labels in grid order: each keeps its colour everywhere
-    facet_order: tuple[str, ...] = ()  # facet labels in grid order
+    facet_order: tuple[str, ...] = ()  # facet labels sorted by their settings' values
+    aliases: dict[str, str] = field(default_factory=dict)  # hue -> legend name (identical ones)
 
     @classmethod
     def of(cls, keys: Sequence[str], group_keys: Sequence[tuple[Any, ...]]) -> Labels:
@@ -50,8 +64,35 @@ class Labels:
             strategies = strategy_labels([str(key[index]) for key in group_keys])
         labels = cls(tuple(keys), hue, tuple(k for k in keys if k != hue), strategies)
         hues = tuple(dict.fromkeys(labels.hue_label(key) for key in group_keys))
-        facets = tuple(dict.fromkeys(labels.facet_label(key) for key in group_keys))
+        # facets by value (lr 0.2 before 1.1 before 6.3), not in the order jobs were drawn
+        positions = [list(keys).index(facet) for facet in labels.facets]
+        ordered = sorted(group_keys, key=lambda key: [sort_key(key[i]) for i in positions])
+        facets = tuple(dict.fromkeys(labels.facet_label(key) for key in ordered))
         return dataclasses.replace(labels, hue_order=hues, facet_order=facets)
+
+    def with_identical(self, clusters: Sequence[Sequence[tuple[Any, ...]]],
+                       keys: Sequence[tuple[Any, ...]]) -> Labels:
+        """Legend names for groups drawn once for several identical ones: `a = b`, where every
+        group of hue b (in `keys`, all the groups' keys) is identical to one of hue a.
+        `clusters`: the group keys of each cluster, the drawn one first."""
+        copies: dict[str, set[str]] = {}  # copied hue -> the facets where it is a copy of `a`
+        firsts: dict[str, str] = {}
+        for cluster in clusters:
+            first = self.hue_label(cluster[0])
+            for key in cluster[1:]:
+                hue = self.hue_label(key)
+                if firsts.setdefault(hue, first) == first:
+                    copies.setdefault(hue, set()).add(self.facet_label(key))
+        aliases = dict(self.aliases)
+        for hue, facets in copies.items():
+            everywhere = {self.facet_label(key) for key in keys if self.hue_label(key) == hue}
+            if facets == everywhere:
+                first = firsts[hue]
+                aliases[first] = f"{aliases.get(first, first)} = {hue}"
+        return dataclasses.replace(self, aliases=aliases)
+
+    def legend_name(self, hue: str) -> str:
+        return self.aliases.get(hue, hue)
 
     def value(self, key: str, value: Any) -> str:
         """A grouping setting's value as tables show it in that setting's column."""

@@ -1,24 +1,30 @@
-"""The summary as a LaTeX booktabs table, ready for \\input (needs \\usepackage{booktabs}).
+"""The summary as LaTeX booktabs tables, ready for \\input (needs \\usepackage{booktabs}).
 
-Rows are ordered by facet (the settings other than the compared one), then by the compared
-value in grid order, with a \\midrule between facets. Per facet, the best value of each column
-is bold (highest accuracy, lowest NLL and ECE). The final accuracy carries Holm-corrected
-significance marks against the baseline.
+A comparison grid's file leads with its answer: the selection (selected configuration,
+validation score, ties) and the final seeds' comparison (CIs, Holm-adjusted p, probability of
+improvement), then the table of results. In the results, rows are ordered by facet (the
+settings other than the compared one), then by the compared value in grid order, with a
+\\midrule between facets. Per facet, the best value of each column among the groups with two
+seeds or more is bold (highest accuracy, lowest NLL and ECE): a single run is no result to
+single out. The final accuracy carries Holm-corrected significance marks against the baseline.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
+from runner.report.contents import Contents
 from runner.report.formats import NOT_APPLICABLE
 from runner.report.labels import format_value
-from runner.report.tables import Summary
+from runner.report.model import Summary
 
 SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
            "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
            "^": r"\textasciicircum{}"}
 MARKS = ((0.001, "***"), (0.01, "**"), (0.05, "*"))  # Holm-corrected p below -> mark
+MIN_SEEDS_BOLD = 2  # a group of one run is never set in bold
 # column: (header, measure, digits, higher is better)
 COLUMNS = (("final acc.", "final_test_acc", 4, True), ("NLL", "test_nll", 3, False),
            ("ECE", "ece", 3, False))
@@ -45,7 +51,8 @@ def _mean_ci(row: dict[str, Any], measure: str, digits: int) -> str:
 
 
 def _best(rows: list[dict[str, Any]], measure: str, higher: bool) -> float:
-    values = [r[f"{measure}_mean"] for r in rows if not math.isnan(r[f"{measure}_mean"])]
+    values = [r[f"{measure}_mean"] for r in rows
+              if not math.isnan(r[f"{measure}_mean"]) and r["seeds"] >= MIN_SEEDS_BOLD]
     if not values:
         return math.nan
     return max(values) if higher else min(values)
@@ -57,7 +64,7 @@ def _p_text(p_holm: float) -> str:
     return "$<$0.001" if p_holm < 0.001 else f"{p_holm:.3f}"
 
 
-def to_latex(summary: Summary, *, grid: str, command: str) -> str:
+def results_table(summary: Summary, *, grid: str, command: str) -> str:
     labels = summary.labels
     keys = [k for k in (labels.hue, *labels.facets) if k] or ["group"]
     pairs = list(zip(summary.rows, summary.groups, strict=True))
@@ -73,7 +80,7 @@ def to_latex(summary: Summary, *, grid: str, command: str) -> str:
     lines = [
         f"% tvo aggregate: grid {grid}; made by {command}",
         "% mean $\\pm$ half-width of the 95 % CI over seeds; bold: best of each column within "
-        "its block of equal settings",
+        "its block of equal settings (groups of two seeds or more)",
     ]
     if comparing:
         lines.append(f"% Delta and p against {summary.baseline[0]}="
@@ -95,7 +102,8 @@ def to_latex(summary: Summary, *, grid: str, command: str) -> str:
         cells = {}
         for header, measure, digits, higher in COLUMNS:
             text = _mean_ci(row, measure, digits)
-            if row[f"{measure}_mean"] == _best(block, measure, higher):
+            if row["seeds"] >= MIN_SEEDS_BOLD and row[f"{measure}_mean"] == _best(
+                    block, measure, higher):
                 text = f"\\textbf{{{text}}}"
             cells[header] = text
         stars = mark(row["p_holm"])
@@ -112,3 +120,49 @@ def to_latex(summary: Summary, *, grid: str, command: str) -> str:
         lines.append(" & ".join(out) + r" \\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+TEXT_SYMBOLS = {"Δ": r"$\Delta$", "<": "$<$", ">": "$>$", "—": "--", "±": r"$\pm$"}
+MINUS = re.compile(r"(?<![\w.])-(?=\d)")  # a negative number's sign, not a hyphen
+WORDY = 40  # characters: a column with a longer cell is set as a paragraph column
+PARAGRAPH = "p{7cm}"
+
+
+def _text(text: str) -> str:
+    """A table cell of the shared tables (selection): escaped, its symbols as LaTeX writes them."""
+    escaped = "".join(TEXT_SYMBOLS.get(char, char) for char in escape(text))
+    return MINUS.sub("$-$", escaped)
+
+
+def _tabular(headers: list[str], cells: list[list[str]], names: int, comment: str) -> list[str]:
+    def kind(index: int) -> str:
+        if any(len(row[index]) > WORDY for row in cells):
+            return PARAGRAPH
+        return "l" if index < names else "r"
+
+    spec = "".join(kind(index) for index in range(len(headers)))
+    return [f"% {comment}", "\\begin{tabular}{" + spec + "}", "\\toprule",
+            " & ".join(_text(h) for h in headers) + r" \\", "\\midrule",
+            *(" & ".join(_text(c) for c in row) + r" \\" for row in cells),
+            "\\bottomrule", "\\end{tabular}", ""]
+
+
+def to_latex(contents: Contents) -> str:
+    """summary.tex: a comparison grid's selection and final comparison, then the results."""
+    results = results_table(contents.summary, grid=contents.data.name, command=contents.command)
+    protocol = contents.protocol
+    if protocol is None:
+        return results
+    from runner.report.selection import answer_cells, selection_cells
+
+    lines = [f"% tvo aggregate: grid {contents.data.name}; made by {contents.command}",
+             "% needs \\usepackage{booktabs}; three tables: selection, final comparison, results",
+             ""]
+    headers, cells = selection_cells(protocol)
+    lines += _tabular(headers, cells, 2, "selection on validation (stage 1), ties and how they "
+                      "were broken")
+    headers, cells = answer_cells(protocol, contents.summary)
+    lines += _tabular(headers, cells, 1, "final seeds (stage 2): mean [95 % t CI], IQM [95 % "
+                      "bootstrap CI], paired t-test against the baseline, Holm-adjusted p "
+                      "(* < 0.05), P(method > baseline) [95 % CI]")
+    return "\n".join(lines) + results

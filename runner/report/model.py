@@ -46,6 +46,14 @@ class Summary:
     baseline: tuple[str, Any] | None  # (key, value) compared against, None when no comparison
     baseline_note: str  # why there is no comparison, or which groups lack a baseline
     threshold: float
+    identical: tuple[str, ...] = ()  # a sentence per cluster of bit-identical groups
+    # settings that come with the compared value (a comparison's tuned ones: each method has
+    # its selected lr): not paired on
+    method_settings: tuple[str, ...] = ()
+
+    def drawn(self) -> list[int]:
+        """Indices of the rows the figures draw: one group per identical cluster."""
+        return [i for i, row in enumerate(self.rows) if row.get("identical_to") is None]
 
 
 @dataclass(frozen=True)
@@ -61,12 +69,15 @@ class Curve:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """Mean over seeds of each class's c_i and nc_i per epoch."""
+    """Mean over seeds of each class's targets per epoch: the class value and the non-class
+    value trained on (from the target tables, normalised where the strategy normalises), or the
+    raw c_i and nc_i where no table was recorded."""
 
     group: Group
     epochs: np.ndarray
     target_class: np.ndarray  # epochs x classes
     target_nonclass: np.ndarray
+    trained_on: bool = True  # from the target tables; False: raw c_i, nc_i
 
 
 @dataclass(frozen=True)
@@ -82,10 +93,39 @@ class Reliability:
 
 
 @dataclass(frozen=True)
+class TuningPanel:
+    """One method's tuning curve: the expected best validation score of k configurations, with
+    its simultaneous band (NaN without one)."""
+
+    label: str  # the method and its other settings, as the tables name it
+    hue: str  # the method's short name (its colour)
+    facet: str  # its other swept settings ("" when there are none)
+    budgets: np.ndarray
+    expected: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+@dataclass(frozen=True)
+class ProfileCurve:
+    """A method's performance profile over several tasks (bootstrap.Profile) and its hue."""
+
+    hue: str
+    thresholds: np.ndarray
+    fraction: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+
+@dataclass(frozen=True)
 class PlotData:
     """Everything the figures and the HTML charts draw, read once for both."""
 
-    groups: list[Group]  # groups with done jobs, best first
+    groups: list[Group]  # groups with done jobs, best first, one per identical cluster
     curves: dict[str, list[Curve]]  # metrics column -> one curve per group
     trajectories: list[Trajectory]
     reliability: list[Reliability] = field(default_factory=list)  # groups with bins, best first
+    tuning: list[TuningPanel] = field(default_factory=list)  # comparison grids only
+    tuning_metric: str = ""  # the validation metric the tuning curves show
+    profiles: list[ProfileCurve] = field(default_factory=list)  # several tasks only
+    profile_tasks: str = ""  # what the tasks are, e.g. "2 datasets"

@@ -69,7 +69,11 @@ def moving_jobs(data: GridData, groups: Sequence[Group]) -> list[str]:
 
 
 def target_trajectories(data: GridData, groups: Sequence[Group]) -> list[Trajectory]:
-    """Groups whose strategy moves c_i or nc_i during training (fixed targets are left out)."""
+    """Groups whose strategy moves c_i or nc_i during training (fixed targets are left out),
+    with the targets trained on: from each row's target table (what the loss was given, after
+    any normalisation: tvo and fixed with normalize=true divide each row by its sum), the
+    class value T_ii and the mean non-class value of row i. Rows written before tables were
+    recorded give the raw c_i and nc_i."""
     static = static_strategies()
     groups = [g for g in groups
               if any(job.settings.get("strategy_name") not in static for job in g.jobs)]
@@ -78,25 +82,67 @@ def target_trajectories(data: GridData, groups: Sequence[Group]) -> list[Traject
     if not groups:
         return []
     members = _membership(groups)
-    rows = (data.metrics.select("job_id", "epoch", "target_class", "target_nonclass")
+    rows = (data.metrics.select("job_id", "epoch", "target_class", "target_nonclass",
+                                "target_matrix")
             .join(members.lazy(), on="job_id")
-            .filter(pl.col("target_class").is_not_null() | pl.col("target_nonclass").is_not_null()))
-    classes = data.collect(rows.select(pl.max_horizontal(
-        pl.col("target_class").list.len().max(), pl.col("target_nonclass").list.len().max(),
-    ))).item()
-    if not classes:
+            .filter(pl.col("target_class").is_not_null() | pl.col("target_nonclass").is_not_null()
+                    | pl.col("target_matrix").is_not_null()))
+    frame = data.collect(rows.select("group_index", "epoch", "target_class", "target_nonclass",
+                                     "target_matrix"))
+    if frame.is_empty():
         return []
-    parts = [pl.col(column).list.get(i, null_on_oob=True).alias(f"{column}_{i}")
-             for column in ("target_class", "target_nonclass") for i in range(classes)]
-    frame = data.collect(rows.select("group_index", "epoch", *parts)
-                         .group_by("group_index", "epoch").mean().sort("group_index", "epoch"))
     trajectories = []
-    for (index,), part in frame.group_by("group_index", maintain_order=True):
-        c = part.select(f"target_class_{i}" for i in range(classes)).to_numpy().astype(float)
-        nc = part.select(f"target_nonclass_{i}" for i in range(classes)).to_numpy().astype(float)
+    for (index,), part in frame.sort("group_index", "epoch").group_by("group_index",
+                                                                     maintain_order=True):
+        values = _trained_on(part)
+        if values is None:
+            continue
+        epochs, c, nc, from_table = values
         if _moves(c) or _moves(nc):
-            trajectories.append(Trajectory(groups[index], part["epoch"].to_numpy(), c, nc))
+            trajectories.append(Trajectory(groups[index], epochs, c, nc, from_table))
     return trajectories
+
+
+def _trained_on(part: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool] | None:
+    """A group's rows as (epochs, class values, non-class values, from the target tables),
+    averaged over its jobs per epoch."""
+    tables = part["target_matrix"]
+    from_table = tables.null_count() == 0
+    if from_table:
+        matrix = np.array(tables.to_list(), dtype=float)  # rows x K x K
+        count = matrix.shape[-1]
+        c = np.diagonal(matrix, axis1=1, axis2=2)
+        nc = (matrix.sum(axis=2) - c) / max(count - 1, 1)
+    else:
+        c = _padded(part["target_class"].to_list())
+        nc = _padded(part["target_nonclass"].to_list())
+        if c.size == 0 and nc.size == 0:
+            return None
+        width = max(c.shape[1], nc.shape[1])
+        c, nc = _widen(c, len(part), width), _widen(nc, len(part), width)
+    epochs = part["epoch"].to_numpy()
+    unique, inverse = np.unique(epochs, return_inverse=True)
+    counts = np.bincount(inverse).astype(float)[:, None]
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        totals = np.zeros((len(unique), values.shape[1]))
+        np.add.at(totals, inverse, np.nan_to_num(values))
+        return totals / counts
+
+    return unique, mean(c), mean(nc), from_table
+
+
+def _padded(lists: list[list[float] | None]) -> np.ndarray:
+    width = max((len(values) for values in lists if values), default=0)
+    return np.array([(values or []) + [np.nan] * (width - len(values or [])) for values in lists],
+                    dtype=float).reshape(len(lists), width)
+
+
+def _widen(values: np.ndarray, rows: int, width: int) -> np.ndarray:
+    if values.shape[1] == width:
+        return values
+    return np.full((rows, width), np.nan) if values.size == 0 else np.pad(
+        values, ((0, 0), (0, width - values.shape[1])), constant_values=np.nan)
 
 
 def reliability_bins(data: GridData, groups: Sequence[Group]) -> list[Reliability]:

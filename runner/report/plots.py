@@ -16,7 +16,8 @@ from runner.report.model import Curve, PlotData, Summary
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-FIGURES = ("test_acc", "train_loss", "targets", "final_acc", "calibration")
+FIGURES = ("test_acc", "train_loss", "targets", "final_acc", "calibration", "tuning_curves",
+           "performance_profile")
 # PNG for the reports, SVG (vector, text kept as text) for papers; SVG rather than PDF as it
 # takes a third of the time to write (0.2 s against 0.3-0.6 s per figure, measured on the 1,000
 # job benchmark grid) and the aggregation has 3 s in all
@@ -27,7 +28,8 @@ CURVE_FIGURES = {
     "train_loss": ("training loss", "Training loss over epochs (mean over seeds, 95 % CI)")}
 PLOT_FILES = tuple(f"{name}.{fmt}" for name in FIGURES for fmt in FORMATS)
 CALIBRATION_TITLE = ("Reliability at the final epoch (bins pooled over seeds; dotted: perfect "
-                     "calibration)")
+                     "calibration; ECE beside each line)")
+FINAL_TITLE = "Final test accuracy (mean over seeds, 95 % t CI, cut at 1)"
 
 
 def calibrated(summary: Summary) -> list[int]:
@@ -46,20 +48,24 @@ def plot_notes(summary: Summary, plot_data: PlotData) -> list[str]:
     from runner.report.figures import MAX_TARGET_PANELS
 
     notes = []
+    if summary.identical:
+        notes.append("groups with bit-identical runs are drawn once (see the comparison); a "
+                     "legend names `a = b` where b is a copy of a in every panel")
     moving = len(plot_data.trajectories)
     if moving > MAX_TARGET_PANELS:
         notes.append(f"targets shows the best {MAX_TARGET_PANELS} of {moving} groups whose "
                      "targets move")
     if not moving:
         notes.append("no target trajectories: no strategy in this grid moved c_i or nc_i")
-    lacking = len(summary.rows) - len(calibrated(summary))
+    drawn = set(summary.drawn())
+    lacking = len(drawn) - len([i for i in calibrated(summary) if i in drawn])
     if lacking:
         notes.append(f"ECE and NLL are not applicable to {lacking} group(s) (tanh, lecun_tanh "
                      "or linear outputs are no probabilities): left out of the calibration "
                      "plots")
     binned = {r.group.name for r in plot_data.reliability}
     unbinned = [i for i in calibrated(summary) if summary.groups[i].name not in binned
-                and summary.groups[i].done_ids]
+                and summary.groups[i].done_ids and i in drawn]
     if unbinned:
         notes.append(f"{len(unbinned)} group(s) with an ECE have no reliability bins (metrics "
                      "written before tvo recorded them): left out of the calibration plots")
@@ -69,6 +75,8 @@ def plot_notes(summary: Summary, plot_data: PlotData) -> list[str]:
 def figure_names(summary: Summary, plot_data: PlotData) -> list[str]:
     """The figures this summary gets, in report order."""
     names = []
+    if plot_data.tuning:
+        names.append("tuning_curves")
     if plot_data.groups:
         names += ["test_acc", "train_loss"]
     if plot_data.trajectories:
@@ -77,6 +85,8 @@ def figure_names(summary: Summary, plot_data: PlotData) -> list[str]:
         names.append("final_acc")
     if plot_data.reliability:
         names.append("calibration")
+    if plot_data.profiles:
+        names.append("performance_profile")
     return names
 
 
@@ -99,11 +109,22 @@ def make_figures(summary: Summary, plot_data: PlotData,
     if "targets" in wanted:
         made["targets"] = draw.targets_figure(plot_data.trajectories)
     if "final_acc" in wanted:
-        made["final_acc"] = draw.dots_figure(summary, [("final_test_acc", "final test accuracy")],
-                                             "Final test accuracy (mean over seeds, 95 % CI)")
+        made["final_acc"] = draw.dots_figure(summary, "final_test_acc", "final test accuracy",
+                                             FINAL_TITLE)
     if "calibration" in wanted:
-        made["calibration"] = draw.reliability_figure(
+        from runner.report.calibration_figure import reliability_figure
+
+        made["calibration"] = reliability_figure(
             plot_data.reliability, summary.labels, final_eces(summary), CALIBRATION_TITLE)
+    if "tuning_curves" in wanted or "performance_profile" in wanted:
+        from runner.report.tuning_figures import profile_figure, tuning_figure
+
+        if "tuning_curves" in wanted:
+            made["tuning_curves"] = tuning_figure(plot_data.tuning, summary.labels,
+                                                  plot_data.tuning_metric)
+        if "performance_profile" in wanted:
+            made["performance_profile"] = profile_figure(plot_data.profiles, summary.labels,
+                                                         plot_data.profile_tasks)
     return made
 
 

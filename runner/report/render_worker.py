@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the caller starts the worker before it imports numpy: nothi
 # grid (test_acc 0.36 s, train_loss 0.47 s, calibration 0.37 s, final_acc 0.27 s of CPU) and
 # targets at its 12 panels of 20 lines
 COSTS = {"test_acc": 1.0, "train_loss": 1.0, "calibration": 1.0, "final_acc": 0.75,
-         "targets": 1.3}
+         "targets": 1.3, "tuning_curves": 1.0, "performance_profile": 0.6}
 PROCESSES = 2  # the worker and its fork
 CURVES, REST = "curves", "rest"  # the two jobs a worker gets, each pickled with this tag first
 
@@ -225,6 +225,7 @@ def main() -> None:
     import matplotlib.backends.backend_svg  # noqa: F401
     import matplotlib.figure  # noqa: F401
 
+    import runner.report.calibration_figure  # noqa: F401
     import runner.report.figures  # noqa: F401
     import runner.report.plots  # noqa: F401
 

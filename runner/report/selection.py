@@ -1,229 +1,273 @@
-"""What `tvo aggregate` writes for a grid with `compare:`: summary/selection.csv (one row per
-method: its selected settings, their validation score, the final seeds' test accuracy with a
-confidence interval, and the Holm-corrected p against the baseline method), and the tuning
-curves (summary/tuning_curves.csv and .png): the expected best validation score against the
-number of configurations tried, with confidence bands (runner.report.tuning).
+"""What the report says of a comparison grid, answer first: each method's selected configuration
+with its validation score and ties, the final seeds' comparison (from the summary of the final
+runs alone), the tuning curves, and one verdict per method; then the tuning stage on its own
+(every configuration by its validation score: tuning runs are never ranked on test).
+
+The cells are made here once for every output (console, report.md, report.html, summary.tex)
+and the CSV files (selection.csv, tuning.csv, tuning_curves.csv) as bytes for the pipeline to
+write with the rest.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from jobs.rundir import results
-from jobs.spec import JobSpec
-from runner.grid.protocol import Compare, Selection, select, stage_two
+from runner.grid.protocol import SECONDARY, TIE_RULE, Compare, Scored
+from runner.report.formats import interval_text, number, p_text
+from runner.report.labels import format_value, short_value
+from runner.report.model import Summary
+from runner.report.stages import OUTSIDE, Method, Stages
+from runner.report.tuning import TuningCurve, tuning_curve
+from runner.report.verdicts import verdict
 
 SELECTION_FILE = "selection.csv"
+TUNING_FILE = "tuning.csv"
 CURVES_FILE = "tuning_curves.csv"
-CURVES_PLOT = "tuning_curves.png"
-CONFIDENCE = 0.95  # of the final seeds' test-accuracy interval
 
 
 @dataclass(frozen=True)
-class MethodResult:
-    selection: Selection
-    test_accs: dict[int, float]  # final seed -> final test accuracy
+class Chosen:
+    """One method's way through the protocol, and its final-seed row of the summary."""
+
+    method: Method
+    final_done: int
+    row: dict[str, Any] | None  # None until a final run of the selection is done
 
 
-def final_results(grid_dir: Path, base: dict[str, Any], sweeps: dict[str, Any],
-                  compare: Compare) -> list[MethodResult]:
-    """Each selected configuration's final test accuracies, by seed (finished jobs only)."""
-    out = []
-    for selection in select(grid_dir, base, sweeps, compare):
-        accs = {}
-        for spec in stage_two([selection], compare):
-            run_dir = grid_dir / "runs" / spec.job_id
-            if results.is_finished(run_dir):
-                column = pq.read_table(run_dir / results.METRICS_FILE,
-                                       columns=["test_acc"]).column("test_acc").to_pylist()
-                values = [value for value in column if value is not None]
-                if values:
-                    accs[spec.seed] = values[-1]
-        out.append(MethodResult(selection, accs))
-    return out
+@dataclass(frozen=True)
+class ProtocolReport:
+    compare: Compare
+    keys: list[str]  # the settings that name a method and its context (Protocol.keys)
+    chosen: list[Chosen]
+    curves: list[tuple[str, TuningCurve]]  # method label -> its tuning curve
+    verdicts: list[str]
+    notes: list[str]  # outside jobs, methods without a selection or final runs
 
 
-def selection_rows(methods: list[MethodResult], compare: Compare) -> list[dict[str, Any]]:
-    """The rows of selection.csv; the first method is the baseline. Seeds pair up between
-    methods (same seed: same initialisation and data order), so the test is paired
-    (scipy's ttest_rel over the seeds both finished); p-values are Holm-corrected over the
-    comparisons with the baseline (statsmodels' multipletests)."""
-    from scipy import stats
-    from statsmodels.stats.multitest import multipletests
-
-    baseline = methods[0].test_accs if methods else {}
-    raw: list[float] = []
-    for method in methods[1:]:
-        seeds = sorted(set(method.test_accs) & set(baseline))
-        pair = ([method.test_accs[s] for s in seeds], [baseline[s] for s in seeds])
-        if len(seeds) < 2 or pair[0] == pair[1]:
-            raw.append(1.0 if len(seeds) >= 2 else math.nan)
-        else:
-            raw.append(float(stats.ttest_rel(*pair).pvalue))
-    finite = [p for p in raw if math.isfinite(p)]
-    corrected = iter(multipletests(finite, method="holm")[1].tolist() if finite else [])
-    holm = [next(corrected) if math.isfinite(p) else math.nan for p in raw]
-    rows = []
-    for index, method in enumerate(methods):
-        accs = list(method.test_accs.values())
-        mean, half = _mean_ci(accs)
-        row: dict[str, Any] = {
-            compare.by: JobSpec.from_dict(method.selection.context).to_dict()[compare.by],
-            **{f"selected_{key}": value for key, value in method.selection.settings.items()},
-            f"selected_{compare.select}": method.selection.score,
-            "configurations_scored": len(method.selection.tried),
-            "final_seeds": len(accs), "test_acc_mean": mean,
-            "test_acc_ci_low": mean - half, "test_acc_ci_high": mean + half,
-            "p_vs_baseline": None if index == 0 else raw[index - 1],
-            "p_holm": None if index == 0 else holm[index - 1],
-            "test": "baseline" if index == 0 else "paired t-test over shared final seeds",
-        }
-        rows.append(row)
-    return rows
+def _settings_text(settings: dict[str, Any]) -> str:
+    """`lr=14.9`: tuned values to three significant digits (the files keep them whole)."""
+    return ", ".join(f"{key}={value:.3g}" if isinstance(value, float)
+                     else f"{key}={short_value(value)}" for key, value in settings.items())
 
 
-def _mean_ci(values: list[float]) -> tuple[float, float]:
-    from scipy import stats
+def tie_text(method: Method, compare: Compare) -> str:
+    """`3 tied at 0.9779: lr=14.9 (val_loss 0.0064), lr=9.66 (0.0070), lr=6.27 (0.0083);
+    broken by the lowest val_loss`, best first, or "" without a tie."""
+    selection = method.selection
+    if selection is None or not selection.tied:
+        return ""
+    metric = SECONDARY[compare.select][0]
+    tied = [f"{_settings_text(item.settings)} ({number(item.secondary)})"
+            for item in _ranked(selection.tied, compare)]
+    return (f"{len(selection.tied)} tied at {selection.score:.4f}: {', '.join(tied)} "
+            f"(in parentheses: {metric}); broken by the {selection.tie_break}")
 
-    if not values:
-        return math.nan, math.nan
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, math.nan
-    sem = stats.sem(values)
-    return mean, float(sem * stats.t.ppf((1 + CONFIDENCE) / 2, len(values) - 1))
 
-
-def write_comparison(grid_dir: Path, base: dict[str, Any], sweeps: dict[str, Any],
-                     compare: Compare, summary_dir: Path, plots: bool = True) -> list[Path]:
-    """selection.csv, tuning_curves.csv and (with `plots`) tuning_curves.png; the paths."""
-    from runner.report.tuning import tuning_curve
-
-    methods = final_results(grid_dir, base, sweeps, compare)
-    summary_dir.mkdir(parents=True, exist_ok=True)
-    written = [_write_csv(summary_dir / SELECTION_FILE, selection_rows(methods, compare))]
+def tuning_curves(stages: Stages) -> list[tuple[str, TuningCurve]]:
+    """Each selected method's tuning curve (Dodge et al.), with bands where scores are bounded."""
+    compare = stages.protocol.compare
     bounds = (0.0, 1.0) if compare.select == "val_acc" else None
     budgets = list(range(1, compare.budget + 1))
-    curves = []
-    for method in methods:
-        label = JobSpec.from_dict(method.selection.context).to_dict()[compare.by]
-        curve = tuning_curve(method.selection.tried, budgets, minimize=compare.minimize,
-                             bounds=bounds)
-        curves.append((label, curve))
-    rows = [{compare.by: label, "configurations": k, f"expected_best_{compare.select}": e,
-             "band_low": low, "band_high": high, "band": curve.method}
-            for label, curve in curves
-            for k, e, low, high in zip(curve.budgets, curve.expected, curve.lower, curve.upper,
-                                       strict=True)]
-    written.append(_write_csv(summary_dir / CURVES_FILE, rows))
-    if plots and curves:
-        written.append(_plot(summary_dir / CURVES_PLOT, curves, compare))
-    return written
+    return [(method.label, tuning_curve(method.selection.tried, budgets,
+                                        minimize=compare.minimize, bounds=bounds))
+            for method in stages.methods if method.selection is not None]
 
 
-def compared_grid(grid_dir: Path) -> Any | None:
-    """The grid of `grid_dir` (its grid.yaml) when it has a `compare:` section, else None
-    (found without importing torch: only a compared grid pays for its strategies)."""
-    path = grid_dir / "grid.yaml"
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
-    if "\ncompare:" not in text:
-        return None
-    from runner.grid.expand import GridError, load_grid
-
-    try:
-        grid = load_grid(str(path))
-    except GridError:
-        return None
-    return grid if grid.compare is not None else None
-
-
-def add_comparison(grid_dir: Path, summary_dir: Path, plots: bool) -> list[Path]:
-    """For a compared grid, the comparison's files, and its section appended to report.md."""
-    grid = compared_grid(grid_dir)
-    if grid is None:
-        return []
-    written = write_comparison(grid_dir, dict(grid.base), dict(grid.sweeps), grid.compare,
-                               summary_dir, plots)
-    report = summary_dir / "report.md"
-    if report.exists():
-        section = _report_section(summary_dir / SELECTION_FILE, grid.compare, plots)
-        results.atomic_write_bytes(report, (report.read_text() + section).encode())
-    return written
+def build(stages: Stages, summary: Summary, jobs: dict[str, Any],
+          curves: list[tuple[str, TuningCurve]]) -> ProtocolReport:
+    """The protocol's part of the report, the final runs' `summary` and the tuning `curves`
+    given."""
+    compare = stages.protocol.compare
+    keys = summary.keys
+    rows = {tuple(row.get(key) for key in keys): row for row in summary.rows}
+    chosen, notes = [], []
+    for method in stages.methods:
+        done = len(method.final_done(jobs))
+        row = rows.get(tuple(method.context.get(key) for key in keys)) if done else None
+        chosen.append(Chosen(method, done, row))
+        if method.selection is None:
+            notes.append(f"{method.label}: no configuration has a validation score yet: nothing "
+                         f"selected (see `tvo status`)")
+        elif done < len(compare.final_seeds):
+            notes.append(f"{method.label}: {done} of {len(compare.final_seeds)} final seeds "
+                         "done; `tvo run` the grid again to train the rest")
+    outside = stages.count(OUTSIDE)
+    if outside:
+        notes.append(f"{outside} job(s) in this dir are in neither stage (e.g. the final seeds "
+                     "of an earlier selection, or jobs of another grid): left out of every "
+                     "table")
+    by_name = {row["group"]: row for row in summary.rows}
+    verdicts = [verdict(item.row, summary, by_name) for item in chosen if item.row is not None]
+    return ProtocolReport(compare, stages.protocol.keys(), chosen, curves, verdicts, notes)
 
 
-def _report_section(selection: Path, compare: Compare, plots: bool) -> str:
-    rows = list(csv.DictReader(selection.open()))
-    lines = ["", "## Comparison protocol", "",
-             f"Each {compare.by} tried the same {compare.budget} configurations of "
-             f"{', '.join(f'{k} ~ {v}' for k, v in compare.tune.items())}; the one with the best "
-             f"final {compare.select} (validation, never test) was trained again with seeds "
-             f"{', '.join(map(str, compare.final_seeds))}. p: paired t-test against the first "
-             f"{compare.by} over the shared seeds, Holm-corrected (statsmodels).", "",
-             f"| {compare.by} | selected | {compare.select} | test acc (95 % CI) | p | p Holm |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for row in rows:
-        score = f"selected_{compare.select}"
-        chosen = ", ".join(f"{key[len('selected_'):]}={_short(value)}"
-                           for key, value in row.items()
-                           if key.startswith("selected_") and key != score)
-        lines.append(f"| {row[compare.by]} | {chosen} | {_short(row[score])} "
-                     f"| {_short(row['test_acc_mean'])} [{_short(row['test_acc_ci_low'])}, "
-                     f"{_short(row['test_acc_ci_high'])}] | {_short(row['p_vs_baseline'])} "
-                     f"| {_short(row['p_holm'])} |")
-    if plots:
-        lines += ["", f"![tuning curves]({CURVES_PLOT})", "",
-                  "Tuning curves: the expected best validation score of k configurations drawn "
-                  "at random (Dodge et al. 2019), with 80 % simultaneous bands (Lourie et al. "
-                  "2024, opda)."]
-    return "\n".join(lines) + "\n"
+# ---------------------------------------------------------------------------------------------
+# Cells, for every output
 
 
-def _short(value: str) -> str:
-    try:
-        return f"{float(value):.4g}"
-    except ValueError:
-        return value or "-"
+def selection_cells(report: ProtocolReport) -> tuple[list[str], list[list[str]]]:
+    """The selection: per method its chosen configuration, validation score and ties."""
+    compare = report.compare
+    headers = ["method", "selected", compare.select, "tie", "configurations scored",
+               "final seeds done"]
+    cells = []
+    for item in report.chosen:
+        selection = item.method.selection
+        if selection is None:
+            cells.append([item.method.label, "—", "—", "", f"0/{compare.budget}",
+                          f"0/{len(compare.final_seeds)}"])
+            continue
+        cells.append([item.method.label, _settings_text(selection.settings),
+                      f"{selection.score:.4f}", tie_text(item.method, compare) or "no tie",
+                      f"{len(selection.tried)}/{compare.budget}",
+                      f"{item.final_done}/{len(compare.final_seeds)}"])
+    return headers, cells
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    import io
+def answer_cells(report: ProtocolReport, summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """The final seeds' comparison: per method its final test accuracy with CIs, and against
+    the baseline the difference, paired t p-values (raw and Holm) and P(method > baseline)."""
+    headers = ["method", "seeds", "final test acc [95% t CI]", "IQM [95% bootstrap CI]",
+               "Δ vs baseline [95% CI]", "p", "p (Holm)", "P(method > baseline) [95% CI]"]
+    cells = []
+    for item in report.chosen:
+        row = item.row
+        if row is None:
+            cells.append([item.method.label, "0", "not run yet", "", "", "", "", ""])
+            continue
+        is_baseline = row["baseline"] is None and summary.baseline is not None and row.get(
+            summary.baseline[0]) == summary.baseline[1]
+        diff = "baseline" if is_baseline else interval_text(
+            row["diff_final_test_acc"], row["diff_ci_low"], row["diff_ci_high"], signed=True)
+        cells.append([
+            item.method.label, str(row["seeds"]),
+            interval_text(row["final_test_acc_mean"], row["final_test_acc_ci_low"],
+                          row["final_test_acc_ci_high"]),
+            interval_text(row["final_test_acc_iqm"], row["final_test_acc_iqm_low"],
+                          row["final_test_acc_iqm_high"]),
+            diff, "" if is_baseline else p_text(row["p_value"]),
+            "" if is_baseline else p_text(row["p_holm"], mark=True),
+            "" if is_baseline else interval_text(row["p_improvement"], row["p_improvement_low"],
+                                                 row["p_improvement_high"], 2)])
+    return headers, cells
 
+
+def curve_cells(report: ProtocolReport) -> tuple[list[str], list[list[str]]]:
+    """The tuning curves at a few budgets: 1, a quarter, half, and the whole budget."""
+    budget = report.compare.budget
+    shown = sorted({1, max(1, budget // 4), max(1, budget // 2), budget})
+    headers = ["method", *(f"k = {k}" for k in shown)]
+    cells = []
+    for label, curve in report.curves:
+        values = dict(zip(curve.budgets, zip(curve.expected, curve.lower, curve.upper,
+                                             strict=True), strict=True))
+        cells.append([label, *(interval_text(*values[k]) for k in shown)])
+    return headers, cells
+
+
+def tuning_cells(report: ProtocolReport) -> tuple[list[str], list[list[str]]]:
+    """The tuning stage: every configuration of every method, best validation score first."""
+    compare = report.compare
+    secondary = SECONDARY[compare.select][0]
+    headers = ["method", "rank", "configuration", compare.select, secondary, "selected"]
+    cells = []
+    for item in report.chosen:
+        selection = item.method.selection
+        if selection is None:
+            continue
+        for rank, scored in enumerate(_ranked(selection.scored, compare), start=1):
+            mark = ""
+            if scored.settings == selection.settings:
+                mark = "selected" + (" (tie broken)" if selection.tied else "")
+            elif any(scored.index == tied.index for tied in selection.tied):
+                mark = "tied"
+            cells.append([item.method.label, str(rank), _settings_text(scored.settings),
+                          f"{scored.score:.4f}", number(scored.secondary), mark])
+    return headers, cells
+
+
+def _ranked(scored: tuple[Scored, ...], compare: Compare) -> list[Scored]:
+    sign = 1 if compare.minimize else -1
+    lower = SECONDARY[compare.select][1]
+    return sorted(scored, key=lambda item: (
+        sign * item.score,
+        (1 if lower else -1) * (item.secondary if item.secondary is not None else math.inf),
+        item.index))
+
+
+def protocol_text(report: ProtocolReport) -> str:
+    """The protocol in one paragraph, for the reports."""
+    compare = report.compare
+    tuned = ", ".join(f"{key} ~ {space}" for key, space in compare.tune.items())
+    return (f"Each {compare.by} tried the same {compare.budget} configurations of {tuned} with "
+            f"one seed (stage 1, tuning) and kept the one with the best final {compare.select} "
+            f"on the validation split, never the test set; {TIE_RULE}. The selected "
+            f"configuration was trained again on the fresh seeds "
+            f"{', '.join(map(str, compare.final_seeds))} (stage 2, final). Only final runs "
+            "enter the comparison and the tables of results; tuning runs are listed apart, by "
+            "their validation score.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def files(report: ProtocolReport) -> dict[str, bytes]:
+    """selection.csv, tuning.csv and tuning_curves.csv, name -> content."""
+    compare = report.compare
+    secondary = SECONDARY[compare.select][0]
+    selection_rows, tuning_rows = [], []
+    for item in report.chosen:
+        selection, row = item.method.selection, item.row or {}
+        context = {key: format_value(item.method.context.get(key)) for key in report.keys}
+        selection_rows.append({
+            **context, "method": item.method.label,
+            **{f"selected_{key}": (selection.settings[key] if selection else None)
+               for key in compare.tune},
+            f"selected_{compare.select}": selection.score if selection else None,
+            "tied_configurations": len(selection.tied) if selection else 0,
+            "tie_broken_by": selection.tie_break if selection else "",
+            "configurations_scored": len(selection.tried) if selection else 0,
+            "final_seeds": item.final_done,
+            **{name: row.get(name) for name in (
+                "final_test_acc_mean", "final_test_acc_ci_low", "final_test_acc_ci_high",
+                "final_test_acc_boot_low", "final_test_acc_boot_high", "final_test_acc_iqm",
+                "final_test_acc_iqm_low", "final_test_acc_iqm_high", "baseline", "test",
+                "pairs", "diff_final_test_acc", "diff_ci_low", "diff_ci_high", "p_value",
+                "p_holm", "p_improvement", "p_improvement_low", "p_improvement_high")},
+        })
+        for scored in (selection.scored if selection else ()):
+            tuning_rows.append({
+                **context, "method": item.method.label,
+                "draw": scored.index, **scored.settings, compare.select: scored.score,
+                secondary: scored.secondary,
+                "selected": scored.settings == selection.settings if selection else False,
+                "tied": any(scored.index == t.index for t in selection.tied) if selection
+                else False})
+    curve_rows = [{"method": label, "configurations": k,
+                   f"expected_best_{compare.select}": expected, "band_low": low,
+                   "band_high": high, "band": curve.method}
+                  for label, curve in report.curves
+                  for k, expected, low, high in zip(curve.budgets, curve.expected, curve.lower,
+                                                    curve.upper, strict=True)]
+    return {SELECTION_FILE: _csv(selection_rows), TUNING_FILE: _csv(tuning_rows),
+            CURVES_FILE: _csv(curve_rows)}
+
+
+def _csv(rows: list[dict[str, Any]]) -> bytes:
     buffer = io.StringIO()
     if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
-    results.atomic_write_bytes(path, buffer.getvalue().encode())
-    return path
+        writer.writerows({key: _cell(value) for key, value in row.items()} for row in rows)
+    return buffer.getvalue().encode()
 
 
-def _plot(path: Path, curves: list[tuple[str, Any]], compare: Compare) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    figure, axes = plt.subplots(figsize=(7, 4.8), constrained_layout=True)
-    for label, curve in curves:
-        line = axes.plot(curve.budgets, curve.expected, marker="o", markersize=3, label=label)[0]
-        if not all(math.isnan(value) for value in curve.lower):
-            axes.fill_between(curve.budgets, curve.lower, curve.upper, alpha=0.15,
-                              color=line.get_color(), linewidth=0)
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_xlabel("configurations tried (tuning budget)")
-    axes.set_ylabel(f"expected best {compare.select}")
-    figure.suptitle("Tuning curves: Dodge et al. 2019; bands: Lourie et al. 2024", fontsize=10)
-    figure.legend(loc="outside lower center", fontsize=8, ncols=2)
-    results.atomic_write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=130))
-    plt.close(figure)
-    return path
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return repr(value) if isinstance(value, float) else value

@@ -1,4 +1,5 @@
-"""Per-job measures, groups of seeds, statistics per group, and the comparison with a baseline.
+"""Per-job measures, groups of seeds, and the statistics of each group (the comparison between
+groups is baseline.py's, the whole summary summary.py's).
 
 A group is every job whose grouping settings are equal (by default: every swept setting except
 the seed). Statistics use the done jobs of a group; diverged, failed and unfinished jobs are
@@ -9,6 +10,7 @@ in its counts rather than in a mean over the survivors alone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +22,7 @@ from jobs.spec import JobSpec
 from runner.report import stats
 from runner.report.labels import Labels, format_value
 from runner.report.load import AggregateError, GridData
-from runner.report.model import Group, Job, Summary
+from runner.report.model import Group, Job
 
 # summary name -> what it is; each gets _mean, _std, _ci_low, _ci_high columns
 MEASURES: dict[str, str] = {
@@ -44,9 +46,10 @@ STATE_COLUMNS = (results.FAILED, results.DIVERGED, results.RUNNING, results.CANC
 # Grouping keys
 
 
-def groupable_settings() -> list[str]:
+@functools.cache
+def groupable_settings() -> tuple[str, ...]:
     """Settings that can define a group: what a job computes (not where its data lies)."""
-    return [f.name for f in dataclasses.fields(JobSpec) if f.metadata["identity"]]
+    return tuple(f.name for f in dataclasses.fields(JobSpec) if f.metadata["identity"])
 
 
 def swept_settings(jobs: Sequence[Job]) -> list[str]:
@@ -122,47 +125,7 @@ def per_job_measures(data: GridData, job_ids: Sequence[str],
 
 
 # ---------------------------------------------------------------------------------------------
-# Statistics per group and the comparison
-
-
-def summarise(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | None = None,
-              baseline: str | None = None) -> Summary:
-    """Groups, their statistics and the comparison with the baseline."""
-    summary, measures = describe(data, threshold=threshold, by=by, baseline=baseline)
-    return compare_with_baseline(summary, measures)
-
-
-def describe(data: GridData, *, threshold: float = 0.9, by: Sequence[str] | None = None,
-             baseline: str | None = None, measures: dict[str, dict[str, Any]] | None = None,
-             ) -> tuple[Summary, dict[str, dict[str, Any]]]:
-    """Everything but the comparison (what the figures need; the comparison's statistics
-    libraries take a second to import), and the per-job measures it will use (`measures`:
-    per_job_measures of these groups' done jobs at this threshold, if read already)."""
-    from runner.report import baseline as compare
-
-    jobs = list(data.jobs.values())
-    keys = resolve_keys(jobs, by)
-    groups, labels = make_groups(jobs, keys)
-    if measures is None:
-        measures = per_job_measures(data, done_ids(groups), threshold)
-    rows = [_group_row(group, keys, measures) for group in groups]
-    chosen, note = compare.choose_baseline(groups, keys, baseline)
-    order = rank_order(groups, measures)
-    summary = Summary(keys=keys, labels=labels, groups=[groups[i] for i in order],
-                      rows=[rows[i] for i in order], baseline=chosen, baseline_note=note,
-                      threshold=threshold)
-    return summary, measures
-
-
-def compare_with_baseline(summary: Summary, measures: dict[str, dict[str, Any]]) -> Summary:
-    """The summary with its comparison columns filled (rows are new dicts)."""
-    from runner.report import baseline as compare
-
-    if summary.baseline is None:
-        return summary
-    rows = [dict(row) for row in summary.rows]
-    note = compare.compare(summary.groups, rows, summary.keys, summary.baseline, measures)
-    return dataclasses.replace(summary, rows=rows, baseline_note=note)
+# Statistics per group
 
 
 def done_ids(groups: Sequence[Group]) -> list[str]:
@@ -181,14 +144,31 @@ def rank_order(groups: Sequence[Group], measures: dict[str, dict[str, Any]]) -> 
     return sorted(range(len(groups)), key=rank)
 
 
-def _group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, Any]],
-               ) -> dict[str, Any]:
+# what a row holds before it is compared (baseline.compare fills these), and after: the column
+# types are formats.summary_columns'
+ROBUST_COLUMNS = ("final_test_acc_boot_low", "final_test_acc_boot_high", "final_test_acc_iqm",
+                  "final_test_acc_iqm_low", "final_test_acc_iqm_high")
+COMPARISON_COLUMNS: dict[str, Any] = {
+    "baseline": None, "test": None, "pairs": None, "test_note": None,
+    "diff_final_test_acc": stats.NAN, "diff_ci_low": stats.NAN, "diff_ci_high": stats.NAN,
+    "p_value": stats.NAN, "p_holm": stats.NAN, "significant": None,
+    "p_improvement": stats.NAN, "p_improvement_low": stats.NAN, "p_improvement_high": stats.NAN,
+}
+
+
+def group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, Any]],
+              ) -> dict[str, Any]:
+    """A group's statistics over its done jobs: `runs` counts them, `seeds` their distinct
+    seeds (fewer when the group pools other settings, e.g. --by strategy over two lr)."""
     row: dict[str, Any] = dict(zip(keys, group.key, strict=True))
     row["group"] = group.name
     row["label"] = group.label
     row["jobs"] = len(group.jobs)
-    done = [measures[job_id] for job_id in group.done_ids if job_id in measures]
-    row["seeds"] = len(done)
+    done_jobs = [job for job in group.jobs if job.job_id in group.done_ids
+                 and job.job_id in measures]
+    done = [measures[job.job_id] for job in done_jobs]
+    row["runs"] = len(done)
+    row["seeds"] = len({job.settings.get("seed") for job in done_jobs})
     for state in STATE_COLUMNS:
         row[state] = sum(job.state == state for job in group.jobs)
     for name in MEASURES:
@@ -198,9 +178,19 @@ def _group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, 
     reached = stats.threshold_summary([m["epochs_to_threshold"] for m in done])
     row.update(epochs_to_threshold=reached.median_epochs, threshold_reached=reached.reached,
                threshold_never=reached.never)
-    row.update(baseline=None, test=None, pairs=None, diff_final_test_acc=stats.NAN,
-               diff_ci_low=stats.NAN, diff_ci_high=stats.NAN, p_value=stats.NAN,
-               p_holm=stats.NAN, significant=None)
+    row.update(dict.fromkeys(ROBUST_COLUMNS, stats.NAN))
+    row.update(COMPARISON_COLUMNS, identical_to=None)
     return row
 
 
+def add_robust(rows: Sequence[dict[str, Any]], groups: Sequence[Group],
+               measures: dict[str, dict[str, Any]]) -> None:
+    """Fill each row's bootstrap CI of the mean final test accuracy and its IQM with CI."""
+    from runner.report.bootstrap import mean_and_iqm_each
+
+    samples = [[measures[j][COMPARED] for j in group.done_ids if j in measures]
+               for group in groups]
+    for row, (mean, middle) in zip(rows, mean_and_iqm_each(samples), strict=True):
+        row.update(final_test_acc_boot_low=mean.low, final_test_acc_boot_high=mean.high,
+                   final_test_acc_iqm=middle.value, final_test_acc_iqm_low=middle.low,
+                   final_test_acc_iqm_high=middle.high)

@@ -110,8 +110,9 @@ def pyarrow_read_all(root: Path) -> float:
 
 def timed_run(root: Path) -> dict[str, float]:
     from runner.report import pipeline
-    from runner.report.load import load_grid
-    from runner.report.tables import summarise
+    from runner.report.contents import Contents
+    from runner.report.load import SUMMARY_DIR, load_grid
+    from runner.report.summary import summarise
 
     times = {}
     started = time.perf_counter()
@@ -121,10 +122,10 @@ def timed_run(root: Path) -> dict[str, float]:
     summary = summarise(data)
     times["group"] = time.perf_counter() - started
     started = time.perf_counter()
-    rendered = pipeline.render(data, summary, command="bench")
-    pipeline.write(data, summary, rendered)
+    _, rendered = pipeline.render(Contents(data, summary, "bench"))
+    pipeline.write(data, root / SUMMARY_DIR, summary, rendered)
     times["write"] = time.perf_counter() - started
-    assert sum(row["seeds"] for row in summary.rows) == len(data.jobs)
+    assert sum(row["runs"] for row in summary.rows) == len(data.jobs)
     times["compaction"] = data.compaction
     return times
 
