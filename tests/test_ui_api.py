@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +20,8 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from runner.cli.app import app
-from runner.report.selection import compared_grid, final_results, selection_rows
+from runner.report.pipeline import aggregate
+from runner.report.selection import answer_cells, selection_cells
 from tests.fake_grid import (
     curve_rows,
     make_spec,
@@ -348,22 +350,23 @@ def test_parallel_coordinates_have_one_line_per_configuration(server):
     assert answer["dimensions"][0]["ticktext"] == sorted(answer["dimensions"][0]["ticktext"])
 
 
-def test_a_comparison_is_what_tvo_aggregate_computes(server, root):
+def test_a_comparison_is_what_tvo_aggregate_computes(server, root, tmp_path):
     answer = server.get("/api/grids/compared/comparison")
-    grid = compared_grid(root / "compared")
-    rows = selection_rows(final_results(root / "compared", dict(grid.base), dict(grid.sweeps),
-                                        grid.compare), grid.compare)
-    assert [row["strategy"] for row in answer["rows"]] == ["onehot", "lecun(normalize=false)"]
-    for sent, computed in zip(answer["rows"], rows, strict=True):
-        for key, value in computed.items():
-            assert sent[key] == (None if isinstance(value, float) and math.isnan(value)
-                                 else pytest.approx(value)), key
+    copy = tmp_path / "compared"
+    shutil.copytree(root / "compared", copy)
+    report = aggregate(copy, plots=False).contents
+    protocol = report.protocol
+    assert answer["verdicts"] == protocol.verdicts
+    assert answer["verdicts"][1].startswith("lecun reaches 0.899 final test accuracy")
+    assert "significantly better than onehot at the 5 % level" in answer["verdicts"][1]
+    tables = {table["title"]: [table["headers"], *table["rows"]] for table in answer["tables"]}
+    assert tables["Selection"] == [selection_cells(protocol)[0], *selection_cells(protocol)[1]]
+    headers, rows = answer_cells(protocol, report.summary)
+    assert tables["Final seeds against the baseline"] == [headers, *rows]
     assert [curve["method"] for curve in answer["curves"]] == ["onehot", "lecun"]
-    [table] = answer["tables"]
-    assert table["headers"][0] == "strategy" and len(table["rows"]) == 2
     assert all(curve["budgets"] == [1, 2, 3, 4] for curve in answer["curves"])
-    [verdict] = answer["verdicts"]
-    assert verdict.startswith("lecun is 5.0 points above onehot in final test accuracy")
+    expected = dict(protocol.curves)["lecun"]
+    assert answer["curves"][1]["expected"] == pytest.approx(expected.expected)
     status, error, _ = server.request("GET", "/api/grids/fake/comparison")
     assert (status, error["error"]) == (400, "Error: grid 'fake' has no compare: section")
 

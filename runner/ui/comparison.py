@@ -1,73 +1,56 @@
-"""A comparison grid's answer (a `compare:` section): the selection, the final seeds' test
-accuracy against the baseline method with Holm's correction, the tuning curves and a verdict per
-method, computed by the functions `tvo aggregate` writes summary/selection.csv and
-summary/tuning_curves.csv with (runner.report.selection, runner.report.tuning)."""
+"""A comparison grid's answer (a `compare:` section) as `tvo aggregate` reports it, answer
+first: the verdict per method, the selection (its ties and how they were broken), the final
+seeds' comparison, the tuning stage, and the tuning curves, computed by the report's own
+functions (runner.report.pipeline.scope, runner.report.summary, runner.report.selection) and
+sent as the tables the report prints."""
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
 from typing import Any
 
-from runner.report.labels import Labels
+from runner.report.load import GridData
 from runner.ui.metrics import plain
 
-ALPHA = 0.05  # as the report's `*`: a Holm-corrected p below this is significant
+THRESHOLD = 0.9  # `tvo aggregate`'s default; the comparison does not depend on it
 
 
-def comparison(grid_dir: Path) -> dict[str, Any] | None:
-    """The comparison of `grid_dir`, or None when its grid has no `compare:` section."""
-    from runner.report.selection import compared_grid, final_results, selection_rows
-    from runner.report.tuning import tuning_curve
+def comparison(data: GridData) -> dict[str, Any] | None:
+    """The comparison of a grid, or None when it has no `compare:` section."""
+    from runner.report.baseline import DEFAULT_BASELINE
+    from runner.report.pipeline import scope
+    from runner.report.selection import (
+        answer_cells,
+        build,
+        curve_cells,
+        selection_cells,
+        tuning_cells,
+        tuning_curves,
+    )
+    from runner.report.summary import compare_groups, describe, group_jobs, measure
 
-    grid = compared_grid(grid_dir)
-    if grid is None:
+    covered = scope(data)
+    stages = covered.stages
+    if stages is None:
         return None
-    compare = grid.compare
-    methods = final_results(grid_dir, dict(grid.base), dict(grid.sweeps), compare)
-    rows = selection_rows(methods, compare) if methods else []
-    bounds = (0.0, 1.0) if compare.select == "val_acc" else None
-    budgets = list(range(1, compare.budget + 1))
-    names = Labels.of([compare.by], [(row[compare.by],) for row in rows])
-    curves = []
-    for method, row in zip(methods, rows, strict=True):
-        curve = tuning_curve(method.selection.tried, budgets, minimize=compare.minimize,
-                             bounds=bounds)
-        curves.append({"method": names.value(compare.by, row[compare.by]),
-                       "budgets": curve.budgets,
-                       "expected": plain(curve.expected), "lower": plain(curve.lower),
-                       "upper": plain(curve.upper), "band": curve.method})
+    keys, groups, labels = group_jobs(covered.jobs, None, covered.default_keys)
+    grouping = measure(data, keys, groups, labels, threshold=THRESHOLD)
+    summary = describe(grouping, threshold=THRESHOLD, baseline=None,
+                       default_baseline=covered.default_baseline or DEFAULT_BASELINE,
+                       method_settings=covered.method_settings)
+    summary = compare_groups(summary, grouping.measures)
+    report = build(stages, summary, data.jobs, tuning_curves(stages))
+    compare = report.compare
+    tables = [("Selection", selection_cells(report)),
+              ("Final seeds against the baseline", answer_cells(report, summary)),
+              ("Tuning curves at a few budgets", curve_cells(report)),
+              ("Tuning stage (never ranked on test)", tuning_cells(report))]
     return {"by": compare.by, "select": compare.select, "budget": compare.budget,
             "final_seeds": list(compare.final_seeds),
             "tune": {key: str(space) for key, space in compare.tune.items()},
-            "rows": [plain(row) for row in rows], "curves": curves,
-            "verdicts": verdicts(rows, compare.by, names), "notes": [],
-            "tables": [{"title": "Selection and final seeds",
-                        "headers": list(rows[0]) if rows else [],
-                        "rows": [plain(list(row.values())) for row in rows]}]}
-
-
-def verdicts(rows: list[dict[str, Any]], by: str, names: Labels) -> list[str]:
-    """One sentence per method against the first (the baseline), from the selection rows."""
-    if not rows:
-        return []
-    baseline = rows[0]
-    name = names.value(by, baseline[by])
-    sentences = []
-    for row in rows[1:]:
-        method = names.value(by, row[by])
-        difference = row["test_acc_mean"] - baseline["test_acc_mean"]
-        p = row.get("p_holm")
-        if p is None or not math.isfinite(p) or not math.isfinite(difference):
-            sentences.append(f"{method} vs {name}: too few shared final seeds to test.")
-            continue
-        points = f"{abs(difference) * 100:.1f} points"
-        direction = "above" if difference > 0 else "below"
-        if p < ALPHA:
-            sentences.append(f"{method} is {points} {direction} {name} in final test accuracy "
-                             f"(paired t over {row['final_seeds']} seeds, Holm p = {p:.3g}): a "
-                             "significant difference.")
-        else:
-            sentences.append(f"{method} is {points} {direction} {name} in final test accuracy, "
-                             f"not significant (Holm p = {p:.3g}).")
-    return sentences
+            "verdicts": report.verdicts, "notes": report.notes,
+            "tables": [{"title": title, "headers": headers, "rows": rows}
+                       for title, (headers, rows) in tables],
+            "curves": [{"method": label, "budgets": curve.budgets,
+                        "expected": plain(curve.expected), "lower": plain(curve.lower),
+                        "upper": plain(curve.upper), "band": curve.method}
+                       for label, curve in report.curves]}

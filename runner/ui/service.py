@@ -226,7 +226,7 @@ class Service:
         from runner.ui.comparison import comparison
 
         results = self._results(name)
-        answer = self._memo(results, "comparison", lambda: comparison(results.data.grid_dir))
+        answer = self._memo(results, "comparison", lambda: comparison(results.data))
         if answer is None:
             raise QueryError(f"grid {name!r} has no compare: section")
         return {**answer, "version": results.version}
@@ -260,6 +260,6 @@ class Service:
 
 
 def _is_compared(folder: Path) -> bool:
-    from runner.report.selection import compared_grid
+    from runner.report.stages import read_protocol
 
-    return compared_grid(folder) is not None
+    return read_protocol(folder) is not None
