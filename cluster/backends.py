@@ -7,14 +7,14 @@ plus one line in BACKENDS.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the CLI imports this table: keep torch (via jobs) out of `tvo --help`
     from cluster.base import Backend, Resources
-    from jobs.entry import JobRequest
+    from jobs.entry import StackRequest
     from jobs.rundir.results import JobResult
 
 # name -> (module, class); the module is imported by make_backend, never before
@@ -25,7 +25,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
 }
 
 # What a backend runs for each unit: jobs.entry.run_unit, or a stand-in with its signature,
-# (jobs: Sequence[JobRequest], *, threads: int) -> list[JobResult].
+# (request: StackRequest, *, threads: int) -> list[JobResult].
 UnitEntry = Callable[..., "list[JobResult]"]
 
 
@@ -69,11 +69,11 @@ def make_backend(name: str, settings: BackendSettings) -> Backend:
     return backend
 
 
-def run_entry(entry: UnitEntry | None, jobs: Sequence[JobRequest],
+def run_entry(entry: UnitEntry | None, request: StackRequest,
               threads: int) -> list[JobResult]:
     """Call a unit's entry point (run_unit unless a stand-in was given) the way backends do."""
     if entry is None:
         from jobs.entry import run_unit
 
         entry = run_unit
-    return list(entry(jobs, threads=threads))
+    return list(entry(request, threads=threads))

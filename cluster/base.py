@@ -1,8 +1,9 @@
 """The Backend seam: submit units of work, then collect their outcomes as they complete.
 
-A unit is one job, or several jobs that train together in one process (a pack). Backends never
-write results: the unit's entry point (`jobs.entry.run_unit`) writes each job's run dir, so
-results look the same wherever they ran. A backend only decides where and when units run.
+A unit is a StackRequest: jobs of one grid dir that train together in one process (a job alone
+is a stack of one). Backends never write results: the unit's entry point (`jobs.entry.run_unit`)
+writes them into the grid dir, so results look the same wherever they ran. A backend only
+decides where and when units run.
 """
 
 from __future__ import annotations
@@ -12,24 +13,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobs.entry import JobRequest
+from jobs.entry import StackRequest
 
 if TYPE_CHECKING:
     from jobs.rundir.results import JobResult
     from jobs.spec import JobSpec
 
-__all__ = ["Backend", "JobRequest", "Outcome", "Resources", "WorkUnit"]
+__all__ = ["Backend", "Outcome", "Resources", "StackRequest", "WorkUnit"]
 
-
-@dataclass(frozen=True)
-class WorkUnit:
-    """What a backend schedules as one task: a single job, or a pack trained in one process."""
-
-    jobs: tuple[JobRequest, ...]
-
-    @property
-    def key(self) -> str:
-        return "+".join(request.spec.job_id for request in self.jobs)
+WorkUnit = StackRequest  # what a backend schedules as one task: a stack trained in one process
 
 
 @dataclass(frozen=True)
@@ -78,8 +70,14 @@ class Backend(ABC):
     # moment a slot frees (Ray): then the runner sends each slot its next unit ahead of time.
     queues_ahead = False
 
-    def capacity(self, resources: Resources) -> int | None:
-        """How many units of this size run at once; None when the backend cannot tell."""
+    def capacity(self, resources: Resources, specs: Sequence[JobSpec] = ()) -> int | None:
+        """How many units of this size (of jobs like `specs`) run at once; None when the
+        backend cannot tell."""
+        return None
+
+    def device_memory(self, specs: Sequence[JobSpec], resources: Resources) -> int | None:
+        """Free bytes of the GPU a unit of `specs` trains on, or None when they train on the
+        CPU or the backend cannot tell (pack=auto then sizes stacks for the CPU)."""
         return None
 
     def describe(self) -> str:

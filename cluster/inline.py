@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 
 from cluster.backends import BackendSettings, run_entry
 from cluster.base import Backend, Outcome, Resources, WorkUnit
+from jobs.spec import JobSpec
 
 
 class InlineBackend(Backend):
@@ -29,7 +30,7 @@ class InlineBackend(Backend):
             unit, resources = self._queue.popleft()
             threads = torch.get_num_threads()
             try:
-                results = run_entry(self._entry, unit.jobs, resources.cpus)
+                results = run_entry(self._entry, unit, resources.cpus)
             except Exception as exc:  # the unit itself broke (run_job never raises for a job)
                 yield Outcome(unit, crash=f"{type(exc).__name__}: {exc}",
                               info={"traceback": traceback.format_exc()})
@@ -41,5 +42,21 @@ class InlineBackend(Backend):
     def cancel(self) -> None:
         self._queue.clear()
 
-    def capacity(self, resources: Resources) -> int | None:
+    def capacity(self, resources: Resources, specs: Sequence[JobSpec] = ()) -> int | None:
         return 1
+
+    def device_memory(self, specs: Sequence[JobSpec], resources: Resources) -> int | None:
+        """The free memory of this process's GPU, where the jobs train on one."""
+        return cuda_free_memory([spec.device for spec in specs])
+
+
+def cuda_free_memory(devices: Sequence[str]) -> int | None:
+    """Free bytes of the CUDA device jobs with these `device` settings train on here, or None
+    when they train on the CPU."""
+    import torch
+
+    if not any(device == "cuda" or (device == "auto" and torch.cuda.is_available())
+               for device in devices) or not torch.cuda.is_available():
+        return None
+    free, _ = torch.cuda.mem_get_info()
+    return int(free)

@@ -25,8 +25,7 @@ from typing import Any
 
 from cluster.backends import BackendError, BackendSettings, UnitEntry, run_entry
 from cluster.base import Backend, Outcome, Resources, WorkUnit
-from jobs.entry import JobRequest, one_per_dataset
-from jobs.rundir.claims import ClaimWatch
+from jobs.entry import StackRequest, one_per_dataset
 from jobs.rundir.results import JobResult
 from jobs.spec import JobSpec
 
@@ -157,6 +156,12 @@ def _start_embedded(num_cpus: int, temp_dir: Path) -> Path:
     return temp_dir
 
 
+def _free_gpu_memory(devices: list[str]) -> int | None:
+    from cluster.inline import cuda_free_memory
+
+    return cuda_free_memory(devices)
+
+
 def _logs_of(temp_dir: Path) -> Path:
     return temp_dir / "session_latest" / "logs"
 
@@ -168,11 +173,15 @@ def _warm_up_task(specs: Sequence[JobSpec]) -> None:
     warm_up(specs)
 
 
-def _run_unit_task(entry: UnitEntry | None, jobs: Sequence[JobRequest],
+def _run_unit_task(entry: UnitEntry | None, request: StackRequest,
                    threads: int) -> list[JobResult]:
     """What a Ray worker runs for one unit: stops at once if the runner that sent it dies."""
-    with ClaimWatch([Path(request.run_dir) for request in jobs]):
-        return run_entry(entry, jobs, threads)
+    from jobs.rundir.claims import ClaimWatch
+
+    if not request.settings.runner:
+        return run_entry(entry, request, threads)
+    with ClaimWatch(Path(request.grid_dir), request.settings.runner):
+        return run_entry(entry, request, threads)
 
 
 class RayBackend(Backend):
@@ -237,6 +246,23 @@ class RayBackend(Backend):
         chosen = one_per_dataset(specs)
         self._warming = [task.remote(chosen) for _ in range(slots)]
 
+    def device_memory(self, specs: Sequence[JobSpec], resources: Resources) -> int | None:
+        """Free memory of a GPU a unit gets, asked of a worker holding one (None without
+        GPUs in the cluster, or for jobs on the CPU)."""
+        if not self._wants_gpu(specs, resources):
+            return None
+        probe = self._ray.remote(_free_gpu_memory).options(num_gpus=1, num_cpus=0,
+                                                           max_retries=0)
+        return self._ray.get(probe.remote([spec.device for spec in specs[:1]]))
+
+    def _wants_gpu(self, specs: Sequence[JobSpec], resources: Resources) -> bool:
+        """Units of these jobs take a GPU each: the grid asks for GPUs, or its jobs train on
+        cuda (or auto) where the cluster has GPUs."""
+        if resources.gpus:
+            return True
+        return int(self.cluster.get("GPU", 0)) > 0 and any(
+            spec.device in ("cuda", "auto") for spec in specs)
+
     def _task_options(self, resources: Resources) -> dict[str, Any]:
         options: dict[str, Any] = {"num_cpus": resources.cpus, "num_gpus": resources.gpus,
                                    "max_retries": 0, "retry_exceptions": False}
@@ -245,9 +271,11 @@ class RayBackend(Backend):
         return options
 
     def submit(self, units: Sequence[WorkUnit], resources: Resources) -> None:
-        task = self._task.options(**self._task_options(resources))
+        options = self._task_options(resources)
         for unit in units:
-            self._pending[task.remote(self._entry, unit.jobs, resources.cpus)] = unit
+            gpus = max(resources.gpus, 1) if self._wants_gpu(unit.specs, resources) else 0
+            task = self._task.options(**{**options, "num_gpus": gpus})  # a GPU of its own
+            self._pending[task.remote(self._entry, unit, resources.cpus)] = unit
 
     def outcomes(self) -> Iterator[Outcome]:
         ray = self._ray
@@ -273,10 +301,10 @@ class RayBackend(Backend):
             self._ray.cancel(ref, force=True)
         self._pending.clear()
 
-    def capacity(self, resources: Resources) -> int | None:
+    def capacity(self, resources: Resources, specs: Sequence[JobSpec] = ()) -> int | None:
         slots = int(self.cluster.get("CPU", 0)) // max(resources.cpus, 1)
-        if resources.gpus:
-            slots = min(slots, int(self.cluster.get("GPU", 0)) // resources.gpus)
+        if self._wants_gpu(specs, resources):  # one stack per GPU
+            slots = min(slots, int(self.cluster.get("GPU", 0)) // max(resources.gpus, 1))
         return slots or None  # none free now: an autoscaling cluster may still add nodes
 
     def close(self) -> str | None:

@@ -1,4 +1,5 @@
-"""The entry point backends call: run one unit of work (one job, or a pack of jobs)."""
+"""The entry point backends call: run one unit of work (a stack of jobs; a job alone is a stack
+of one)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,23 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from jobs.request import JobRequest
+from jobs.request import RunSettings, StackRequest
 from jobs.spec import JobSpec
 
 if TYPE_CHECKING:  # at run time imported where used: jobs.engine.train imports torch
     from jobs.rundir.results import JobResult
 
-__all__ = ["JobRequest", "one_per_dataset", "run_unit", "warm_up"]
+__all__ = ["RunSettings", "StackRequest", "one_per_dataset", "run_unit", "warm_up"]
 
 log = logging.getLogger("tvo.job")
 
 
-def run_unit(jobs: Sequence[JobRequest], *, threads: int | None = None) -> list[JobResult]:
-    """Run the jobs of one unit in this process, each into its own run dir, as one stack (a
-    job alone is a stack of one). Results come in the order of `jobs`."""
+def run_unit(request: StackRequest, *, threads: int | None = None) -> list[JobResult]:
+    """Train the jobs of one unit in this process, as one stack, into their grid dir. Results
+    come in the order of `request.specs`."""
     from jobs.engine.train import run_stack
 
-    return run_stack(jobs, threads=threads)
+    return run_stack(request, threads=threads)
 
 
 def one_per_dataset(specs: Sequence[JobSpec]) -> list[JobSpec]:

@@ -1,22 +1,50 @@
-"""JobRequest: one job to run, as a backend hands it to the engine (no torch needed)."""
+"""StackRequest: jobs to train together, as a backend hands them to the engine (no torch needed)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from jobs.spec import JobSpec
 
+CHECKPOINT_SECONDS = 10.0  # at most this much training is redone after a kill
+
 
 @dataclass(frozen=True)
-class JobRequest:
-    """One job to run: its settings, its run dir and the grid it belongs to.
+class RunSettings:
+    """How jobs report and where, never what they compute: none of it is part of a job id.
+    Settings reach workers as this value (sent with each unit), not as environment variables."""
 
-    The options after `grid` change how the job reports, never what it computes: they are not
-    part of the JobSpec, so they leave the job id alone.
-    """
-
-    spec: JobSpec
-    run_dir: str
-    grid: str = ""
-    tensorboard: bool = False  # also write TensorBoard events into run_dir/tensorboard
+    grid: str = ""  # the grid's name, written in every results row
+    tensorboard: bool = False  # also write TensorBoard events (tensorboard/<job_id>/)
     swept_keys: tuple[str, ...] = ()  # the settings that tell the grid's jobs apart (HParams)
+    # a stack checkpoints after an evaluated epoch once this many seconds passed since its last
+    # (0: after every evaluated epoch): on small models a checkpoint costs more than an epoch
+    checkpoint_seconds: float = CHECKPOINT_SECONDS
+    runner: str = ""  # the runner whose claims the worker watches; "": none (inline, SLURM)
+
+
+@dataclass(frozen=True)
+class StackRequest:
+    """Jobs of one grid dir to train in one process: one unit of work for a backend. Jobs that
+    cannot share a stack (jobs.engine.packing.pack_key) train as stacks one after another."""
+
+    grid_dir: str
+    specs: tuple[JobSpec, ...]
+    settings: RunSettings = field(default_factory=RunSettings)
+
+    @cached_property
+    def key(self) -> str:
+        """The stack's id: a hash of its jobs, the same whatever their order."""
+        return stack_id(spec.job_id for spec in self.specs)
+
+    @property
+    def job_ids(self) -> list[str]:
+        return [spec.job_id for spec in self.specs]
+
+
+def stack_id(job_ids: object) -> str:
+    """A short stable id for a set of jobs (16 hex digits)."""
+    text = "\n".join(sorted(str(job_id) for job_id in job_ids))  # type: ignore[attr-defined]
+    return hashlib.sha1(text.encode()).hexdigest()[:16]

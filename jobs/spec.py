@@ -23,6 +23,7 @@ FILE_DATASETS = tuple(name for name, info in DATASETS.items() if info.needs_root
 NOISY_DATASETS = ("spirals", "moons")  # the datasets whose `noise` means something
 MAX_INT = 2**31 - 1  # integer settings fit every index and counter type torch uses
 MAX_SEED = 2**32 - 1  # what every RNG takes (jobs derive seeds as seed + a small offset)
+_SEED_MARK = -7_777_777_777  # stands for the seed in a canonical text (no seed is negative)
 MAX_WIDTH = 2**20  # a wider layer cannot be trained on any machine tvo runs on
 MAX_LAYERS = 100
 MAX_NUMBER_CHARS = 40  # 2**64 has 20 digits; a float needs about 25 characters
@@ -135,6 +136,27 @@ class JobSpec:
 
     def replace(self, **changes: Any) -> JobSpec:
         return JobSpec.from_dict({**self.to_dict(), **changes})
+
+    def with_seeds(self, seeds: Sequence[Any]) -> list[JobSpec]:
+        """This job with each of these seeds: what `replace(seed=s)` gives for each, without
+        validating each again (a seed changes nothing another setting is checked against) and
+        with every job id hashed from one canonical text, about 20x faster. A grid of 100,000
+        jobs is mostly seeds."""
+        field_ = settings()["seed"]
+        coerced = [coerce(field_, seed) for seed in seeds]
+        canonical = self.canonical()
+        template = None
+        if "seed" in canonical:
+            canonical["seed"] = _SEED_MARK
+            template = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+        made = []
+        for seed in coerced:
+            spec = dataclasses.replace(self, seed=seed)
+            if template is not None:  # job_id's cache, as cached_property keeps it
+                text = template.replace(f'"seed":{_SEED_MARK}', f'"seed":{seed}', 1)
+                spec.__dict__["job_id"] = hashlib.sha256(text.encode()).hexdigest()[:12]
+            made.append(spec)
+        return made
 
     # -- identity -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -26,20 +26,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 import torch
 
 from cluster.backends import BackendSettings
 from cluster.base import Backend, Resources
 from jobs.engine.train import JobResult, run_job
-from jobs.entry import JobRequest, run_unit
-from jobs.rundir import results
-from jobs.rundir.claims import CLAIM_PREFIX
+from jobs.entry import StackRequest, run_unit
+from jobs.request import stack_id
+from jobs.rundir.journal import START, append_event
+from jobs.rundir.states import JobRecord
 from jobs.spec import JobSpec
 from runner.dispatch.driver import RunOptions, RunReport, run_grid
+from tests import rundir_view
 
-TIMING_COLUMNS = ("epoch_seconds", "samples_per_second")
 MakeBackend = Callable[[BackendSettings], Backend]
 
 
@@ -60,12 +60,11 @@ def diverging_spec(**changes: Any) -> JobSpec:
     return tiny_spec(activation="relu", output="linear", loss="mse", lr=1000.0, **changes)
 
 
-def metrics_without_timing(run_dir: Path) -> list[dict[str, Any]]:
-    table = pq.read_table(run_dir / results.METRICS_FILE)
-    return table.drop_columns(list(TIMING_COLUMNS)).to_pylist()
+def metrics_without_timing(grid_dir: Path, spec: JobSpec) -> list[dict[str, Any]]:
+    return [{**row, "grid": ""} for row in rundir_view.rows(grid_dir, spec.job_id, timing=False)]
 
 
-def reference_run(spec: JobSpec, run_dir: Path) -> JobResult:
+def reference_run(spec: JobSpec, grid_dir: Path) -> JobResult:
     """The job trained straight through here, on one torch thread like a 1-cpu unit.
 
     Thread counts change float sums, so a comparison needs the same count on both sides; this
@@ -73,34 +72,34 @@ def reference_run(spec: JobSpec, run_dir: Path) -> JobResult:
     """
     threads = torch.get_num_threads()
     try:
-        return run_job(spec, run_dir, grid=run_dir.parent.name, threads=1)
+        return run_job(spec, grid_dir, grid="", threads=1)
     finally:
         torch.set_num_threads(threads)
 
 
-def status_of(grid_dir: Path, spec: JobSpec) -> dict[str, Any]:
-    return results.read_status(grid_dir / "runs" / spec.job_id)
+def status_of(grid_dir: Path, spec: JobSpec) -> JobRecord:
+    return rundir_view.record(grid_dir, spec.job_id)
 
 
-def crash_once(jobs: Sequence[JobRequest], *, threads: int, marker_dir: str,
+def crash_once(request: StackRequest, *, threads: int, marker_dir: str,
                driver_pid: int) -> list[JobResult]:
     """A unit entry whose first call per job crashes: the worker process dies (os._exit), or,
     run inside the driver's own process (inline), the unit raises."""
-    marker = Path(marker_dir) / f"crashed-{jobs[0].spec.job_id}"
+    marker = Path(marker_dir) / f"crashed-{request.specs[0].job_id}"
     if not marker.exists():
         marker.touch()
         if os.getpid() != driver_pid:
             os._exit(3)
         raise RuntimeError("the unit broke before training")
-    return run_unit(jobs, threads=threads)
+    return run_unit(request, threads=threads)
 
 
-def timed_unit(jobs: Sequence[JobRequest], *, threads: int, log_dir: str) -> list[JobResult]:
+def timed_unit(request: StackRequest, *, threads: int, log_dir: str) -> list[JobResult]:
     """run_unit that leaves its start and end time behind, to check how many ran at once."""
     started = time.time()
     time.sleep(0.3)  # long enough that units started together surely overlap
-    out = run_unit(jobs, threads=threads)
-    Path(log_dir, jobs[0].spec.job_id).write_text(json.dumps([started, time.time()]))
+    out = run_unit(request, threads=threads)
+    Path(log_dir, request.specs[0].job_id).write_text(json.dumps([started, time.time()]))
     return out
 
 
@@ -111,12 +110,12 @@ def dead_pid() -> int:
     return process.pid
 
 
-def write_dead_claim(run_dir: Path) -> None:
-    """A claim left by a runner on this host that died."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / f"{CLAIM_PREFIX}0").write_text(json.dumps(
-        {"runner": "dead-runner", "host": socket.gethostname(), "pid": dead_pid(),
-         "pid_start": "1", "lease_s": 60.0, "released": False}))
+def record_dead_start(grid_dir: Path, specs: Sequence[JobSpec]) -> None:
+    """What a worker on this host that was SIGKILLed mid-stack leaves: its stack's start, by a
+    process that is gone, and no runner holding the jobs."""
+    append_event(grid_dir, START, stack=stack_id(spec.job_id for spec in specs),
+                 jobs=[spec.job_id for spec in specs], host=socket.gethostname(),
+                 pid=dead_pid(), pid_start="1", log="", epochs=1)
 
 
 def interrupt_at(epoch: int) -> Callable[[int, int, dict[str, Any]], None]:
@@ -156,8 +155,8 @@ class BackendSuite:
         assert (report.counts.done, report.counts.failed, report.counts.pending) == (3, 0, 0)
         for spec in specs:
             status = status_of(tmp_path / "grid", spec)
-            assert (status["state"], status["attempts"]) == ("done", 1)
-            rows = metrics_without_timing(tmp_path / "grid" / "runs" / spec.job_id)
+            assert (status.state, status.attempts) == ("done", 1)
+            rows = rundir_view.rows(tmp_path / "grid", spec.job_id)
             assert [row["epoch"] for row in rows] == [0, 1, 2]
             assert rows[0]["grid"] == "grid"
 
@@ -168,13 +167,13 @@ class BackendSuite:
         assert report.exit_code == 1
         assert (report.counts.done, report.counts.failed) == (1, 1)
         status = status_of(tmp_path / "grid", bad)
-        assert status["state"] == "failed"
-        assert status["error"].startswith("DataError: dataset 'mnist': missing ")
-        assert "Traceback (most recent call last)" in status["traceback"]
+        assert status.state == "failed"
+        assert status.error.startswith("DataError: dataset 'mnist': missing ")
+        log = rundir_view.log(tmp_path / "grid", bad.job_id)
+        assert "Traceback (most recent call last)" in log and "DataError" in log
         [problem] = report.problems
         assert (problem.job_id, problem.state) == (bad.job_id, "failed")
-        assert problem.error == status["error"]
-        assert problem.log == str(tmp_path / "grid" / "runs" / bad.job_id / "log.txt")
+        assert problem.error == status.error
         assert "DataError" in Path(problem.log).read_text()
 
     def test_divergence_is_a_result_not_retried(self, make_backend: MakeBackend,
@@ -184,8 +183,8 @@ class BackendSuite:
         assert report.exit_code == 1
         assert report.counts.diverged == 1
         status = status_of(tmp_path / "grid", spec)
-        assert (status["state"], status["attempts"]) == ("diverged", 1)
-        assert status["error"] == "training loss became nan in epoch 1"
+        assert (status.state, status.attempts) == ("diverged", 1)
+        assert status.error == "training loss became nan in epoch 1"
 
     def test_retry_after_worker_crash(self, make_backend: MakeBackend, tmp_path: Path) -> None:
         entry = functools.partial(crash_once, marker_dir=str(tmp_path), driver_pid=os.getpid())
@@ -204,41 +203,43 @@ class BackendSuite:
         [problem] = report.problems
         assert problem.error.startswith("worker crashed: ")
         status = status_of(tmp_path / "grid", spec)
-        assert (status["state"], status["crashed"]) == ("failed", True)
-        assert status["error"] == problem.error
+        assert status.state == "failed"
+        assert status.error == problem.error
 
     def test_resume_of_an_interrupted_job(self, make_backend: MakeBackend,
                                           tmp_path: Path) -> None:
         spec = tiny_spec(epochs=4)
-        run_dir = tmp_path / "grid" / "runs" / spec.job_id
+        grid_dir = tmp_path / "grid"
         threads = torch.get_num_threads()
         with pytest.raises(KeyboardInterrupt):
-            run_job(spec, run_dir, grid="grid", threads=1, progress=interrupt_at(3),
+            run_job(spec, grid_dir, grid="grid", threads=1, progress=interrupt_at(3),
                     checkpoint_seconds=0)
         torch.set_num_threads(threads)
-        write_dead_claim(run_dir)
-        assert results.read_status(run_dir)["state"] == results.INTERRUPTED
-        report = self.run(make_backend, [spec], tmp_path / "grid")
+        interrupted = status_of(grid_dir, spec)
+        assert (interrupted.state, interrupted.interrupted) == ("pending", True)
+        report = self.run(make_backend, [spec], grid_dir)
         assert report.exit_code == 0
-        assert "resumed after epoch 2" in (run_dir / "log.txt").read_text()
-        assert reference_run(spec, tmp_path / "grid" / "clean").state == "done"
-        assert metrics_without_timing(run_dir) == metrics_without_timing(tmp_path / "grid" /
-                                                                         "clean")
+        assert "resumed after epoch 2" in rundir_view.log(grid_dir, spec.job_id)
+        assert reference_run(spec, tmp_path / "clean").state == "done"
+        assert metrics_without_timing(grid_dir, spec) == metrics_without_timing(
+            tmp_path / "clean", spec)
 
     def test_done_jobs_are_not_dispatched(self, make_backend: MakeBackend,
                                           tmp_path: Path) -> None:
         specs = [tiny_spec(seed=seed) for seed in range(2)]
         self.run(make_backend, specs, tmp_path / "grid")
-        metrics = tmp_path / "grid" / "runs" / specs[0].job_id / "metrics.parquet"
-        written = metrics.stat().st_mtime_ns
+        results_dir = tmp_path / "grid" / "results"
+        written = {path.name: path.stat().st_mtime_ns for path in results_dir.iterdir()}
         entry = functools.partial(crash_once, marker_dir=str(tmp_path), driver_pid=os.getpid())
         report = self.run(make_backend, specs + [tiny_spec(seed=2)], tmp_path / "grid",
                           RunOptions(retries=1), entry)
         assert (report.counts.skipped, report.counts.done) == (2, 3)
         assert sorted(p.name for p in tmp_path.glob("crashed-*")) == [
             f"crashed-{tiny_spec(seed=2).job_id}"]  # only the new job reached the backend
-        assert metrics.stat().st_mtime_ns == written
-        assert status_of(tmp_path / "grid", specs[0])["attempts"] == 1
+        after = {path.name: path.stat().st_mtime_ns for path in results_dir.iterdir()}
+        assert {name: after[name] for name in written} == written  # untouched
+        assert len(after) == len(written) + 1  # and the new job's
+        assert status_of(tmp_path / "grid", specs[0]).attempts == 1
 
     def test_two_runners_never_run_a_job_twice(self, make_backend: MakeBackend,
                                                tmp_path: Path) -> None:
@@ -257,10 +258,10 @@ class BackendSuite:
             thread.join()
         assert [report.exit_code for report in reports] == [1, 1]
         assert all((report.counts.done, report.counts.failed) == (4, 1) for report in reports)
-        assert status_of(tmp_path / "grid", failing)["attempts"] == 1  # failed once, not twice
+        assert status_of(tmp_path / "grid", failing).attempts == 1  # failed once, not twice
         for spec in specs[1:]:
             status = status_of(tmp_path / "grid", spec)
-            assert (status["state"], status["attempts"]) == ("done", 1)
+            assert (status.state, status.attempts) == ("done", 1)
 
     def test_a_rerun_retries_a_job_that_failed_under_a_runner_now_gone(
             self, make_backend: MakeBackend, tmp_path: Path) -> None:
@@ -268,7 +269,7 @@ class BackendSuite:
         self.run(make_backend, [failing], tmp_path / "grid")
         report = self.run(make_backend, [failing], tmp_path / "grid")
         assert report.counts.failed == 1
-        assert status_of(tmp_path / "grid", failing)["attempts"] == 2
+        assert status_of(tmp_path / "grid", failing).attempts == 2
 
     def test_fail_fast_stops_launching(self, make_backend: MakeBackend, tmp_path: Path) -> None:
         specs = [failing_spec(tmp_path)] + [tiny_spec(seed=seed) for seed in range(3)]
@@ -276,7 +277,7 @@ class BackendSuite:
                           RunOptions(max_parallel=1, fail_fast=True))
         assert report.exit_code == 1
         assert (report.counts.failed, report.counts.done, report.not_started) == (1, 0, 3)
-        assert all(status_of(tmp_path / "grid", spec)["state"] == "pending" for spec in specs[1:])
+        assert all(status_of(tmp_path / "grid", spec).state == "pending" for spec in specs[1:])
 
     def test_max_parallel_caps_units_in_flight(self, make_backend: MakeBackend,
                                                tmp_path: Path) -> None:

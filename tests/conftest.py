@@ -98,7 +98,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         except OSError:
             continue
     if names:
-        session.config.get_terminal_reporter().write_line(
-            f"processes left running by the test suite (now killed): {', '.join(names)}",
-            red=True)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"processes left running by the test suite (now killed): {', '.join(names)}"
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        else:
+            print(message)
         session.exitstatus = 1

@@ -1,17 +1,26 @@
 """Grid output dirs with made-up numbers, for tests and benchmarks of `tvo aggregate`.
 
-Everything is written through jobs.rundir.results (spec.json, status.json, metrics.parquet,
-jobs.parquet), exactly as a grid run leaves it; no test writes Parquet by hand.
+Everything is written through jobs.rundir (results files per stack, state events, jobs.parquet),
+exactly as a grid run leaves it; no test writes Parquet by hand. `write_legacy_run` writes a
+job the way tvo did before results by the stack (runs/<job_id>/), which is still read.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.rundir import results
+from jobs.request import stack_id
+from jobs.rundir import legacy, results
+from jobs.rundir.journal import START, append_event
+from jobs.rundir.layout import OutputDir
+from jobs.rundir.run_dir import RunDir
+from jobs.rundir.states import DONE, FINISHED, PENDING, RUNNING, JobState, Outcome
 from jobs.spec import JobSpec
+
+FakeRun = tuple[JobSpec, "list[dict[str, Any]] | None", str, "str | None"]  # state, error
 
 # Settings under which onehot and fixed(c, nc) are both valid (fixed targets do not sum to 1).
 BASE = {"dataset": "digits", "hidden": [16], "loss": "mse", "output": "sigmoid", "epochs": 3}
@@ -53,16 +62,57 @@ def curve_rows(test_acc: Sequence[float | None], *, final: dict[str, float] | No
 
 
 def write_run(grid_dir: Path, spec: JobSpec, rows: list[dict[str, Any]] | None, *,
-              state: str = results.DONE, error: str | None = None,
+              state: str = DONE, error: str | None = None,
               grid: str = "fake") -> Path:
-    """A run dir as run_job leaves it: spec.json, status.json (unless pending), metrics."""
-    run_dir = Path(grid_dir) / "runs" / spec.job_id
-    results.write_spec(run_dir, spec, grid)
-    if state != results.PENDING:
-        results.write_status(run_dir, {"job_id": spec.job_id, "state": state, "error": error,
-                                       "log": str(run_dir / results.LOG_FILE)})
+    """One job as a run leaves it: a results file (done, diverged) or its state recorded
+    (failed, cancelled, running); nothing for pending. Returns the grid dir."""
+    write_runs(grid_dir, [(spec, rows, state, error)], grid=grid)
+    return Path(grid_dir)
+
+
+def write_runs(grid_dir: Path, runs: Sequence[FakeRun], *, grid: str = "fake",
+               stack_size: int = 64) -> None:
+    """Jobs as stacks of `stack_size` leave them: one results file per stack."""
+    grid_dir = Path(grid_dir)
+    for start in range(0, len(runs), stack_size):
+        chosen = runs[start:start + stack_size]
+        stack = stack_id(spec.job_id for spec, *_ in chosen)
+        started = [spec.job_id for spec, _, state, _ in chosen if state != PENDING]
+        if started:
+            append_event(grid_dir, START, stack=stack, jobs=started, host="", pid=0,
+                         pid_start="", log="", epochs=0)
+        ended = [(spec, rows or [], Outcome(JobState(state), error, len(rows or []) - 1))
+                 for spec, rows, state, error in chosen
+                 if state not in (PENDING, RUNNING)]
+        if ended:
+            table = results.stack_table([(spec, rows) for spec, rows, outcome in ended
+                                         if outcome.state in FINISHED], grid)
+            commit = results.Commit(stack, time.time(),
+                                    {spec.job_id: outcome for spec, _, outcome in ended})
+            results.write_stack_results(OutputDir(grid_dir).results_file(stack), table, commit)
+        running = [spec.job_id for spec, _, state, _ in chosen if state == RUNNING]
+        if running:  # started by this process, which lives: running
+            files = RunDir(grid_dir).stack_files(stack + "r", [s for s, *_ in chosen
+                                                               if s.job_id in running])
+            files.begin("cpu")
+            files.close()
+
+
+def write_legacy_run(grid_dir: Path, spec: JobSpec, rows: list[dict[str, Any]] | None, *,
+                     state: str = DONE, error: str | None = None,
+                     grid: str = "fake") -> Path:
+    """A run dir as tvo wrote it before results by the stack: spec.json, status.json (unless
+    pending), metrics.parquet."""
+    run_dir = OutputDir(Path(grid_dir)).legacy_runs / spec.job_id
+    results.atomic_write_json(run_dir / "spec.json", {"job_id": spec.job_id, "grid": grid,
+                                                      "spec": spec.to_dict()})
+    if state != PENDING:
+        results.atomic_write_json(run_dir / legacy.STATUS_FILE, {
+            "job_id": spec.job_id, "state": state, "error": error,
+            "log": str(run_dir / legacy.LOG_FILE)})
     if rows is not None:
-        results.write_metrics(run_dir, spec, grid, rows)
+        results.write_parquet(run_dir / legacy.METRICS_FILE,
+                              results.metrics_table(spec, grid, rows))
     return run_dir
 
 
@@ -91,6 +141,7 @@ def write_sized_grid(root: Path, *, strategies: int, datasets: Sequence[str] = (
     """strategies x datasets x lrs groups of `seeds` done jobs with plausible made-up curves;
     `tanh`: every job has a tanh output, so its ECE and NLL are null (not applicable)."""
     specs = []
+    runs: list[FakeRun] = []
     for strategy_index, strategy in enumerate(many_strategies(strategies)):
         for dataset in datasets:
             for lr in lrs:
@@ -108,8 +159,9 @@ def write_sized_grid(root: Path, *, strategies: int, datasets: Sequence[str] = (
                     if tanh:
                         for row in rows:
                             row.update(ece=None, test_nll=None, reliability=None)
-                    write_run(root, spec, rows)
+                    runs.append((spec, rows, DONE, None))
                     specs.append(spec)
+    write_runs(root, runs)
     write_jobs(root, specs)
     return root
 

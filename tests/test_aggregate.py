@@ -11,10 +11,20 @@ import pytest
 from scipy import stats as scipy_stats
 
 from jobs.rundir import results
+from jobs.rundir.states import DIVERGED, DONE, FAILED, RUNNING
+from runner.dispatch.status import grid_status
 from runner.report import stats
 from runner.report.load import AggregateError, load_grid
 from runner.report.pipeline import aggregate
-from tests.fake_grid import curve_rows, make_spec, write_jobs, write_run
+from tests import rundir_view
+from tests.fake_grid import (
+    curve_rows,
+    make_spec,
+    write_jobs,
+    write_legacy_run,
+    write_run,
+    write_runs,
+)
 
 FIXED = "fixed(c=0.9, nc=0.1)"
 T_975_DF2 = 4.302652729749464  # Student's t table: 97.5 % quantile, 2 degrees of freedom
@@ -37,10 +47,10 @@ def build_grid(root: Path, *, partial: bool = False) -> Path:
     if partial:
         failed, diverged, running, pending = (make_spec(strategy="onehot", seed=s)
                                               for s in (3, 4, 5, 6))
-        write_run(root, failed, None, state=results.FAILED, error="RuntimeError: out of memory")
-        write_run(root, diverged, curve_rows([0.1, 0.2, None]), state=results.DIVERGED,
+        write_run(root, failed, None, state=FAILED, error="RuntimeError: out of memory")
+        write_run(root, diverged, curve_rows([0.1, 0.2, None]), state=DIVERGED,
                   error="training loss became nan in epoch 2")
-        write_run(root, running, None, state=results.RUNNING)
+        write_run(root, running, None, state=RUNNING)
         specs += [failed, diverged, running, pending]
     write_jobs(root, specs)
     return root
@@ -218,23 +228,24 @@ def test_single_setting_grid_is_one_group_without_baseline(tmp_path):
         "--baseline KEY=VALUE")
 
 
-def test_runs_without_jobs_table_or_spec_take_settings_from_metrics(tmp_path):
+def test_runs_without_jobs_table_take_settings_from_metrics(tmp_path):
     build_grid(tmp_path)
     (tmp_path / "jobs.parquet").unlink()
-    for run in (tmp_path / "runs").iterdir():
-        (run / results.SPEC_FILE).unlink()
-        (run / results.STATUS_FILE).unlink()
     result = aggregate(tmp_path, plots=False)
     assert row_of(result, "onehot")["seeds"] == 3
     assert row_of(result, FIXED)["diff_final_test_acc"] == pytest.approx(0.04)
 
 
-def test_compaction_is_reused_and_updated_run_by_run(tmp_path):
+def results_files(grid_dir: Path) -> list[str]:
+    return [str(path) for path in sorted(grid_dir.glob("results/*.parquet"))]
+
+
+def test_compaction_is_reused_and_updated_file_by_file(tmp_path):
     build_grid(tmp_path)
     first = aggregate(tmp_path, plots=False)
-    assert first.data.compaction == "compacted 6 runs into summary/metrics.parquet"
+    assert first.data.compaction == "compacted 6 results files into summary/metrics.parquet"
     compacted = tmp_path / "summary" / "metrics.parquet"
-    runs = pl.read_parquet([str(p) for p in sorted(tmp_path.glob("runs/*/metrics.parquet"))])
+    runs = pl.read_parquet(results_files(tmp_path))  # one glob reads every row
     assert pl.read_parquet(compacted).sort("job_id", "epoch").equals(runs.sort("job_id", "epoch"))
     assert aggregate(tmp_path, plots=False).data.compaction == "reused summary/metrics.parquet"
 
@@ -242,13 +253,13 @@ def test_compaction_is_reused_and_updated_run_by_run(tmp_path):
     write_run(tmp_path, extra, curve_rows([0.1, 0.2, 0.3, 0.4]))
     updated = aggregate(tmp_path, plots=False)
     assert updated.data.compaction == (
-        "updated summary/metrics.parquet: kept 6 runs, read 1, dropped 0")
+        "updated summary/metrics.parquet: kept 6 results files, read 1, dropped 0")
     assert row_of(updated, "onehot")["seeds"] == 4
     assert pl.read_parquet(compacted).height == 7 * 4
 
-    (tmp_path / "runs" / extra.job_id / results.METRICS_FILE).unlink()
+    Path(rundir_view.record(tmp_path, extra.job_id).committed).unlink()
     dropped = aggregate(tmp_path, plots=False)
-    assert dropped.data.compaction.endswith("kept 6 runs, read 0, dropped 1")
+    assert dropped.data.compaction.endswith("kept 6 results files, read 0, dropped 1")
     assert pl.read_parquet(compacted).height == 6 * 4
     assert not list((tmp_path / "summary").glob(".*tmp"))
 
@@ -260,7 +271,7 @@ def test_compacted_file_is_plain_parquet_that_pyarrow_reads(tmp_path):
     aggregate(tmp_path, plots=False)
     compacted = pq.read_table(tmp_path / "summary" / "metrics.parquet")
     assert compacted.column_names == results.metrics_schema().names
-    runs = pq.ParquetDataset(sorted(tmp_path.glob("runs/*/metrics.parquet"))).read()
+    runs = pq.ParquetDataset(results_files(tmp_path)).read()
     key = [("job_id", "ascending"), ("epoch", "ascending")]
     assert compacted.sort_by(key).to_pylist() == runs.sort_by(key).to_pylist()
     version = pq.ParquetFile(tmp_path / "summary" / "metrics.parquet").metadata.metadata
@@ -268,45 +279,101 @@ def test_compacted_file_is_plain_parquet_that_pyarrow_reads(tmp_path):
         b"tvo.schema_version"]
 
 
-def test_rewritten_run_is_read_again(tmp_path):
+def test_the_results_are_one_glob_for_duckdb_pandas_and_polars(tmp_path):
+    import duckdb
+    import pandas
+
+    build_grid(tmp_path)
+    pattern = str(tmp_path / "results" / "*.parquet")
+    by_duckdb = duckdb.sql(f"select strategy, avg(test_acc) as acc from '{pattern}' "
+                           "where epoch = 3 group by strategy order by strategy").fetchall()
+    by_polars = (pl.scan_parquet(pattern).filter(pl.col("epoch") == 3).group_by("strategy")
+                 .agg(pl.col("test_acc").mean()).sort("strategy").collect().rows())
+    frames = pandas.concat(pandas.read_parquet(path) for path in results_files(tmp_path))
+    by_pandas = frames[frames.epoch == 3].groupby("strategy").test_acc.mean()
+    assert by_duckdb == pytest.approx(by_polars)
+    assert by_pandas.to_dict() == pytest.approx(dict(by_polars))
+    assert dict(by_polars)["onehot"] == pytest.approx(0.92)
+
+
+def test_rewritten_results_file_is_read_again(tmp_path):
     build_grid(tmp_path)
     aggregate(tmp_path, plots=False)
     spec = make_spec(strategy="onehot", seed=0)
-    write_run(tmp_path, spec, curve_rows([0.1, 0.2, 0.3, 0.60]))
-    metrics = tmp_path / "runs" / spec.job_id / results.METRICS_FILE
-    os.utime(metrics, ns=(1, 1))  # even an old mtime is noticed: the fingerprint differs
-    result = aggregate(tmp_path, plots=False)
-    assert result.data.compaction.endswith("kept 5 runs, read 1, dropped 0")
+    write_run(tmp_path, spec, curve_rows([0.1, 0.2, 0.3, 0.60]))  # its stack's file, again
+    os.utime(rundir_view.record(tmp_path, spec.job_id).committed, ns=(1, 1))  # even an old
+    result = aggregate(tmp_path, plots=False)  # mtime is noticed: the fingerprint differs
+    assert result.data.compaction.endswith("kept 5 results files, read 1, dropped 0")
     assert row_of(result, "onehot")["final_test_acc_mean"] == pytest.approx((0.6 + 0.92 + 0.94) / 3)
 
 
 def test_metrics_of_an_older_schema_read_with_new_columns_empty(tmp_path):
     spec = make_spec()
     table = results.metrics_table(spec, "old", curve_rows([0.1, 0.2, 0.3, 0.8]))
-    results.write_parquet(tmp_path / "runs" / spec.job_id / results.METRICS_FILE,
+    write_legacy_run(tmp_path, spec, None)
+    results.write_parquet(tmp_path / "runs" / spec.job_id / "metrics.parquet",
                           table.drop_columns(["ts_residual", "target_matrix"]))
     data = load_grid(tmp_path)
     frame = data.metrics.collect()
     assert frame["ts_residual"].null_count() == 4 and frame["test_acc"].to_list()[-1] == 0.8
 
 
-def test_unreadable_metrics_file_is_named(tmp_path):
+def test_the_layout_before_results_by_the_stack_is_still_read(tmp_path):
+    """A grid dir of runs/<job_id>/ folders, then more jobs run into it: status and aggregate
+    read both, each job's rows once."""
+    specs = []
+    for strategy, curves in CURVES.items():
+        for seed, curve in enumerate(curves):
+            spec = make_spec(strategy=strategy, seed=seed)
+            writer = write_legacy_run if seed < 2 else write_run
+            writer(tmp_path, spec, curve_rows(curve))
+            specs.append(spec)
+    failed = make_spec(strategy="onehot", seed=9)
+    write_legacy_run(tmp_path, failed, None, state=FAILED, error="RuntimeError: boom")
+    write_jobs(tmp_path, [*specs, failed])
+    result = aggregate(tmp_path, plots=False)
+    assert row_of(result, "onehot")["seeds"] == 3
+    assert row_of(result, "onehot")["final_test_acc_mean"] == pytest.approx(0.92)
+    assert pl.read_parquet(tmp_path / "summary" / "metrics.parquet").height == 6 * 4
+    status = grid_status(tmp_path)
+    assert status.counts["done"] == 6 and status.counts["failed"] == 1
+    assert status.problems[0].error == "RuntimeError: boom"
+
+
+def test_rows_of_a_job_committed_twice_are_read_once(tmp_path):
+    """Never written by tvo's runner (claims and the state index prevent it), but a copied-in
+    file must not double a job's rows either: each finished job is read from one file."""
     build_grid(tmp_path)
-    broken = next((tmp_path / "runs").iterdir()) / results.METRICS_FILE
+    spec = make_spec(strategy="onehot", seed=0)
+    write_runs(tmp_path, [(spec, curve_rows([0.1, 0.2, 0.3, 0.5]), DONE, None),
+                          (make_spec(strategy="onehot", seed=8), curve_rows([0.1, 0.2, 0.3, 0.9]),
+                           DONE, None)])
+    result = aggregate(tmp_path, plots=False)
+    frame = pl.read_parquet(tmp_path / "summary" / "metrics.parquet")
+    assert frame.filter(pl.col("job_id") == spec.job_id).height == 4
+    assert row_of(result, "onehot")["seeds"] == 4
+
+
+def test_unreadable_results_file_is_named(tmp_path):
+    build_grid(tmp_path)
+    broken = Path(results_files(tmp_path)[0])
     broken.write_bytes(b"not parquet")
-    with pytest.raises(AggregateError, match=f"^{broken} is not a readable metrics file: "):
+    with pytest.raises(AggregateError) as error:
         aggregate(tmp_path, plots=False)
+    assert str(error.value) == (f"{broken} is not a readable results file (cut short or "
+                                "damaged); `tvo run` on this grid sets it aside and trains its "
+                                "jobs again")
     assert not (tmp_path / "summary").exists()  # nothing written
 
 
 def test_grid_without_finished_jobs_says_so(tmp_path):
     specs = [make_spec(seed=s) for s in range(3)]
     write_jobs(tmp_path, specs)
-    write_run(tmp_path, specs[0], None, state=results.RUNNING)
+    write_run(tmp_path, specs[0], None, state=RUNNING)
     with pytest.raises(AggregateError) as error:
         aggregate(tmp_path)
-    assert str(error.value) == (f"{tmp_path} has no finished jobs yet: none of its 3 jobs wrote "
-                                "runs/<job_id>/metrics.parquet (2 pending, 1 running)")
+    assert str(error.value) == (f"{tmp_path} has no finished jobs yet: none of its 3 jobs has "
+                                "committed results (2 pending, 1 running)")
 
 
 def test_epochs_are_chosen_on_validation_not_on_test(tmp_path):

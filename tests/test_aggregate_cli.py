@@ -9,7 +9,6 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from jobs.rundir import results
 from runner.cli.app import app
 from runner.report.load import load_grid
 from runner.report.plots import make_figures
@@ -176,8 +175,8 @@ def error_of(args: list[str]) -> tuple[int, str]:
 
 def test_empty_or_missing_dir_is_a_one_line_error(tmp_path):
     assert error_of([str(tmp_path)]) == (2, (
-        f"Error: {tmp_path} is not a tvo output dir: no runs/*/metrics.parquet under it (pass "
-        "the folder that tvo run or tvo train wrote, e.g. outputs/<grid name>)\n"))
+        f"Error: {tmp_path} is not a tvo output dir: no results under it (pass the folder that "
+        "tvo run or tvo train wrote, e.g. outputs/<grid name>)\n"))
     missing = tmp_path / "nope"
     assert error_of([str(missing)]) == (2, (
         f"Error: {missing} does not exist or is not a folder; pass the output dir of a grid, "
@@ -208,10 +207,10 @@ def test_failed_call_leaves_the_earlier_summary_untouched(tmp_path):
     root = build_grid(tmp_path)
     assert runner.invoke(app, ["aggregate", str(root), "--no-plots"]).exit_code == 0
     before = {p.name: p.read_bytes() for p in (root / "summary").iterdir()}
-    broken = next((root / "runs").iterdir()) / results.METRICS_FILE
+    broken = sorted((root / "results").iterdir())[0]
     broken.write_bytes(b"garbage")
     code, message = error_of([str(root), "--no-plots"])
-    assert code == 2 and message.startswith(f"Error: {broken} is not a readable metrics file: ")
+    assert code == 2 and message.startswith(f"Error: {broken} is not a readable results file")
     assert {p.name: p.read_bytes() for p in (root / "summary").iterdir()} == before
 
 

@@ -22,7 +22,7 @@ def test_aggregate_real_runs(tmp_path):
             spec = JobSpec.from_dict({"dataset": "digits", "hidden": [16], "epochs": 3,
                                       "loss": "mse", "output": "sigmoid", "lr": 0.5,
                                       "strategy": strategy, "seed": seed, "device": "cpu"})
-            result = run_job(spec, tmp_path / "runs" / spec.job_id, grid="real", threads=1)
+            result = run_job(spec, tmp_path, grid="real", threads=1)
             assert result.state == "done", result.error
     outcome = CliRunner().invoke(app, ["aggregate", str(tmp_path), "--format", "json"])
     assert outcome.exit_code == 0, outcome.output

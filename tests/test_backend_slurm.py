@@ -21,10 +21,10 @@ from cluster.base import Resources
 from cluster.slurm.backend import SlurmBackend
 from cluster.slurm.records import latest_placements
 from cluster.slurm.settings import SLURM_KEYS
-from jobs.rundir import results
 from jobs.spec import JobSpec
 from runner.cli.app import app
 from runner.dispatch.driver import RunOptions, RunReport, run_grid
+from tests import rundir_view
 from tests.backend_suite import (
     BackendSuite,
     MakeBackend,
@@ -116,9 +116,8 @@ def slow_run(grid_dir: Path, specs: list[JobSpec], seconds_per_epoch: float,
 
 def slurm_id_once_training(grid_dir: Path, spec: JobSpec, timeout: float = 60) -> str:
     """The SLURM job of `spec`, as soon as the job has started training."""
-    log = grid_dir / "runs" / spec.job_id / results.LOG_FILE
     deadline = time.monotonic() + timeout
-    while not (log.exists() and "epoch 0/" in log.read_text()):
+    while rundir_view.state(grid_dir, spec.job_id) != "running":
         assert time.monotonic() < deadline, "the job never started"
         time.sleep(0.05)
     return latest_placements(grid_dir)[spec.job_id].slurm_id
@@ -148,7 +147,7 @@ def test_scancel_is_reported_failed_with_state_and_log(tmp_path: Path) -> None:
                                   "without a result (srun: error: ") + r".*: task 0: \w+"
                         + re.escape(f"); log {placement.log}"), problem.error), problem.error
     assert placement.log.exists()
-    assert results.read_status(grid_dir / "runs" / spec.job_id)["state"] == "failed"
+    assert rundir_view.state(grid_dir, spec.job_id) == "failed"
 
 
 def test_requeued_jobs_resume_to_identical_metrics(tmp_path: Path) -> None:
@@ -166,7 +165,7 @@ def test_requeued_jobs_resume_to_identical_metrics(tmp_path: Path) -> None:
     while interrupt:  # each as soon as it saved its first checkpoint
         assert time.monotonic() < deadline, "the jobs never saved a checkpoint"
         for job_id in list(interrupt):
-            if (grid_dir / "runs" / job_id / results.CHECKPOINT_FILE).exists():
+            if rundir_view.checkpointed_epoch(grid_dir, job_id) is not None:
                 slurm_id = latest_placements(grid_dir)[job_id].slurm_id
                 assert run(*interrupt.pop(job_id), slurm_id).returncode == 0
         time.sleep(0.05)
@@ -174,12 +173,11 @@ def test_requeued_jobs_resume_to_identical_metrics(tmp_path: Path) -> None:
     [report] = reports
     assert (report.exit_code, report.counts.done) == (0, 2)
     for spec in (preempted, requeued):
-        run_dir = grid_dir / "runs" / spec.job_id
-        assert "resumed after epoch" in (run_dir / results.LOG_FILE).read_text()
-        assert results.read_status(run_dir)["attempts"] == 2
-        clean = tmp_path / "reference" / "requeued" / spec.job_id  # the same grid name
+        assert "resumed after epoch" in rundir_view.log(grid_dir, spec.job_id)
+        assert rundir_view.record(grid_dir, spec.job_id).attempts == 2
+        clean = tmp_path / "reference"
         assert reference_run(spec, clean).state == "done"  # one thread, like a 1-cpu job
-        assert metrics_without_timing(run_dir) == metrics_without_timing(clean)
+        assert metrics_without_timing(grid_dir, spec) == metrics_without_timing(clean, spec)
     placement = latest_placements(grid_dir)[preempted.job_id]
     log = placement.log.read_text() + placement.error_log.read_text()
     assert "Caught signal SIGUSR2" in log and "Requeued job" in log
@@ -231,7 +229,7 @@ def test_a_rerun_waits_for_jobs_a_detached_run_left_queued(tmp_path: Path) -> No
     waited = run_once(detach=False)  # at once: the job is still queued or running in SLURM
     assert (waited.exit_code, waited.counts.done) == (0, 1)
     assert len(list((grid_dir / "slurm").iterdir())) == 1  # nothing was submitted again
-    assert results.read_status(grid_dir / "runs" / spec.job_id)["attempts"] == 1
+    assert rundir_view.record(grid_dir, spec.job_id).attempts == 1
 
 
 # -- submitting from inside a SLURM job ------------------------------------------------------------

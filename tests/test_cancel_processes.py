@@ -16,10 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from jobs.engine.train import run_job
-from jobs.rundir import results
-from jobs.rundir.checkpoint import read_checkpoint
+from jobs.rundir.run_dir import RunDir
 from runner.cli.app import app
+from runner.dispatch.outdir import OutDirError, job_ids
 from runner.grid.expand import expand, load_grid
+from tests import rundir_view
 from tests.backend_suite import metrics_without_timing
 from tests.test_engine import close
 
@@ -74,38 +75,42 @@ def invoke(tmp_path: Path, *args: str) -> tuple[int, str]:
     return result.exit_code, result.stdout + result.stderr
 
 
-def run_dirs(grid_dir: Path) -> list[Path]:
-    return sorted((grid_dir / "runs").iterdir()) if (grid_dir / "runs").is_dir() else []
+def jobs_of(grid_dir: Path) -> list[str]:
+    try:
+        return job_ids(grid_dir)
+    except OutDirError:
+        return []
 
 
-def state(run_dir: Path) -> str:
-    return results.read_status(run_dir).get("state", "pending")
+def state(grid_dir: Path, job_id: str) -> str:
+    return rundir_view.state(grid_dir, job_id)
 
 
-def mid_job(grid_dir: Path) -> list[Path]:
-    return [run for run in run_dirs(grid_dir)
-            if state(run) == "running" and (run / results.CHECKPOINT_FILE).exists()]
+def mid_job(grid_dir: Path) -> list[str]:
+    return [job for job in jobs_of(grid_dir) if state(grid_dir, job) == "running"
+            and rundir_view.checkpointed_epoch(grid_dir, job) is not None]
 
 
-def epoch_logged(run_dir: Path, epoch: int) -> bool:
-    log = run_dir / results.LOG_FILE
-    return log.exists() and f" epoch {epoch}/" in log.read_text()
+def epoch_done(grid_dir: Path, job_id: str, epoch: int) -> bool:
+    """The job's stack has ended `epoch` (and checkpointed it, every epoch here)."""
+    return (rundir_view.checkpointed_epoch(grid_dir, job_id) or 0) >= epoch
 
 
-def rerun_matches_uninterrupted(tmp_path: Path, grid_dir: Path, resumed: list[Path]) -> None:
+def rerun_matches_uninterrupted(tmp_path: Path, grid_dir: Path, resumed: list[str]) -> None:
     code, output = invoke(tmp_path, "run", "grid.yaml", "--backend", "inline", "--out", "out")
     assert code == 0, output
     specs = {spec.job_id: spec for spec in expand(load_grid(str(tmp_path / "grid.yaml")))}
-    for run in run_dirs(grid_dir):
-        assert state(run) == "done"
-        assert not results.cancel_requested(run)
-    for run in resumed:
-        assert "resumed after epoch" in (run / results.LOG_FILE).read_text()
-        clean = tmp_path / "clean" / run.name
-        assert run_job(specs[run.name], clean, grid=grid_dir.name, threads=1).state == "done"
+    for job in jobs_of(grid_dir):
+        assert state(grid_dir, job) == "done"
+        assert not RunDir(grid_dir).cancel_requested(job)
+    for job in resumed:
+        assert "resumed after epoch" in rundir_view.log(grid_dir, job)
+        clean = tmp_path / "clean"
+        assert run_job(specs[job], clean, grid=grid_dir.name, threads=1).state == "done"
         # the rerun may resume it in a stack with other jobs: equal to float tolerance
-        assert close(metrics_without_timing(run), metrics_without_timing(clean))
-    assert not results.cancel_requested(grid_dir)
+        assert close(metrics_without_timing(grid_dir, specs[job]),
+                     metrics_without_timing(clean, specs[job]))
+    assert not RunDir(grid_dir).cancel_requested()
 
 
 def test_cancel_an_inline_run_then_resume(tmp_path: Path) -> None:
@@ -122,11 +127,11 @@ def test_cancel_an_inline_run_then_resume(tmp_path: Path) -> None:
     assert runner.returncode == 1, driver_output
     assert re.search(r"cancelled \(`tvo cancel`\): 1 jobs stopped and keep their last checkpoint, "
                      r"[01] were not started", driver_output)
-    assert f"cancelled {running.name}: `tvo run` resumes it" in driver_output
-    assert state(running) == "cancelled"
-    assert "cancelled after epoch" in (running / results.LOG_FILE).read_text()
-    assert not (running / results.METRICS_FILE).exists()
-    assert results.cancel_requested(grid_dir)
+    assert f"cancelled {running}: `tvo run` resumes it" in driver_output
+    assert state(grid_dir, running) == "cancelled"
+    assert "cancelled after epoch" in rundir_view.log(grid_dir, running)
+    assert rundir_view.rows(grid_dir, running) == []
+    assert RunDir(grid_dir).cancel_requested()
     code, output = invoke(tmp_path, "status", "out/quick")
     assert re.search(r"cancelled 1 · pending [01]\n", output)
     rerun_matches_uninterrupted(tmp_path, grid_dir, [running])
@@ -135,20 +140,19 @@ def test_cancel_an_inline_run_then_resume(tmp_path: Path) -> None:
 def test_cancel_with_no_grace_stops_an_inline_job_mid_epoch(tmp_path: Path) -> None:
     runner = start_runner(tmp_path, slow_grid(1), "inline")
     grid_dir = tmp_path / "out" / "slow"
-    wait_for(lambda: any(epoch_logged(run, 1) for run in run_dirs(grid_dir)), runner)
-    [job] = run_dirs(grid_dir)
+    wait_for(lambda: any(epoch_done(grid_dir, job, 1) for job in jobs_of(grid_dir)), runner)
+    [job] = jobs_of(grid_dir)
     code, output = invoke(tmp_path, "cancel", "out/slow", "--grace", "0")
     assert code == 0, output
     assert (f"still running after the grace, stopped at once (back to their last checkpoint): "
             f"driver {HOST}:{runner.pid}") in output
     driver_output = runner.communicate(timeout=60)[0]
     assert runner.returncode == 1, driver_output
-    assert state(job) == "cancelled"
+    assert state(grid_dir, job) == "cancelled"
     # Usually stopped mid-epoch 2, back to epoch 1's checkpoint; on a loaded machine epoch 2 may
     # end (and see the request) before the signal lands: then it stopped there, checkpointed.
-    log_text = (job / results.LOG_FILE).read_text()
-    stopped_at = 2 if "cancelled after epoch 2" in log_text else 1
-    assert read_checkpoint(job / results.CHECKPOINT_FILE)["epoch"] == stopped_at
+    stopped_at = 2 if "cancelled after epoch 2" in rundir_view.log(grid_dir, job) else 1
+    assert rundir_view.checkpointed_epoch(grid_dir, job) == stopped_at
 
 
 @pytest.mark.ray
@@ -156,31 +160,31 @@ def test_cancel_one_job_of_a_ray_run_then_the_grid_then_resume(tmp_path: Path) -
     runner = start_runner(tmp_path, slow_grid(2), "ray", "--max-parallel",
                           "2")
     grid_dir = tmp_path / "out" / "slow"
-    wait_for(lambda: any(epoch_logged(run, 1) for run in run_dirs(grid_dir)), runner)
+    wait_for(lambda: any(epoch_done(grid_dir, job, 1) for job in jobs_of(grid_dir)), runner)
     # both have started (on a loaded machine the second worker may start late)
-    wait_for(lambda: len(run_dirs(grid_dir)) == 2
-             and all(state(run) == "running" for run in run_dirs(grid_dir)), runner)
+    wait_for(lambda: len(jobs_of(grid_dir)) == 2
+             and all(state(grid_dir, job) == "running" for job in jobs_of(grid_dir)), runner)
     # the job ahead: the other one is at most one epoch further when the grid's request comes,
     # so it still stops before its last epoch
-    first = next(run for run in run_dirs(grid_dir) if epoch_logged(run, 1))
-    [other] = [run for run in run_dirs(grid_dir) if run != first]
-    code, output = invoke(tmp_path, "cancel", "out/slow", "--job", first.name, "--grace", "0")
+    first = next(job for job in jobs_of(grid_dir) if epoch_done(grid_dir, job, 1))
+    [other] = [job for job in jobs_of(grid_dir) if job != first]
+    code, output = invoke(tmp_path, "cancel", "out/slow", "--job", first, "--grace", "0")
     assert code == 0, output
-    assert f"cancel requested for 1 unfinished jobs of out/slow ({first.name}); 1 running" in output
+    assert f"cancel requested for 1 unfinished jobs of out/slow ({first}); 1 running" in output
     assert re.search(rf"stopped at once \(back to their last checkpoint\): worker {HOST}:\d+ "
-                     rf"\(job {first.name}\)", output)
-    assert state(first) == "cancelled"
-    assert "cancelled after epoch" not in (first / results.LOG_FILE).read_text()  # by force
-    assert state(other) == "running" and not results.cancel_requested(other)
+                     rf"\(job {first}\)", output)
+    assert state(grid_dir, first) == "cancelled"
+    assert "cancelled after epoch" not in rundir_view.log(grid_dir, first)  # by force
+    assert state(grid_dir, other) == "running" and not RunDir(grid_dir).cancel_requested(other)
     assert runner.poll() is None  # the rest of the grid goes on
 
     code, output = invoke(tmp_path, "cancel", "out/slow")
     assert code == 0, output
     driver_output = runner.communicate(timeout=60)[0]
     assert runner.returncode == 1, driver_output
-    for run in (first, other):
-        assert f"cancelled {run.name}: `tvo run` resumes it" in driver_output
-    assert "cancelled after epoch" in (other / results.LOG_FILE).read_text()  # at its epoch end
+    for job in (first, other):
+        assert f"cancelled {job}: `tvo run` resumes it" in driver_output
+    assert "cancelled after epoch" in rundir_view.log(grid_dir, other)  # at its epoch end
     rerun_matches_uninterrupted(tmp_path, grid_dir, [first, other])
 
 
@@ -189,8 +193,8 @@ def test_cancel_with_no_grace_stops_a_ray_run_through_its_driver(tmp_path: Path)
     # ray.init installs a SIGTERM handler of its own; the run puts its own back after it
     runner = start_runner(tmp_path, slow_grid(1), "ray")
     grid_dir = tmp_path / "out" / "slow"
-    wait_for(lambda: any(epoch_logged(run, 1) for run in run_dirs(grid_dir)), runner)
-    [job] = run_dirs(grid_dir)
+    wait_for(lambda: any(epoch_done(grid_dir, job, 1) for job in jobs_of(grid_dir)), runner)
+    [job] = jobs_of(grid_dir)
     code, output = invoke(tmp_path, "cancel", "out/slow", "--grace", "0")
     assert code == 0, output
     assert f"stopped at once (back to their last checkpoint): driver {HOST}:{runner.pid}" in output
@@ -198,10 +202,9 @@ def test_cancel_with_no_grace_stops_a_ray_run_through_its_driver(tmp_path: Path)
     assert runner.returncode == 1, driver_output
     # Ray's own processes, stopped with the driver, may print to the same pipe mid-line, so the
     # summary line is not matched whole here; the job's line and its state say what happened.
-    assert f"cancelled {job.name}" in driver_output
-    assert state(job) == "cancelled"
+    assert f"cancelled {job}" in driver_output
+    assert state(grid_dir, job) == "cancelled"
     # Usually stopped mid-epoch 2, back to epoch 1's checkpoint; on a loaded machine epoch 2 may
     # end (and see the request) before the signal lands: then it stopped there, checkpointed.
-    log_text = (job / results.LOG_FILE).read_text()
-    stopped_at = 2 if "cancelled after epoch 2" in log_text else 1
-    assert read_checkpoint(job / results.CHECKPOINT_FILE)["epoch"] == stopped_at
+    stopped_at = 2 if "cancelled after epoch 2" in rundir_view.log(grid_dir, job) else 1
+    assert rundir_view.checkpointed_epoch(grid_dir, job) == stopped_at

@@ -1,26 +1,33 @@
-"""The checkpoint file: two CRC-checked slots written in place, read back bit for bit."""
+"""A stack's checkpoint file: two CRC-checked slots written in place, an index of its jobs ahead
+of their states, read back bit for bit; damaged files are passed over, not fatal."""
 
 from __future__ import annotations
 
 import io
+import json
 import pickle
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import torch
 
 from jobs.engine.train import run_job
-from jobs.rundir import results
 from jobs.rundir.checkpoint import (
     _HEADER,
+    _INDEX_LENGTH,
     CheckpointError,
     CheckpointWriter,
     decode_state,
     encode_state,
     read_checkpoint,
+    read_checkpoint_index,
+    read_stack_checkpoint,
 )
+from jobs.rundir.layout import OutputDir
 from jobs.spec import JobSpec
+from tests import rundir_view
+
+CKPT = "stack.ckpt"
 
 TINY = {"dataset": "moons", "hidden": [8], "epochs": 3, "batch_size": 32}
 
@@ -39,8 +46,14 @@ def pieces():
 
 
 def save(writer: CheckpointWriter, epoch: int, rows: list | None = None) -> None:
-    writer.save({"epoch": epoch, "rows": rows if rows is not None else [{"epoch": epoch}],
-                 **pieces()})
+    """Two members' states after `epoch`, as a stack saves them."""
+    state = {"epoch": epoch, "rows": rows if rows is not None else [{"epoch": epoch}],
+             **pieces()}
+    writer.save({"job-a": state, "job-b": {**state, "epoch": epoch - 1}})
+
+
+def saved_epoch(path: Path) -> int:
+    return read_stack_checkpoint(path)["job-a"]["epoch"]
 
 
 def save_epochs(path: Path, *epochs: int) -> None:
@@ -61,10 +74,13 @@ def tear_slot_of(path: Path, epoch: int) -> None:
 
 
 def slot_epoch(content: bytearray, start: int) -> int | None:
+    """The first job's epoch in a slot's index (the index comes first in the payload)."""
     _, _, length, _ = _HEADER.unpack_from(content, start)
     payload = bytes(content[start + _HEADER.size:start + _HEADER.size + length])
     try:
-        return decode_state(payload)["epoch"]
+        (size,) = _INDEX_LENGTH.unpack_from(payload)
+        return next(iter(json.loads(payload[_INDEX_LENGTH.size:_INDEX_LENGTH.size + size])
+                         .values()))
     except Exception:
         return None
 
@@ -86,29 +102,31 @@ def test_tensors_of_every_kind_come_back_equal_with_their_dtype():
 
 
 def test_saves_alternate_slots_and_the_newest_is_read(tmp_path):
-    path = tmp_path / results.CHECKPOINT_FILE
+    path = tmp_path / CKPT
     save_epochs(path, 1, 2, 3)
-    assert read_checkpoint(path)["epoch"] == 3
+    assert saved_epoch(path) == 3
+    assert read_checkpoint_index(path) == {"job-a": 3, "job-b": 2}  # no tensors read
     size = path.stat().st_size
     assert size % 2 == 0 and size >= 2 * 64 * 1024  # two fixed slots, overwritten in place
 
 
 def test_a_write_cut_short_falls_back_to_the_slot_before(tmp_path):
-    path = tmp_path / results.CHECKPOINT_FILE
+    path = tmp_path / CKPT
     save_epochs(path, 1, 2)
     tear_slot_of(path, 2)
-    assert read_checkpoint(path)["epoch"] == 1
+    assert saved_epoch(path) == 1
+    assert read_checkpoint_index(path) == {"job-a": 1, "job-b": 0}
 
 
 def test_a_new_writer_continues_the_file_a_killed_attempt_left(tmp_path):
-    path = tmp_path / results.CHECKPOINT_FILE
+    path = tmp_path / CKPT
     save_epochs(path, 1, 2, 3)
     save_epochs(path, 4)  # a resumed attempt: its saves must count as newer
-    assert read_checkpoint(path)["epoch"] == 4
+    assert saved_epoch(path) == 4
 
 
 def test_a_checkpoint_that_outgrows_its_slots_is_rewritten_larger(tmp_path):
-    path = tmp_path / results.CHECKPOINT_FILE
+    path = tmp_path / CKPT
     writer = CheckpointWriter(path)
     save(writer, 1)
     small = path.stat().st_size
@@ -117,14 +135,21 @@ def test_a_checkpoint_that_outgrows_its_slots_is_rewritten_larger(tmp_path):
     save(writer, 3, many_rows)
     writer.close()
     assert path.stat().st_size > small
-    saved = read_checkpoint(path)
+    saved = read_stack_checkpoint(path)["job-a"]
     assert saved["epoch"] == 3 and saved["rows"] == many_rows
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def legacy_checkpoint(grid_dir: Path, spec: JobSpec) -> Path:
+    """Where the layout before results by the stack kept a job's checkpoint."""
+    path = OutputDir(grid_dir).legacy_runs / spec.job_id / "checkpoint.pt"
+    path.parent.mkdir(parents=True)
+    return path
+
+
 def test_checkpoints_written_by_torch_save_still_load(tmp_path):
     parts = pieces()
-    path = tmp_path / results.CHECKPOINT_FILE
+    path = tmp_path / "checkpoint.pt"
     rows = [{"epoch": 0, "test_acc": 0.5}]
     buffer = io.BytesIO()
     torch.save({"version": 2, "epoch": 1, "rows": pickle.dumps(rows),
@@ -133,48 +158,71 @@ def test_checkpoints_written_by_torch_save_still_load(tmp_path):
     saved = read_checkpoint(path)
     assert saved["epoch"] == 1 and saved["rows"] == rows
     save_epochs(path, 2)  # the next save replaces the old format
-    assert read_checkpoint(path)["epoch"] == 2
+    assert saved_epoch(path) == 2
 
 
 def test_a_job_does_not_resume_from_an_earlier_format_and_says_so(tmp_path):
-    run_dir = tmp_path / "job"
-    run_dir.mkdir()
+    spec = JobSpec.from_dict(TINY)
     buffer = io.BytesIO()
     torch.save({"version": 2, "epoch": 1, "rows": pickle.dumps([])}, buffer)
-    (run_dir / results.CHECKPOINT_FILE).write_bytes(buffer.getvalue())
-    result = run_job(JobSpec.from_dict(TINY), run_dir)
+    old = legacy_checkpoint(tmp_path, spec)
+    old.write_bytes(buffer.getvalue())
+    result = run_job(spec, tmp_path)
     assert result.state == "failed"
-    assert result.error == (f"CheckpointError: checkpoint {run_dir / results.CHECKPOINT_FILE} "
-                            "was written by an earlier tvo (format 2); delete it to train the "
-                            "job from its first epoch")
+    assert result.error == (f"CheckpointError: checkpoint {old} was written by an earlier tvo "
+                            "(format 2); delete it to train the job from its first epoch")
 
 
-def test_an_unreadable_checkpoint_fails_the_job_naming_the_file(tmp_path):
+def test_an_unreadable_checkpoint_is_said_and_the_job_trains_from_its_first_epoch(tmp_path):
     spec = JobSpec.from_dict(TINY)
-    run_dir = tmp_path / "job"
-    run_dir.mkdir()
-    (run_dir / results.CHECKPOINT_FILE).write_bytes(b"x" * 1000)
-    with pytest.raises(CheckpointError, match="delete it to train the job from its first epoch"):
-        read_checkpoint(run_dir / results.CHECKPOINT_FILE)
-    result = run_job(spec, run_dir)
-    assert result.state == "failed"
-    assert f"checkpoint {run_dir / results.CHECKPOINT_FILE} has no intact slot" in result.error
+    old = legacy_checkpoint(tmp_path, spec)
+    old.write_bytes(b"x" * 1000)
+    with pytest.raises(CheckpointError, match="has no intact slot"):
+        read_checkpoint(old)
+    assert run_job(spec, tmp_path).state == "done"
+    assert f"checkpoint {old} has no intact slot (cut short, damaged, or not written by tvo); " \
+           "its jobs start from their first epoch instead" in rundir_view.all_logs(tmp_path)
+    run_job(spec, tmp_path / "straight")
+    assert metric_values(tmp_path, spec) == metric_values(tmp_path / "straight", spec)
+
+
+class Interrupt(BaseException):
+    """Stands for a kill mid-job."""
 
 
 def test_a_job_resumes_from_the_older_slot_when_the_newest_is_torn(tmp_path):
     spec = JobSpec.from_dict(TINY)
-    run_dir = tmp_path / "job"
-    run_job(spec, run_dir, checkpoint_seconds=0)  # a checkpoint after epochs 1 and 2 of 3
-    tear_slot_of(run_dir / results.CHECKPOINT_FILE, spec.epochs - 1)
-    metrics_before = (run_dir / results.METRICS_FILE).read_bytes()
-    for name in (results.METRICS_FILE, results.STATUS_FILE):
-        (run_dir / name).unlink()  # as if killed before the job finished
-    assert run_job(spec, run_dir).state == "done"
-    log = (run_dir / results.LOG_FILE).read_text()
-    assert f"resumed after epoch {spec.epochs - 2}" in log
-    assert metric_values(run_dir / results.METRICS_FILE) == metric_values(
-        io.BytesIO(metrics_before))
+
+    def stop_in_epoch_three(epoch: int, epochs: int, row: dict) -> None:
+        if epoch == 3:  # after the checkpoints of epochs 1 and 2
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_job(spec, tmp_path, progress=stop_in_epoch_three, checkpoint_seconds=0)
+    [path] = (tmp_path / "checkpoints").glob("*.ckpt")
+    tear_slot_of(path, 2)
+    assert run_job(spec, tmp_path).state == "done"
+    assert "resumed after epoch 1" in rundir_view.all_logs(tmp_path)
+    run_job(spec, tmp_path / "straight")
+    assert metric_values(tmp_path, spec) == metric_values(tmp_path / "straight", spec)
 
 
-def metric_values(source) -> list[dict]:
-    return pq.read_table(source).drop_columns(["epoch_seconds", "samples_per_second"]).to_pylist()
+def test_a_deleted_checkpoint_costs_only_time(tmp_path):
+    spec = JobSpec.from_dict(TINY)
+
+    def stop_in_epoch_three(epoch: int, epochs: int, row: dict) -> None:
+        if epoch == 3:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_job(spec, tmp_path, progress=stop_in_epoch_three, checkpoint_seconds=0)
+    for path in (tmp_path / "checkpoints").glob("*.ckpt"):
+        path.unlink()
+    assert run_job(spec, tmp_path).state == "done"
+    assert "resumed after epoch" not in rundir_view.all_logs(tmp_path)
+    run_job(spec, tmp_path / "straight")
+    assert metric_values(tmp_path, spec) == metric_values(tmp_path / "straight", spec)
+
+
+def metric_values(grid_dir: Path, spec: JobSpec) -> list[dict]:
+    return rundir_view.rows(grid_dir, spec.job_id, timing=False)

@@ -9,6 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from runner.cli.app import app
+from tests import rundir_view
 
 runner = CliRunner()
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -44,8 +45,9 @@ def test_train_writes_a_run_dir_and_reports_the_result(tmp_path):
     result = runner.invoke(app, ["train", "epochs=2", "hidden=[8]", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "epoch 2/2" in result.output and "done: test_acc " in result.output
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    assert (run_dir / "metrics.parquet").exists()
+    [row] = {row["job_id"] for row in rundir_view.all_rows(tmp_path)}
+    assert f"tvo status {tmp_path}" not in result.output  # it ended well: no log to point at
+    assert len(list((tmp_path / "results").glob("*.parquet"))) == 1
 
 
 @pytest.mark.parametrize(("args", "message"), [

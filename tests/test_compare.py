@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.rundir import results
 from runner.grid.protocol import CompareError, read_compare, select, stage_one, stage_two
 from runner.grid.spaces import Space
+from tests.fake_grid import write_run
 
 SECTION = {"by": "strategy", "tune": {"lr": "loguniform(0.05, 5)"}, "budget": 4,
            "select": "val_acc", "final_seeds": "range(10, 13)"}
@@ -44,11 +44,7 @@ def test_a_bad_section_is_one_line(change, message):
 
 
 def finished(grid_dir: Path, spec, val_acc: float, test_acc: float) -> None:
-    run_dir = grid_dir / "runs" / spec.job_id
-    run_dir.mkdir(parents=True)
-    results.write_metrics(run_dir, spec, "g", [{"epoch": 1, "val_acc": val_acc,
-                                                "test_acc": test_acc}])
-    results.write_status(run_dir, {"state": results.DONE})
+    write_run(grid_dir, spec, [{"epoch": 1, "val_acc": val_acc, "test_acc": test_acc}], grid="g")
 
 
 def test_selection_follows_validation_where_test_disagrees(tmp_path):
@@ -74,10 +70,7 @@ def test_unfinished_configurations_are_left_out_of_the_selection(tmp_path):
     compare = read_compare("g.yaml", {**SECTION, "select": "val_loss"})
     first = stage_one(BASE, {"strategy": ["onehot"]}, compare)
     for spec, loss in zip(first[:2], (0.7, 0.3), strict=True):
-        run_dir = tmp_path / "runs" / spec.job_id
-        run_dir.mkdir(parents=True)
-        results.write_metrics(run_dir, spec, "g", [{"epoch": 1, "val_loss": loss}])
-        results.write_status(run_dir, {"state": results.DONE})
+        write_run(tmp_path, spec, [{"epoch": 1, "val_loss": loss}], grid="g")
     [selection] = select(tmp_path, BASE, {"strategy": ["onehot"]}, compare)
     assert selection.score == 0.3 and selection.missing == 2
 

@@ -4,16 +4,15 @@ inside the second; and what `tvo aggregate` reports of it."""
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from jobs.rundir import results
 from runner.cli.app import app
 from runner.grid.expand import load_grid
 from runner.grid.protocol import select, stage_one, stage_two
+from tests import rundir_view
 
 runner = CliRunner()
 GRID = """\
@@ -36,8 +35,10 @@ def grid_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "fair.yaml"
 
 
-def run_dirs(grid_dir: Path, specs) -> list[Path]:
-    return [grid_dir / "runs" / spec.job_id for spec in specs]
+def results_files(grid_dir: Path, specs) -> dict[str, Path]:
+    """Job -> the results file that committed it."""
+    return {spec.job_id: Path(rundir_view.record(grid_dir, spec.job_id).committed)
+            for spec in specs}
 
 
 def test_both_stages_run_and_resume_after_a_kill_between_and_inside_them(grid_file):
@@ -50,23 +51,23 @@ def test_both_stages_run_and_resume_after_a_kill_between_and_inside_them(grid_fi
     first = stage_one(grid.base, grid.sweeps, grid.compare)
     final = stage_two(select(grid_dir, grid.base, grid.sweeps, grid.compare), grid.compare)
     assert len(first) == 6 and len(final) == 4
-    assert all(results.is_finished(d) for d in run_dirs(grid_dir, first + final))
-    finished = {d: (d / results.METRICS_FILE).read_bytes() for d in run_dirs(grid_dir, final)}
-    stage_one_written = [(d / results.METRICS_FILE).stat().st_mtime_ns
-                         for d in run_dirs(grid_dir, first)]
-    # killed between the stages: no final job had started; then inside stage 2: one had ended
-    for run_dir in run_dirs(grid_dir, final)[1:]:
-        shutil.rmtree(run_dir)
+    assert all(rundir_view.record(grid_dir, spec.job_id).finished for spec in first + final)
+    final_rows = {spec.job_id: rundir_view.rows(grid_dir, spec.job_id, timing=False)
+                  for spec in final}
+    stage_one_written = {path: path.stat().st_mtime_ns
+                         for path in results_files(grid_dir, first).values()}
+    # killed between the stages: no final job was committed
+    for path in set(results_files(grid_dir, final).values()):
+        path.unlink()
     again = runner.invoke(app, ["run", "fair.yaml", "--backend", "inline"])
     assert again.exit_code == 0, again.output
-    assert [(d / results.METRICS_FILE).stat().st_mtime_ns
-            for d in run_dirs(grid_dir, first)] == stage_one_written  # nothing retrained
+    assert {path: path.stat().st_mtime_ns
+            for path in stage_one_written} == stage_one_written  # nothing retrained
     assert "6 already done before this run" in again.output
     assert stage_two(select(grid_dir, grid.base, grid.sweeps, grid.compare),
                      grid.compare) == final  # the same selection
-    for run_dir, content in finished.items():
-        assert results.is_finished(run_dir)
-        assert content  # rewritten runs end with metrics again
+    for spec in final:  # trained again, to the same rows
+        assert rundir_view.rows(grid_dir, spec.job_id, timing=False) == final_rows[spec.job_id]
 
 
 def test_aggregate_reports_the_comparison_answer_first(grid_file):

@@ -5,16 +5,18 @@ with dropout resumed after an epoch trains on as it would have uninterrupted."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from jobs.engine.dropout import GOLDEN, MemberDropout, member_seed, mix32, signed32
-from jobs.engine.member import STATE_VERSION, Member
+from jobs.engine.member import Member
 from jobs.engine.stack import Stack
 from jobs.engine.train import shared_dataset
+from jobs.rundir.run_dir import Saved
 from jobs.spec import JobSpec
-from tests.engine_members import NoRunDir, fresh_members
+from tests.engine_members import fresh_members
 
 CPU = torch.device("cpu")
 SHAPES = [(5, 7), (64, 16), (3, 7), (2, 20)]  # dense layers, a short last batch, Dropout2d
@@ -111,9 +113,8 @@ def test_a_member_resumed_after_an_epoch_trains_on_as_uninterrupted(model):
     first = Stack(fresh_members(jobs, data), data, CPU)
     train(first, range(1, 2))
     first.hand_back(0)
-    saved = {"version": STATE_VERSION, **first.members[0].state(1)}
-    resumed = Member.build(NoRunDir(jobs[0]), data, CPU)  # type: ignore[arg-type]
-    resumed.restore(saved)
+    saved = Saved(Path("stack.ckpt"), first.members[0].state(1))
+    resumed = Member.build(jobs[0], data, CPU, saved)
     mates = fresh_members([spec(model=model, seed=9, dropout=0.2)], data)
     again = Stack([resumed, *mates], data, CPU)
     assert [losses[0] for losses in train(again, range(2, 3))] == pytest.approx(
@@ -127,8 +128,10 @@ def test_a_member_resumed_after_an_epoch_trains_on_as_uninterrupted(model):
 def test_a_checkpoint_trained_on_the_earlier_masks_is_refused_with_dropout_only():
     data = shared_dataset(spec(), CPU)
     member = fresh_members([spec()], data)[0]
-    saved = {"version": STATE_VERSION, **member.state(1)}
-    del saved["dropout_masks"]
-    with pytest.raises(Exception, match="dropout masks of an earlier tvo"):
-        Member.build(NoRunDir(spec()), data, CPU).restore(saved)  # type: ignore[arg-type]
-    Member.build(NoRunDir(spec(dropout=0.0)), data, CPU).restore(saved)  # type: ignore[arg-type]
+    state = member.state(1)
+    del state["dropout_masks"]
+    saved = Saved(Path("stack.ckpt"), state)
+    with pytest.raises(Exception, match="^checkpoint stack.ckpt was trained with the dropout "
+                                        "masks of an earlier tvo"):
+        Member.build(spec(), data, CPU, saved)
+    Member.build(spec(dropout=0.0), data, CPU, saved)

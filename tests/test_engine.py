@@ -14,12 +14,13 @@ import torch
 
 from jobs.engine.packing import auto_pack_size, pack_key, pack_refusal, plan_packs
 from jobs.engine.train import JobResult, run_job, run_stack
-from jobs.entry import JobRequest, run_unit
+from jobs.entry import RunSettings, StackRequest, run_unit
 from jobs.rundir import results
 from jobs.spec import JobSpec
 from jobs.strategies import STRATEGIES, StackContext, StrategyStack, StrategyValues, TargetStrategy
 from jobs.strategies.catalogue import DECLARATIONS, Declaration
 from jobs.strategies.params import number, param
+from tests import rundir_view
 
 TINY = {"hidden": [16], "epochs": 3, "batch_size": 64, "device": "cpu"}
 TIMINGS = ("epoch_seconds", "samples_per_second")
@@ -33,14 +34,20 @@ def specs(*variants: dict[str, Any], **shared: Any) -> list[JobSpec]:
     return [JobSpec.from_dict({**TINY, **shared, **variant}) for variant in variants]
 
 
-def requests(specs: Sequence[JobSpec], root: Path) -> list[JobRequest]:
-    return [JobRequest(spec, str(root / spec.job_id), grid="g") for spec in specs]
+def stack(specs: Sequence[JobSpec], root: Path, checkpoint_seconds: float = 10.0) -> StackRequest:
+    return StackRequest(str(root), tuple(specs), RunSettings("g",
+                                                             checkpoint_seconds=checkpoint_seconds))
 
 
-def metric_rows(run_dir: Path) -> list[dict[str, Any]]:
-    table = pq.read_table(Path(run_dir) / results.METRICS_FILE)
-    assert table.schema.equals(results.metrics_schema())
-    return table.drop_columns(list(TIMINGS)).to_pylist()
+def train_stack(specs: Sequence[JobSpec], root: Path, progress: Any = None,
+                **settings: Any) -> list[JobResult]:
+    return run_stack(stack(specs, root, **settings), progress=progress)
+
+
+def metric_rows(grid_dir: Path, job_id: str) -> list[dict[str, Any]]:
+    record = rundir_view.record(grid_dir, job_id)
+    assert pq.read_schema(record.committed).equals(results.metrics_schema())
+    return rundir_view.rows(grid_dir, job_id, timing=False)
 
 
 def close(a: Any, b: Any) -> bool:
@@ -55,18 +62,16 @@ def close(a: Any, b: Any) -> bool:
     return a == b
 
 
-def assert_same_run(packed: Path, alone: Path) -> None:
-    """The run dirs hold the same files, spec, state and metrics (timings and attempts aside)."""
-    assert sorted(p.name for p in packed.iterdir()) == sorted(p.name for p in alone.iterdir())
-    assert json.loads((packed / results.SPEC_FILE).read_text()) == \
-        json.loads((alone / results.SPEC_FILE).read_text())
-    status_packed, status_alone = results.read_status(packed), results.read_status(alone)
-    for key in ("job_id", "state", "error", "epochs_done", "device"):
-        assert status_packed.get(key) == status_alone.get(key), key
-    assert close(status_packed["test_acc"], status_alone["test_acc"])
-    if status_alone["state"] == results.FAILED:
+def assert_same_run(packed: Path, alone: Path, job_id: str) -> None:
+    """The job's record and metrics are the same in both grid dirs (timings, attempts aside)."""
+    record_packed = rundir_view.record(packed, job_id)
+    record_alone = rundir_view.record(alone, job_id)
+    for key in ("job_id", "state", "error", "epochs_done"):
+        assert getattr(record_packed, key) == getattr(record_alone, key), key
+    assert close(record_packed.test_acc, record_alone.test_acc)
+    if record_alone.state == "failed":
         return
-    rows_packed, rows_alone = metric_rows(packed), metric_rows(alone)
+    rows_packed, rows_alone = metric_rows(packed, job_id), metric_rows(alone, job_id)
     assert [r["epoch"] for r in rows_packed] == [r["epoch"] for r in rows_alone]
     for row_packed, row_alone in zip(rows_packed, rows_alone, strict=True):
         for key, value in row_alone.items():
@@ -76,12 +81,12 @@ def assert_same_run(packed: Path, alone: Path) -> None:
 def train_both(tmp_path: Path, jobs: Sequence[JobSpec],
                **options: Any) -> list[JobResult]:
     """Train `jobs` as one stack and each alone; assert every member ended as it did alone."""
-    packed = run_stack(requests(jobs, tmp_path / "packed"), **options)
+    packed = train_stack(jobs, tmp_path / "packed", **options)
     for spec, result in zip(jobs, packed, strict=True):
         alone = run_job(spec, tmp_path / "alone" / spec.job_id, grid="g", **options)
         assert (result.state, result.error, result.epochs_done) == \
             (alone.state, alone.error, alone.epochs_done)
-        assert_same_run(tmp_path / "packed" / spec.job_id, tmp_path / "alone" / spec.job_id)
+        assert_same_run(tmp_path / "packed", tmp_path / "alone" / spec.job_id, spec.job_id)
     return packed
 
 
@@ -126,11 +131,12 @@ def test_a_packed_job_ends_as_it_would_alone(tmp_path, jobs):
     assert len({pack_key(spec) for spec in jobs}) == 1
     results_ = train_both(tmp_path, jobs, checkpoint_seconds=0)
     assert all(result.state == "done" for result in results_)
-    assert all(results.read_status(tmp_path / "packed" / spec.job_id)["attempts"] == 1
+    assert all(rundir_view.record(tmp_path / "packed", spec.job_id).attempts == 1
                for spec in jobs)
-    log = (tmp_path / "packed" / jobs[0].job_id / results.LOG_FILE).read_text()
-    assert f"in a stack of {len(jobs)} jobs" in log
-    assert f"epoch {jobs[0].epochs}/{jobs[0].epochs}" in log
+    log = rundir_view.log(tmp_path / "packed", jobs[0].job_id)
+    assert f"] {len(jobs)} jobs on " in log
+    epochs = max(spec.epochs for spec in jobs)
+    assert f"epoch {epochs}/{epochs}" in log
 
 
 def test_a_member_that_diverges_leaves_the_others_untouched(tmp_path):
@@ -139,10 +145,9 @@ def test_a_member_that_diverges_leaves_the_others_untouched(tmp_path):
     packed = train_both(tmp_path, jobs)
     assert [r.state for r in packed] == ["done", "diverged", "done"]
     assert packed[1].error == "training loss became nan in epoch 1"
-    diverged = tmp_path / "packed" / jobs[1].job_id
-    assert [row["epoch"] for row in metric_rows(diverged)] == [0, 1]
+    assert [row["epoch"] for row in metric_rows(tmp_path / "packed", jobs[1].job_id)] == [0, 1]
     assert "diverged: training loss became nan in epoch 1" in \
-        (diverged / results.LOG_FILE).read_text()
+        rundir_view.log(tmp_path / "packed", jobs[1].job_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +234,7 @@ def test_stateful_strategies_get_their_own_members_slices(tmp_path, test_strateg
                  {"strategy": "onehot", "seed": 2}, {"strategy": "fixed(c=0.9, nc=0.1)", "seed": 3},
                  loss="mse", output="sigmoid", lr=0.5)
     train_both(tmp_path, jobs)
-    matrices = [row["target_matrix"] for row in metric_rows(tmp_path / "packed" / jobs[0].job_id)]
+    matrices = [row["target_matrix"] for row in metric_rows(tmp_path / "packed", jobs[0].job_id)]
     assert len({json.dumps(m) for m in matrices}) == len(matrices)  # changed every epoch
 
 
@@ -238,9 +243,8 @@ def test_a_member_that_fails_is_recorded_and_the_others_go_on(tmp_path, test_str
     packed = train_both(tmp_path, jobs, checkpoint_seconds=0)
     assert [r.state for r in packed] == ["done", "failed", "done"]
     assert packed[1].error == "ValueError: targets exploded in epoch 2"
-    failed = tmp_path / "packed" / jobs[1].job_id
-    assert "Traceback" in results.read_status(failed)["traceback"]
-    assert not (failed / results.METRICS_FILE).exists()
+    assert "Traceback" in rundir_view.log(tmp_path / "packed", jobs[1].job_id)
+    assert rundir_view.rows(tmp_path / "packed", jobs[1].job_id) == []
 
 
 def test_a_stack_without_its_data_records_the_error_in_every_member(tmp_path):
@@ -248,19 +252,18 @@ def test_a_stack_without_its_data_records_the_error_in_every_member(tmp_path):
     packed = train_both(tmp_path, jobs)  # each records the error as it does alone
     assert [r.state for r in packed] == ["failed", "failed"]
     assert packed[0].error.startswith("DataError: dataset 'mnist': missing ")
-    run_dir = tmp_path / "packed" / jobs[0].job_id
-    assert results.read_status(run_dir)["attempts"] == 1
+    assert rundir_view.record(tmp_path / "packed", jobs[0].job_id).attempts == 1
 
 
 def test_when_the_stack_raises_its_members_go_on_alone(tmp_path, test_strategies):
     jobs = specs({"seed": 0}, {"seed": 1, "strategy": "exploding_test"}, {"seed": 2})
-    packed = run_stack(requests(jobs, tmp_path), checkpoint_seconds=0)
+    packed = train_stack(jobs, tmp_path, checkpoint_seconds=0)
     assert [r.state for r in packed] == ["done", "failed", "done"]
-    log = (tmp_path / jobs[0].job_id / results.LOG_FILE).read_text()
-    assert "the stack failed (ValueError: targets exploded in epoch 2); this job goes on " \
-           "alone" in log
+    log = rundir_view.log(tmp_path, jobs[0].job_id)
+    assert "the stack failed (ValueError: targets exploded in epoch 2); its 3 unfinished jobs " \
+           "go on alone" in log
     assert "resumed after epoch 1" in log  # from the checkpoint the stack wrote
-    assert results.read_status(tmp_path / jobs[0].job_id)["attempts"] == 1
+    assert rundir_view.record(tmp_path, jobs[0].job_id).attempts == 2  # the stack, then alone
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,19 +281,19 @@ def stop_at(job_id: str, epoch: int) -> Callable[[str, int, int, dict], None]:
 def test_an_interrupted_pack_resumes_to_the_same_results(tmp_path):
     jobs = specs({"seed": 0, "dropout": 0.3}, {"seed": 1, "lr": 0.03, "weight_decay": 1e-3},
                  {"seed": 2, "momentum": 0.9, "schedule": "step", "step_size": 1}, epochs=4)
-    with pytest.raises(Interrupt):  # in epoch 3: the first member is checkpointed, not the rest
-        run_stack(requests(jobs, tmp_path / "packed"), progress=stop_at(jobs[1].job_id, 3),
-                  checkpoint_seconds=0)
-    for spec in jobs:
-        run_dir = tmp_path / "packed" / spec.job_id
-        assert results.read_status(run_dir)["state"] == "running"
-        assert not (run_dir / results.METRICS_FILE).exists()
+    # in epoch 3, before the stack's checkpoint of that epoch (one write for all its members)
+    with pytest.raises(Interrupt):
+        train_stack(jobs, tmp_path / "packed", progress=stop_at(jobs[1].job_id, 3),
+                    checkpoint_seconds=0)
+    for spec in jobs:  # its stack started in this process, which still runs; nothing committed
+        assert rundir_view.state(tmp_path / "packed", spec.job_id) == "running"
+        assert rundir_view.rows(tmp_path / "packed", spec.job_id) == []
     packed = train_both(tmp_path, jobs, checkpoint_seconds=0)  # with each alone, uninterrupted
     assert all(r.state == "done" for r in packed)
-    for spec, resumed in zip(jobs, (3, 2, 2), strict=True):
-        run_dir = tmp_path / "packed" / spec.job_id
-        assert results.read_status(run_dir)["attempts"] == 2
-        assert f"resumed after epoch {resumed}" in (run_dir / results.LOG_FILE).read_text()
+    for spec, resumed in zip(jobs, (2, 2, 2), strict=True):
+        assert rundir_view.record(tmp_path / "packed", spec.job_id).attempts == 2
+        assert f"resumed after epoch {resumed}" in rundir_view.log(tmp_path / "packed",
+                                                                   spec.job_id)
 
 
 def interrupt_at(stop: int) -> Callable[[int, int, dict], None]:
@@ -301,8 +304,8 @@ def interrupt_at(stop: int) -> Callable[[int, int, dict], None]:
     return progress
 
 
-def same_rows(packed: Path, alone: Path) -> bool:
-    rows_packed, rows_alone = metric_rows(packed), metric_rows(alone)
+def same_rows(packed: Path, alone: Path, job_id: str) -> bool:
+    rows_packed, rows_alone = metric_rows(packed, job_id), metric_rows(alone, job_id)
     return len(rows_packed) == len(rows_alone) and all(
         close(a[key], b[key]) for a, b in zip(rows_packed, rows_alone, strict=True) for key in b)
 
@@ -311,52 +314,50 @@ def test_members_at_different_epochs_catch_up_from_checkpoints_written_alone(tmp
     ahead, behind, fresh = specs({"seed": 0}, {"seed": 1, "lr": 0.05}, {"seed": 2}, epochs=4)
     root = tmp_path / "packed"
     with pytest.raises(Interrupt):  # checkpoint after epoch 2
-        run_job(ahead, root / ahead.job_id, grid="g", progress=interrupt_at(3),
-                checkpoint_seconds=0)
+        run_job(ahead, root, grid="g", progress=interrupt_at(3), checkpoint_seconds=0)
     with pytest.raises(Interrupt):  # checkpoint after epoch 1
-        run_job(behind, root / behind.job_id, grid="g", progress=interrupt_at(2),
-                checkpoint_seconds=0)
-    packed = run_stack(requests([ahead, behind, fresh], root))
+        run_job(behind, root, grid="g", progress=interrupt_at(2), checkpoint_seconds=0)
+    packed = train_stack([ahead, behind, fresh], root)
     assert all(r.state == "done" for r in packed)
-    assert "resumed after epoch 2" in (root / ahead.job_id / results.LOG_FILE).read_text()
-    assert "resumed after epoch 1" in (root / behind.job_id / results.LOG_FILE).read_text()
+    assert "resumed after epoch 2" in rundir_view.log(root, ahead.job_id)
+    assert "resumed after epoch 1" in rundir_view.log(root, behind.job_id)
     for spec in (ahead, behind, fresh):
-        run_job(spec, tmp_path / "alone" / spec.job_id, grid="g")
-        assert same_rows(root / spec.job_id, tmp_path / "alone" / spec.job_id)
+        run_job(spec, tmp_path / "alone", grid="g")
+        assert same_rows(root, tmp_path / "alone", spec.job_id)
 
 
 def test_a_packed_checkpoint_resumes_alone(tmp_path):
     jobs = specs({"seed": 0, "optimizer": "rmsprop", "lr": 0.003, "momentum": 0.5},
                  {"seed": 1, "optimizer": "rmsprop", "lr": 0.01}, epochs=3)
     with pytest.raises(Interrupt):
-        run_stack(requests(jobs, tmp_path / "packed"), progress=stop_at(jobs[0].job_id, 2),
-                  checkpoint_seconds=0)
+        train_stack(jobs, tmp_path / "packed", progress=stop_at(jobs[0].job_id, 2),
+                    checkpoint_seconds=0)
     for spec in jobs:
-        assert run_job(spec, tmp_path / "packed" / spec.job_id, grid="g").state == "done"
-        run_job(spec, tmp_path / "alone" / spec.job_id, grid="g")
-        assert same_rows(tmp_path / "packed" / spec.job_id, tmp_path / "alone" / spec.job_id)
+        assert run_job(spec, tmp_path / "packed", grid="g").state == "done"
+        run_job(spec, tmp_path / "alone", grid="g")
+        assert same_rows(tmp_path / "packed", tmp_path / "alone", spec.job_id)
 
 
 def test_a_finished_member_is_not_trained_again(tmp_path):
     done, todo_a, todo_b = specs({"seed": 0}, {"seed": 1}, {"seed": 2})
-    first = run_job(done, tmp_path / "packed" / done.job_id, grid="g")
-    metrics_file = tmp_path / "packed" / done.job_id / results.METRICS_FILE
+    first = run_job(done, tmp_path / "packed", grid="g")
+    metrics_file = Path(rundir_view.record(tmp_path / "packed", done.job_id).committed)
     before = metrics_file.stat().st_mtime_ns
-    packed = run_stack(requests([done, todo_a, todo_b], tmp_path / "packed"))
+    packed = train_stack([done, todo_a, todo_b], tmp_path / "packed")
     assert packed[0] == first
     assert metrics_file.stat().st_mtime_ns == before
-    assert results.read_status(tmp_path / "packed" / done.job_id)["attempts"] == 1
-    log = (tmp_path / "packed" / todo_a.job_id / results.LOG_FILE).read_text()
-    assert "in a stack of 2 jobs" in log
+    assert rundir_view.record(tmp_path / "packed", done.job_id).attempts == 1
+    log = rundir_view.log(tmp_path / "packed", todo_a.job_id)
+    assert "] 2 jobs on " in log
     assert [r.state for r in packed[1:]] == ["done", "done"]
 
 
 def test_with_the_default_interval_a_small_stack_writes_no_checkpoint(tmp_path):
     jobs = specs({"seed": 0}, {"seed": 1})
-    run_stack(requests(jobs, tmp_path))
+    train_stack(jobs, tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
     for spec in jobs:
-        assert not (tmp_path / spec.job_id / results.CHECKPOINT_FILE).exists()
-        assert results.is_finished(tmp_path / spec.job_id)
+        assert rundir_view.record(tmp_path, spec.job_id).finished
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,10 +415,10 @@ def test_plan_packs_groups_compatible_jobs_in_order_and_in_even_sizes():
 
 def test_run_unit_stacks_compatible_jobs_and_the_others_apart(tmp_path):
     jobs = specs({"seed": 0}, {"seed": 1}, {"method": "target_space", "seed": 2}, epochs=1)
-    outcome = run_unit(requests(jobs, tmp_path))
+    outcome = run_unit(stack(jobs, tmp_path))
     assert [r.state for r in outcome] == ["done", "done", "done"]
     assert [r.job_id for r in outcome] == [spec.job_id for spec in jobs]
-    logs = [(tmp_path / spec.job_id / results.LOG_FILE).read_text() for spec in jobs]
-    assert ["in a stack of 2 jobs" in log for log in logs] == [True, True, False]
-    single = run_unit(requests(specs({"seed": 5}, epochs=1), tmp_path))
+    stacks = [rundir_view.record(tmp_path, spec.job_id).stack for spec in jobs]
+    assert stacks[0] == stacks[1] != stacks[2]
+    single = run_unit(stack(specs({"seed": 5}, epochs=1), tmp_path))
     assert single[0].state == "done"

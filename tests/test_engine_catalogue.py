@@ -8,14 +8,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 
 from jobs.engine.train import run_job, run_stack
-from jobs.request import JobRequest
-from jobs.rundir import results
+from jobs.request import StackRequest
 from jobs.spec import JobSpec
 from jobs.strategies import STRATEGIES
+from tests import rundir_view
 
 K = 10  # digits
 SMOOTH_ROWS = [[0.82 if i == j else 0.02 for j in range(K)] for i in range(K)]
@@ -46,8 +45,8 @@ def spec(name: str, seed: int) -> JobSpec:
     return JobSpec.from_dict({**BASE, "strategy": CATALOGUE[name], "seed": seed})
 
 
-def rows(run_dir: Path) -> list[dict[str, Any]]:
-    return pq.read_table(run_dir / results.METRICS_FILE).to_pylist()
+def rows(grid_dir: Path, job: JobSpec) -> list[dict[str, Any]]:
+    return rundir_view.rows(grid_dir, job.job_id)
 
 
 def close(a: Any, b: Any) -> bool:
@@ -77,12 +76,10 @@ def test_a_member_among_mates_of_other_strategies_and_seeds_trains_as_alone(alon
         chosen = names[start:start + 4]
         mates = [n for n in reversed(names) if n not in chosen][:4 - len(chosen)]
         jobs = [spec(n, 0) for n in chosen] + [spec(n, 100 + i) for i, n in enumerate(mates)]
-        requests = [JobRequest(job, str(tmp_path / f"{start}-{i}"))
-                    for i, job in enumerate(jobs)]
-        ends = run_stack(requests)
+        ends = run_stack(StackRequest(str(tmp_path / str(start)), tuple(jobs)))
         assert [end.state for end in ends] == ["done"] * 4
         for i, name in enumerate(chosen):
-            stacked, single = rows(tmp_path / f"{start}-{i}"), rows(alone / name)
+            stacked, single = rows(tmp_path / str(start), jobs[i]), rows(alone / name, jobs[i])
             assert [r["epoch"] for r in stacked] == [r["epoch"] for r in single] == [0, 1, 2, 3, 4]
             for a, b in zip(stacked, single, strict=True):
                 for key in COMPARED:
@@ -91,6 +88,6 @@ def test_a_member_among_mates_of_other_strategies_and_seeds_trains_as_alone(alon
 
 @pytest.mark.parametrize("name", [n for n in CATALOGUE if n != "onehot"])
 def test_every_strategy_trains_differently_from_one_hot(alone, name):
-    ours = [r["train_loss"] for r in rows(alone / name)][1:]
-    onehot = [r["train_loss"] for r in rows(alone / "onehot")][1:]
+    ours = [r["train_loss"] for r in rows(alone / name, spec(name, 0))][1:]
+    onehot = [r["train_loss"] for r in rows(alone / "onehot", spec("onehot", 0))][1:]
     assert not all(close(a, b) for a, b in zip(ours, onehot, strict=True)), name

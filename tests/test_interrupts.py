@@ -120,16 +120,16 @@ def test_an_interrupted_train_keeps_its_checkpoint_and_status_reads_its_dir(
     monkeypatch.setenv("TVO_CHECKPOINT_SECONDS", "0")  # a checkpoint after every epoch
     out_dir = tmp_path / "outputs" / "train"
     code, out, err = interrupt(tmp_path, ["train", "epochs=400", "hidden=[64]"],
-                               signal.SIGINT, run_dir_has(out_dir, "runs/*/checkpoint.pt"))
+                               signal.SIGINT, run_dir_has(out_dir, "checkpoints/*.ckpt"))
     assert code == 130
     assert "keeps its last checkpoint; the same command resumes it" in one_line(err)
-    (run_dir,) = (out_dir / "runs").iterdir()
-    assert (run_dir / "checkpoint.pt").exists()
+    assert list(out_dir.glob("checkpoints/*.ckpt"))
     status = subprocess.run([sys.executable, "-m", "runner", "status", "outputs/train"],
                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             capture_output=True, text=True)
     assert status.returncode == 0, status.stderr
     assert status.stdout.startswith("outputs/train: 1 jobs")
+    assert "pending 1 (1 interrupted" in status.stdout
 
 
 @pytest.mark.slow
@@ -139,7 +139,7 @@ def test_sigterm_during_a_ray_run_stops_ray_and_every_worker(tmp_path: Path, sta
     (tmp_path / "grid.yaml").write_text(GRID)
     grid_dir = tmp_path / "out" / "stop"
     ready = (has_child("gcs_server") if stage == "ray start"
-             else run_dir_has(grid_dir, "runs/*/status.json"))
+             else run_dir_has(grid_dir, "state/*.jsonl"))
     code, out, err = interrupt(tmp_path, ["run", "grid.yaml", "--out", "out"], signal.SIGTERM,
                                ready)
     assert code == 130, (out, err)

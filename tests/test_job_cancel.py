@@ -5,29 +5,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
-from jobs.engine.train import run_job, run_stack
-from jobs.rundir import results
-from jobs.rundir.checkpoint import read_checkpoint
+from jobs.engine.train import run_job
+from jobs.rundir.layout import CANCEL_FILE
+from jobs.rundir.results import read_json
+from jobs.rundir.run_dir import RunDir
 from jobs.spec import JobSpec
-from tests.test_engine import close, metric_rows, requests, specs
+from tests import rundir_view
+from tests.test_engine import close, metric_rows, specs, train_stack
 
 TINY = {"dataset": "digits", "hidden": [8], "batch_size": 64, "loss": "mse", "output": "sigmoid",
         "strategy": "tvo", "lr": 0.5, "epochs": 6}
 TIMINGS = ["epoch_seconds", "samples_per_second"]
 
 
-def metrics(run_dir: Path) -> list[dict]:
-    return pq.read_table(run_dir / results.METRICS_FILE).drop_columns(TIMINGS).to_pylist()
+def metrics(grid_dir: Path, spec: JobSpec) -> list[dict]:
+    return rundir_view.rows(grid_dir, spec.job_id, timing=False)
 
 
-def cancel_at(run_dir: Path, epoch: int):
-    """A progress callback that asks for a cancel when `epoch` is reported."""
+def cancel_at(grid_dir: Path, spec: JobSpec, epoch: int):
+    """A progress callback that asks for the job's cancel when `epoch` is reported."""
     def progress(reached: int, epochs: int, row: dict) -> None:
         if reached == epoch:
-            results.request_cancel(run_dir, "test")
+            RunDir(grid_dir).request_cancel([spec.job_id], "test")
     return progress
 
 
@@ -35,55 +36,59 @@ def cancel_at(run_dir: Path, epoch: int):
 def test_cancelled_after_the_epoch_then_resumed_to_the_same_metrics(tmp_path: Path,
                                                                     eval_every: int) -> None:
     spec = JobSpec.from_dict({**TINY, "eval_every": eval_every})
-    run_dir = tmp_path / "job"
+    grid_dir = tmp_path / "job"
     # epoch 0 is reported before the first epoch trains: the job stops after epoch 1, which
     # with eval_every=2 is not an evaluated epoch and is checkpointed for the cancel alone
-    result = run_job(spec, run_dir, progress=cancel_at(run_dir, 0))
+    result = run_job(spec, grid_dir, progress=cancel_at(grid_dir, spec, 0))
     assert (result.state, result.epochs_done) == ("cancelled", 1)
-    status = results.read_status(run_dir)
-    assert (status["state"], status["epochs_done"], status["error"]) == ("cancelled", 1, None)
-    assert not (run_dir / results.METRICS_FILE).exists()
-    assert not results.is_finished(run_dir)
-    saved = read_checkpoint(run_dir / results.CHECKPOINT_FILE)
-    assert saved["epoch"] == 1
-    assert "cancelled after epoch 1" in (run_dir / results.LOG_FILE).read_text()
+    record = rundir_view.record(grid_dir, spec.job_id)
+    assert (record.state, record.epochs_done, record.error) == ("cancelled", 1, None)
+    assert rundir_view.rows(grid_dir, spec.job_id) == [] and not record.finished
+    assert rundir_view.checkpointed_epoch(grid_dir, spec.job_id) == 1
+    assert "cancelled after epoch 1" in rundir_view.log(grid_dir, spec.job_id)
 
-    again = run_job(spec, run_dir)  # the request is still there: not started, still cancelled
-    assert (again.state, results.read_status(run_dir)["attempts"]) == ("cancelled", 1)
+    again = run_job(spec, grid_dir)  # the request is still there: not started, still cancelled
+    assert (again.state, rundir_view.record(grid_dir, spec.job_id).attempts) == ("cancelled", 1)
 
-    assert results.clear_cancel(run_dir)
-    assert run_job(spec, run_dir).state == "done"
-    assert results.read_status(run_dir)["attempts"] == 2
+    assert RunDir(grid_dir).clear_cancel([spec.job_id])
+    assert run_job(spec, grid_dir).state == "done"
+    assert rundir_view.record(grid_dir, spec.job_id).attempts == 2
+    assert not (grid_dir / "checkpoints").exists() or not list((grid_dir / "checkpoints").iterdir())
     straight = tmp_path / "straight"
     run_job(spec, straight)
-    assert metrics(run_dir) == metrics(straight)
+    assert metrics(grid_dir, spec) == metrics(straight, spec)
 
 
 def test_a_request_at_the_last_epoch_lets_the_job_finish(tmp_path: Path) -> None:
     spec = JobSpec.from_dict({**TINY, "epochs": 2})
-    run_dir = tmp_path / "job"
-    assert run_job(spec, run_dir, progress=cancel_at(run_dir, 2)).state == "done"
-    assert results.is_finished(run_dir)
+    grid_dir = tmp_path / "job"
+    assert run_job(spec, grid_dir, progress=cancel_at(grid_dir, spec, 2)).state == "done"
+    assert rundir_view.record(grid_dir, spec.job_id).finished
 
 
 def test_a_job_cancelled_before_it_starts_is_recorded_and_not_trained(tmp_path: Path) -> None:
     spec = JobSpec.from_dict(TINY)
-    run_dir = tmp_path / "job"
-    run_dir.mkdir()
-    results.request_cancel(run_dir, "test")
-    result = run_job(spec, run_dir)
+    grid_dir = tmp_path / "job"
+    RunDir(grid_dir).request_cancel([spec.job_id], "test")
+    result = run_job(spec, grid_dir)
     assert (result.state, result.epochs_done) == ("cancelled", 0)
-    assert results.read_status(run_dir)["state"] == "cancelled"
-    assert not (run_dir / results.CHECKPOINT_FILE).exists()
-    assert results.read_spec(run_dir)[0] == spec
+    record = rundir_view.record(grid_dir, spec.job_id)
+    assert (record.state, record.attempts) == ("cancelled", 0)
+    assert not (grid_dir / "checkpoints").exists()
 
 
-def test_clear_cancel_says_whether_there_was_a_request(tmp_path: Path) -> None:
-    assert not results.cancel_requested(tmp_path)
-    results.request_cancel(tmp_path, "me@host")
-    assert results.cancel_requested(tmp_path)
-    assert results.read_json(tmp_path / results.CANCEL_FILE)["requested_by"] == "me@host"
-    assert results.clear_cancel(tmp_path) and not results.clear_cancel(tmp_path)
+def test_cancel_requests_name_the_grid_or_jobs_and_clear_says_whether_there_was_one(
+        tmp_path: Path) -> None:
+    run_dir = RunDir(tmp_path)
+    assert not run_dir.cancel_requested() and not run_dir.cancel_requested("a")
+    run_dir.request_cancel(["a"], "me@host")
+    assert run_dir.cancel_requested("a") and not run_dir.cancel_requested("b")
+    assert not run_dir.cancel_requested()
+    assert read_json(tmp_path / CANCEL_FILE)["jobs"]["a"]["requested_by"] == "me@host"
+    run_dir.request_cancel(None, "me@host")
+    assert run_dir.cancel_requested() and run_dir.cancel_requested("b")
+    assert run_dir.clear_cancel(["a"]) and not run_dir.clear_cancel(["a"])
+    assert not (tmp_path / CANCEL_FILE).exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,39 +97,37 @@ def test_clear_cancel_says_whether_there_was_a_request(tmp_path: Path) -> None:
 
 def test_a_cancelled_member_stops_at_its_epoch_end_and_resumes_like_a_job_alone(tmp_path):
     jobs = specs({"seed": 0}, {"seed": 1}, {"seed": 2}, epochs=4)
-    stopping = tmp_path / "packed" / jobs[1].job_id
+    packed_dir = tmp_path / "packed"
+    stopping = jobs[1].job_id
 
     def cancel_second_at_epoch_1(job_id: str, epoch: int, epochs: int, row: dict) -> None:
-        if job_id == jobs[1].job_id and epoch == 1:
-            results.request_cancel(stopping, "test")
+        if job_id == stopping and epoch == 1:
+            RunDir(packed_dir).request_cancel([stopping], "test")
 
-    packed = run_stack(requests(jobs, tmp_path / "packed"), progress=cancel_second_at_epoch_1)
+    packed = train_stack(jobs, packed_dir, progress=cancel_second_at_epoch_1)
     assert [(r.state, r.epochs_done) for r in packed] == [("done", 4), ("cancelled", 1),
                                                            ("done", 4)]
-    assert not (stopping / results.METRICS_FILE).exists()
-    assert read_checkpoint(stopping / results.CHECKPOINT_FILE)["epoch"] == 1
-    assert "cancelled after epoch 1" in (stopping / results.LOG_FILE).read_text()
-    assert results.read_status(stopping)["epochs_done"] == 1
+    assert rundir_view.rows(packed_dir, stopping) == []
+    assert rundir_view.checkpointed_epoch(packed_dir, stopping) == 1  # kept past the commit
+    assert "cancelled after epoch 1" in rundir_view.log(packed_dir, stopping)
+    assert rundir_view.record(packed_dir, stopping).epochs_done == 1
 
-    assert results.clear_cancel(stopping)
-    assert run_job(jobs[1], stopping, grid="g").state == "done"  # resumed alone, after epoch 1
-    assert "resumed after epoch 1" in (stopping / results.LOG_FILE).read_text()
+    assert RunDir(packed_dir).clear_cancel([stopping])
+    assert run_job(jobs[1], packed_dir, grid="g").state == "done"  # resumed alone, after 1
+    assert "resumed after epoch 1" in rundir_view.log(packed_dir, stopping)
     for spec in jobs:
-        run_job(spec, tmp_path / "alone" / spec.job_id, grid="g")
-        rows_alone = metric_rows(tmp_path / "alone" / spec.job_id)
-        rows_packed = metric_rows(tmp_path / "packed" / spec.job_id)
+        run_job(spec, tmp_path / "alone", grid="g")
+        rows_alone = metric_rows(tmp_path / "alone", spec.job_id)
+        rows_packed = metric_rows(packed_dir, spec.job_id)
         assert all(close(a[k], b[k]) for a, b in zip(rows_packed, rows_alone, strict=True)
                    for k in b), spec.job_id
 
 
 def test_a_member_cancelled_before_the_pack_starts_is_not_trained(tmp_path):
     jobs = specs({"seed": 0}, {"seed": 1}, {"seed": 2}, epochs=2)
-    waiting = tmp_path / jobs[2].job_id
-    waiting.mkdir()
-    results.request_cancel(waiting, "test")
-    outcome = run_stack(requests(jobs, tmp_path))
+    RunDir(tmp_path).request_cancel([jobs[2].job_id], "test")
+    outcome = train_stack(jobs, tmp_path)
     assert [(r.state, r.epochs_done) for r in outcome] == [("done", 2), ("done", 2),
                                                             ("cancelled", 0)]
-    assert not (waiting / results.CHECKPOINT_FILE).exists()
-    assert "in a stack of 2 jobs" in (tmp_path / jobs[0].job_id / results.LOG_FILE
-                                              ).read_text()
+    assert rundir_view.checkpointed_epoch(tmp_path, jobs[2].job_id) is None
+    assert "] 2 jobs on " in rundir_view.log(tmp_path, jobs[0].job_id)

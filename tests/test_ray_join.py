@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from cluster.ray import private_temp_dir
-from jobs.rundir import results
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,8 +62,8 @@ def test_run_joins_the_cluster_at_ray_address(cluster: dict[str, str], tmp_path:
     done = tvo(cluster, tmp_path, "run", "smoke", "--out", "out")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("smoke: 4 jobs on Ray cluster: 2 CPUs, 0 GPUs")
-    for run_dir in (tmp_path / "out" / "smoke" / "runs").iterdir():
-        assert results.read_status(run_dir)["state"] == "done"
+    status = tvo(cluster, tmp_path, "status", "out/smoke")
+    assert status.stdout.splitlines()[1].startswith("done 4 · running 0 · failed 0")
     assert not (tmp_path / ".ray").exists()
 
 

@@ -33,13 +33,13 @@ class QueueingBackend(Backend):
     def outcomes(self) -> Iterator[Outcome]:
         while self.queued:
             unit = self.queued.popleft()
-            yield Outcome(unit, tuple(JobResult(r.spec.job_id, "done", r.run_dir, None, 1, 0.5)
-                                      for r in unit.jobs))
+            yield Outcome(unit, tuple(JobResult(spec.job_id, "done", None, 1, 0.5)
+                                      for spec in unit.specs))
 
     def cancel(self) -> None:
         self.queued.clear()
 
-    def capacity(self, resources: Resources) -> int | None:
+    def capacity(self, resources: Resources, specs: Sequence[JobSpec] = ()) -> int | None:
         return SLOTS
 
 

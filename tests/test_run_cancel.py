@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from cluster.inline import InlineBackend
-from jobs.rundir import results
-from jobs.rundir.claims import current_holder
+from jobs.rundir.claims import live_held
+from jobs.rundir.run_dir import RunDir
 from jobs.spec import JobSpec
 from runner.dispatch.driver import RunOptions, RunReport, swept_keys
 from runner.dispatch.outdir import prepare
@@ -43,14 +43,13 @@ class CancelSuite:
         assert (report.counts.cancelled, report.counts.pending, report.not_started) == (1, 2, 2)
         [cancelled] = report.cancelled
         assert cancelled.job_id == specs[0].job_id
-        assert status_of(grid_dir, specs[0])["state"] == "cancelled"
-        assert all(results.cancel_requested(grid_dir / "runs" / s.job_id) for s in specs)
+        assert status_of(grid_dir, specs[0]).state == "cancelled"
+        assert all(RunDir(grid_dir).cancel_requested(s.job_id) for s in specs)
 
         report = self.run(make_backend, specs, grid_dir)  # clears the requests, runs them all
         assert report.exit_code == 0 and not report.cancel_requested
         assert report.counts.done == 3
-        assert not results.cancel_requested(grid_dir)
-        assert not any(results.cancel_requested(grid_dir / "runs" / s.job_id) for s in specs)
+        assert not any(RunDir(grid_dir).cancel_requested(s.job_id) for s in specs)
 
     def test_a_crash_of_a_job_asked_to_stop_is_cancelled_not_retried(
             self, make_backend: MakeBackend, tmp_path: Path) -> None:
@@ -63,7 +62,7 @@ class CancelSuite:
         assert (report.counts.cancelled, report.counts.failed, report.problems) == (1, 0, [])
         assert [end.job_id for end in report.cancelled] == [spec.job_id]
         status = status_of(grid_dir, spec)
-        assert (status["state"], status["error"]) == ("cancelled", None)
+        assert (status.state, status.error) == ("cancelled", None)
         assert len(list(tmp_path.glob("dispatched-*"))) == 1
 
     def test_sigterm_after_a_grid_request_stops_the_units_in_flight_at_once(
@@ -79,9 +78,9 @@ class CancelSuite:
         assert report.cancel_requested and report.exit_code == 1
         assert (report.counts.cancelled, report.counts.running, report.not_started) == (1, 0, 1)
         status = status_of(grid_dir, specs[0])
-        assert (status["state"], status["error"]) == ("cancelled", None)
-        assert "finished_at" in status
-        assert not current_holder(grid_dir / "runs" / specs[0].job_id).is_live()
+        assert (status.state, status.error) == ("cancelled", None)
+        assert status.ended_at > 0
+        assert live_held(grid_dir) == set()
 
 
 @pytest.fixture

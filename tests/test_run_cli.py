@@ -10,13 +10,13 @@ from typer.testing import CliRunner
 
 from cluster import backends
 from jobs.engine.train import run_job
-from jobs.rundir import results
 from jobs.spec import settings
 from jobs.strategies import STRATEGIES
 from runner.cli.app import app
 from runner.dispatch.outdir import prepare
 from runner.grid.expand import expand, load_grid, shipped_grids
-from tests.backend_suite import interrupt_at, write_dead_claim
+from tests import rundir_view
+from tests.backend_suite import interrupt_at, record_dead_start
 
 runner = CliRunner()
 
@@ -148,7 +148,8 @@ def test_run_writes_the_grid_dir_and_a_rerun_skips_done_jobs(in_tmp: Path) -> No
     jobs = pq.read_table(grid_dir / "jobs.parquet")
     assert jobs.schema.metadata[b"tvo.schema"] == b"jobs"
     assert jobs.column("seed").to_pylist() == [0, 1]
-    finished = {p: p.stat().st_mtime_ns for p in grid_dir.glob("runs/*/metrics.parquet")}
+    finished = {p: p.stat().st_mtime_ns for p in grid_dir.glob("results/*.parquet")}
+    assert finished
 
     code, out, err = invoke("run", "tiny.yaml", "seed=0,1,2", "--backend", "inline",
                             "--out", "out")
@@ -185,11 +186,14 @@ def test_failed_and_diverged_jobs_exit_1_and_are_listed_with_their_log(in_tmp: P
     assert code == 1
     assert "4 jobs: done 1 · running 0 · failed 2 · diverged 1 · pending 0" in out
     grid_dir = in_tmp / "out" / "mixed"
-    for job_id in (p.name for p in (grid_dir / "runs").iterdir()):
-        state = results.read_status(grid_dir / "runs" / job_id)["state"]
+    for job_id in pq.read_table(grid_dir / "jobs.parquet").column("job_id").to_pylist():
+        state = rundir_view.state(grid_dir, job_id)
         if state != "done":
             assert f"{state} {job_id}: " in out
-            assert f"  log: out/mixed/runs/{job_id}/log.txt" in out
+            assert f"  log: tvo status out/mixed --job {job_id}" in out
+            code, shown, err = invoke("status", "out/mixed", "--job", job_id)
+            assert code == 0 and shown.startswith(f"job {job_id}: {state}\n")
+            assert ("DataError" if state == "failed" else "diverged: training loss") in shown
 
     code, out, err = invoke("status", "out/mixed")
     assert code == 0
@@ -218,10 +222,9 @@ def test_status_shows_a_job_whose_runner_died_as_interrupted_pending(in_tmp: Pat
     assert invoke("run", "tiny.yaml", "--backend", "inline", "--out", "out")[0] == 0
     spec = expand(load_grid("tiny.yaml", ["seed=2", "epochs=4"]))[0]
     grid_dir = in_tmp / "out" / "tiny"
-    run_dir = grid_dir / "runs" / spec.job_id
     with pytest.raises(KeyboardInterrupt):
-        run_job(spec, run_dir, grid="tiny", progress=interrupt_at(3), checkpoint_seconds=0)
-    write_dead_claim(run_dir)
+        run_job(spec, grid_dir, grid="tiny", progress=interrupt_at(3), checkpoint_seconds=0)
+    record_dead_start(grid_dir, [spec])  # a later attempt, killed: its worker is gone
     prepare(grid_dir, load_grid("tiny.yaml").to_yaml(), [spec], "tiny")
     code, out, err = invoke("status", "out/tiny")
     assert out.splitlines()[1] == (
@@ -243,9 +246,28 @@ def test_status_counts_a_job_its_engine_marked_interrupted_as_pending(in_tmp: Pa
     (in_tmp / "tiny.yaml").write_text(TINY_GRID)
     grid = load_grid("tiny.yaml")
     specs = expand(grid)
-    prepare(in_tmp / "out" / "tiny", grid.to_yaml(), specs, grid.name)
-    run_dir = in_tmp / "out" / "tiny" / "runs" / specs[0].job_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    results.write_status(run_dir, {"state": "interrupted", "epochs_done": 1})
+    grid_dir = in_tmp / "out" / "tiny"
+    prepare(grid_dir, grid.to_yaml(), specs, grid.name)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(specs[0], grid_dir, grid="tiny", progress=interrupt_at(1), checkpoint_seconds=0)
     code, out, err = invoke("status", "out/tiny")
     assert code == 0 and "pending 2 (1 interrupted" in out
+
+
+def test_status_lists_every_job_and_shows_one_with_its_log(in_tmp: Path) -> None:
+    (in_tmp / "tiny.yaml").write_text(TINY_GRID)
+    assert invoke("run", "tiny.yaml", "--backend", "inline", "--out", "out")[0] == 0
+    specs = expand(load_grid("tiny.yaml"))
+    code, out, err = invoke("status", "out/tiny", "--jobs")
+    assert code == 0
+    listed = [line.split() for line in out.splitlines() if line.split()[:1] in (
+        [specs[0].job_id], [specs[1].job_id])]
+    assert [(row[0], row[1], row[2]) for row in listed] == [
+        (spec.job_id, "done", "2") for spec in specs]
+    code, out, err = invoke("status", "out/tiny", "--job", specs[1].job_id)
+    assert code == 0
+    assert out.startswith(f"job {specs[1].job_id}: done\n")
+    assert f"[job {specs[1].job_id}] done after epoch 2" in out
+    code, out, err = invoke("status", "out/tiny", "--job", "nope")
+    assert (code, out + err) == (2, "Error: 'out/tiny' has no job 'nope'; `tvo status out/tiny "
+                                    "--jobs` lists its jobs\n")

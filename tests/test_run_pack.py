@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from jobs.engine.train import run_job
-from jobs.rundir import results
 from runner.cli.app import app
 from runner.grid.expand import expand, load_grid
+from tests import rundir_view
 
 runner = CliRunner()
 GRID = """\
@@ -24,8 +23,9 @@ grid:
 NOT_COMPARED = ["epoch_seconds", "samples_per_second", "grid"]
 
 
-def metrics(run_dir: Path) -> list[dict]:
-    return pq.read_table(run_dir / results.METRICS_FILE).drop_columns(NOT_COMPARED).to_pylist()
+def metrics(grid_dir: Path, job_id: str) -> list[dict]:
+    return [{key: value for key, value in row.items() if key not in NOT_COMPARED}
+            for row in rundir_view.rows(grid_dir, job_id)]
 
 
 @pytest.fixture
@@ -39,11 +39,10 @@ def grid_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def assert_packed_like_alone(grid_dir: Path, grid_file: Path, tmp_path: Path) -> None:
     specs = expand(load_grid(str(grid_file), []))
     for spec in specs:
-        run_dir = grid_dir / "runs" / spec.job_id
-        assert f"in a stack of {len(specs)} jobs" in (run_dir / results.LOG_FILE).read_text()
-        alone = run_job(spec, tmp_path / "alone" / spec.job_id)
+        assert f"] {len(specs)} jobs on " in rundir_view.log(grid_dir, spec.job_id)
+        alone = run_job(spec, tmp_path / "alone")
         assert alone.state == "done"
-        packed, single = metrics(run_dir), metrics(tmp_path / "alone" / spec.job_id)
+        packed, single = metrics(grid_dir, spec.job_id), metrics(tmp_path / "alone", spec.job_id)
         assert [row["epoch"] for row in packed] == [row["epoch"] for row in single]
         for row_packed, row_single in zip(packed, single, strict=True):
             for key, value in row_single.items():
@@ -70,14 +69,15 @@ def test_dry_run_says_how_jobs_are_packed_and_which_run_alone(grid_file):
     result = runner.invoke(app, ["run", str(grid_file), "--pack", "4",
                                  "method=weights,target_space", "--dry-run"])
     assert result.exit_code == 0
-    assert ("packing --pack 4: 12 jobs in 8 stacks of up to 4; 6 train alone: "
+    assert ("packing --pack 4: 12 jobs in 8 stacks of 1-3; 6 train alone: "
             "method=target_space solves for its weights on a fixed batch of its own; it trains "
             "as a stack of one") in " ".join(result.output.split())
 
 
 def test_a_grid_packs_by_default(grid_file, tmp_path):
     dry = runner.invoke(app, ["run", str(grid_file), "--dry-run", "--max-parallel", "2"])
-    assert "packing auto for 2 at once: 6 jobs in 2 stacks of up to 3" in dry.output
+    assert ("packing auto for 2 at once: 6 jobs in 2 stacks of 3 (their work balanced over "
+            "the slots)") in dry.output
     result = runner.invoke(app, ["run", str(grid_file), "--backend", "inline"])
     assert result.exit_code == 0, result.output
     assert_packed_like_alone(tmp_path / "outputs" / "packed", grid_file, tmp_path)
@@ -89,8 +89,7 @@ def test_pack_off_trains_each_job_alone(grid_file, tmp_path):
     result = runner.invoke(app, ["run", str(grid_file), "--backend", "inline", "--pack", "off"])
     assert result.exit_code == 0, result.output
     for spec in expand(load_grid(str(grid_file), [])):
-        log = (tmp_path / "outputs" / "packed" / "runs" / spec.job_id / results.LOG_FILE)
-        assert "in a stack of" not in log.read_text()
+        assert "] 1 jobs on " in rundir_view.log(tmp_path / "outputs" / "packed", spec.job_id)
 
 
 @pytest.mark.parametrize("value", ["0", "lots", "-3"])

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs.rundir import results
-from jobs.rundir.claims import current_holder
+from jobs.rundir.claims import live_held
+from jobs.rundir.index import StateIndex
 from runner.cli.interrupts import descendants
+from runner.dispatch.outdir import OutDirError, job_ids
 from runner.grid.expand import expand, load_grid
+from tests import rundir_view
 from tests.backend_suite import metrics_without_timing, reference_run
 from tests.listeners import Listener, listeners
 from tests.test_engine import close
@@ -42,23 +44,31 @@ def start_runner(tmp_path: Path, backend: str, pack: str = "off") -> subprocess.
 
 
 def job_states(grid_dir: Path) -> dict[str, str]:
-    runs = grid_dir / "runs"
-    if not runs.is_dir():
+    try:
+        listed = job_ids(grid_dir)
+    except OutDirError:
         return {}
-    return {run.name: results.read_status(run)["state"] for run in runs.iterdir()}
+    index = StateIndex(grid_dir).refresh()
+    return {job_id: index.record(job_id).state.value for job_id in listed}
+
+
+def resumable(grid_dir: Path, states: dict[str, str]) -> set[str]:
+    """Jobs that were running and have a checkpoint to resume from."""
+    return {job for job, state in states.items() if state in ("running", "pending")
+            and rundir_view.checkpointed_epoch(grid_dir, job) is not None}
 
 
 def mid_job(grid_dir: Path) -> bool:
     """At least one job finished and another has a checkpoint but no final metrics yet."""
     states = job_states(grid_dir)
     finished = sum(state == "done" for state in states.values())
-    resumable = any(state == "running" and (grid_dir / "runs" / job / "checkpoint.pt").exists()
-                    for job, state in states.items())
-    return finished >= 1 and resumable
+    return finished >= 1 and bool(resumable(grid_dir, states))
 
 
 def last_write(grid_dir: Path) -> float:
-    return max(path.stat().st_mtime for path in (grid_dir / "runs").rglob("*") if path.is_file())
+    """When a file of the run was last written (claims aside: a dead runner's stays)."""
+    return max(path.stat().st_mtime for path in grid_dir.rglob("*")
+               if path.is_file() and "claims" not in path.parts)
 
 
 def kill_mid_grid(tmp_path: Path, backend: str) -> None:
@@ -82,8 +92,7 @@ def check_rerun_finishes_every_job_once(tmp_path: Path) -> None:
     grid_dir = tmp_path / "out" / "killme"
     before = job_states(grid_dir)
     done_before = {job for job, state in before.items() if state == "done"}
-    interrupted = {job for job, state in before.items()  # and a checkpoint to resume from
-                   if state == "running" and (grid_dir / "runs" / job / "checkpoint.pt").exists()}
+    interrupted = resumable(grid_dir, before)
     assert done_before
 
     rerun = start_runner(tmp_path, "inline")
@@ -93,23 +102,24 @@ def check_rerun_finishes_every_job_once(tmp_path: Path) -> None:
 
     specs = expand(load_grid(str(tmp_path / "grid.yaml")))
     for spec in specs:
-        run_dir = grid_dir / "runs" / spec.job_id
-        status = results.read_status(run_dir)
-        assert status["state"] == "done"
+        record = rundir_view.record(grid_dir, spec.job_id)
+        assert record.state == "done"
         if spec.job_id in done_before:
-            assert status["attempts"] == 1  # finished jobs were not run again
+            assert record.attempts == 1  # finished jobs were not run again
         if spec.job_id in interrupted:
-            assert "resumed after epoch" in (run_dir / "log.txt").read_text()
-        clean = tmp_path / "killme" / spec.job_id
+            assert "resumed after epoch" in rundir_view.log(grid_dir, spec.job_id)
+        clean = tmp_path / "clean"
         assert reference_run(spec, clean).state == "done"
-        assert metrics_without_timing(run_dir) == metrics_without_timing(clean)
+        assert metrics_without_timing(grid_dir, spec) == metrics_without_timing(clean, spec)
     assert not list(grid_dir.rglob("*.tmp"))  # no partial files left behind
+    assert not list(grid_dir.glob("checkpoints/*"))  # every job finished: none kept
 
 
 def test_sigkill_mid_grid_then_rerun_inline(tmp_path: Path) -> None:
     (tmp_path / "grid.yaml").write_text(GRID)
     kill_mid_grid(tmp_path, "inline")
-    assert "running" in job_states(tmp_path / "out" / "killme").values()  # one to resume
+    states = job_states(tmp_path / "out" / "killme")  # its runner is gone: pending, to resume
+    assert resumable(tmp_path / "out" / "killme", states)
     check_rerun_finishes_every_job_once(tmp_path)
 
 
@@ -127,28 +137,26 @@ def test_sigkill_of_a_packed_grid_mid_epoch_then_rerun(tmp_path: Path) -> None:
     grid_dir = tmp_path / "out" / "killme"
     process = start_runner(tmp_path, "inline", pack="3")
     deadline = time.monotonic() + 120
-    while not any((run / "checkpoint.pt").exists() for run in (grid_dir / "runs").glob("*")
-                  if (grid_dir / "runs").is_dir()):
+    while not list(grid_dir.glob("checkpoints/*.ckpt")):
         assert process.poll() is None, process.communicate()[0].decode()
-        assert time.monotonic() < deadline, "no member ever checkpointed"
+        assert time.monotonic() < deadline, "no stack ever checkpointed"
         time.sleep(0.005)
     time.sleep(0.05)  # into the next epoch
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert "running" in job_states(grid_dir).values()
+    assert resumable(grid_dir, job_states(grid_dir))
     rerun = start_runner(tmp_path, "inline", pack="3")
     output = rerun.communicate(timeout=300)[0].decode()
     assert rerun.returncode == 0, output
     resumed = 0
     for spec in expand(load_grid(str(tmp_path / "grid.yaml"))):
-        run_dir = grid_dir / "runs" / spec.job_id
-        assert results.read_status(run_dir)["state"] == "done"
-        log = (run_dir / "log.txt").read_text()
-        assert "in a stack of 3 jobs" in log
+        assert rundir_view.state(grid_dir, spec.job_id) == "done"
+        log = rundir_view.log(grid_dir, spec.job_id)
+        assert "] 3 jobs on " in log
         resumed += "resumed after epoch" in log
-        clean = tmp_path / "killme" / spec.job_id  # alone, in a dir of the grid's name
+        clean = tmp_path / "clean"  # alone
         assert reference_run(spec, clean).state == "done"
-        assert close(metrics_without_timing(run_dir), metrics_without_timing(clean))
+        assert close(metrics_without_timing(grid_dir, spec), metrics_without_timing(clean, spec))
     assert resumed >= 1
 
 
@@ -159,8 +167,7 @@ def test_two_runner_processes_on_one_dir_run_each_job_once(tmp_path: Path) -> No
     assert [runner.returncode for runner in runners] == [0, 0], outputs
     states = job_states(tmp_path / "out" / "killme")
     assert len(states) == 6 and set(states.values()) == {"done"}
-    attempts = [results.read_status(tmp_path / "out" / "killme" / "runs" / job)["attempts"]
-                for job in states]
+    attempts = [rundir_view.record(tmp_path / "out" / "killme", job).attempts for job in states]
     assert attempts == [1] * 6
 
 
@@ -177,12 +184,42 @@ def test_sigterm_stops_the_run_releases_its_claims_and_says_how_to_resume(tmp_pa
     assert process.returncode == 130, output
     assert ("interrupted: unfinished jobs keep their last checkpoint; run the same command "
             "again to resume, or see `tvo status out/killme`") in output
-    for run in (grid_dir / "runs").iterdir():
-        assert not current_holder(run).is_live()  # released: the next runner starts at once
+    assert live_held(grid_dir) == set()  # released: the next runner starts at once
     status = subprocess.run([sys.executable, "-m", "runner", "status", "out/killme"], cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
                             text=True, check=True).stdout
     assert "interrupted: their runner is gone" in status
+
+
+def test_sigkill_at_random_moments_then_rerun_trains_each_job_once(tmp_path: Path) -> None:
+    """The runner killed three times at random moments (seeded: a failure here replays), in
+    stacks of 2 that checkpoint after every epoch; the last run finishes the grid. Every job's
+    rows are committed exactly once, and equal those of the job trained straight through."""
+    import random
+
+    import pyarrow.parquet as pq
+
+    (tmp_path / "grid.yaml").write_text(GRID.replace("epochs: 6", "epochs: 4"))
+    grid_dir = tmp_path / "out" / "killme"
+    moments = random.Random(20261205).sample(range(5, 60), 3)  # tenths of a second
+    for moment in moments:
+        process = start_runner(tmp_path, "inline", pack="2")
+        time.sleep(moment / 10)
+        process.kill()
+        process.wait()
+    rerun = start_runner(tmp_path, "inline", pack="2")
+    output = rerun.communicate(timeout=300)[0].decode()
+    assert rerun.returncode == 0, output
+    committed: dict[str, int] = {}
+    for path in grid_dir.glob("results/*.parquet"):
+        for job_id in set(pq.read_table(path, columns=["job_id"]).column(0).to_pylist()):
+            committed[job_id] = committed.get(job_id, 0) + 1
+    specs = expand(load_grid(str(tmp_path / "grid.yaml")))
+    assert committed == {spec.job_id: 1 for spec in specs}  # no job's rows twice
+    for spec in specs:
+        assert reference_run(spec, tmp_path / "clean").state == "done"
+        assert close(metrics_without_timing(grid_dir, spec),
+                     metrics_without_timing(tmp_path / "clean", spec))
 
 
 def ray_dir_of(pids: list[int]) -> Path | None:

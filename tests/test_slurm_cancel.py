@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from cluster.slurm import cancel as slurm_cancel
-from jobs.rundir import results
 from jobs.rundir.claims import ClaimBook
 from jobs.spec import JobSpec
 from runner.dispatch.cancel import request_cancel, stop
 from runner.dispatch.outdir import prepare
+from tests import rundir_view
+from tests.backend_suite import record_dead_start
 
 pytestmark = pytest.mark.slurm
 
@@ -95,16 +96,15 @@ def test_queued_jobs_go_at_once_and_running_ones_after_the_grace(
     write_record(grid_dir, "20260101-120000-0", [
         (slurm_jobs["running"], 0, [running_spec.job_id]),
         (slurm_jobs["pending"], 0, [pending_spec.job_id])])
-    run_dir = grid_dir / "runs" / running_spec.job_id
-    run_dir.mkdir(parents=True)
-    results.write_status(run_dir, {"state": "running", "slurm_job_id": slurm_jobs["running"]})
+    record_dead_start(grid_dir, [running_spec])  # its stack started in a SLURM job (its
+    # process is not this one: it counts as running while the driver below holds the job)
 
-    with ClaimBook() as book:  # this process stands in for the driver that waits on SLURM
-        assert book.acquire(run_dir) is None
+    with ClaimBook(grid_dir) as book:  # this process stands in for the driver that waits
+        assert book.take([running_spec.job_id]).taken == [running_spec.job_id]
 
         def driver_sees_the_job_end() -> None:
             wait_until(lambda: slurm_jobs["running"] not in slurm_states([slurm_jobs["running"]]))
-            book.release(run_dir)
+            book.release([running_spec.job_id])
 
         watcher = threading.Thread(target=driver_sees_the_job_end)
         watcher.start()
@@ -119,6 +119,6 @@ def test_queued_jobs_go_at_once_and_running_ones_after_the_grace(
     assert report.marked == [running_spec.job_id]
     assert time.monotonic() - started >= 1.5
     assert slurm_states(list(slurm_jobs.values())) == {}
-    assert results.read_status(run_dir)["state"] == "cancelled"
+    assert rundir_view.state(grid_dir, running_spec.job_id) == "cancelled"
     ended = ended_at(list(slurm_jobs.values()))  # the queued one went a grace earlier
     assert ended[slurm_jobs["running"]] - ended[slurm_jobs["pending"]] >= 1

@@ -15,8 +15,8 @@ import yaml
 from typer.testing import CliRunner
 
 from cluster.slurm.records import RECORD_FILE, latest_placements
-from jobs.rundir import results
 from runner.cli.app import app
+from tests import rundir_view
 from tests.slurm_cluster import Shape, cluster_shaped, sacct_states, write_grid
 
 pytestmark = pytest.mark.slurm
@@ -89,8 +89,7 @@ def test_arrays_larger_than_max_array_size_are_split(tmp_path: Path) -> None:
     assert sorted(len(ids) for ids in by_array.values()) == [1, 2, 2]
     assert set(sacct_states([p.slurm_id for p in placements.values()]).values()) == {
         "COMPLETED"}
-    assert all(results.read_status(grid_dir / "runs" / job_id)["state"] == "done"
-               for job_id in placements)
+    assert all(rundir_view.state(grid_dir, job_id) == "done" for job_id in placements)
     [folder] = (grid_dir / "slurm").iterdir()
     record = json.loads((folder / RECORD_FILE).read_text())
     assert record["max_array_size"] == 2 and len(record["units"]) == 5

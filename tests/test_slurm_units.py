@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.base import Resources, WorkUnit
+from cluster.base import Resources
 from cluster.slurm import commands
 from cluster.slurm.records import Placement, latest_placements, new_folder, write_record
 from cluster.slurm.settings import (
@@ -21,8 +21,8 @@ from cluster.slurm.settings import (
     signal_delay,
 )
 from cluster.slurm.task import UnitTasks, pin_gpus, timed_out
-from jobs.entry import JobRequest
-from jobs.rundir import results
+from jobs.entry import RunSettings, StackRequest
+from jobs.rundir.layout import OutputDir
 from jobs.spec import JobSpec
 
 
@@ -113,27 +113,27 @@ def test_timed_out_tells_time_limits_from_preemption() -> None:
     assert not timed_out(10_000, 0, 0)  # no limit known
 
 
-def tiny_request(tmp_path: Path, seed: int = 0) -> JobRequest:
+def tiny_request(tmp_path: Path, seed: int = 0) -> StackRequest:
     spec = JobSpec.from_dict({"dataset": "digits", "hidden": [8], "epochs": 1, "seed": seed})
-    return JobRequest(spec, str(tmp_path / "runs" / spec.job_id), "g")
+    return StackRequest(str(tmp_path), (spec,), RunSettings("g"))
 
 
 def test_checkpoint_requeues_unless_a_time_limit_passed_without_progress(tmp_path: Path) -> None:
     import submitit
 
     request = tiny_request(tmp_path)
-    tasks = UnitTasks((WorkUnit((request,)),), threads=1, time_limit_s=60, signal_delay_s=15)
+    tasks = UnitTasks((request,), threads=1, time_limit_s=60, signal_delay_s=15)
     tasks.started = time.time() - 50  # signalled 50 s into a 60 s limit: the time-out warning
     with pytest.raises(RuntimeError, match="^no epoch checkpoint was saved within the time "
                                            "limit of 1 min, so a requeue would start from"):
         tasks.checkpoint()
-    run_dir = Path(request.run_dir)
-    run_dir.mkdir(parents=True)
-    (run_dir / results.CHECKPOINT_FILE).write_bytes(b"saved during this attempt")
+    checkpoint = OutputDir(tmp_path).checkpoint_file(request.key)
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"saved during this attempt")
     requeued = tasks.checkpoint()
     assert isinstance(requeued, submitit.helpers.DelayedSubmission)
     assert requeued.function is tasks
-    os.utime(run_dir / results.CHECKPOINT_FILE, (time.time() - 100, time.time() - 100))
+    os.utime(checkpoint, (time.time() - 100, time.time() - 100))
     tasks.started = time.time() - 5  # a preemption early on: requeued, progress or not
     assert isinstance(tasks.checkpoint(), submitit.helpers.DelayedSubmission)
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
 
 from jobs.engine.train import run_job
-from jobs.rundir import results
 from jobs.rundir.checkpoint import decode_state, encode_state
 from jobs.spec import JobSpec
+from tests import rundir_view
 from tests.strategy_context import context, ready
 
 TINY = {"dataset": "digits", "hidden": [16], "batch_size": 128, "lr": 0.2}
@@ -48,8 +47,8 @@ class Interrupt(BaseException):
     """Stands for a kill: not an Exception, so run_job does not record it as a failure."""
 
 
-def metrics(run_dir: Path) -> list[dict]:
-    return pq.read_table(run_dir / results.METRICS_FILE).drop_columns(NOT_COMPARED).to_pylist()
+def metrics(grid_dir: Path) -> list[dict]:
+    return rundir_view.all_rows(grid_dir, drop=tuple(NOT_COMPARED))
 
 
 @pytest.mark.parametrize("strategy, settings", EVERY_STRATEGY,
@@ -87,7 +86,7 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tmp_path, strategy):
     with pytest.raises(Interrupt):
         run_job(spec, tmp_path / "resumed", progress=stop_in_epoch_three, checkpoint_seconds=0)
     assert run_job(spec, tmp_path / "resumed").state == "done"
-    assert "resumed after epoch 2" in (tmp_path / "resumed" / results.LOG_FILE).read_text()
+    assert "resumed after epoch 2" in rundir_view.all_logs(tmp_path / "resumed")
     run_job(spec, tmp_path / "straight")
     assert metrics(tmp_path / "resumed") == metrics(tmp_path / "straight")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,8 +14,8 @@ from jobs.data.datasets import load_dataset
 from jobs.engine.train import run_job
 from jobs.nn.models import CNN, MLP, build_model
 from jobs.nn.target_space import TargetSpaceNet, choose_fixed_batch, ridge_solve, with_bias_column
-from jobs.rundir import results
 from jobs.spec import JobSpec, SpecError
+from tests import rundir_view
 
 SPIRALS_NET = {"dataset": "spirals", "normalize": "none", "hidden": [5, 5, 5],
                "activation": "tanh", "shortcuts": True, "optimizer": "adam", "lr": 0.01,
@@ -254,8 +253,8 @@ def test_target_space_refuses_weight_penalties_and_a_zero_ridge(settings, messag
 
 # -- whole jobs -----------------------------------------------------------------------------------
 
-def metrics(run_dir: Path) -> list[dict]:
-    return pq.read_table(run_dir / results.METRICS_FILE).drop_columns(NOT_COMPARED).to_pylist()
+def metrics(grid_dir: Path) -> list[dict]:
+    return rundir_view.all_rows(grid_dir, drop=tuple(NOT_COMPARED))
 
 
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
@@ -271,10 +270,10 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(tmp_path):
 
     first = run_job(spec, tmp_path / "resumed", progress=interrupt, checkpoint_seconds=0)
     assert first.state == "failed" and "Interrupted" in first.error
-    assert not (tmp_path / "resumed" / results.METRICS_FILE).exists()
+    assert rundir_view.all_rows(tmp_path / "resumed") == []
     assert run_job(spec, tmp_path / "resumed").state == "done"
-    assert results.read_status(tmp_path / "resumed")["attempts"] == 2
-    assert "resumed after epoch 6" in (tmp_path / "resumed" / results.LOG_FILE).read_text()
+    assert rundir_view.record(tmp_path / "resumed", spec.job_id).attempts == 2
+    assert "resumed after epoch 6" in rundir_view.all_logs(tmp_path / "resumed")
     whole, resumed = metrics(tmp_path / "whole"), metrics(tmp_path / "resumed")
     assert [row["epoch"] for row in whole] == [0, 3, 6, 9, 12]
     assert resumed == whole

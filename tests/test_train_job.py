@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,21 +15,39 @@ import torch
 
 from jobs.engine.train import run_job
 from jobs.rundir import results
+from jobs.rundir.run_dir import RunDir
 from jobs.spec import FILE_DATASETS, JobSpec
+from tests import rundir_view
 from tests.datafiles import write_cifar, write_mnist
 
 TINY = {"hidden": [8], "epochs": 1, "batch_size": 32}
 NOT_COMPARED = ["epoch_seconds", "samples_per_second", "grid"]  # timings, and where it was run
 
 
-def metrics(run_dir: Path):
-    return pq.read_table(run_dir / results.METRICS_FILE).drop_columns(NOT_COMPARED).to_pylist()
+class Trained:
+    """A job trained into a grid dir of its own."""
+
+    def __init__(self, spec: JobSpec, grid_dir: Path) -> None:
+        self.spec, self.grid_dir = spec, grid_dir
+
+    def rows(self) -> list[dict]:
+        return rundir_view.rows(self.grid_dir, self.spec.job_id)
+
+    def record(self):
+        return rundir_view.record(self.grid_dir, self.spec.job_id)
+
+    def log(self) -> str:
+        return rundir_view.log(self.grid_dir, self.spec.job_id)
 
 
-def train(tmp_path: Path, name: str = "job", **settings) -> tuple[JobSpec, Path, object]:
+def metrics(job: Trained) -> list[dict]:
+    return [{key: value for key, value in row.items() if key not in NOT_COMPARED}
+            for row in job.rows()]
+
+
+def train(tmp_path: Path, name: str = "job", **settings) -> tuple[JobSpec, Trained, object]:
     spec = JobSpec.from_dict({**TINY, **settings})
-    run_dir = tmp_path / name
-    return spec, run_dir, run_job(spec, run_dir)
+    return spec, Trained(spec, tmp_path / name), run_job(spec, tmp_path / name)
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +71,10 @@ def data_root(tmp_path_factory) -> Path:
 ], ids=lambda s: "-".join(str(v) for v in s.values()))
 def test_every_dataset_and_model_trains_one_epoch(tmp_path, data_root, settings):
     on_disk = settings["dataset"] in FILE_DATASETS  # the others take no data_root
-    spec, run_dir, result = train(tmp_path, **settings,
-                                  **({"data_root": str(data_root)} if on_disk else {}))
+    spec, job, result = train(tmp_path, **settings,
+                              **({"data_root": str(data_root)} if on_disk else {}))
     assert result.state == "done", result.error
-    rows = metrics(run_dir)
+    rows = metrics(job)
     assert [row["epoch"] for row in rows] == [0, 1]
     assert all(0 <= row["test_acc"] <= 1 for row in rows)
 
@@ -79,34 +96,34 @@ def test_every_dataset_and_model_trains_one_epoch(tmp_path, data_root, settings)
     {"schedule": "cosine", "epochs": 2},
 ], ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
 def test_every_loss_optimiser_and_schedule_trains(tmp_path, settings):
-    spec, run_dir, result = train(tmp_path, **settings)
+    spec, job, result = train(tmp_path, **settings)
     assert result.state == "done", result.error
-    rows = metrics(run_dir)
+    rows = metrics(job)
     assert rows[-1]["epoch"] == spec.epochs
     assert rows[-1]["train_loss"] < rows[0]["train_loss"] or spec.loss != "ce"
 
 
 def test_a_schedule_changes_the_logged_learning_rate(tmp_path):
-    _, run_dir, _ = train(tmp_path, schedule="step", step_size=1, gamma=0.5, epochs=3, lr=0.2)
-    assert [row["learning_rate"] for row in metrics(run_dir)] == [0.2, 0.1, 0.05, 0.025]
+    _, job, _ = train(tmp_path, schedule="step", step_size=1, gamma=0.5, epochs=3, lr=0.2)
+    assert [row["learning_rate"] for row in metrics(job)] == [0.2, 0.1, 0.05, 0.025]
 
 
-def test_the_run_dir_holds_every_file_of_the_design(tmp_path):
+def test_the_grid_dir_holds_the_files_of_the_design_and_none_per_job(tmp_path):
     # a job that ends within its first checkpoint interval never needed a checkpoint
-    spec, run_dir, result = train(tmp_path, epochs=2)
-    assert sorted(p.name for p in run_dir.iterdir()) == sorted(
-        [results.SPEC_FILE, results.STATUS_FILE, results.METRICS_FILE, results.LOG_FILE])
-    status = json.loads((run_dir / results.STATUS_FILE).read_text())
-    assert status["state"] == "done" and status["attempts"] == 1 and status["device"] == "cpu"
-    assert status["epochs_done"] == 2 and status["test_acc"] == result.test_acc
-    assert json.loads((run_dir / results.SPEC_FILE).read_text())["spec"] == spec.to_dict()
-    assert "epoch 2/2" in (run_dir / results.LOG_FILE).read_text()
+    spec, job, result = train(tmp_path, epochs=2)
+    files = rundir_view.files(job.grid_dir)
+    assert [name.split("/")[0] for name in files] == ["logs", "results", "state"]
+    assert not any(spec.job_id in name for name in files)  # no file of the job's own
+    record = job.record()
+    assert (record.state, record.attempts, record.epochs_done) == ("done", 1, 2)
+    assert record.test_acc == result.test_acc and record.committed.endswith(".parquet")
+    assert "epoch 2/2" in job.log()
 
 
 def test_metrics_follow_the_schema_and_read_back_with_pandas_polars_and_duckdb(tmp_path):
-    spec, run_dir, _ = train(tmp_path, epochs=2, strategy="fixed(c=0.8, nc=0.2)", loss="mse",
-                             output="sigmoid")
-    table = pq.read_table(run_dir / results.METRICS_FILE)
+    spec, job, _ = train(tmp_path, epochs=2, strategy="fixed(c=0.8, nc=0.2)", loss="mse",
+                         output="sigmoid")
+    table = pq.read_table(job.record().committed)
     assert table.schema.equals(results.metrics_schema())
     assert table.schema.metadata[b"tvo.schema"] == b"metrics"
     assert table.schema.metadata[b"tvo.schema_version"] == results.SCHEMA_VERSION.encode()
@@ -122,7 +139,7 @@ def test_metrics_follow_the_schema_and_read_back_with_pandas_polars_and_duckdb(t
     import pandas
     import polars
 
-    path = str(run_dir / results.METRICS_FILE)
+    path = job.record().committed
     assert len(pandas.read_parquet(path)) == 3
     assert polars.read_parquet(path)["epoch"].to_list() == [0, 1, 2]
     assert duckdb.sql(f"select max(epoch) from '{path}'").fetchall() == [(2,)]
@@ -156,15 +173,15 @@ def test_the_final_epoch_records_the_reliability_bins_its_ece_comes_from(tmp_pat
     draws the final epoch's); a job that may stop early records them at every evaluated epoch,
     as any of them may be its last."""
     loss = "ce" if output == "softmax" else "mse"
-    _, run_dir, _ = train(tmp_path, epochs=2, loss=loss, output=output)
-    rows = pq.read_table(run_dir / results.METRICS_FILE).to_pylist()
+    _, job, _ = train(tmp_path, epochs=2, loss=loss, output=output)
+    rows = job.rows()
     assert [row["epoch"] for row in rows] == [0, 1, 2]
     assert all(row["reliability"] is None for row in rows[:-1])
     assert all((row["ece"] is None) == (output == "tanh") for row in rows)
     _check_bins(rows[-1], output)
-    _, run_dir, _ = train(tmp_path, "early", epochs=2, loss=loss, output=output,
-                          stop_patience=5, val_fraction=0.2)
-    rows = pq.read_table(run_dir / results.METRICS_FILE).to_pylist()
+    _, job, _ = train(tmp_path, "early", epochs=2, loss=loss, output=output,
+                      stop_patience=5, val_fraction=0.2)
+    rows = job.rows()
     assert [row["epoch"] for row in rows] == [0, 1, 2]
     for row in rows:
         _check_bins(row, output)
@@ -192,38 +209,38 @@ def test_an_interrupted_job_resumes_to_the_same_metrics(tmp_path):
         if epoch == 3:  # epoch 3 is measured but its checkpoint is never written
             raise Interrupt
 
+    resumed, straight = Trained(spec, tmp_path / "resumed"), Trained(spec, tmp_path / "straight")
     with pytest.raises(Interrupt):
         run_job(spec, tmp_path / "resumed", progress=stop_after_epoch_two, checkpoint_seconds=0)
-    assert results.read_status(tmp_path / "resumed")["state"] == "running"
-    assert not (tmp_path / "resumed" / results.METRICS_FILE).exists()
+    assert resumed.record().state == "running"  # its process (this one) lives on
+    assert resumed.rows() == []
     result = run_job(spec, tmp_path / "resumed")
     assert result.state == "done"
-    assert results.read_status(tmp_path / "resumed")["attempts"] == 2
-    assert "resumed after epoch 2" in (tmp_path / "resumed" / results.LOG_FILE).read_text()
+    assert resumed.record().attempts == 2
+    assert "resumed after epoch 2" in resumed.log()
     run_job(spec, tmp_path / "straight")
-    assert metrics(tmp_path / "resumed") == metrics(tmp_path / "straight")
+    assert metrics(resumed) == metrics(straight)
 
 
 def test_a_finished_job_is_not_trained_again(tmp_path):
-    spec, run_dir, first = train(tmp_path, epochs=1)
-    before = (run_dir / results.METRICS_FILE).stat().st_mtime_ns
-    again = run_job(spec, run_dir)
+    spec, job, first = train(tmp_path, epochs=1)
+    before = rundir_view.files(job.grid_dir)
+    again = run_job(spec, job.grid_dir)
     assert again == first
-    assert (run_dir / results.METRICS_FILE).stat().st_mtime_ns == before
-    assert results.read_status(run_dir)["attempts"] == 1
+    assert rundir_view.files(job.grid_dir) == before
+    assert job.record().attempts == 1
 
 
 def test_a_nan_loss_ends_the_job_as_diverged_with_the_epochs_so_far(tmp_path):
-    _, run_dir, result = train(tmp_path, output="linear", loss="mse", lr=1e4, epochs=5,
-                               hidden=[16])
+    _, job, result = train(tmp_path, output="linear", loss="mse", lr=1e4, epochs=5,
+                           hidden=[16])
     assert result.state == "diverged"
     assert result.error == "training loss became nan in epoch 1"
-    status = results.read_status(run_dir)
-    assert status["state"] == "diverged" and "traceback" not in status
-    rows = pq.read_table(run_dir / results.METRICS_FILE).to_pylist()
+    assert job.record().state == "diverged" and "Traceback" not in job.log()
+    rows = job.rows()
     assert [row["epoch"] for row in rows] == [0, 1]
     assert torch.isnan(torch.tensor(rows[1]["train_loss"]))
-    assert results.is_finished(run_dir)
+    assert job.record().finished
 
 
 def test_an_error_in_the_job_is_recorded_with_its_traceback(tmp_path):
@@ -231,9 +248,9 @@ def test_an_error_in_the_job_is_recorded_with_its_traceback(tmp_path):
     result = run_job(spec, tmp_path / "job")
     assert result.state == "failed"
     assert result.error.startswith("DataError: dataset 'mnist': missing ")
-    status = results.read_status(tmp_path / "job")
-    assert "Traceback" in status["traceback"] and status["state"] == "failed"
-    assert not (tmp_path / "job" / results.METRICS_FILE).exists()
+    job = Trained(spec, tmp_path / "job")
+    assert "Traceback" in job.log() and job.record().state == "failed"
+    assert job.rows() == []
 
 
 def test_an_atomic_write_never_leaves_a_partial_file(tmp_path, monkeypatch):
@@ -259,20 +276,21 @@ def test_tvo_train_killed_with_sigkill_resumes_to_the_same_metrics(tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env=every_epoch)
     spec = JobSpec.from_dict(dict(a.split("=", 1) for a in args))
-    checkpoint = out / "runs" / spec.job_id / results.CHECKPOINT_FILE
     deadline = time.monotonic() + 300  # generous: a loaded CI machine starts python slowly
-    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+    while (rundir_view.checkpointed_epoch(out, spec.job_id) is None
+           and time.monotonic() < deadline and process.poll() is None):
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    run_dir = out / "runs" / spec.job_id
-    assert not (run_dir / results.METRICS_FILE).exists(), "the job finished before the kill"
+    killed = Trained(spec, out)
+    assert killed.rows() == [], "the job finished before the kill"
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    assert not list(run_dir.glob(".*.tmp")), "a write cut short by the kill was left behind"
+    assert "resumed after epoch" in killed.log()
+    assert not list(out.rglob(".*.tmp")), "a write cut short by the kill was left behind"
     # the reference runs the same way (a fresh process: same torch thread count)
     straight = tmp_path / "straight"
     subprocess.run([*command[:-1], str(straight)], check=True, stdout=subprocess.DEVNULL)
-    assert metrics(run_dir) == metrics(straight / "runs" / spec.job_id)
+    assert metrics(killed) == metrics(Trained(spec, straight))
 
 
 def test_strategies_that_read_outputs_get_the_activated_outputs(tmp_path, monkeypatch):
@@ -292,22 +310,22 @@ def test_strategies_that_read_outputs_get_the_activated_outputs(tmp_path, monkey
 
 
 def test_results_are_readable_by_others_like_any_file(tmp_path):
-    _, run_dir, _ = train(tmp_path)
+    _, job, _ = train(tmp_path)
     umask = os.umask(0)
     os.umask(umask)
-    for name in (results.METRICS_FILE, results.STATUS_FILE, results.SPEC_FILE):
-        assert (run_dir / name).stat().st_mode & 0o777 == 0o666 & ~umask
+    for name in rundir_view.files(job.grid_dir):
+        assert (job.grid_dir / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
-def test_starting_a_job_leaves_other_writers_temp_files_alone(tmp_path):
-    run_dir = tmp_path / "job"
-    run_dir.mkdir()
-    claim_in_progress = run_dir / ".claim-0.abc123.tmp"  # a runner about to link its claim
-    claim_in_progress.write_text("{}")
-    cut_short = run_dir / f".{results.CHECKPOINT_FILE}.xyz.tmp"  # a killed checkpoint write
+def test_a_sweep_removes_writes_a_kill_cut_short_and_leaves_live_writers_alone(tmp_path):
+    spec, job, _ = train(tmp_path)
+    live = job.grid_dir / "results" / ".abc.parquet.123.tmp"  # a stack writing its results
+    live.write_text("{}")
+    cut_short = job.grid_dir / "results" / ".def.parquet.456.tmp"  # a write a kill cut short
     cut_short.write_bytes(b"partial")
-    run_job(JobSpec.from_dict(TINY), run_dir)
-    assert claim_in_progress.exists() and not cut_short.exists()
+    os.utime(cut_short, (time.time() - 7200, time.time() - 7200))
+    RunDir(job.grid_dir).sweep({spec.job_id})
+    assert live.exists() and not cut_short.exists()
 
 
 def test_ctrl_c_leaves_the_job_interrupted_and_resumable(tmp_path):
@@ -319,8 +337,9 @@ def test_ctrl_c_leaves_the_job_interrupted_and_resumable(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         run_job(spec, tmp_path / "job", progress=ctrl_c_at_epoch_three, checkpoint_seconds=0)
-    status = results.read_status(tmp_path / "job")
-    assert status["state"] == results.INTERRUPTED and "interrupted_at" in status
-    assert not results.is_finished(tmp_path / "job")
+    job = Trained(spec, tmp_path / "job")
+    record = job.record()
+    assert (record.state, record.interrupted, record.finished) == ("pending", True, False)
+    assert "interrupted; the next run resumes 1 jobs from their last checkpoint" in job.log()
     assert run_job(spec, tmp_path / "job").state == "done"
-    assert "resumed after epoch 2" in (tmp_path / "job" / results.LOG_FILE).read_text()
+    assert "resumed after epoch 2" in job.log()

@@ -3,15 +3,14 @@ validation (early stopping), and every epoch reports validation next to test."""
 
 from __future__ import annotations
 
-import pyarrow.parquet as pq
 import pytest
 import torch
 
 from jobs.data.datasets import load_dataset
 from jobs.data.validation import stratified_split
 from jobs.engine.train import run_job
-from jobs.rundir import results
 from jobs.spec import JobSpec, SpecError
+from tests import rundir_view
 
 
 def test_the_split_is_stratified_seeded_and_disjoint():
@@ -52,12 +51,12 @@ def test_every_epoch_reports_validation_next_to_test(tmp_path):
     spec = JobSpec.from_dict({"dataset": "moons", "hidden": [8], "epochs": 2})
     assert spec.val_fraction == 0.1
     assert run_job(spec, tmp_path / "job").state == "done"
-    rows = pq.read_table(tmp_path / "job" / results.METRICS_FILE).to_pylist()
+    rows = rundir_view.all_rows(tmp_path / "job")
     assert all(0 <= row["val_acc"] <= 1 and row["val_loss"] > 0 and row["val_nll"] > 0
                and row["val_ece"] is not None for row in rows)
     none = JobSpec.from_dict({"dataset": "moons", "hidden": [8], "epochs": 1, "val_fraction": 0})
     assert run_job(none, tmp_path / "none").state == "done"
-    rows = pq.read_table(tmp_path / "none" / results.METRICS_FILE).to_pylist()
+    rows = rundir_view.all_rows(tmp_path / "none")
     assert [row["val_acc"] for row in rows] == [None, None]
 
 
@@ -66,11 +65,11 @@ def test_early_stopping_chooses_on_validation_and_resumes(tmp_path):
                               "stop_patience": 2, "val_fraction": 0.2})
     result = run_job(spec, tmp_path / "job", checkpoint_seconds=0)
     assert result.state == "done"
-    rows = pq.read_table(tmp_path / "job" / results.METRICS_FILE).to_pylist()
+    rows = rundir_view.all_rows(tmp_path / "job")
     val = [row["val_acc"] for row in rows[1:]]
     best = max(range(len(val)), key=lambda i: (val[i], -i))  # the first best epoch
     assert len(val) < 60 and len(val) == best + 1 + 2  # two evaluated epochs without better
-    assert "stopped early after epoch" in (tmp_path / "job" / results.LOG_FILE).read_text()
+    assert "stopped early after epoch" in rundir_view.all_logs(tmp_path / "job")
     assert result.epochs_done == len(val)
 
 

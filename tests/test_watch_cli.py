@@ -15,8 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 from typer.testing import CliRunner
 
-from jobs.rundir import results
 from jobs.rundir.claims import ClaimBook
+from jobs.rundir.run_dir import RunDir
 from jobs.spec import JobSpec
 from runner.cli.app import app
 from runner.cli.watch import watch_status
@@ -42,8 +42,8 @@ def invoke(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def events(run_dir: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(str(run_dir / "tensorboard"))
+def events(grid_dir: Path, job_id: str) -> EventAccumulator:
+    accumulator = EventAccumulator(str(grid_dir / "tensorboard" / job_id))
     accumulator.Reload()
     return accumulator
 
@@ -55,7 +55,7 @@ def hparams(accumulator: EventAccumulator) -> dict[str, object]:
 
 
 # -- --tensorboard ---------------------------------------------------------------------------------
-def test_run_with_tensorboard_writes_every_job_under_its_run_dir(in_tmp: Path) -> None:
+def test_run_with_tensorboard_writes_every_job_as_a_run_of_its_own(in_tmp: Path) -> None:
     (in_tmp / "tiny.yaml").write_text(TINY_GRID)
     code, out, err = invoke("run", "tiny.yaml", "--backend", "inline", "--out", "out",
                             "--tensorboard")
@@ -63,7 +63,7 @@ def test_run_with_tensorboard_writes_every_job_under_its_run_dir(in_tmp: Path) -
     assert out.splitlines()[0] == "TensorBoard: tensorboard --logdir out/tiny"
     specs = expand(load_grid("tiny.yaml"))  # the job ids do not depend on the option
     for spec in specs:
-        board = events(in_tmp / "out" / "tiny" / "runs" / spec.job_id)
+        board = events(in_tmp / "out" / "tiny", spec.job_id)
         assert [event.step for event in board.Scalars("test/acc")] == [0, 1, 2]
         assert "targets/class_9/nc" in board.Tags()["scalars"]
         assert hparams(board) == {"seed": float(spec.seed)}  # what tells the jobs apart
@@ -80,20 +80,18 @@ def test_train_with_tensorboard(in_tmp: Path) -> None:
     code, out, err = invoke("train", "epochs=1", "hidden=[8]", "--out", "solo", "--tensorboard")
     assert code == 0, out + err
     assert "TensorBoard: tensorboard --logdir solo" in out
-    [run_dir] = (in_tmp / "solo" / "runs").iterdir()
-    board = events(run_dir)
+    [run] = (in_tmp / "solo" / "tensorboard").iterdir()
+    board = events(in_tmp / "solo", run.name)
     assert [event.step for event in board.Scalars("train/loss")] == [0, 1]
     assert len(hparams(board)) == len(JobSpec.from_dict({}).to_dict())  # a lone job: all
 
 
 def test_train_clears_a_cancel_request_and_resumes(in_tmp: Path) -> None:
     spec = JobSpec.from_dict({"epochs": 2, "hidden": [8]})
-    run_dir = in_tmp / "solo" / "runs" / spec.job_id
-    run_dir.mkdir(parents=True)
-    results.request_cancel(run_dir, "test")
+    RunDir(in_tmp / "solo").request_cancel([spec.job_id], "test")
     code, out, err = invoke("train", "epochs=2", "hidden=[8]", "--out", "solo")
     assert code == 0, out + err
-    assert not results.cancel_requested(run_dir)
+    assert not RunDir(in_tmp / "solo").cancel_requested(spec.job_id)
 
 
 # -- status --watch --------------------------------------------------------------------------------
@@ -131,25 +129,25 @@ def test_watch_of_a_dir_that_is_not_a_grid_is_bad_input(in_tmp: Path) -> None:
     assert (code, err) == (2, "Error: grid output dir 'nowhere' does not exist\n")
 
 
-def running_grid(in_tmp: Path) -> tuple[Path, Path]:
-    """A grid of one job that this process holds (a live claim) and that logged epoch 3."""
+def running_grid(in_tmp: Path, started: bool = True) -> tuple[Path, JobSpec]:
+    """A grid of one job whose stack started in this process and reached epoch 3 of 10."""
     spec = JobSpec.from_dict({"epochs": 10, "hidden": [8]})
     grid_dir = in_tmp / "out" / "live"
     prepare(grid_dir, "name: live\n", [spec], "live")
-    run_dir = grid_dir / "runs" / spec.job_id
-    run_dir.mkdir(parents=True)
-    results.write_status(run_dir, {"state": "running", "host": socket.gethostname()})
-    (run_dir / results.LOG_FILE).write_text(
-        "2026-01-01 00:00:00,000 INFO epoch 3/10 train_loss 0.1000 train_acc 0.5000 "
-        "test_acc 0.6250\n")
-    return grid_dir, run_dir
+    if started:
+        files = RunDir(grid_dir).stack_files("live-stack", [spec])
+        files.begin("cpu")
+        files.epoch(3, 10, 1)
+        files.close()
+    return grid_dir, spec
 
 
-def end_after(book: ClaimBook, run_dir: Path, seconds: float) -> threading.Thread:
+def end_after(book: ClaimBook, grid_dir: Path, spec: JobSpec,
+              seconds: float) -> threading.Thread:
     def end() -> None:
         time.sleep(seconds)
-        results.write_status(run_dir, {"state": "failed", "error": "RuntimeError: boom"})
-        book.release(run_dir)
+        RunDir(grid_dir).record_crash([spec.job_id], "RuntimeError: boom")
+        book.release([spec.job_id])
 
     thread = threading.Thread(target=end)
     thread.start()
@@ -157,10 +155,10 @@ def end_after(book: ClaimBook, run_dir: Path, seconds: float) -> threading.Threa
 
 
 def test_watch_follows_a_running_grid_until_it_ends(in_tmp: Path) -> None:
-    grid_dir, run_dir = running_grid(in_tmp)
-    with ClaimBook() as book:
-        assert book.acquire(run_dir) is None
-        thread = end_after(book, run_dir, 0.6)
+    grid_dir, spec = running_grid(in_tmp)
+    with ClaimBook(grid_dir) as book:
+        assert book.take([spec.job_id]).taken == [spec.job_id]
+        thread = end_after(book, grid_dir, spec, 0.6)
         started = time.monotonic()
         code, out, err = invoke("status", "out/live", "--watch", "--interval", "0.1")
         thread.join()
@@ -171,28 +169,27 @@ def test_watch_follows_a_running_grid_until_it_ends(in_tmp: Path) -> None:
     assert re.fullmatch(COUNTS.format(0, 0, 1, 0), lines[1])  # printed when the counts change
     assert lines[2:5] == ["out/live: 1 jobs",
                           "done 0 · running 0 · failed 1 · diverged 0 · cancelled 0 · pending 0",
-                          f"failed {run_dir.name}: RuntimeError: boom"]
+                          f"failed {spec.job_id}: RuntimeError: boom"]
 
 
 def test_watch_on_a_terminal_redraws_with_the_running_jobs_epoch(in_tmp: Path) -> None:
-    grid_dir, run_dir = running_grid(in_tmp)
+    grid_dir, spec = running_grid(in_tmp)
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=120, color_system=None)
-    with ClaimBook() as book:
-        assert book.acquire(run_dir) is None
-        thread = end_after(book, run_dir, 0.5)
+    with ClaimBook(grid_dir) as book:
+        book.take([spec.job_id])
+        thread = end_after(book, grid_dir, spec, 0.5)
         final = watch_status(grid_dir, 0.1, console)
         thread.join()
     assert final.counts["failed"] == 1
     shown = screen.getvalue()
-    assert re.search(rf"{run_dir.name}\s+{socket.gethostname()}\s+3/10\s+0\.6250", shown)
+    assert re.search(rf"{spec.job_id}\s+live-stack\s+{socket.gethostname()}\s+3/10", shown)
     assert "refreshed every 0.1s until no job runs · Ctrl-C stops watching" in shown
     assert "failed 1 · diverged 0" in shown
 
 
 def test_watch_of_pending_jobs_that_nobody_runs_ends_after_a_second_look(in_tmp: Path) -> None:
-    grid_dir, run_dir = running_grid(in_tmp)
-    (run_dir / results.STATUS_FILE).unlink()  # pending, and no runner holds it
+    running_grid(in_tmp, started=False)  # pending, and no runner holds it
     started = time.monotonic()
     code, out, err = invoke("status", "out/live", "--watch", "--interval", "0.5")
     assert 0.5 <= time.monotonic() - started < 5
@@ -209,8 +206,8 @@ def test_cancel_of_a_dir_that_is_not_a_grid_or_of_an_unknown_job_is_bad_input(
     assert invoke("run", "tiny.yaml", "seed=0", "--backend", "inline", "--out", "out")[0] == 0
     code, out, err = invoke("cancel", "out/tiny", "--job", "abc")
     assert (code, err) == (2, "Error: 'out/tiny' has no job 'abc'; its job ids are listed by "
-                              "`tvo status out/tiny` and in out/tiny/runs\n")
-    assert not (in_tmp / "out" / "tiny" / "cancel").exists()
+                              "`tvo status out/tiny --jobs`\n")
+    assert not (in_tmp / "out" / "tiny" / "cancel.json").exists()
 
 
 def test_cancel_of_a_finished_grid_has_nothing_to_stop(in_tmp: Path) -> None:
@@ -219,9 +216,9 @@ def test_cancel_of_a_finished_grid_has_nothing_to_stop(in_tmp: Path) -> None:
     code, out, err = invoke("cancel", "out/tiny")
     assert (code, out) == (0, "out/tiny: nothing to cancel, the jobs asked for are finished\n")
     # the grid's own request stays until the next run, which clears it
-    assert results.cancel_requested(in_tmp / "out" / "tiny")
+    assert RunDir(in_tmp / "out" / "tiny").cancel_requested()
     assert invoke("run", "tiny.yaml", "--backend", "inline", "--out", "out")[0] == 0
-    assert not results.cancel_requested(in_tmp / "out" / "tiny")
+    assert not RunDir(in_tmp / "out" / "tiny").cancel_requested()
 
 
 def test_cancel_of_pending_jobs_marks_them_so_that_none_starts(in_tmp: Path) -> None:
@@ -235,6 +232,6 @@ def test_cancel_of_pending_jobs_marks_them_so_that_none_starts(in_tmp: Path) -> 
         f"cancel requested for 1 unfinished jobs of out/tiny ({specs[1].job_id}); 0 running",
         "done 0 · running 0 · failed 0 · diverged 0 · cancelled 0 · pending 2 (0.0s)",
         "`tvo run` on the same grid resumes the cancelled jobs from their checkpoints"]
-    assert results.cancel_requested(grid_dir / "runs" / specs[1].job_id)
-    assert not results.cancel_requested(grid_dir / "runs" / specs[0].job_id)
-    assert not results.cancel_requested(grid_dir)
+    assert RunDir(grid_dir).cancel_requested(specs[1].job_id)
+    assert not RunDir(grid_dir).cancel_requested(specs[0].job_id)
+    assert not RunDir(grid_dir).cancel_requested()

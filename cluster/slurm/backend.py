@@ -184,7 +184,7 @@ class SlurmBackend(Backend):
         """
         earlier: dict[str, Placement] = {}
         for unit in units:
-            placement = self._earlier.get(unit.jobs[0].spec.job_id)
+            placement = self._earlier.get(unit.specs[0].job_id)
             if (placement is not None and placement.job_ids == _job_ids(unit)
                     and not placement.result_file.exists()):  # one with a result has ended
                 earlier[unit.key] = placement
@@ -314,7 +314,7 @@ def _last_line(path: Path, limit: int = 200) -> str:
 
 
 def _job_ids(unit: WorkUnit) -> tuple[str, ...]:
-    return tuple(request.spec.job_id for request in unit.jobs)
+    return tuple(unit.job_ids)
 
 
 def _import_path_setup() -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cluster.backends import UnitEntry, run_entry
 from cluster.base import WorkUnit
-from jobs.rundir import results
+from jobs.rundir.layout import OutputDir
 from jobs.rundir.results import JobResult
 
 # SLURM checks time limits on a timer, so its signal comes a little late or early.
@@ -48,7 +48,7 @@ class UnitTasks:
             return []
         if self.gpus_per_task:
             pin_gpus(rank, self.gpus_per_task)
-        return run_entry(self.entry, self.units[rank].jobs, self.threads)
+        return run_entry(self.entry, self.units[rank], self.threads)
 
     def checkpoint(self) -> object:
         """Called by submitit on rank 0 when USR2 comes (preemption or time limit): requeue.
@@ -69,13 +69,12 @@ class UnitTasks:
         return submitit.helpers.DelayedSubmission(self)
 
     def progressed(self) -> bool:
-        """Did any job of this SLURM job save a checkpoint, or finish, during this attempt?"""
+        """Did any stack of this SLURM job save a checkpoint, or commit, during this attempt?"""
         for unit in self.units:
-            for request in unit.jobs:
-                for name in (results.CHECKPOINT_FILE, results.METRICS_FILE):
-                    path = Path(request.run_dir) / name
-                    if path.exists() and path.stat().st_mtime >= self.started:
-                        return True
+            out = OutputDir(Path(unit.grid_dir))
+            for path in (out.checkpoint_file(unit.key), out.results_file(unit.key)):
+                if path.exists() and path.stat().st_mtime >= self.started:
+                    return True
         return False
 
 

@@ -21,20 +21,19 @@ from jobs.engine.lr_schedule import LearningRate
 from jobs.nn.initial import initial_parameters
 from jobs.nn.models import build_model
 from jobs.rundir.checkpoint import CheckpointError
-from jobs.rundir.results import CHECKPOINT_FILE
-from jobs.rundir.run_dir import RunDir
+from jobs.rundir.run_dir import Saved
 from jobs.rundir.tensorboard import TensorBoardLog
 from jobs.spec import JobSpec
 from jobs.strategies import TargetStrategy, make_strategy
 
-STATE_VERSION = 4  # jobs.rundir.checkpoint.CHECKPOINT_VERSION of the states a member resumes from
+STATE_VERSION = 4  # the shape of a member's state; per-job checkpoints of format 4 hold it too
 STRATEGY_SEED_OFFSET = 7919  # the strategy's randomness, apart from the data order (seed)
 DROPOUT_SEED_OFFSET = 15485863  # the member's dropout masks, apart from both
 
 
 @dataclass(eq=False)  # one object per job attempt: compared and hashed by identity
 class Member:
-    run: RunDir
+    spec: JobSpec
     strategy: TargetStrategy  # the definition; its training state lives in a StrategyStack
     params: dict[str, torch.Tensor]  # by parameter name, as the job's nn.Module names them
     order: torch.Generator  # data order
@@ -50,8 +49,8 @@ class Member:
     board: TensorBoardLog | None = None
 
     @property
-    def spec(self) -> JobSpec:
-        return self.run.spec
+    def job_id(self) -> str:
+        return self.spec.job_id
 
     @property
     def dropout_seed(self) -> int:
@@ -62,10 +61,11 @@ class Member:
         return torch.Generator().manual_seed(self.spec.seed + STRATEGY_SEED_OFFSET)
 
     @classmethod
-    def build(cls, run: RunDir, data: Dataset, device: torch.device) -> Member:
-        """The job's member: from its checkpoint when it has one, else from its seed (the
-        network's initial values as build_model draws them after torch.manual_seed(seed))."""
-        spec = run.spec
+    def build(cls, spec: JobSpec, data: Dataset, device: torch.device,
+              saved: Saved | None = None) -> Member:
+        """The job's member: from its checkpointed state `saved` when it has one, else from its
+        seed (the network's initial values as build_model draws them after
+        torch.manual_seed(seed))."""
         module = None
         if spec.method == "target_space":  # a module of its own, which the stack runs as is
             torch.manual_seed(spec.seed)
@@ -75,27 +75,25 @@ class Member:
             module = module.to(device)
         else:
             params = initial_parameters([spec], data.input_shape, data.num_classes)[0]
-        member = cls(run, _strategy(spec.strategy), params,
+        member = cls(spec, _strategy(spec.strategy), params,
                      torch.Generator().manual_seed(spec.seed),
                      torch.Generator().manual_seed(spec.seed + DROPOUT_SEED_OFFSET),
                      LearningRate(spec), module=module)
-        saved = run.saved_state()
         if saved is not None:
-            member.restore(saved)
-            run.log.info("resumed after epoch %d", saved["epoch"])
+            if saved.state.get("version") != STATE_VERSION:
+                raise CheckpointError(
+                    f"checkpoint {saved.path} was written by an earlier tvo (format "
+                    f"{saved.state.get('version', 1)}); delete it to train the job from its "
+                    "first epoch")
+            if member._masks_changed(saved.state):
+                raise CheckpointError(
+                    f"checkpoint {saved.path} was trained with the dropout masks of an earlier "
+                    "tvo, which this one no longer draws; delete it to train the job from its "
+                    "first epoch")
+            member.restore(saved.state)
         return member
 
     def restore(self, saved: dict[str, Any]) -> None:
-        if saved.get("version") != STATE_VERSION:
-            raise CheckpointError(
-                f"checkpoint {self.run.path / CHECKPOINT_FILE} was written by an earlier tvo "
-                f"(format {saved.get('version', 1)}); delete it to train the job from its first "
-                "epoch")
-        if self._masks_changed(saved):
-            raise CheckpointError(
-                f"checkpoint {self.run.path / CHECKPOINT_FILE} was trained with the dropout "
-                "masks of an earlier tvo, which this one no longer draws; delete it to train "
-                "the job from its first epoch")
         self.params = saved["model"]
         self.optimizer = saved["optimizer"]
         self.strategy_state = saved["strategy"]
@@ -126,7 +124,8 @@ class Member:
 
     def state(self, epoch: int) -> dict[str, Any]:
         """Everything needed to continue after `epoch` (the stack has handed its state back)."""
-        return {"epoch": epoch, "rows": self.rows, "model": self.params,
+        return {"version": STATE_VERSION, "epoch": epoch, "rows": list(self.rows),
+                "model": self.params,
                 "optimizer": self.optimizer, "strategy": self.strategy_state,
                 "schedule": self.schedule.state_dict(), "order": self.order.get_state(),
                 "dropout": self.dropout.get_state(), "dropout_masks": DROPOUT_MASKS,

@@ -84,3 +84,87 @@ def plan_packs(specs: Sequence[JobSpec], max_size: int) -> list[list[JobSpec]]:
             start = end
     placed.sort(key=lambda item: item[0])
     return [[specs[position] for position in positions] for _, positions in placed]
+
+
+# ---------------------------------------------------------------------------------------------
+# pack=auto: stacks sized to the device and balanced by their work
+
+DEVICE_MEMORY_SHARE = 0.5  # of a GPU's free memory that one stack may fill
+GPU_STACK_MAX = 4096  # members per stack at most on a GPU (a hand-written stack of 4,000
+# headline models trains in 0.79 s on an H200, 1,000 in 0.64 s: beyond that launches are paid)
+STACK_OVERHEAD = 0.02  # a stack's fixed cost (start, data, evaluation set-up, its results
+# file), as a share of one slot's fair share of the work: more, smaller stacks balance better
+# but each costs this much
+MAX_ROUNDS = 4  # finer splits tried for balance: stacks of 1/1, 1/2, 1/3, 1/4 of a slot's share
+
+
+def members_per_stack(spec: JobSpec, device_memory: int | None) -> int:
+    """How many members of `spec`'s kind one stack holds: AUTO_PACK_MAX on the CPU (beyond it
+    the epoch's inputs leave the cache; see tests/bench/bench_headline.py), or as many as
+    DEVICE_MEMORY_SHARE of the GPU's free memory holds."""
+    if device_memory is None:
+        return AUTO_PACK_MAX
+    from jobs.engine.cost import member_bytes
+
+    return max(1, min(GPU_STACK_MAX, int(device_memory * DEVICE_MEMORY_SHARE
+                                         // member_bytes(spec))))
+
+
+def plan_stacks(specs: Sequence[JobSpec], slots: int, *,
+                device_memory: int | None = None) -> list[list[JobSpec]]:
+    """pack=auto: compatible jobs cut into stacks of about equal work, at most
+    `members_per_stack` each, so that the `slots` running at once end together; heaviest first
+    (the longest-processing-time-first rule), which is the order to dispatch them in.
+
+    The work of a stack is jobs.engine.cost.training_work summed over its members. A group of
+    jobs whose work is more than a slot's share is split, and lighter groups stay whole; among
+    splits into 1-4 rounds per slot, the one whose schedule ends first wins, counting
+    STACK_OVERHEAD per stack.
+    """
+    from jobs.engine.cost import training_work
+
+    if not specs:
+        return []
+    slots = max(1, slots)
+    work = {id(spec): training_work(spec) for spec in specs}
+    groups: dict[str, list[JobSpec]] = {}
+    for position, spec in enumerate(specs):
+        groups.setdefault(pack_key(spec) or f"alone:{position}", []).append(spec)
+    share = sum(work.values()) / slots
+    best: tuple[float, list[list[JobSpec]]] | None = None
+    for rounds in range(1, MAX_ROUNDS + 1):
+        target = share / rounds
+        stacks = []
+        for members in groups.values():
+            group_work = sum(work[id(spec)] for spec in members)
+            cap = members_per_stack(members[0], device_memory)
+            count = max(-(-len(members) // cap), round(group_work / target) if target else 1, 1)
+            stacks += _even_split(members, min(count, len(members)))
+        stacks.sort(key=lambda stack: -sum(work[id(spec)] for spec in stack))
+        ends = _schedule([sum(work[id(spec)] for spec in stack) + STACK_OVERHEAD * share
+                          for stack in stacks], slots)
+        if best is None or ends < best[0]:
+            best = (ends, stacks)
+        if len(stacks) >= len(specs):
+            break
+    assert best is not None
+    return best[1]
+
+
+def _even_split(members: list[JobSpec], count: int) -> list[list[JobSpec]]:
+    """`members` in `count` consecutive stacks whose sizes differ by one at most."""
+    size, extra = divmod(len(members), count)
+    stacks, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        stacks.append(members[start:end])
+        start = end
+    return stacks
+
+
+def _schedule(works: list[float], slots: int) -> float:
+    """When the last slot ends, each stack (in this order) going to the slot free first."""
+    ends = [0.0] * slots
+    for work in works:
+        ends[ends.index(min(ends))] += work
+    return max(ends)

@@ -1,7 +1,9 @@
-"""The job checkpoint: everything needed to continue after the last finished epoch, bit for bit.
+"""A stack's checkpoint: everything its members need to continue after their last checkpointed
+epoch, bit for bit, in one file per stack (checkpoints/<stack>.ckpt), kept while the stack runs.
 
-A job checkpoints after every epoch, and on small models an epoch takes milliseconds, so a
-checkpoint must cost next to nothing, before and after:
+Each save holds every member's state, and an index (job id -> epoch) ahead of it, so a later
+stack finds the jobs it resumes without unpickling tensors. On small models an epoch takes
+milliseconds, so a checkpoint must cost next to nothing, before and after:
 - The state is pickled by the C pickler, tensors as their raw bytes (`_Pickler`): 50 us for the
   digits MLP where torch.save takes 170 us.
 - The file holds two slots and each save overwrites the older one in place, with one pwrite:
@@ -14,29 +16,34 @@ checkpoint must cost next to nothing, before and after:
 When a checkpoint outgrows its slots (the metrics rows grow each epoch) the file is rewritten
 with slots twice the size, atomically (temp file, rename).
 
-Checkpoints of earlier formats (3, and torch.save archives 1 and 2) still read with
-`read_checkpoint`; a job does not resume from them (its engine's state has another shape) and
-says so, naming the file.
+Per-job checkpoints of the layout before results by the stack (runs/<job_id>/checkpoint.pt,
+formats 1-4) still read with `read_checkpoint`; a job resumes from format 4, never from 1-3 (its
+engine's state had another shape).
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import struct
 import zlib
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from jobs.rundir.results import atomic_write_with
 
-CHECKPOINT_VERSION = 4  # 4: a stack member's state; 3: torch module and optimizer state;
-# 3 and 4: two CRC-checked slots of C-pickled state; 1, 2: torch.save archives
+if TYPE_CHECKING:  # imported where tensors are read or written: `tvo status` needs no torch
+    import torch
 
-_MAGIC = b"TVOCKPT3"
+CHECKPOINT_VERSION = 5  # 5: a stack's members' states with an index; 4: one member's state;
+# 3: torch module and optimizer state; 3-5: two CRC-checked slots of C-pickled state; 1, 2:
+# torch.save archives
+
+_MAGIC = b"TVOCKPT5"  # payload: index length (4 bytes), index (JSON), pickled states
+_MAGIC_PICKLE_ONLY = b"TVOCKPT3"  # formats 3 and 4: payload is the pickled state
+_INDEX_LENGTH = struct.Struct("<I")
 _HEADER = struct.Struct("<8sQQI4x")  # magic, sequence, payload length, CRC32 of the payload
 _MIN_SLOT = 64 * 1024
 _TORCH_ZIP = b"PK\x03\x04"  # how a torch.save file (zip archive) begins
@@ -55,9 +62,11 @@ class CheckpointWriter:
         self._slot_size = 0
         self._sequence = 0  # of the newest slot written
 
-    def save(self, state: dict[str, Any]) -> None:
-        """Save a job's state after an epoch (see jobs.engine.member.Member.state for its keys)."""
-        payload = encode_state({"version": CHECKPOINT_VERSION, **state})
+    def save(self, states: dict[str, dict[str, Any]]) -> None:
+        """Save members' states (job id -> jobs.engine.member.Member.state) after an epoch."""
+        index = json.dumps({job_id: state["epoch"] for job_id, state in states.items()}).encode()
+        payload = (_INDEX_LENGTH.pack(len(index)) + index
+                   + encode_state({"version": CHECKPOINT_VERSION, "jobs": states}))
         if self._fd is None:
             self._open_existing()
         if self._fd is None or _HEADER.size + len(payload) > self._slot_size:
@@ -108,23 +117,57 @@ def decode_state(payload: bytes) -> Any:
     return pickle.loads(payload)
 
 
+def read_checkpoint_index(path: Path) -> dict[str, int]:
+    """Job id -> the epoch its state in a stack's checkpoint file continues after; {} for a file
+    with no intact slot. Reads no tensors (torch is not needed)."""
+    try:
+        content = path.read_bytes()
+    except OSError:
+        return {}
+    newest = _newest_slot(content)
+    if newest is None or newest[2] != _MAGIC:
+        return {}
+    payload = newest[1]
+    (length,) = _INDEX_LENGTH.unpack_from(payload)
+    try:
+        index = json.loads(payload[_INDEX_LENGTH.size:_INDEX_LENGTH.size + length])
+    except ValueError:
+        return {}
+    return {str(job_id): int(epoch) for job_id, epoch in index.items()}
+
+
+def read_stack_checkpoint(path: Path) -> dict[str, dict[str, Any]]:
+    """Job id -> member state, from a stack's checkpoint file (tensors on the CPU)."""
+    state = read_checkpoint(path)
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} is not a stack checkpoint (format "
+                              f"{state.get('version', 1)})")
+    return state["jobs"]
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The state a checkpoint file holds (its newest readable slot), tensors on the CPU."""
+    """The state a checkpoint file holds (its newest readable slot), tensors on the CPU: a
+    stack's {"version": 5, "jobs": {...}}, or one job's state (formats 1-4, runs/<job_id>/)."""
     try:
         content = path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
     if content.startswith(_TORCH_ZIP):  # format 1 or 2; weights_only=False: the job's own file
+        import torch
+
         state = torch.load(io.BytesIO(content), map_location="cpu", weights_only=False)
         if isinstance(state["rows"], bytes):  # format 2 pickled the rows apart
             state["rows"] = pickle.loads(state["rows"])
         return state
     newest = _newest_slot(content)
     if newest is None:
-        raise CheckpointError(
-            f"checkpoint {path} has no intact slot (was it written by tvo?); delete it to train "
-            "the job from its first epoch")
-    return decode_state(newest[1])
+        raise CheckpointError(f"checkpoint {path} has no intact slot (cut short, damaged, or "
+                              "not written by tvo)")
+    _, payload, magic = newest
+    if magic == _MAGIC:
+        (length,) = _INDEX_LENGTH.unpack_from(payload)
+        payload = payload[_INDEX_LENGTH.size + length:]
+    return decode_state(payload)
 
 
 def _slot(sequence: int, payload: bytes) -> bytes:
@@ -138,8 +181,8 @@ def _write_at(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
-def _newest_slot(content: bytes) -> tuple[int, bytes] | None:
-    """(sequence, payload) of the newest slot whose payload matches its CRC, if any."""
+def _newest_slot(content: bytes) -> tuple[int, bytes, bytes] | None:
+    """(sequence, payload, magic) of the newest slot whose payload matches its CRC, if any."""
     slot_size = len(content) // 2
     if len(content) % 2 or slot_size < _HEADER.size:
         return None
@@ -147,9 +190,9 @@ def _newest_slot(content: bytes) -> tuple[int, bytes] | None:
     for start in (0, slot_size):
         magic, sequence, length, crc = _HEADER.unpack_from(content, start)
         payload = content[start + _HEADER.size:start + _HEADER.size + length]
-        if (magic == _MAGIC and len(payload) == length and zlib.crc32(payload) == crc
-                and (newest is None or sequence > newest[0])):
-            newest = (sequence, payload)
+        if (magic in (_MAGIC, _MAGIC_PICKLE_ONLY) and len(payload) == length
+                and zlib.crc32(payload) == crc and (newest is None or sequence > newest[0])):
+            newest = (sequence, payload, magic)
     return newest
 
 
@@ -161,12 +204,16 @@ class _Pickler(pickle.Pickler):
     """
 
     def reducer_override(self, obj: Any) -> Any:
+        import torch  # already imported wherever tensors are pickled: a dict lookup
+
         if isinstance(obj, torch.Tensor):
             return _tensor_from_bytes, _tensor_parts(obj)
         return NotImplemented
 
 
 def _tensor_parts(tensor: torch.Tensor) -> tuple[torch.dtype, tuple[int, ...], bytes]:
+    import torch
+
     if tensor.layout != torch.strided:
         raise TypeError(f"a checkpoint holds dense tensors only, not {tensor.layout}")
     flat = tensor.detach().cpu().contiguous().reshape(-1)
@@ -174,6 +221,8 @@ def _tensor_parts(tensor: torch.Tensor) -> tuple[torch.dtype, tuple[int, ...], b
 
 
 def _tensor_from_bytes(dtype: torch.dtype, shape: tuple[int, ...], raw: bytes) -> torch.Tensor:
+    import torch
+
     if not raw:
         return torch.empty(shape, dtype=dtype)
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype).reshape(shape)

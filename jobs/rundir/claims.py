@@ -1,23 +1,26 @@
-"""Per-job claims: two runners on one output dir never run the same job twice.
+"""Claims: two runners on one output dir never train the same job.
 
 The rule:
-- The runner that dispatches a job claims it first, and holds the claim until the job's outcome
-  is recorded (then it releases it). The worker that trains the job, wherever it runs, takes
-  no claim: the dispatching runner answers for it.
-- A claim is a file `runs/<job_id>/claim-<n>`. It is written under a temporary name and then
-  hard-linked to its final name; a link fails when the name exists, so exactly one runner wins
-  each generation n, on a local disk and on NFS alike.
-- A claim is live while its runner lives. On the runner's own host: while the runner's process
-  exists (pid and process start time, so a reused pid does not count). Seen from another host:
-  while its lease is fresh; the runner touches the file every lease/4 seconds (lease 60 s by
-  default), so a runner on a host that died frees its jobs one lease later.
-- A released or stale claim (dead process, expired lease) is taken over by creating generation
-  n+1; the winner deletes the older generations. Claims are never deleted while they are the
-  newest, so a slow runner can never recreate a generation that was already won.
-- The workers of a runner that died must not write on: a worker watches its runner's claims
-  (ClaimWatch) and exits within WATCH_INTERVAL_S once a claim is superseded, released, held by a
-  process gone from this host, or not renewed for 3/4 of its lease. A runner that took a claim
-  over waits TAKEOVER_GRACE_S before dispatching the job, so those workers are gone by then.
+- Each runner keeps one claim file, `claims/<runner id>.jsonl`: a first line saying who it is
+  (host, pid and the process's start time, lease), then one line per batch of jobs it takes
+  (`{"take": [...]}`) or releases (`{"release": [...]}`). It touches the file every lease/4
+  seconds (its heartbeat) and deletes it when its run ends. A runner claims whole stacks at a
+  time, so a grid of 100,000 jobs costs one file per runner, not one per job.
+- A runner takes jobs only while it holds the dispatch lock (`claims/lock/`), and under the lock
+  it takes only jobs no live runner holds: so no job is ever taken twice. The lock is held for
+  the few milliseconds of reading the other runners' files (only what they appended since) and
+  appending a line.
+- A runner lives while its process does (on its own host: pid and start time, so a reused pid
+  does not count) or, seen from another host, while its heartbeat is fresh (lease 60 s). A
+  runner that died (SIGKILL, a dead host) holds nothing: its jobs are taken over by the next
+  runner, which waits TAKEOVER_GRACE_S before dispatching them.
+- The lock itself is a generation of files `claims/lock/<n>`, each created under a temporary name
+  and hard-linked into place (a link fails when the name exists, on a local disk and on NFS
+  alike), so exactly one runner wins each generation; a lock whose holder died is taken by
+  creating the next generation.
+- The workers of a runner that died must not write on: a worker watches its runner's claim file
+  (ClaimWatch) and exits within WATCH_INTERVAL_S once the file is gone, its process is gone from
+  this host, or its heartbeat is older than 3/4 of its lease.
 """
 
 from __future__ import annotations
@@ -29,42 +32,43 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CLAIM_PREFIX = "claim-"
+from jobs.rundir.journal import process_start
+from jobs.rundir.layout import STATE_SUFFIX, OutputDir
+
 DEFAULT_LEASE_S = 60.0
 WATCH_INTERVAL_S = 0.25
 TAKEOVER_GRACE_S = 4 * WATCH_INTERVAL_S
-WORKER_LEASE_FRACTION = 0.75  # a worker gives up before anyone may take its job over
+WORKER_LEASE_FRACTION = 0.75  # a worker gives up before anyone may take its jobs over
 WATCH_EXIT_CODE = 75  # a worker that stopped because its runner is gone
+LOCK_DIR = "lock"
+LOCK_POLL_S = 0.005
+LOCK_TIMEOUT_S = 120.0
+
+# Runners open in this process: a process may run several one after another (tests, library
+# use); its pid alone cannot tell which of them still runs.
+_OPEN_BOOKS: set[str] = set()
 
 
 @dataclass(frozen=True)
-class Holder:
-    """A claim as read from its file: who holds a job, and whether that runner still lives."""
+class Runner:
+    """A runner as its claim file's first line says, with the file's last heartbeat."""
 
-    path: Path
-    generation: int
-    runner: str = ""
+    runner: str
     host: str = ""
     pid: int = 0
     pid_start: str = ""
     lease_s: float = DEFAULT_LEASE_S
-    released: bool = False
-    heartbeat: float = 0.0  # the file's mtime, touched by the holder
+    heartbeat: float = 0.0  # the file's mtime, touched by its runner
 
-    def is_live(self, now: float | None = None, lease_fraction: float = 1.0) -> bool:
-        """Whether the claim still holds: not released, and its runner still runs."""
-        return not self.released and self.runner_alive(now, lease_fraction)
+    def alive(self, now: float | None = None, lease_fraction: float = 1.0) -> bool:
+        """Whether the runner still runs (its claims hold).
 
-    def runner_alive(self, now: float | None = None, lease_fraction: float = 1.0) -> bool:
-        """Whether the runner that wrote the claim still runs, released or not.
-
-        A released claim is no longer renewed: seen from another host, its runner counts as
-        alive for one lease after the release.
+        Seen from another host, a runner lives while its heartbeat is fresh.
         """
         if not self.runner:
             return False
@@ -75,67 +79,307 @@ class Holder:
         age = (now if now is not None else time.time()) - self.heartbeat
         return age <= self.lease_s * lease_fraction
 
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.pid}"
 
-def process_start(pid: int) -> str | None:
-    """A process's start time (clock ticks since boot) or None when it does not exist.
 
-    Start time tells a live runner from an unrelated process that reused its pid. Where there
-    is no /proc, existence alone counts.
-    """
-    if pid <= 0:
-        return None
+@dataclass(frozen=True)
+class Holder:
+    """Who holds (or last held) one job."""
+
+    runner: Runner
+    released: bool = False
+
+    def is_live(self) -> bool:
+        """Whether the claim still holds: not released, and its runner still runs."""
+        return not self.released and self.runner.alive()
+
+    def runner_alive(self) -> bool:
+        return self.runner.alive()
+
+
+@dataclass
+class _RunnerFile:
+    """One runner's claim file, read incrementally: only what was appended since last time."""
+
+    path: Path
+    offset: int = 0
+    runner: Runner | None = None
+    held: set[str] = field(default_factory=set)
+    released: set[str] = field(default_factory=set)
+
+    def refresh(self) -> bool:
+        """Read what is new; False when the file is gone."""
+        try:
+            with open(self.path, "rb") as handle:  # open() revalidates NFS's cached attributes
+                stat = os.fstat(handle.fileno())
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return False
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        for line in data[:end].splitlines():
+            try:
+                entry: dict[str, Any] = json.loads(line)
+            except ValueError:
+                continue
+            if "runner" in entry:
+                self.runner = Runner(str(entry["runner"]), str(entry.get("host", "")),
+                                     int(entry.get("pid", 0)), str(entry.get("pid_start", "")),
+                                     float(entry.get("lease_s", DEFAULT_LEASE_S)))
+            for job_id in entry.get("take", ()):
+                self.held.add(job_id)
+                self.released.discard(job_id)
+            for job_id in entry.get("release", ()):
+                self.held.discard(job_id)
+                self.released.add(job_id)
+        if self.runner is not None:
+            self.runner = Runner(self.runner.runner, self.runner.host, self.runner.pid,
+                                 self.runner.pid_start, self.runner.lease_s, stat.st_mtime)
+        return True
+
+
+class ClaimReader:
+    """Every runner's claims on a grid dir: who holds each job, read incrementally."""
+
+    def __init__(self, grid_dir: Path) -> None:
+        self.folder = OutputDir(grid_dir).claims
+        self._files: dict[str, _RunnerFile] = {}
+
+    def refresh(self) -> None:
+        try:
+            names = [name for name in os.listdir(self.folder) if name.endswith(STATE_SUFFIX)]
+        except FileNotFoundError:
+            names = []
+        for gone in set(self._files) - set(names):
+            del self._files[gone]
+        for name in names:
+            found = self._files.setdefault(name, _RunnerFile(self.folder / name))
+            if not found.refresh():
+                del self._files[name]
+
+    def runners(self) -> list[Runner]:
+        return [f.runner for f in self._files.values() if f.runner is not None]
+
+    def holders(self) -> dict[str, Holder]:
+        """Job id -> its holder: a live holder wins over a dead one, a holding one over one that
+        released it."""
+        found: dict[str, Holder] = {}
+        for claims in self._files.values():
+            if claims.runner is None:
+                continue
+            alive = claims.runner.alive()
+            for job_ids, released in ((claims.released, True), (claims.held, False)):
+                for job_id in job_ids:
+                    holder = Holder(claims.runner, released)
+                    known = found.get(job_id)
+                    if known is None or _rank(holder, alive) > _rank(known, known.runner.alive()):
+                        found[job_id] = holder
+        return found
+
+    def live_held(self) -> set[str]:
+        """The jobs a live runner holds now."""
+        held: set[str] = set()
+        for claims in self._files.values():
+            if claims.runner is not None and claims.runner.alive():
+                held |= claims.held
+        return held
+
+    def dead_files(self) -> list[Path]:
+        return [f.path for f in self._files.values()
+                if f.runner is not None and not f.runner.alive()]
+
+
+def _rank(holder: Holder, alive: bool) -> tuple[bool, bool]:
+    return alive, not holder.released
+
+
+def live_held(grid_dir: Path) -> set[str]:
+    """The jobs of `grid_dir` a live runner holds (dispatched, outcome not recorded yet)."""
+    reader = ClaimReader(grid_dir)
+    reader.refresh()
+    return reader.live_held()
+
+
+@dataclass
+class Taken:
+    """What one `ClaimBook.take` got."""
+
+    taken: list[str] = field(default_factory=list)  # this runner holds these now
+    elsewhere: dict[str, Holder] = field(default_factory=dict)  # a live runner holds these
+    replaced: dict[str, Holder] = field(default_factory=dict)  # taken from this holder
+
+
+class ClaimBook:
+    """The claims of one runner on one grid dir, kept alive by a heartbeat while it is open."""
+
+    def __init__(self, grid_dir: Path, lease_s: float = DEFAULT_LEASE_S) -> None:
+        self.grid_dir = Path(grid_dir)
+        self.lease_s = lease_s
+        self.runner = uuid.uuid4().hex
+        self.path = OutputDir(self.grid_dir).claims / f"{self.runner}{STATE_SUFFIX}"
+        self._identity = {"runner": self.runner, "host": socket.gethostname(),
+                          "pid": os.getpid(), "pid_start": process_start(os.getpid()) or "",
+                          "lease_s": lease_s}
+        self._reader = ClaimReader(self.grid_dir)
+        self._held: set[str] = set()
+        self._last_takeover = float("-inf")
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="tvo-claims", daemon=True)
+        self.lost = False  # another runner thought this one dead and removed its claims
+
+    def __enter__(self) -> ClaimBook:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _OPEN_BOOKS.add(self.runner)
+        self._append(self._identity)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            self._held.clear()
+        self.path.unlink(missing_ok=True)
+        _OPEN_BOOKS.discard(self.runner)
+        try:  # the files of runners that died (their jobs are free) go with the last look
+            with DispatchLock(self.grid_dir, self._identity):
+                self._reader.refresh()
+                for path in self._reader.dead_files():
+                    path.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def take(self, job_ids: Iterable[str]) -> Taken:
+        """Claim these jobs where no live runner holds them; see Taken for the answer."""
+        if self.runner not in _OPEN_BOOKS:
+            raise RuntimeError("open the book before claiming: with ClaimBook(...) as book: ...")
+        result = Taken()
+        with DispatchLock(self.grid_dir, self._identity):
+            self._reader.refresh()
+            holders = self._reader.holders()
+            abandoned = False
+            for job_id in job_ids:
+                holder = holders.get(job_id)
+                if holder is not None and holder.runner.runner == self.runner:
+                    if not holder.released:
+                        result.taken.append(job_id)
+                        continue
+                elif holder is not None and holder.is_live():
+                    result.elsewhere[job_id] = holder
+                    continue
+                if holder is not None:
+                    result.replaced[job_id] = holder
+                    abandoned = abandoned or not holder.released
+                result.taken.append(job_id)
+            fresh = [job_id for job_id in result.taken if job_id not in self._held]
+            if fresh:
+                self._append({"take": fresh})
+                with self._lock:
+                    self._held.update(fresh)
+        if abandoned:
+            self._last_takeover = time.monotonic()
+        return result
+
+    def release(self, job_ids: Iterable[str]) -> None:
+        """Let these jobs go (their outcome is recorded): the next runner takes them at once."""
+        with self._lock:
+            chosen = [job_id for job_id in job_ids if job_id in self._held]
+            self._held.difference_update(chosen)
+        if chosen:
+            self._append({"release": chosen})
+
+    def holds(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._held
+
+    def holders(self) -> dict[str, Holder]:
+        """Who holds each job now, as the claim files say (read afresh)."""
+        self._reader.refresh()
+        return self._reader.holders()
+
+    def grace_left(self) -> float:
+        """Seconds to wait before dispatching a job taken over from a dead runner."""
+        return max(0.0, self._last_takeover + TAKEOVER_GRACE_S - time.monotonic())
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease_s / 4):
+            try:
+                os.utime(self.path)
+            except FileNotFoundError:  # removed by a runner that thought this one dead
+                self.lost = True
+
+
+class DispatchLock:
+    """The grid dir's dispatch lock, held while a runner reads claims and takes jobs."""
+
+    def __init__(self, grid_dir: Path, identity: dict[str, Any]) -> None:
+        self.folder = OutputDir(grid_dir).claims / LOCK_DIR
+        self.identity = identity
+        self.path: Path | None = None
+
+    def __enter__(self) -> DispatchLock:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            generations = _generations(self.folder)
+            newest = generations[-1] if generations else -1
+            if newest >= 0:
+                holder = _read_lock(self.folder / str(newest))
+                if holder is not None and holder.is_live():
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{self.folder}: held by runner {holder.runner.name} "
+                                           f"for over {LOCK_TIMEOUT_S:.0f} s")
+                    time.sleep(LOCK_POLL_S)
+                    continue
+            path = self.folder / str(newest + 1)
+            if _link_new(path, {**self.identity, "released": False}):
+                self.path = path
+                for older in generations:
+                    (self.folder / str(older)).unlink(missing_ok=True)
+                return self
+            # another runner won this generation at the same moment: look again
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is None:
+            return
+        content = {**self.identity, "released": True}
+        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{self.path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(content, handle)
+        os.replace(tmp, self.path)
+        self.path = None
+
+
+def _generations(folder: Path) -> list[int]:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return fields[19]  # field 22 of stat(5); the two before it were cut off with ")"
-    except FileNotFoundError:
-        return None
-    except OSError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return ""
-
-
-def generations(run_dir: Path) -> list[int]:
-    found = []
-    try:
-        names = os.listdir(run_dir)
+        return sorted(int(name) for name in os.listdir(folder) if name.isdigit())
     except FileNotFoundError:
         return []
-    for name in names:
-        if name.startswith(CLAIM_PREFIX) and name[len(CLAIM_PREFIX):].isdigit():
-            found.append(int(name[len(CLAIM_PREFIX):]))
-    return sorted(found)
 
 
-def claim_path(run_dir: Path, generation: int) -> Path:
-    return run_dir / f"{CLAIM_PREFIX}{generation}"
-
-
-def read_holder(run_dir: Path, generation: int) -> Holder:
-    """The claim of one generation; an unreadable or vanished one reads as released."""
-    path = claim_path(run_dir, generation)
+def _read_lock(path: Path) -> Holder | None:
     try:
-        with open(path) as handle:  # open() revalidates NFS's cached attributes: fresh mtime
+        with open(path) as handle:
             heartbeat = os.fstat(handle.fileno()).st_mtime
             content: dict[str, Any] = json.loads(handle.read())
     except (OSError, ValueError):
-        return Holder(path, generation, released=True)
-    return Holder(path, generation, runner=str(content.get("runner", "")),
-                  host=str(content.get("host", "")), pid=int(content.get("pid", 0)),
-                  pid_start=str(content.get("pid_start", "")),
-                  lease_s=float(content.get("lease_s", DEFAULT_LEASE_S)),
-                  released=bool(content.get("released", False)), heartbeat=heartbeat)
-
-
-def current_holder(run_dir: Path) -> Holder | None:
-    """The newest claim on a job, or None when nobody ever claimed it."""
-    found = generations(run_dir)
-    return read_holder(run_dir, found[-1]) if found else None
+        return None  # unreadable or vanished: free
+    runner = Runner(str(content.get("runner", "")), str(content.get("host", "")),
+                    int(content.get("pid", 0)), str(content.get("pid_start", "")),
+                    float(content.get("lease_s", DEFAULT_LEASE_S)), heartbeat)
+    return Holder(runner, bool(content.get("released", False)))
 
 
 def _link_new(path: Path, content: dict[str, Any]) -> bool:
@@ -143,7 +387,7 @@ def _link_new(path: Path, content: dict[str, Any]) -> bool:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as handle:  # not fsynced: after an OS crash an empty or
-            json.dump(content, handle)  # missing claim reads as released, as a dead one would
+            json.dump(content, handle)  # missing lock reads as free, as a dead one would
         os.link(tmp, path)
         return True
     except FileExistsError:
@@ -152,146 +396,25 @@ def _link_new(path: Path, content: dict[str, Any]) -> bool:
         Path(tmp).unlink(missing_ok=True)
 
 
-# Runners open in this process: a process may run several one after another (tests, library
-# use); its pid alone cannot tell which of them still runs.
-_OPEN_BOOKS: set[str] = set()
-
-
-class ClaimBook:
-    """The claims one runner holds, kept alive by a heartbeat thread while the book is open."""
-
-    def __init__(self, lease_s: float = DEFAULT_LEASE_S) -> None:
-        self.lease_s = lease_s
-        self.runner = uuid.uuid4().hex
-        self._identity = {"runner": self.runner, "host": socket.gethostname(),
-                          "pid": os.getpid(), "pid_start": process_start(os.getpid()) or "",
-                          "lease_s": lease_s}
-        self._held: dict[Path, Path] = {}  # run dir -> claim file
-        self._replaced: dict[Path, Holder] = {}  # run dir -> the claim ours took the place of
-        self._last_takeover = float("-inf")
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="tvo-claims", daemon=True)
-        self.lost: list[Path] = []  # claims another runner took over (we were thought dead)
-
-    def __enter__(self) -> ClaimBook:
-        _OPEN_BOOKS.add(self.runner)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.release_all()
-        _OPEN_BOOKS.discard(self.runner)
-
-    def acquire(self, run_dir: Path) -> Holder | None:
-        """Claim a job: None when this runner now holds it, else the live runner that does."""
-        if self.runner not in _OPEN_BOOKS:
-            raise RuntimeError("open the book before claiming: with ClaimBook() as book: ...")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        while True:
-            found = generations(run_dir)
-            generation = 0
-            abandoned = False  # taken from a runner that died holding it
-            holder = None
-            if found:
-                holder = read_holder(run_dir, found[-1])
-                if holder.runner == self.runner and not holder.released:
-                    return None
-                if holder.is_live():
-                    return holder
-                generation, abandoned = found[-1] + 1, not holder.released
-            path = claim_path(run_dir, generation)
-            content = {**self._identity, "claimed_at": time.time(), "released": False}
-            if _link_new(path, content):
-                with self._lock:
-                    self._held[run_dir] = path
-                    if holder is not None:
-                        self._replaced[run_dir] = holder
-                    if abandoned:
-                        self._last_takeover = time.monotonic()
-                for older in found:
-                    claim_path(run_dir, older).unlink(missing_ok=True)
-                return None
-            # another runner won this generation at the same moment: look again
-
-    def replaced(self, run_dir: Path) -> Holder | None:
-        """The claim this runner's claim on `run_dir` took the place of, as it was then
-        (released, or its runner dead), or None when the job had never been claimed.
-
-        Read at the takeover, not before: a claim read before acquiring may be released in
-        between, and then says nothing about how its job ended."""
-        with self._lock:
-            return self._replaced.get(run_dir)
-
-    def release(self, run_dir: Path) -> None:
-        """Mark the claim released, so the next runner takes the job without waiting."""
-        with self._lock:
-            self._replaced.pop(run_dir, None)
-            path = self._held.pop(run_dir, None)
-        if path is None:
-            return
-        try:
-            content = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return
-        if content.get("runner") != self.runner:
-            return
-        content["released"] = True
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(content, handle)
-        os.replace(tmp, path)
-
-    def release_all(self) -> None:
-        with self._lock:
-            run_dirs = list(self._held)
-        for run_dir in run_dirs:
-            self.release(run_dir)
-
-    def grace_left(self) -> float:
-        """Seconds to wait before dispatching a job taken over from a dead runner."""
-        return max(0.0, self._last_takeover + TAKEOVER_GRACE_S - time.monotonic())
-
-    def holds(self, run_dir: Path) -> bool:
-        with self._lock:
-            return run_dir in self._held
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.lease_s / 4):
-            with self._lock:
-                held = list(self._held.items())
-            for run_dir, path in held:
-                try:
-                    os.utime(path)
-                except FileNotFoundError:  # a newer generation replaced ours
-                    with self._lock:
-                        if self._held.pop(run_dir, None) is not None:
-                            self.lost.append(run_dir)
-
-
 class ClaimWatch:
     """In a worker: stop this process once the runner that dispatched its jobs is gone.
 
-    Use around the work: `with ClaimWatch(run_dirs): ...`. The claims to watch are the newest
-    ones when the watch starts (the dispatching runner took them just before). `on_lost` is
-    called with the reason; the default exits the process at once, because a worker whose
-    runner is gone must not write another byte into a run dir that a new runner now owns.
+    Use around the work: `with ClaimWatch(grid_dir, runner_id): ...`. `on_lost` is called with
+    the reason; the default exits the process at once, because a worker whose runner is gone
+    must not write another byte into a grid dir that a new runner may now own.
     """
 
-    def __init__(self, run_dirs: list[Path], interval_s: float = WATCH_INTERVAL_S,
+    def __init__(self, grid_dir: Path, runner: str, interval_s: float = WATCH_INTERVAL_S,
                  on_lost: Callable[[str], None] | None = None) -> None:
+        self._file = _RunnerFile(OutputDir(grid_dir).claims / f"{runner}{STATE_SUFFIX}")
+        self._runner = runner
         self._interval_s = interval_s
         self._on_lost = on_lost or _exit_worker
-        self._watched = [holder for holder in map(current_holder, run_dirs)
-                         if holder is not None and not holder.released]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="tvo-claim-watch", daemon=True)
 
     def __enter__(self) -> ClaimWatch:
-        if self._watched:
-            self._thread.start()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -300,15 +423,14 @@ class ClaimWatch:
             self._thread.join()
 
     def lost(self) -> str | None:
-        """Why this worker must stop, or None while every claim is held by a live runner."""
-        for watched in self._watched:
-            now = read_holder(watched.path.parent, watched.generation)
-            if now.runner != watched.runner:
-                return f"{watched.path} was taken over by another runner"
-            if now.released:
-                return f"{watched.path} was released: its runner stopped"
-            if not now.is_live(lease_fraction=WORKER_LEASE_FRACTION):
-                return f"{watched.path}: its runner {watched.host}:{watched.pid} is gone"
+        """Why this worker must stop, or None while its runner lives."""
+        if not self._file.refresh():
+            return f"{self._file.path} is gone: its runner ended or was thought dead"
+        runner = self._file.runner
+        if runner is None or runner.runner != self._runner:
+            return f"{self._file.path} does not name runner {self._runner}"
+        if not runner.alive(lease_fraction=WORKER_LEASE_FRACTION):
+            return f"its runner {runner.name} is gone"
         return None
 
     def _watch(self) -> None:

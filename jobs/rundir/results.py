@@ -11,42 +11,31 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.rundir.states import Outcome
 from jobs.spec import JobSpec
 
 SCHEMA_VERSION = "3"  # 2: validation columns and settings (val_fraction, val_seed, ...);
 # 3: reliability (the test split's calibration bins)
 
-SPEC_FILE = "spec.json"
-STATUS_FILE = "status.json"
-METRICS_FILE = "metrics.parquet"
-CHECKPOINT_FILE = "checkpoint.pt"
-LOG_FILE = "log.txt"
-CANCEL_FILE = "cancel"  # present: the job is asked to stop at its next epoch end
-
-# Job states as status.json spells them; "pending" is the absence of a status file.
-DONE, RUNNING, FAILED, DIVERGED, CANCELLED, PENDING = (
-    "done", "running", "failed", "diverged", "cancelled", "pending")
-INTERRUPTED = "interrupted"  # stopped by Ctrl-C or SIGTERM; resumes from its checkpoint
-FINISHED_STATES = (DONE, DIVERGED)  # a rerun does not train these again
 
 
 @dataclasses.dataclass(frozen=True)
 class JobResult:
-    """What a backend hands back; the run dir holds everything else."""
+    """What a backend hands back for one job; the grid dir holds everything else."""
 
     job_id: str
     state: str  # done | failed | diverged | cancelled
-    run_dir: str
     error: str | None = None
     epochs_done: int = 0
     test_acc: float | None = None
+    log: str = ""  # the log file of the process that trained it
 
 
 # Per-epoch measurements, after the job's settings. train_* of epoch >= 1 are running means over
@@ -117,19 +106,41 @@ def spec_columns(spec: JobSpec, grid: str) -> dict[str, Any]:
 
 
 def metrics_table(spec: JobSpec, grid: str, rows: Iterable[Mapping[str, Any]]) -> pa.Table:
-    """One row per metrics row: the job's settings repeated, then the measurements (built
-    column by column: a third cheaper than from row dicts)."""
-    rows = list(rows)
-    fixed = spec_columns(spec, grid)
+    """One job's rows: its settings repeated, then the measurements."""
+    return stack_table([(spec, list(rows))], grid)
+
+
+def stack_table(members: Sequence[tuple[JobSpec, Sequence[Mapping[str, Any]]]],
+                grid: str) -> pa.Table:
+    """Every member's rows in one table (a stack's results file): each member's settings
+    repeated on its rows, then the measurements, built column by column (a third cheaper
+    than from row dicts)."""
     schema = metrics_schema()
-    columns = [pa.array([fixed[f.name]] * len(rows), f.type) if f.name in fixed
-               else pa.array([row.get(f.name) for row in rows], f.type)
-               for f in schema]
+    settings = [(spec_columns(spec, grid), len(rows)) for spec, rows in members]
+    measured = {name for name, _ in MEASUREMENTS}
+    columns = []
+    for f in schema:
+        if f.name in measured:
+            values = [row.get(f.name) for _, rows in members for row in rows]
+        else:
+            values = [value for fixed, count in settings for value in [fixed[f.name]] * count]
+        columns.append(pa.array(values, f.type))
     return pa.Table.from_arrays(columns, schema=schema)
 
 
 def jobs_table(specs: Iterable[JobSpec], grid: str) -> pa.Table:
-    return pa.Table.from_pylist([spec_columns(s, grid) for s in specs], schema=jobs_schema())
+    """One row per job: job_id, grid and every setting (built column by column: 100,000 jobs
+    in about a second)."""
+    specs = list(specs)
+    values: dict[str, list[Any]] = {"job_id": [spec.job_id for spec in specs],
+                                    "grid": [grid] * len(specs),
+                                    "strategy_name": [spec.strategy_name for spec in specs]}
+    for f in dataclasses.fields(JobSpec):
+        column = [getattr(spec, f.name) for spec in specs]
+        values[f.name] = [list(v) if isinstance(v, tuple) else v for v in column]
+    schema = jobs_schema()
+    return pa.Table.from_arrays([pa.array(values[f.name], f.type) for f in schema],
+                                schema=schema)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,21 +181,25 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
         raise
 
 
-def remove_partial_writes(folder: Path) -> None:
-    """Delete temp files of result writes a killed process never finished (never the real files).
-
-    Only the job's own result files: other temp files in a run dir (a runner's claim being
-    created, jobs.rundir.claims) belong to live writers.
-    """
-    prefixes = tuple(f".{name}." for name in (SPEC_FILE, STATUS_FILE, METRICS_FILE,
-                                               CHECKPOINT_FILE))
+def remove_partial_writes(folder: Path, older_than_s: float = 3600.0) -> int:
+    """Delete temp files of atomic writes a killed process never finished, in `folder` (never
+    the real files): those not touched for `older_than_s`, so a live writer's temp file stays.
+    Returns how many went."""
+    removed = 0
+    cutoff = time.time() - older_than_s
     try:
-        names = os.listdir(folder)
+        entries = list(os.scandir(folder))
     except FileNotFoundError:
-        return
-    for name in names:
-        if name.startswith(prefixes) and name.endswith(".tmp"):
-            (folder / name).unlink(missing_ok=True)
+        return 0
+    for entry in entries:
+        if entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
 
 
 def atomic_write_json(path: Path, value: Any, *, durable: bool = True) -> None:
@@ -198,10 +213,12 @@ def atomic_write_json(path: Path, value: Any, *, durable: bool = True) -> None:
 PLAIN_PARQUET = {"compression": None, "use_dictionary": False, "write_statistics": False}
 
 
-def write_parquet(path: Path, table: pa.Table) -> None:
-    """A small table as one Parquet file, serialised in memory and written atomically."""
+def write_parquet(path: Path, table: pa.Table, *, compressed: bool = False) -> None:
+    """A table as one Parquet file, serialised in memory and written atomically: plain for a
+    few dozen rows, `compressed` (dictionaries, zstd) for thousands (jobs.parquet of a large
+    grid: 37 MB plain at 100,000 jobs, 1.4 MB compressed)."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **PLAIN_PARQUET)
+    pq.write_table(table, sink, **(STACK_PARQUET if compressed else PLAIN_PARQUET))
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
@@ -228,66 +245,59 @@ def atomic_write_with(path: Path, write_to: Callable[[str], None]) -> None:
         raise
 
 
-def write_metrics(run_dir: Path, spec: JobSpec, grid: str,
-                  rows: Iterable[Mapping[str, Any]]) -> Path:
-    path = run_dir / METRICS_FILE
-    write_parquet(path, metrics_table(spec, grid, rows))
-    return path
-
-
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON file's content, or None when it is missing or unreadable (e.g. mid-crash)."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return value if isinstance(value, dict) else None
 
 
-def read_status(run_dir: Path) -> dict[str, Any]:
-    return read_json(run_dir / STATUS_FILE) or {"state": PENDING}
+# ---------------------------------------------------------------------------------------------
+# A stack's results file: written once, when the stack ends; its rename commits its members
+
+STACK_KEY = b"tvo.stack"  # key-value metadata: the stack, its process, each member's outcome
+# A stack's file holds dozens to thousands of rows: dictionaries (the repeated settings) and
+# compression pay here, unlike in the per-job files of the layout before results by the stack.
+STACK_PARQUET = {"compression": "zstd", "use_dictionary": True, "write_statistics": False}
 
 
-def write_status(run_dir: Path, status: Mapping[str, Any]) -> None:
-    """Atomic, not fsynced: "done" is written after metrics.parquet is durable, so after an OS
-    crash a status is either that or an older one (the job then trains again); 4 fsyncs a job
-    were a tenth of a small job's time."""
-    atomic_write_json(run_dir / STATUS_FILE, dict(status), durable=False)
+@dataclasses.dataclass(frozen=True)
+class Commit:
+    """What a committed results file says of its stack (its metadata; the rows stay unread)."""
+
+    stack: str
+    committed_at: float
+    outcomes: dict[str, Outcome]
+    host: str = ""
+    pid: int = 0
+    log: str = ""
 
 
-def is_finished(run_dir: Path) -> bool:
-    """Done exactly when metrics.parquet exists and status.json says done (or diverged)."""
-    state = read_status(run_dir).get("state")
-    return state in FINISHED_STATES and (run_dir / METRICS_FILE).exists()
+def write_stack_results(path: Path, table: pa.Table, commit: Commit) -> None:
+    """The stack's rows and its members' outcomes as one Parquet file, fsynced and renamed into
+    place: the rename is the moment its members are done (or failed, cancelled, diverged)."""
+    meta = {"stack": commit.stack, "committed_at": commit.committed_at, "host": commit.host,
+            "pid": commit.pid, "log": commit.log,
+            "outcomes": {job_id: outcome.to_json() for job_id, outcome in commit.outcomes.items()}}
+    schema_meta = dict(table.schema.metadata or {})
+    schema_meta[STACK_KEY] = json.dumps(meta, separators=(",", ":")).encode()
+    table = table.replace_schema_metadata(schema_meta)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **STACK_PARQUET)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
-def cancel_requested(folder: Path) -> bool:
-    """Whether `folder` (a run dir, or a grid dir for the whole grid) holds a cancel request."""
-    return (folder / CANCEL_FILE).exists()
-
-
-def request_cancel(folder: Path, requested_by: str) -> None:
-    """Leave a cancel request in `folder`; says who asked, for the one reading it later."""
-    atomic_write_json(folder / CANCEL_FILE, {"requested_by": requested_by,
-                                             "requested_at": time.time()})
-
-
-def clear_cancel(folder: Path) -> bool:
-    """Remove `folder`'s cancel request; True when there was one."""
+def read_commit(path: Path) -> Commit | None:
+    """The commit a results file records (its footer only), or None when it is not one (a file
+    tvo did not write, or one cut short)."""
     try:
-        (folder / CANCEL_FILE).unlink()
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def write_spec(run_dir: Path, spec: JobSpec, grid: str) -> None:
-    """Not fsynced: written again each time the job starts."""
-    atomic_write_json(run_dir / SPEC_FILE, {"job_id": spec.job_id, "grid": grid,
-                                            "spec": spec.to_dict()}, durable=False)
-
-
-def read_spec(run_dir: Path) -> tuple[JobSpec, str]:
-    content = read_json(run_dir / SPEC_FILE)
-    if content is None:
-        raise FileNotFoundError(f"{run_dir / SPEC_FILE} is missing or unreadable")
-    return JobSpec.from_dict(content["spec"]), content.get("grid", "")
+        metadata = pq.read_schema(path).metadata or {}
+        meta = json.loads(metadata[STACK_KEY])
+        outcomes = {job_id: Outcome.from_json(value)
+                    for job_id, value in meta["outcomes"].items()}
+    except (OSError, KeyError, ValueError, TypeError, pa.ArrowException):
+        return None
+    return Commit(str(meta["stack"]), float(meta["committed_at"]), outcomes,
+                  str(meta.get("host", "")), int(meta.get("pid", 0)), str(meta.get("log", "")))

@@ -1,208 +1,436 @@
-"""RunDir: the one owner of a job's run dir while it trains: status.json, log.txt, checkpoint.pt
-and metrics.parquet, and every transition of the job's state (start, end, hand back).
+"""RunDir: the one writer of a grid's output dir (see jobs.rundir.layout for what lives where).
 
-Nothing else writes these files for a training job; the engine asks its RunDir.
+Every file a run leaves is written here, whoever asks: a worker's stack (its start, epochs,
+checkpoints, its members' ends and its results file, through `StackFiles`), a runner recording
+a unit that crashed or was stopped, `tvo cancel` asking jobs to stop. Job state is read back
+through `index()` (jobs.rundir.index), never by parsing logs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
-import traceback
-from datetime import datetime, timezone
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobs.rundir import results
-from jobs.rundir.checkpoint import CheckpointWriter, read_checkpoint
-from jobs.rundir.results import JobResult
+from jobs.rundir import legacy
+from jobs.rundir.checkpoint import (
+    CheckpointError,
+    CheckpointWriter,
+    read_checkpoint,
+    read_checkpoint_index,
+    read_stack_checkpoint,
+)
+from jobs.rundir.index import StateIndex
+from jobs.rundir.journal import (
+    END,
+    EPOCH,
+    INTERRUPTED,
+    START,
+    JournalReader,
+    append_event,
+    writer_name,
+)
+from jobs.rundir.journal import process_start as _process_start
+from jobs.rundir.layout import CHECKPOINT_SUFFIX, LOG_SUFFIX, OutputDir
+from jobs.rundir.results import (
+    Commit,
+    atomic_write_json,
+    read_json,
+    remove_partial_writes,
+    stack_table,
+    write_stack_results,
+)
+from jobs.rundir.states import CANCELLED, FAILED, Outcome
 from jobs.spec import JobSpec
 
 log = logging.getLogger("tvo.job")
 
-CLUSTER_ENV = {"slurm_job_id": "SLURM_JOB_ID", "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
-               "ray_node_ip": "RAY_NODE_IP"}
+BROKEN_SUFFIX = ".broken"  # a results file set aside: outside the dataset's *.parquet glob
+CLUSTER_ENV = {"slurm_job_id": "SLURM_JOB_ID", "slurm_array_task_id": "SLURM_ARRAY_TASK_ID"}
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+@dataclass(frozen=True)
+class Saved:
+    """A job's checkpointed state, and the file it was read from (for messages)."""
+
+    path: Path
+    state: dict[str, Any]
 
 
 class RunDir:
-    """One job's run dir and the attempt that trains in it."""
+    """A grid's output dir, and every write into it."""
 
-    def __init__(self, spec: JobSpec, path: str | os.PathLike[str], grid: str = "") -> None:
-        self.spec = spec
-        self.path = Path(path)
+    def __init__(self, grid_dir: str | os.PathLike[str], grid: str = "") -> None:
+        self.path = Path(grid_dir)
+        self.out = OutputDir(self.path)
         self.grid = grid
-        self.status: dict[str, Any] = {}
-        self.previous_status: dict[str, Any] | None = None
-        self.started = 0.0
-        self.log: logging.LoggerAdapter = logging.LoggerAdapter(log, {"run_dir": str(self.path)})
-        self._handler: logging.Handler | None = None
-        self._checkpoints: CheckpointWriter | None = None
+        self._cancel_seen: tuple[int, int] | None = None
+        self._cancel: tuple[bool, frozenset[str]] = (False, frozenset())
 
-    # -- before the job trains ------------------------------------------------------------------
-    def recorded(self) -> JobResult | None:
-        """The result of a job that already finished here, or None when it has not."""
-        if not results.is_finished(self.path):
-            return None
-        status = results.read_status(self.path)
-        return JobResult(self.spec.job_id, status["state"], str(self.path), status.get("error"),
-                         status.get("epochs_done", 0), status.get("test_acc"))
+    # -- logs -----------------------------------------------------------------------------------
+    @property
+    def log_path(self) -> Path:
+        """This process's log file in the grid dir."""
+        return self.out.log_file(writer_name())
 
-    def cancel_requested(self) -> bool:
-        return results.cancel_requested(self.path)
+    def logger(self, **context: str) -> logging.LoggerAdapter:
+        """A logger whose lines go to this process's log file while it is open (`open_log`),
+        each tagged with `context` (stack=..., job=...)."""
+        prefix = " ".join(f"[{key} {value}]" for key, value in context.items())
+        return _Tagged(log, {"log_file": str(self.log_path), "prefix": prefix})
 
-    def cancelled_before_start(self) -> JobResult:
-        """A job whose cancel request came before it started: recorded as cancelled, not run."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        results.write_spec(self.path, self.spec, self.grid)
-        previous = results.read_status(self.path)
-        status = {**previous, "job_id": self.spec.job_id, "state": results.CANCELLED,
-                  "error": None, "finished_at": now(), "log": str(self.path / results.LOG_FILE)}
-        results.write_status(self.path, status)
-        return JobResult(self.spec.job_id, results.CANCELLED, str(self.path), None,
-                         int(status.get("epochs_done", 0)), status.get("test_acc"))
+    def open_log(self) -> None:
+        _attach(self.log_path)
 
-    def begin(self, device: str, pack_size: int) -> None:
-        """Record that the job starts (spec.json, status.json "running") and open its log."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        results.remove_partial_writes(self.path)
-        exists = (self.path / results.STATUS_FILE).exists()
-        self.previous_status = results.read_status(self.path) if exists else None
-        results.write_spec(self.path, self.spec, self.grid)
-        self.status = {
-            "job_id": self.spec.job_id,
-            "state": results.RUNNING,
-            "attempts": int((self.previous_status or {}).get("attempts", 0)) + 1,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started_at": now(),
-            "log": str(self.path / results.LOG_FILE),
-            "device": device,
-            "pack_size": pack_size,
-            **{key: os.environ[var] for key, var in CLUSTER_ENV.items() if var in os.environ},
-        }
-        results.write_status(self.path, self.status)
-        self.started = time.perf_counter()
-        self._handler = _attach(self.path)
-        self.log.info("job %s attempt %d on %s (%s)%s", self.spec.job_id,
-                      self.status["attempts"], self.status["host"], device,
-                      f", in a stack of {pack_size} jobs" if pack_size > 1 else "")
+    def close_log(self) -> None:
+        _detach(self.log_path)
 
-    # -- while it trains ------------------------------------------------------------------------
-    def saved_state(self) -> dict[str, Any] | None:
-        """The newest checkpoint's state, or None when there is none."""
-        path = self.path / results.CHECKPOINT_FILE
-        return read_checkpoint(path) if path.exists() else None
-
-    def checkpoint(self, state: dict[str, Any]) -> None:
-        if self._checkpoints is None:
-            self._checkpoints = CheckpointWriter(self.path / results.CHECKPOINT_FILE)
-        self._checkpoints.save(state)
-
-    # -- how it ends ----------------------------------------------------------------------------
-    def end(self, state: str, rows: list[dict[str, Any]], error: str | None = None, *,
-            trace: str | None = None, epochs_done: int | None = None) -> JobResult:
-        """Record how the job ended: metrics.parquet (unless it failed or was cancelled), then
-        status.json. `epochs_done` for a cancelled job: it stopped after an epoch that may not
-        have been evaluated, so its last row does not say how far it got."""
-        if state == results.DIVERGED:
-            self.log.warning("diverged: %s", error)
-        elif state == results.FAILED:
-            self.log.error("failed: %s\n%s", error, trace or "")
-        elif state == results.CANCELLED:
-            self.log.info("cancelled after epoch %s (cancel request: %s)", epochs_done,
-                          self.path / results.CANCEL_FILE)
+    def job_log(self, job_id: str) -> str:
+        """Every line any process logged about a job: its own lines and its stacks' lines, file
+        by file, plus its folder's log in the layout before results by the stack."""
+        stacks = {str(event.get("stack")) for event in JournalReader(self.path).new_events()
+                  if event.get("event") == START and job_id in event.get("jobs", ())}
+        tags = (f"[job {job_id}]", *(f"[stack {stack}]" for stack in sorted(stacks)))
+        lines = []
+        old = legacy.log_text(self.path, job_id)
+        if old:
+            lines.append(old.rstrip("\n"))
         try:
-            self._close_checkpoints()
-            if state not in (results.FAILED, results.CANCELLED):
-                results.write_metrics(self.path, self.spec, self.grid, rows)
-            self.status.update(state=state, error=error)
-            if trace is not None:
-                self.status["traceback"] = trace
-        except Exception as exc:  # a failed write is the job's failure
-            self.status.update(state=results.FAILED, error=f"{type(exc).__name__}: {exc}",
-                               traceback=traceback.format_exc())
-        final = rows[-1] if rows else {}
-        self.status.update(finished_at=now(), seconds=round(time.perf_counter() - self.started, 3),
-                           epochs_done=int(final.get("epoch", 0)) if epochs_done is None
-                           else epochs_done, test_acc=final.get("test_acc"))
-        try:
-            results.write_status(self.path, self.status)
-        finally:
-            self._detach()
-        return JobResult(self.spec.job_id, self.status["state"], str(self.path),
-                         self.status.get("error"), self.status["epochs_done"],
-                         self.status["test_acc"])
+            names = sorted(name for name in os.listdir(self.out.logs) if name.endswith(LOG_SUFFIX))
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            try:
+                text = (self.out.logs / name).read_text(errors="replace")
+            except OSError:
+                continue
+            lines.extend(record for record in _records(text) if any(tag in record.split("\n", 1)[0]
+                                                                    for tag in tags))
+        return "\n".join(lines) + ("\n" if lines else "")
 
-    def hand_back(self) -> None:
-        """Undo this attempt's status, so that the job can start again as a fresh attempt (a
-        stack that broke hands its members back to train alone)."""
-        self._close_checkpoints()
-        if self.previous_status is None:
-            (self.path / results.STATUS_FILE).unlink(missing_ok=True)
+    # -- state ----------------------------------------------------------------------------------
+    def index(self) -> StateIndex:
+        return StateIndex(self.path).refresh()
+
+    def record_ended(self, outcomes: dict[str, Outcome], *, error_trace: str | None = None,
+                     stack: str = "") -> None:
+        """Jobs that ended outside a results file: failed (a unit that crashed), or cancelled
+        (stopped by force, or before they started). Recorded by the caller's process."""
+        if not outcomes:
+            return
+        append_event(self.path, END, stack=stack, jobs={job_id: outcome.to_json()
+                                                          for job_id, outcome in outcomes.items()})
+        if error_trace:
+            self.open_log()
+            try:
+                for job_id, outcome in outcomes.items():
+                    self.logger(job=job_id).error("%s: %s\n%s", outcome.state, outcome.error,
+                                                  error_trace)
+            finally:
+                self.close_log()
+
+    def record_crash(self, job_ids: Iterable[str], error: str, trace: str | None = None) -> None:
+        """The worker died before it could say how these jobs ended."""
+        self.record_ended({job_id: Outcome(FAILED, error) for job_id in job_ids},
+                          error_trace=trace or error)
+
+    def record_cancelled(self, job_ids: Iterable[str],
+                         epochs: dict[str, int] | None = None) -> None:
+        """These jobs stopped because they were asked to; they resume from their checkpoint."""
+        epochs = epochs or {}
+        self.record_ended({job_id: Outcome(CANCELLED, None, epochs.get(job_id, 0))
+                           for job_id in job_ids})
+
+    # -- cancel requests ------------------------------------------------------------------------
+    def request_cancel(self, job_ids: Sequence[str] | None, requested_by: str) -> None:
+        """Ask jobs to stop at their next epoch end: these, or (None) the whole grid."""
+        content = read_json(self.out.cancel_file) or {}
+        asked = {"requested_by": requested_by, "requested_at": time.time()}
+        if job_ids is None:
+            content["grid"] = asked
+        jobs = dict(content.get("jobs") or {})
+        jobs.update({job_id: asked for job_id in job_ids or ()})
+        content["jobs"] = jobs
+        atomic_write_json(self.out.cancel_file, content, durable=False)
+
+    def clear_cancel(self, job_ids: Iterable[str]) -> bool:
+        """A new run starts: the grid's request and these jobs' requests go; True if any was."""
+        content = read_json(self.out.cancel_file)
+        if content is None:
+            return False
+        cleared = set(job_ids)
+        jobs = {job_id: asked for job_id, asked in dict(content.get("jobs") or {}).items()
+                if job_id not in cleared}
+        had = content.get("grid") is not None or len(jobs) != len(content.get("jobs") or {})
+        if jobs:
+            atomic_write_json(self.out.cancel_file, {"grid": None, "jobs": jobs}, durable=False)
         else:
-            results.write_status(self.path, self.previous_status)
-        self._detach()
+            self.out.cancel_file.unlink(missing_ok=True)
+        return had
 
-    def release(self, signalled: bool) -> None:
-        """An attempt stopped from outside: by Ctrl-C or SIGTERM (`signalled`) the status says
-        "interrupted"; else (the process is going away) it stays "running" with this process's
-        pid, which readers see is gone. Either way the checkpoint stays for the resume."""
-        self._close_checkpoints()
+    def cancel_requests(self) -> tuple[bool, frozenset[str]]:
+        """(whole grid asked to stop, jobs asked to stop); one stat when nothing changed."""
         try:
-            if signalled and self.status:
-                self.log.info("interrupted; the next run resumes from the last checkpoint")
-                self.status.update(state=results.INTERRUPTED, interrupted_at=now())
-                results.write_status(self.path, self.status)
-        finally:
-            self._detach()
+            stat = os.stat(self.out.cancel_file)
+        except FileNotFoundError:
+            self._cancel_seen, self._cancel = None, (False, frozenset())
+            return self._cancel
+        seen = (stat.st_mtime_ns, stat.st_size)
+        if seen != self._cancel_seen:
+            content = read_json(self.out.cancel_file) or {}
+            self._cancel = (content.get("grid") is not None,
+                            frozenset(dict(content.get("jobs") or {})))
+            self._cancel_seen = seen
+        return self._cancel
 
-    def _close_checkpoints(self) -> None:
+    def cancel_requested(self, job_id: str | None = None) -> bool:
+        """Whether the grid (None) or this job is asked to stop."""
+        whole, jobs = self.cancel_requests()
+        return whole or (job_id is not None and job_id in jobs)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def saved_states(self, job_ids: Iterable[str]) -> dict[str, Saved]:
+        """The newest checkpointed state of each of these jobs that has one, from any stack's
+        checkpoint file (or its folder in the layout before results by the stack). A file that
+        cannot be read is passed over, said in the log: its jobs train from an earlier epoch,
+        or their first, to the same results."""
+        wanted = set(job_ids)
+        newest: dict[str, tuple[int, Path]] = {}
+        try:
+            names = [n for n in os.listdir(self.out.checkpoints) if n.endswith(CHECKPOINT_SUFFIX)]
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            path = self.out.checkpoints / name
+            for job_id, epoch in read_checkpoint_index(path).items():
+                if job_id in wanted and (job_id not in newest or epoch > newest[job_id][0]):
+                    newest[job_id] = (epoch, path)
+        states: dict[str, Saved] = {}
+        by_file: dict[Path, list[str]] = {}
+        for job_id, (_, path) in newest.items():
+            by_file.setdefault(path, []).append(job_id)
+        for path, chosen in by_file.items():
+            try:
+                saved = read_stack_checkpoint(path)
+            except CheckpointError as exc:
+                self._unreadable(exc)
+                continue
+            states.update({job_id: Saved(path, saved[job_id]) for job_id in chosen})
+        for job_id in wanted - set(states):
+            old = legacy.checkpoint_file(self.path, job_id)
+            if old is not None:
+                try:
+                    states[job_id] = Saved(old, read_checkpoint(old))
+                except CheckpointError as exc:
+                    self._unreadable(exc)
+        return states
+
+    def _unreadable(self, exc: CheckpointError) -> None:
+        self.open_log()
+        try:
+            self.logger().warning("%s; its jobs start from their first epoch instead", exc)
+        finally:
+            self.close_log()
+
+    def sweep(self, finished: set[str]) -> None:
+        """Remove what no run needs any more: checkpoints whose every job is finished, and temp
+        files of writes a killed process never finished."""
+        try:
+            names = [n for n in os.listdir(self.out.checkpoints) if n.endswith(CHECKPOINT_SUFFIX)]
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            path = self.out.checkpoints / name
+            index = read_checkpoint_index(path)
+            if index and set(index) <= finished:
+                path.unlink(missing_ok=True)
+        for folder in (self.out.results, self.out.checkpoints, self.path):
+            remove_partial_writes(folder)
+
+    def set_aside(self, broken: Iterable[Path]) -> list[Path]:
+        """Move results files that are no commit out of the dataset (<name>.broken, kept for a
+        look): their jobs are trained again. Returns the new names."""
+        moved = []
+        for path in broken:
+            target = path.with_name(path.name + BROKEN_SUFFIX)
+            try:
+                os.replace(path, target)
+            except FileNotFoundError:
+                continue
+            moved.append(target)
+        return moved
+
+    # -- a stack --------------------------------------------------------------------------------
+    def stack_files(self, stack: str, specs: Sequence[JobSpec]) -> StackFiles:
+        return StackFiles(self, stack, specs)
+
+
+class StackFiles:
+    """What one stack leaves: its start, epochs, checkpoints and members' ends as they happen,
+    then its results file, written once when the stack ends."""
+
+    def __init__(self, run_dir: RunDir, stack: str, specs: Sequence[JobSpec]) -> None:
+        self.run_dir = run_dir
+        self.stack = stack
+        self.specs = {spec.job_id: spec for spec in specs}
+        run_dir.open_log()
+        self.log: logging.LoggerAdapter | None = run_dir.logger(stack=stack)
+        self._checkpoints: CheckpointWriter | None = None
+        self._saved: dict[str, dict[str, Any]] = {}
+        self.started = time.time()
+
+    def begin(self, device: str) -> None:
+        epochs = max((spec.epochs for spec in self.specs.values()), default=0)
+        append_event(self.run_dir.path,
+            START, stack=self.stack, jobs=list(self.specs), host=socket.gethostname(),
+            pid=os.getpid(), pid_start=_process_start(os.getpid()) or "",
+            log=str(self.run_dir.log_path), epochs=epochs, device=device,
+            **{key: os.environ[var] for key, var in CLUSTER_ENV.items() if var in os.environ})
+        self.log.info("%d jobs on %s (%s): %s", len(self.specs), socket.gethostname(), device,
+                      " ".join(self.specs))
+
+    def epoch(self, epoch: int, epochs: int, jobs: int) -> None:
+        append_event(self.run_dir.path, EPOCH, stack=self.stack, epoch=epoch, epochs=epochs,
+                                          jobs=jobs)
+
+    def checkpoint(self, states: dict[str, dict[str, Any]]) -> None:
+        """Save these members' states; members not given keep the state they last saved."""
+        self._saved.update(states)
+        if self._checkpoints is None:
+            self._checkpoints = CheckpointWriter(self.run_dir.out.checkpoint_file(self.stack))
+        self._checkpoints.save(self._saved)
+
+    def ended_early(self, job_id: str, outcome: Outcome) -> None:
+        """A member ended (failed, cancelled) while its mates train on: said at once, so status
+        and cancel see it; its stack's results file records it again."""
+        if outcome.state in (FAILED, CANCELLED):
+            append_event(self.run_dir.path, END, stack=self.stack,
+                                              jobs={job_id: outcome.to_json()})
+
+    def commit(self, members: Sequence[tuple[JobSpec, Sequence[dict[str, Any]], Outcome]]) -> None:
+        """Write the results file: rows of the done and diverged members, every member's
+        outcome. Its rename is the commit. The stack's checkpoint then keeps only the states of
+        members a later run resumes (failed, cancelled), or goes."""
+        kept = [(spec, rows) for spec, rows, outcome in members
+                if outcome.state.value in ("done", "diverged")]
+        table = stack_table(kept, self.run_dir.grid)
+        commit = Commit(self.stack, time.time(),
+                        {spec.job_id: outcome for spec, _, outcome in members},
+                        socket.gethostname(), os.getpid(), str(self.run_dir.log_path))
+        write_stack_results(self._results_path(), table, commit)
+        resumable = {spec.job_id: self._saved[spec.job_id] for spec, _, outcome in members
+                     if outcome.state in (FAILED, CANCELLED) and spec.job_id in self._saved}
+        if resumable:
+            self._saved = resumable
+            self.checkpoint({})
+            self.close_checkpoints()
+        else:
+            self.close_checkpoints()
+            self.run_dir.out.checkpoint_file(self.stack).unlink(missing_ok=True)
+
+    def _results_path(self) -> Path:
+        """results/<stack>.parquet, or <stack>.<n>.parquet when the same jobs were committed
+        before as a stack (a retry of members that all failed): a commit never replaces one."""
+        path = self.run_dir.out.results_file(self.stack)
+        attempt = 1
+        while path.exists():
+            attempt += 1
+            path = self.run_dir.out.results_file(f"{self.stack}.{attempt}")
+        return path
+
+    def interrupted(self, job_ids: Sequence[str]) -> None:
+        """Stopped from outside (Ctrl-C, SIGTERM): these jobs resume from their checkpoint."""
+        self.close_checkpoints()
+        if job_ids:
+            append_event(self.run_dir.path, INTERRUPTED, stack=self.stack, jobs=list(job_ids))
+            self.log.info("interrupted; the next run resumes %d jobs from their last checkpoint",
+                          len(job_ids))
+
+    def close_checkpoints(self) -> None:
         if self._checkpoints is not None:
             self._checkpoints.close()
             self._checkpoints = None
 
-    def _detach(self) -> None:
-        if self._handler is not None:
-            _detach(self._handler, self.path)
-            self._handler = None
+    def close(self) -> None:
+        """The stack is over (committed, or handed on): its checkpoint writer and log close."""
+        self.close_checkpoints()
+        if self.log is not None:
+            self.run_dir.close_log()
+            self.log = None
 
 
-class _JobFiles(logging.Handler):
-    """Sends each record logged through a RunDir's `log` to that run dir's log file: one handler
-    for all the jobs sharing a process, so a record costs the same however many."""
+_RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
+
+
+def _records(text: str) -> list[str]:
+    """A log file's records: a line that starts with a time, and the lines that continue it (a
+    traceback)."""
+    found: list[str] = []
+    for line in text.splitlines():
+        if _RECORD_START.match(line) or not found:
+            found.append(line)
+        else:
+            found[-1] += "\n" + line
+    return found
+
+
+class _Tagged(logging.LoggerAdapter):
+    """Puts the stack/job tag in front of each message, and routes it to its grid's log file."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        kwargs["extra"] = {**kwargs.get("extra", {}), "log_file": extra.get("log_file", "")}
+        prefix = extra.get("prefix", "")
+        return (f"{prefix} {msg}" if prefix else msg), kwargs
+
+
+class _LogFiles(logging.Handler):
+    """Sends each record to the log file its logger adapter names: one handler for every grid
+    dir this process writes into, each file open while a stack (or a record) uses it."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.files: dict[str, logging.Handler] = {}
+        self.files: dict[str, tuple[logging.Handler, int]] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
-        handler = self.files.get(getattr(record, "run_dir", ""))
-        if handler is not None:
-            handler.handle(record)
+        found = self.files.get(getattr(record, "log_file", ""))
+        if found is not None:
+            found[0].handle(record)
 
 
-_job_files = _JobFiles()
+_log_files = _LogFiles()
 
 
-def _attach(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / results.LOG_FILE)
+def _attach(path: Path) -> None:
+    key = str(path)
+    found = _log_files.files.get(key)
+    if found is not None:
+        _log_files.files[key] = (found[0], found[1] + 1)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    _job_files.files[str(run_dir)] = handler
-    if _job_files not in log.handlers:
-        log.addHandler(_job_files)
+    _log_files.files[key] = (handler, 1)
+    if _log_files not in log.handlers:
+        log.addHandler(_log_files)
     log.setLevel(logging.INFO)
-    return handler
 
 
-def _detach(handler: logging.Handler, run_dir: Path) -> None:
-    if _job_files.files.get(str(run_dir)) is handler:
-        del _job_files.files[str(run_dir)]
-    if not _job_files.files and _job_files in log.handlers:
-        log.removeHandler(_job_files)
-    handler.close()
+def _detach(path: Path) -> None:
+    key = str(path)
+    found = _log_files.files.get(key)
+    if found is None:
+        return
+    if found[1] > 1:
+        _log_files.files[key] = (found[0], found[1] - 1)
+        return
+    del _log_files.files[key]
+    found[0].close()
+    if not _log_files.files and _log_files in log.handlers:
+        log.removeHandler(_log_files)

@@ -1,8 +1,10 @@
 """TensorBoard event files for one job: its measurements per evaluated epoch, and its settings.
 
-Events go to <run_dir>/tensorboard/, so `tensorboard --logdir outputs/<grid>` shows every job of
-a grid as its own run (named runs/<job_id>/tensorboard), and the HParams tab lists the jobs with
-the settings the grid sweeps. Written with torch's SummaryWriter, imported only when asked for.
+Events go to <grid dir>/tensorboard/<job_id>/ (jobs.rundir.layout), so `tensorboard --logdir
+outputs/<grid>` shows every job of a grid as its own run (named tensorboard/<job_id>), and the
+HParams tab lists the jobs with the settings the grid sweeps. Being one folder per job, it is
+written only when asked for (--tensorboard): at 100,000 jobs it is 100,000 folders. Written
+with torch's SummaryWriter, imported only when asked for.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from jobs.spec import JobSpec
-
-TENSORBOARD_DIR = "tensorboard"
 
 # metrics column -> scalar tag; TensorBoard groups the charts by the part before "/"
 SCALAR_TAGS: dict[str, str] = {
@@ -49,9 +49,9 @@ class TensorBoardLog:
     The settings (text) and the HParams summary are written once, when a job starts at epoch 0.
     """
 
-    def __init__(self, run_dir: Path, spec: JobSpec, grid: str = "",
+    def __init__(self, log_dir: Path, spec: JobSpec, grid: str = "",
                  swept_keys: Sequence[str] = ()) -> None:
-        self.log_dir = Path(run_dir) / TENSORBOARD_DIR
+        self.log_dir = Path(log_dir)
         self.spec = spec
         self.grid = grid
         self.swept_keys = tuple(swept_keys)

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from jobs.rundir import results
+from jobs.rundir.states import DIVERGED, FAILED
 from runner.report.document import jobs_line
 from runner.report.formats import rich_table, to_csv, to_json, to_markdown
 from runner.report.pipeline import LATEX_FILE, Aggregation
@@ -100,7 +100,7 @@ def print_aggregation(console: Console, notes: Console, aggregation: Aggregation
                                    if aggregation.contents.stages else "")
                 + " (statistics use done jobs only)", markup=False)
     problems = [job for job in data.jobs.values()
-                if job.state in (results.FAILED, results.DIVERGED)]
+                if job.state in (FAILED, DIVERGED)]
     for job in problems[:MAX_SHOWN_PROBLEMS]:
         error = (job.error or "").splitlines()[0] if job.error else "no error recorded"
         notes.print(f"  {job.state} {job.job_id}: {error} (log: {job.log or '-'})",

@@ -44,18 +44,21 @@ def train(
     from jobs.spec import SpecError
     from runner.cli.interrupts import interrupt_guard
     from runner.dispatch.preflight import PreflightError, check_run
+    from runner.dispatch.run_state import checkpoint_seconds_from_env
     from runner.grid.overrides import parse_assignments
 
     try:
         spec = parse_assignments(settings or [])
         check_run([spec], out)
-    except (SpecError, PreflightError) as exc:
+        checkpoint_seconds = checkpoint_seconds_from_env()
+    except (SpecError, PreflightError, ValueError) as exc:
         fail(str(exc))
     from runner.cli.train import train_one  # here: it imports the training engine
 
     with interrupt_guard(f"job {spec.job_id} keeps its last checkpoint; the same command "
                          f"resumes it (see `tvo status {out}`)"):
-        result = train_one(spec, out, tensorboard=tensorboard)
+        result = train_one(spec, out, tensorboard=tensorboard,
+                           checkpoint_seconds=checkpoint_seconds)
     raise typer.Exit(0 if result.state == "done" else 1)
 
 
@@ -137,8 +140,15 @@ def run(
         raise typer.Exit(0)
     import signal
 
+    from runner.dispatch.run_state import checkpoint_seconds_from_env
+
+    try:
+        checkpoint_seconds = checkpoint_seconds_from_env()
+    except ValueError as exc:
+        fail(str(exc))
     options = RunOptions(max_parallel=max_parallel, retries=retries, fail_fast=fail_fast,
-                         pack=pack_size, detach=detach, tensorboard=tensorboard)
+                         pack=pack_size, detach=detach, tensorboard=tensorboard,
+                         checkpoint_seconds=checkpoint_seconds)
     if tensorboard:
         console.print(f"TensorBoard: tensorboard --logdir {plan.grid_dir}", markup=False,
                       highlight=False, soft_wrap=True)
@@ -187,27 +197,42 @@ def status(
                         "stops watching)")] = False,
     interval: Annotated[float, typer.Option(
         min=0.05, help="Seconds between refreshes with --watch")] = 2.0,
+    jobs: Annotated[bool, typer.Option(
+        "--jobs", help="Also list every job with its state, epochs and test accuracy")] = False,
+    job: Annotated[str | None, typer.Option(
+        "--job", help="One job: its state, where it ran, and every log line about it",
+        show_default=False)] = None,
 ) -> None:
-    """Count a grid's jobs by state and list failed ones with their error and log path.
+    """Count a grid's jobs by state and list failed ones with their error.
 
     Reads only files, so it works during a run, after a crash, and on a grid another machine ran.
     Jobs sent to SLURM also show SLURM's state and job id (squeue and sacct, where available).
-    With --watch it shows the running jobs and their epoch too, refreshed live.
+    With --watch it shows the running jobs and their epoch too, refreshed live; --jobs lists
+    every job's state; --job ID shows one job and its log.
 
-    Example: tvo status outputs/quickstart --watch
+    Example: tvo status outputs/quickstart --job 3f2a9c01b7de
     """
-    from runner.cli.run import print_status
+    from runner.cli.run import print_job, print_jobs, print_status
     from runner.cli.watch import watch_status
     from runner.dispatch.outdir import OutDirError
-    from runner.dispatch.status import grid_status
+    from runner.dispatch.status import grid_status, job_log
 
     try:
         if watch:
             watch_status(grid_dir, interval, console)
-        else:
-            print_status(grid_status(grid_dir), console)
+            return
+        found = grid_status(grid_dir)
     except OutDirError as exc:
         fail(str(exc))
+    if job is not None:
+        if job not in {listed.job_id for listed in found.jobs}:
+            fail(f"{str(grid_dir)!r} has no job {job[:40]!r}; `tvo status {grid_dir} --jobs` "
+                 "lists its jobs")
+        print_job(found, job, job_log(grid_dir, job), console)
+        return
+    if jobs:
+        print_jobs(found, console)
+    print_status(found, console)
 
 
 @app.command()

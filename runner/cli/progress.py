@@ -24,32 +24,34 @@ def counts_text(counts: Counts) -> str:
 
 
 class Eta:
-    """Time left, from the pace at which this run's jobs end once they have started ending.
+    """Time left, from the pace at which this run's work gets done once it has started.
 
-    The first job to end carries the start-up (imports, data, the backend's warm-up) and jobs
-    that run side by side end in waves, so one ended job says little: the ETA says
-    "estimating" until MIN_ENDS jobs of this run have ended, and then measures the pace from
-    the first end on, start-up excluded.
+    Work is counted in jobs, with the running stacks' epochs as fractions of theirs (a stack of
+    64 jobs half through its epochs has done 32 jobs' worth), so the ETA moves per epoch, not
+    only when a stack ends. The first progress carries the start-up (imports, data, the
+    backend's warm-up), so the pace is measured from the first progress seen on, and the ETA
+    says "estimating" until MIN_PROGRESS jobs' worth has been done since.
     """
 
-    MIN_ENDS = 3
+    MIN_PROGRESS = 1.0
 
     def __init__(self) -> None:
-        self.first_end_at: float | None = None
-        self.ends = 0  # jobs of this run that ended since (and including) the first
+        self.first: tuple[float, float] | None = None  # (when, progress) at the first progress
 
-    def job_ended(self, now: float) -> None:
-        if self.first_end_at is None:
-            self.first_end_at = now
-        self.ends += 1
+    def update(self, counts: Counts, now: float) -> None:
+        done = counts.progressed - counts.skipped
+        if self.first is None and done > 0:
+            self.first = (now, done)
 
     def text(self, counts: Counts, now: float) -> str:
-        left = counts.total - counts.finished
+        left = counts.total - counts.progressed
         if left <= 0 or counts.finished - counts.skipped <= 0 and not counts.running:
             return ""
-        if self.first_end_at is None or self.ends < self.MIN_ENDS or now <= self.first_end_at:
+        done = counts.progressed - counts.skipped
+        if self.first is None or done - self.first[1] < self.MIN_PROGRESS \
+                or now <= self.first[0]:
             return "ETA estimating"
-        pace = (self.ends - 1) / (now - self.first_end_at)  # jobs per second after the first
+        pace = (done - self.first[1]) / (now - self.first[0])  # jobs' worth per second
         return f"ETA {_duration(left / pace)}" if pace > 0 else "ETA estimating"
 
 
@@ -71,10 +73,14 @@ def _duration(seconds: float) -> str:
 class RunProgress:
     """A listener for run_grid; use as a context manager around the run.
 
-    On a terminal: a bar with done/total, elapsed and ETA, the counts by state on the line
-    below, and a line above for each job that failed or diverged. Otherwise one plain line
-    per job that ends.
+    On a terminal: a bar with done/total, elapsed and ETA (moving with the stacks' epochs), the
+    counts by state on the line below, and a line above for each job that failed or diverged.
+    Otherwise one plain line per job that failed, diverged or was cancelled, and a line with
+    the counts when stacks end, at most every PLAIN_EVERY_S seconds (a grid of 100,000 jobs
+    must not print 100,000 lines).
     """
+
+    PLAIN_EVERY_S = 2.0
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -87,6 +93,8 @@ class RunProgress:
         self._screen = Live(Group(self._bar, self._counts), console=console,
                             refresh_per_second=4, transient=False)
         self._eta = Eta()
+        self._units_shown = 0
+        self._shown_at = float("-inf")
 
     def __enter__(self) -> RunProgress:
         if self.live:
@@ -100,20 +108,26 @@ class RunProgress:
 
     def __call__(self, counts: Counts, end: JobEnd | None) -> None:
         now = time.perf_counter()
-        if end is not None:
-            self._eta.job_ended(now)
+        self._eta.update(counts, now)
         eta = self._eta.text(counts, now)
         if self.live:
-            self._bar.update(self._task, total=counts.total, completed=counts.finished, eta=eta)
+            self._bar.update(self._task, total=counts.total, completed=counts.progressed,
+                             eta=eta)
             self._counts.plain = counts_text(counts)
             if end is not None and end.state != "done":
                 self.console.print(f"{end.state} {end.job_id}: {end.error or ''}",
                                    markup=False, highlight=False, soft_wrap=True)
             return
-        if end is None:
-            return
-        error = f" {end.error}" if end.error and end.state != "done" else ""
         times = ", ".join(filter(None, (elapsed_text(counts), eta)))
-        self.console.print(f"[{counts.finished}/{counts.total}] {end.state} {end.job_id}{error} "
-                           f"| {counts_text(counts)} | {times}",
-                           markup=False, highlight=False, soft_wrap=True)
+        if end is not None:
+            error = f" {end.error}" if end.error and end.state != "done" else ""
+            self.console.print(f"[{counts.finished}/{counts.total}] {end.state} {end.job_id}"
+                               f"{error} | {counts_text(counts)} | {times}",
+                               markup=False, highlight=False, soft_wrap=True)
+            return
+        last = counts.finished == counts.total
+        if counts.units_ended > self._units_shown and (
+                last or now - self._shown_at >= self.PLAIN_EVERY_S):
+            self._units_shown, self._shown_at = counts.units_ended, now
+            self.console.print(f"[{counts.finished}/{counts.total}] {counts_text(counts)} | "
+                               f"{times}", markup=False, highlight=False, soft_wrap=True)

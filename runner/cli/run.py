@@ -14,12 +14,13 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.backends import BackendSettings, make_backend
-from jobs.rundir import results
+from jobs.rundir.index import StateIndex
+from jobs.rundir.states import DONE
 from jobs.spec import JobSpec
 from runner.cli.progress import RunProgress, counts_text, elapsed_text
 from runner.dispatch import outdir
 from runner.dispatch.driver import RunOptions, RunReport, run_grid
-from runner.dispatch.status import GridStatus, job_status
+from runner.dispatch.status import GridStatus
 from runner.grid.expand import Grid, GridError, expand, load_grid, shipped_grids
 
 INTERRUPTED = 130  # the shell's code for a run stopped by Ctrl-C
@@ -59,14 +60,14 @@ def print_plan(plan: Plan, console: Console, pack: int = 0, slots: int = 1) -> N
     table.add_column("job_id")
     for key in swept:
         table.add_column(key)
-    known = plan.grid_dir.is_dir()
-    if known:
+    index = StateIndex(plan.grid_dir).refresh() if plan.grid_dir.is_dir() else None
+    if index is not None:
         table.add_column("state")
     for spec in plan.specs[:PLAN_ROWS]:
         values = spec.to_dict()
         row = [spec.job_id] + [_cell(values[key]) for key in swept]
-        if known:
-            row.append(job_status(spec.job_id, outdir.run_dir(plan.grid_dir, spec.job_id)).state)
+        if index is not None:
+            row.append(index.record(spec.job_id).state.value)
         table.add_row(*(Text(cell) for cell in row))  # Text: a value like [/b] is no markup
     console.print(table)
     if len(plan.specs) > PLAN_ROWS:
@@ -104,16 +105,19 @@ def default_slots(backend: str) -> int:
 
 
 def packing_text(specs: list[JobSpec], pack: int, slots: int) -> str:
-    """How the jobs train: in stacks of how many (pack 0: auto, for `slots` at once), and which
-    jobs train as stacks of one, and why."""
-    from jobs.engine.packing import auto_pack_size, pack_refusal, plan_packs
+    """How the jobs train: in stacks of how many (pack 0: auto, balanced for `slots` at once),
+    and which jobs train as stacks of one, and why."""
+    from jobs.engine.packing import pack_refusal, plan_packs, plan_stacks
 
-    size = pack or auto_pack_size(len(specs), slots)
     how = f"auto for {slots} at once" if pack == 0 else ("off" if pack == 1 else f"--pack {pack}")
-    if size <= 1:
+    packs = plan_stacks(specs, slots) if pack == 0 else plan_packs(specs, pack)
+    sizes = sorted({len(stack) for stack in packs})
+    if sizes == [1] or not sizes:
         return f"packing {how}: each job trains alone"
-    packs = plan_packs(specs, size)
-    text = f"packing {how}: {len(specs)} jobs in {len(packs)} stacks of up to {size}"
+    size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+    text = f"packing {how}: {len(specs)} jobs in {len(packs)} stacks of {size}"
+    if pack == 0:
+        text += " (their work balanced over the slots)"
     refusals = sorted({reason for spec in specs if (reason := pack_refusal(spec))})
     if refusals:
         alone = sum(1 for spec in specs if pack_refusal(spec))
@@ -213,18 +217,29 @@ def print_report(report: RunReport, console: Console) -> None:
     elif report.not_started:
         say(console, f"--fail-fast: stopped launching after the first failure; "
                      f"{report.not_started} jobs were not started and stay pending")
-    for path in report.lost_claims:
-        say(console, f"warning: another runner took over job {path} while this one ran it "
-                     "(this runner was thought dead)")
-    for end in report.problems:
+    for path in report.set_aside:
+        say(console, f"warning: {path.with_suffix('')} was no readable results file (cut short "
+                     f"or damaged): set aside as {path.name}, its jobs were trained again")
+    if report.lost_claims:
+        say(console, "warning: another runner removed this runner's claims while it ran (it was "
+                     "thought dead): it may have taken jobs over")
+    for end in report.problems[:PROBLEM_ROWS]:
         say(console, f"{end.state} {end.job_id}: {end.error or ''}")
-        say(console, f"  log: {end.log}")
+        say(console, f"  log: tvo status {report.grid_dir} --job {end.job_id}")
+    if len(report.problems) > PROBLEM_ROWS:
+        say(console, f"... and {len(report.problems) - PROBLEM_ROWS} more: `tvo status "
+                     f"{report.grid_dir}` lists them")
     if report.detached:
         say(console, f"detached: {report.detached} jobs submitted; follow them with `tvo status "
                      f"{report.grid_dir}`; the same `tvo run` again waits for them")
-    for end in report.cancelled:
-        say(console, f"cancelled {end.job_id}: `tvo run` resumes it; log: {end.log}")
+    for end in report.cancelled[:PROBLEM_ROWS]:
+        say(console, f"cancelled {end.job_id}: `tvo run` resumes it")
+    if len(report.cancelled) > PROBLEM_ROWS:
+        say(console, f"... and {len(report.cancelled) - PROBLEM_ROWS} more cancelled")
     say(console, f"results in {report.grid_dir}")
+
+
+PROBLEM_ROWS = 50  # failed jobs listed by name; the rest are counted (`tvo status --jobs`)
 
 
 def print_status(status: GridStatus, console: Console) -> None:
@@ -236,9 +251,55 @@ def print_status(status: GridStatus, console: Console) -> None:
                  "`tvo run` resumes them from their checkpoint)")
     say(console, line)
     print_slurm_jobs(status, console)
-    for job in status.problems:
+    problems = status.problems
+    for job in problems[:PROBLEM_ROWS]:
         say(console, f"{job.state} {job.job_id}: {job.error or ''}")
-        say(console, f"  log: {job.log}")
+        say(console, f"  log: tvo status {status.grid_dir} --job {job.job_id}")
+    if len(problems) > PROBLEM_ROWS:
+        say(console, f"... and {len(problems) - PROBLEM_ROWS} more (`tvo status "
+                     f"{status.grid_dir} --jobs` lists every job)")
+
+
+def print_jobs(status: GridStatus, console: Console) -> None:
+    """One line per job: its id, state, epochs and test accuracy, and its error."""
+    table = Table(show_edge=False, pad_edge=False, box=None)
+    for column in ("job_id", "state", "epochs", "test_acc", "stack", "error"):
+        table.add_column(column)
+    for job in status.jobs:
+        record = job.record
+        epochs = ""
+        test_acc = ""
+        if record is not None:
+            epoch = record.epoch if job.state == "running" else record.epochs_done
+            epochs = f"{epoch}/{record.epochs}" if record.epochs else str(epoch or "")
+            test_acc = f"{record.test_acc:.4f}" if record.test_acc is not None else ""
+        table.add_row(*(Text(cell) for cell in (
+            job.job_id, job.state + (" (interrupted)" if job.interrupted else ""), epochs,
+            test_acc, record.stack if record else "", job.error or "")))
+    console.print(table)
+
+
+def print_job(status: GridStatus, job_id: str, log_text: str, console: Console) -> None:
+    """One job: its state and record, then every log line about it."""
+    found = [job for job in status.jobs if job.job_id == job_id]
+    job = found[0]
+    record = job.record
+    say(console, f"job {job_id}: {job.state}" + (" (interrupted: `tvo run` resumes it)"
+                                                 if job.interrupted else ""))
+    if record is not None:
+        details = {"attempts": record.attempts, "epochs done": record.epochs_done,
+                   "test_acc": record.test_acc, "stack": record.stack, "host": record.host,
+                   "log file": record.log, "results": record.committed}
+        for name, value in details.items():
+            if value not in (None, "", 0):
+                say(console, f"  {name}: {value}")
+    if job.error:
+        say(console, f"  error: {job.error}")
+    if job.slurm is not None:
+        say(console, f"  SLURM: {job.slurm.slurm_id} {job.slurm.state} {job.slurm.log}")
+    say(console, "log:" if log_text else "log: nothing logged yet")
+    if log_text:
+        say(console, log_text.rstrip("\n"))
 
 
 SLURM_ROWS = 20  # a big grid's table would bury the counts: the rest is on disk
@@ -251,7 +312,7 @@ def print_slurm_jobs(status: GridStatus, console: Console) -> None:
         return
     states = Counter(job.slurm.state.split()[0] for job in in_slurm if job.slurm is not None)
     say(console, "SLURM: " + " · ".join(f"{state} {count}" for state, count in states.items()))
-    in_slurm.sort(key=lambda job: job.state == results.DONE)
+    in_slurm.sort(key=lambda job: job.state == DONE.value)
     for job in in_slurm[:SLURM_ROWS]:
         assert job.slurm is not None
         say(console, f"  {job.job_id}  {job.slurm.slurm_id}  {job.slurm.state}  {job.slurm.log}")

@@ -8,16 +8,20 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from jobs.engine.train import JobResult, run_job
-from jobs.rundir import results
+from jobs.rundir.run_dir import RunDir
 from jobs.spec import JobSpec
 from runner.cli.console import console
+from runner.dispatch import outdir
 
 
-def train_one(spec: JobSpec, out: Path, *, tensorboard: bool = False) -> JobResult:
-    run_dir = out / "runs" / spec.job_id
-    results.clear_cancel(run_dir)  # training it again is the answer to an earlier cancel
-    console.print(f"job {spec.job_id}: {spec.dataset} {spec.model} {spec.strategy} "
-                  f"-> {run_dir}")
+def train_one(spec: JobSpec, out: Path, *, tensorboard: bool = False,
+              checkpoint_seconds: float | None = None) -> JobResult:
+    """Train one job in this process into the output dir `out` (listed in its jobs.parquet,
+    so `tvo status`, `tvo aggregate` and `tvo ui` read it like a grid's)."""
+    outdir.add_jobs(out, [spec], out.name)
+    RunDir(out).clear_cancel([spec.job_id])  # training it again answers an earlier cancel
+    console.print(f"job {spec.job_id}: {spec.dataset} {spec.model} {spec.strategy} -> {out}",
+                  markup=False, highlight=False)
     if console.is_terminal:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[metrics]}"), TimeElapsedColumn(),
@@ -27,21 +31,22 @@ def train_one(spec: JobSpec, out: Path, *, tensorboard: bool = False) -> JobResu
             def progress(epoch: int, epochs: int, row: dict[str, Any]) -> None:
                 bar.update(task, completed=epoch, metrics=_metrics_text(row))
 
-            result = run_job(spec, run_dir, grid=out.name, progress=progress,
-                             tensorboard=tensorboard)
+            result = run_job(spec, out, grid=out.name, progress=progress,
+                             tensorboard=tensorboard, checkpoint_seconds=checkpoint_seconds)
     else:
         def progress(epoch: int, epochs: int, row: dict[str, Any]) -> None:
             console.print(f"epoch {epoch}/{epochs} {_metrics_text(row)}")
 
-        result = run_job(spec, run_dir, grid=out.name, progress=progress,
-                         tensorboard=tensorboard)
+        result = run_job(spec, out, grid=out.name, progress=progress,
+                         tensorboard=tensorboard, checkpoint_seconds=checkpoint_seconds)
     if tensorboard:
         console.print(f"TensorBoard: tensorboard --logdir {out}", markup=False, highlight=False)
     if result.state == "done":
         console.print(f"done: test_acc {result.test_acc:.4f} after {result.epochs_done} epochs; "
-                      f"results in {run_dir}")
+                      f"results in {out}", markup=False, highlight=False)
     else:
-        console.print(f"{result.state}: {result.error}; log: {run_dir / 'log.txt'}")
+        console.print(f"{result.state}: {result.error}; log: tvo status {out} --job "
+                      f"{spec.job_id}", markup=False, highlight=False)
     return result
 
 

@@ -1,16 +1,16 @@
 """`tvo status --watch`: a grid's status, refreshed until none of its jobs runs any more.
 
 On a terminal the status redraws in place (rich Live), with a table of the running jobs and the
-epoch each has reached (from the tail of its log); otherwise one plain line is printed whenever
-the counts change, then the full status at the end. A grid is still going while a live runner
-holds one of its jobs (see jobs.rundir.claims); with jobs left pending and none held, one more look
-after an interval tells a finished run from a runner between two dispatches.
+epoch each has reached (its stack's epoch events, read through the state index); otherwise one
+plain line is printed whenever the counts change, then the full status at the end. A grid is
+still going while a live runner holds one of its jobs (see jobs.rundir.claims); with jobs left
+pending and none held, one more look after an interval tells a finished run from a runner
+between two dispatches.
 """
 
 from __future__ import annotations
 
 import io
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,34 +20,24 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from jobs.rundir import results
+from jobs.rundir.claims import live_held
+from jobs.rundir.index import StateIndex
+from jobs.rundir.states import PENDING, RUNNING
 from runner.cli.run import print_status
-from runner.dispatch.cancel import running_jobs
 from runner.dispatch.status import GridStatus, JobStatus, grid_status
 
-_EPOCH_LINE = re.compile(r"epoch (\d+)/(\d+) .*test_acc (\S+)")
-_LOG_TAIL_BYTES = 4096
+RUNNING_ROWS = 30  # the table of running jobs; the counts say how many there are
 
 
 def is_going(status: GridStatus) -> bool:
     """Whether a live runner holds one of the grid's jobs (running, or dispatched to start)."""
-    return bool(running_jobs(status.grid_dir, [job.job_id for job in status.jobs]))
+    return bool(live_held(status.grid_dir) & {job.job_id for job in status.jobs})
 
 
-def epoch_reached(job: JobStatus) -> tuple[str, str]:
-    """("7/30", "0.8123"): the last evaluated epoch in the job's log, or ("", "") before one."""
-    try:
-        with open(job.log, "rb") as handle:
-            handle.seek(0, io.SEEK_END)
-            handle.seek(max(0, handle.tell() - _LOG_TAIL_BYTES))
-            tail = handle.read().decode(errors="replace")
-    except OSError:
-        return "", ""
-    for line in reversed(tail.splitlines()):
-        match = _EPOCH_LINE.search(line)
-        if match:
-            return f"{match.group(1)}/{match.group(2)}", match.group(3)
-    return "", ""
+def epoch_reached(job: JobStatus) -> str:
+    """"7/30": the epoch the job's stack has reached, or "" before its first."""
+    epoch, epochs = job.epoch
+    return f"{epoch}/{epochs}" if epoch else ""
 
 
 def status_view(status: GridStatus, width: int, note: str) -> RenderableType:
@@ -55,15 +45,18 @@ def status_view(status: GridStatus, width: int, note: str) -> RenderableType:
     text = io.StringIO()
     print_status(status, Console(file=text, width=width, highlight=False, color_system=None))
     parts: list[RenderableType] = [Text(text.getvalue().rstrip("\n"))]
-    running = [job for job in status.jobs if job.state == results.RUNNING]
+    running = [job for job in status.jobs if job.state == RUNNING.value]
     if running:
         table = Table(show_edge=False, pad_edge=False, box=None)
-        for column in ("running", "host", "epoch", "test_acc"):
+        for column in ("running", "stack", "host", "epoch"):
             table.add_column(column)
-        for job in running:
-            host = str(results.read_status(job.run_dir).get("host", ""))
-            table.add_row(job.job_id, host, *epoch_reached(job))
+        for job in running[:RUNNING_ROWS]:
+            record = job.record
+            table.add_row(job.job_id, record.stack if record else "",
+                          record.host if record else "", epoch_reached(job))
         parts.append(table)
+        if len(running) > RUNNING_ROWS:
+            parts.append(Text(f"... and {len(running) - RUNNING_ROWS} more running"))
     parts.append(Text(note, style="dim"))
     return Group(*parts)
 
@@ -73,20 +66,21 @@ def watch_status(grid_dir: Path, interval_s: float, console: Console) -> GridSta
 
     Raises runner.dispatch.outdir.OutDirError when `grid_dir` is not a grid's output dir.
     """
-    first = status = grid_status(grid_dir)
+    index = StateIndex(grid_dir)
+    first = status = grid_status(grid_dir, index)
     if console.is_terminal:
         note = f"refreshed every {interval_s:g}s until no job runs · Ctrl-C stops watching"
         with Live(status_view(status, console.width, note), console=console,
                   auto_refresh=False) as live:
             try:
-                for status in _refreshes(grid_dir, first, interval_s):
+                for status in _refreshes(grid_dir, index, first, interval_s):
                     live.update(status_view(status, console.width, note), refresh=True)
             except KeyboardInterrupt:
                 pass
         return status
     shown = ""
     try:
-        for status in _refreshes(grid_dir, first, interval_s):
+        for status in _refreshes(grid_dir, index, first, interval_s):
             line = _counts_line(status)
             if line != shown:
                 console.print(f"{time.strftime('%H:%M:%S')} {line}", markup=False,
@@ -98,7 +92,8 @@ def watch_status(grid_dir: Path, interval_s: float, console: Console) -> GridSta
     return status
 
 
-def _refreshes(grid_dir: Path, status: GridStatus, interval_s: float) -> Iterator[GridStatus]:
+def _refreshes(grid_dir: Path, index: StateIndex, status: GridStatus,
+               interval_s: float) -> Iterator[GridStatus]:
     """Yield the status now, then once every interval for as long as the grid is going."""
     quiet_looks = 0
     while True:
@@ -107,10 +102,10 @@ def _refreshes(grid_dir: Path, status: GridStatus, interval_s: float) -> Iterato
             quiet_looks = 0
         else:
             quiet_looks += 1
-            if not status.counts[results.PENDING] or quiet_looks >= 2:
+            if not status.counts[PENDING.value] or quiet_looks >= 2:
                 return
         time.sleep(interval_s)
-        status = grid_status(grid_dir)
+        status = grid_status(grid_dir, index)
 
 
 def _counts_line(status: GridStatus) -> str:

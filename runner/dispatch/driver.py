@@ -1,43 +1,45 @@
-"""The grid driver: dispatch a grid's unfinished jobs to a backend and record how each one ends.
+"""The grid driver: dispatch a grid's unfinished jobs to a backend, stack by stack, and record
+how each one ends.
 
-Finished jobs are never dispatched. Before a job is dispatched this runner claims it (see
-jobs.rundir.claims), so another runner on the same dir leaves it alone, and waits for the jobs the
-other runner holds. At most `max_parallel` units are in flight at once, whatever the backend.
-A unit that crashed, or a job that failed, is dispatched again up to `retries` times; a job
-that diverged is a result and is not retried.
+Finished jobs are never dispatched. Before a stack is dispatched this runner claims its jobs
+(see jobs.rundir.claims), so another runner on the same dir leaves them alone, and waits for the
+jobs the other runner holds. At most `max_parallel` units are in flight at once, whatever the
+backend. A unit that crashed, or a job that failed, is dispatched again up to `retries` times,
+job by job; a job that diverged is a result and is not retried. Everything the run records goes
+through the grid dir's one writer (jobs.rundir.run_dir.RunDir), and job state is read through
+its index.
 
 Cancel requests (see runner.dispatch.cancel): the run clears those of its jobs and of the grid
-when it starts. Once the grid's request appears it launches nothing more and ends when the units in
-flight have ended (their jobs stop at their epoch end, `cancelled`); a SIGTERM (from `tvo
-cancel`) with the request present stops the units in flight at once and marks their jobs
+when it starts. Once the grid's request appears it launches nothing more and ends when the units
+in flight have ended (their jobs stop at their epoch end, `cancelled`); a SIGTERM (from `tvo
+cancel`) with the request present stops the units in flight at once and records their jobs
 cancelled. A crashed unit whose jobs were asked to stop is cancelled, not failed or retried.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from cluster.base import Backend, JobRequest, Outcome, Resources, WorkUnit
-from jobs.engine.packing import auto_pack_size, plan_packs
-from jobs.rundir import results
-from jobs.rundir.claims import ClaimBook, Holder, current_holder
-from jobs.rundir.results import JobResult
+from cluster.base import Backend, Outcome, Resources, WorkUnit
+from jobs.engine.packing import plan_packs, plan_stacks
+from jobs.request import RunSettings, StackRequest
+from jobs.rundir.claims import ClaimBook, Holder
+from jobs.rundir.index import StateIndex
+from jobs.rundir.run_dir import RunDir
+from jobs.rundir.states import CANCELLED, DIVERGED, DONE, FAILED, JobRecord
 from jobs.spec import JobSpec
-from runner.dispatch.cancel import clear_requests
-from runner.dispatch.outdir import run_dir
+from runner.dispatch.in_flight import InFlight
 from runner.dispatch.run_state import Counts, JobEnd, RunOptions, RunReport
 
 __all__ = ["Counts", "JobEnd", "RunOptions", "RunReport", "run_grid", "swept_keys"]
 
-FINAL_STATES = (results.DONE, results.DIVERGED, results.CANCELLED)
+FINAL_STATES = (DONE.value, DIVERGED.value, CANCELLED.value)
 
-
-Listener = Callable[[Counts, "JobEnd | None"], None]  # progress: counts, and the job that ended
+Listener = Callable[[Counts, "JobEnd | None"], None]  # progress: counts, and a job that ended
 
 
 def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: Backend,
@@ -45,20 +47,26 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
              listener: Listener | None = None) -> RunReport:
     """Run every unfinished job of `specs` on `backend`; never raises for a job's failure."""
     options = options or RunOptions()
-    clear_requests(grid_dir, [spec.job_id for spec in specs])
-    with ClaimBook(options.lease_s) as book:
+    run_dir = RunDir(grid_dir, grid_name)
+    run_dir.clear_cancel([spec.job_id for spec in specs])
+    with ClaimBook(grid_dir, options.lease_s) as book:
         driver = _Driver(specs, grid_name, grid_dir, backend, book, resources, options, listener)
         try:
-            driver.loop()
+            with InFlight(grid_dir, driver.in_flight_progress) as in_flight:
+                driver.in_flight_feed = in_flight
+                driver.loop()
         except BaseException as stop:  # Ctrl-C, SIGTERM: stop what runs before giving claims away
-            if isinstance(stop, KeyboardInterrupt) and results.cancel_requested(grid_dir):
+            if isinstance(stop, KeyboardInterrupt) and run_dir.cancel_requested():
                 driver.stop_for_cancel()  # SIGTERM from `tvo cancel`: the run ends, cancelled
             else:
                 backend.cancel()
                 raise
-        lost = [path.name for path in book.lost]
+        lost = book.lost
+    driver.index.refresh()
+    run_dir.sweep(driver.index.finished_ids())
     return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost,
-                     driver.detached, driver.cancelled, driver.cancel_requested)
+                     driver.detached, driver.cancelled, driver.cancel_requested,
+                     driver.set_aside)
 
 
 class _Driver:
@@ -69,19 +77,26 @@ class _Driver:
         self.book = book
         self.resources = resources
         self.options = options
-        self.listener = listener or (lambda counts, end: None)
-        # Absolute: a worker of a joined cluster does not share this process's working dir.
-        swept = swept_keys(specs)
-        self.requests = {spec.job_id: JobRequest(spec, str(run_dir(grid_dir.resolve(),
-                                                                   spec.job_id)), grid_name,
-                                                 options.tensorboard, swept)
-                         for spec in specs}
+        self._listener = listener or (lambda counts, end: None)
+        self._notify_lock = threading.Lock()
         self.grid_dir = grid_dir
-        self.counts = Counts(total=len(self.requests))
+        self.run_dir = RunDir(grid_dir, grid_name)
+        self.index = StateIndex(grid_dir).refresh()
+        self.set_aside = self.run_dir.set_aside(self.index.broken_files())
+        if self.set_aside:  # their jobs are not done: train them again
+            self.index = StateIndex(grid_dir).refresh()
+        self.specs = {spec.job_id: spec for spec in specs}
+        # Absolute: a worker of a joined cluster does not share this process's working dir.
+        self.unit_dir = str(grid_dir.resolve())
+        self.settings = RunSettings(grid_name, options.tensorboard, swept_keys(specs),
+                                    options.checkpoint_seconds, book.runner)
+        self.counts = Counts(total=len(self.specs))
         self.problems: list[JobEnd] = []
-        self.queue: deque[str] = deque()
+        self.queue: deque[str] = deque()  # in the order of the planned stacks
+        self.stack_of: dict[str, int] = {}  # job -> its planned stack (jobs of one go together)
         self.deferred: dict[str, Holder] = {}  # job -> the other runner that holds it
         self.in_flight: dict[str, WorkUnit] = {}  # unit key -> unit
+        self.in_flight_feed: InFlight | None = None
         # units in flight sent ahead of a free slot (see loop): counted pending until one frees
         self.waiting: deque[str] = deque()
         self.slots = 1
@@ -91,33 +106,31 @@ class _Driver:
         self.detached = 0
         self.cancelled: list[JobEnd] = []
         self.cancel_requested = False
-        self.pack = max(options.pack, 1)  # set when the loop knows its slots (pack=auto)
-        for job_id, request in self.requests.items():
-            path = Path(request.run_dir)
-            if results.is_finished(path):
+        finished = self.index.finished_ids()
+        for job_id in self.specs:
+            if job_id in finished:
                 self.counts.skipped += 1
-                status = results.read_status(path)
-                self._count_end(JobEnd(job_id, status["state"], status.get("error"),
-                                       self._log(job_id)), notify=False)
+                self._count_end(self._end_of(self.index.record(job_id)), notify=False)
             else:
                 self.queue.append(job_id)
         self.counts.pending = len(self.queue)
 
     def loop(self) -> None:
-        self.listener(self.counts, None)
+        self.notify(None)
         if self.options.detach:  # all at once: the cluster's queue and its %max_parallel pace it
-            parallel = self.options.max_parallel or max(len(self.queue), 1)
-            self.pack = self.options.pack or auto_pack_size(len(self.queue), parallel)
+            self._plan(self.options.max_parallel or max(len(self.queue), 1))
             self.slots = max(len(self.queue), 1)  # every unit is sent now, and counted running
             self._dispatch(self.slots)
-            self.detached = sum(len(unit.jobs) for unit in self.in_flight.values())
+            self.detached = sum(len(unit.specs) for unit in self.in_flight.values())
             self.not_started = len(self.queue) + len(self.deferred)
             self.counts.ended_at = time.perf_counter()
-            self.listener(self.counts, None)
+            self.notify(None)
             return
-        window = (self.options.max_parallel or self.backend.capacity(self.resources)
+        window = (self.options.max_parallel
+                  or self.backend.capacity(self.resources,
+                                           [self.specs[job_id] for job_id in self.queue])
                   or max(len(self.queue), 1))
-        self.pack = self.options.pack or auto_pack_size(len(self.queue), window)
+        self._plan(window)
         self.slots = window
         # Where the backend queues units itself and keeps to its slots (and no max_parallel
         # asks the runner to), each slot also gets its next unit ahead: a worker that ends one
@@ -146,15 +159,37 @@ class _Driver:
                 break
         self._finish()
 
+    def _plan(self, slots: int) -> None:
+        """Put the queue in the order of its stacks: `pack` N cuts compatible jobs into stacks
+        of at most N; auto (0) balances their work over the slots, sized to the device."""
+        specs = [self.specs[job_id] for job_id in self.queue]
+        if self.options.pack:
+            stacks = plan_packs(specs, self.options.pack)
+        else:
+            memory = self.backend.device_memory(specs, self.resources) if specs else None
+            stacks = plan_stacks(specs, slots, device_memory=memory)
+        self.queue = deque(spec.job_id for stack in stacks for spec in stack)
+        self.stack_of = {spec.job_id: index for index, stack in enumerate(stacks)
+                         for spec in stack}
+
+    def notify(self, end: JobEnd | None) -> None:
+        with self._notify_lock:
+            self._listener(self.counts, end)
+
+    def in_flight_progress(self, done: float) -> None:
+        self.counts.in_flight_done = done
+        self.notify(None)
+
     def _finish(self) -> None:
         self.not_started = len(self.queue) + len(self.deferred)
+        self.counts.in_flight_done = 0.0
         self.counts.ended_at = time.perf_counter()
-        self.listener(self.counts, None)
+        self.notify(None)
 
     # -- cancel -----------------------------------------------------------------------------------
     def _look_for_cancel(self) -> None:
         """One stat per turn of the loop: the grid's cancel request stops all launching."""
-        if not self.cancel_requested and results.cancel_requested(self.grid_dir):
+        if not self.cancel_requested and self.run_dir.cancel_requested():
             self.cancel_requested = self.stop_launching = True
 
     def stop_for_cancel(self) -> None:
@@ -162,87 +197,106 @@ class _Driver:
         self.cancel_requested = self.stop_launching = True
         self.backend.cancel()
         self._count_started(everything=True)
+        self.index.refresh()
+        stopped = []
         for unit in list(self.in_flight.values()):
-            for request in unit.jobs:
-                path = Path(request.run_dir)
+            for job_id in unit.job_ids:
                 self._move(running=-1)
-                status = results.read_status(path)
-                if results.is_finished(path):
-                    self._count_end(JobEnd(request.spec.job_id, status["state"],
-                                           status.get("error"), self._log(request.spec.job_id)))
+                record = self.index.record(job_id)
+                if record.finished:
+                    self._count_end(self._end_of(record))
                 else:
-                    _record_cancelled(path)
-                    self._count_end(JobEnd(request.spec.job_id, results.CANCELLED, None,
-                                           self._log(request.spec.job_id)))
-                self.book.release(path)
+                    stopped.append(job_id)
+                    self._count_end(JobEnd(job_id, CANCELLED.value, None, record.log))
+            self.book.release(unit.job_ids)
+        self.run_dir.record_cancelled(stopped)
         self.in_flight.clear()
         self._finish()
 
     # -- dispatch ---------------------------------------------------------------------------------
     def _dispatch(self, window: int) -> int:
-        claimed: list[JobRequest] = []
-        room = (window - len(self.in_flight)) * self.pack  # jobs the free slots take
-        while self.queue and not self.stop_launching and len(claimed) < room:
-            job_id = self.queue.popleft()
-            request = self.requests[job_id]
-            path = Path(request.run_dir)
-            holder = self.book.acquire(path)
-            if holder is not None:
-                self.deferred[job_id] = holder
-                self._move(pending=-1, elsewhere=+1)
-                continue
-            ended = self._ended_elsewhere(path, self.book.replaced(path))
-            if ended is not None:  # another runner ran it to its end since we looked
-                self.book.release(path)
-                self._move(pending=-1)
-                self._count_end(JobEnd(job_id, ended["state"], ended.get("error"),
-                                       self._log(job_id)))
-                continue
-            claimed.append(request)
-        units = self._units(claimed, window - len(self.in_flight))
+        """Claim jobs for the free slots and send them as units; returns how many were sent.
+        Jobs another runner holds, or ran to their end meanwhile, are set aside and more are
+        claimed in their place."""
+        units: list[WorkUnit] = []
+        while not units and self.queue and not self.stop_launching:
+            free = window - len(self.in_flight)
+            if free <= 0:
+                break
+            wanted: list[str] = []  # the jobs of the next `free` planned stacks
+            stacks: set[int] = set()
+            while self.queue and (len(stacks) < free
+                                  or self.stack_of.get(self.queue[0]) in stacks):
+                job_id = self.queue.popleft()
+                stacks.add(self.stack_of.get(job_id, -1))
+                wanted.append(job_id)
+            units = self._units(self._claim(wanted), free)
         if not units:
             return 0
         time.sleep(self.book.grace_left())  # a dead runner's workers stop within the grace
         for unit in units:
-            for request in unit.jobs:  # (its RunDir sweeps a killed writer's partial files)
-                self.dispatches[request.spec.job_id] += 1
+            for job_id in unit.job_ids:
+                self.dispatches[job_id] += 1
             self.in_flight[unit.key] = unit
             self.waiting.append(unit.key)
+            if self.in_flight_feed is not None:
+                self.in_flight_feed.started(unit.key, len(unit.specs))
         self._count_started()
         self.backend.submit(units, self.resources)
-        self.listener(self.counts, None)  # the units just sent run now: show them as running
+        self.notify(None)  # the units just sent run now: show them as running
         return len(units)
 
-    def _units(self, claimed: list[JobRequest], slots: int) -> list[WorkUnit]:
-        """One unit per job, or packs of compatible jobs; jobs beyond the free slots wait
-        (still claimed by this runner) for the next dispatch."""
-        if self.pack <= 1:
-            return [WorkUnit((request,)) for request in claimed]
-        by_id = {request.spec.job_id: request for request in claimed}
-        packs = plan_packs([request.spec for request in claimed], self.pack)
-        units = [WorkUnit(tuple(by_id[spec.job_id] for spec in pack)) for pack in packs]
+    def _claim(self, wanted: list[str]) -> list[str]:
+        """The jobs of `wanted` this runner now holds and should run."""
+        taken = self.book.take(wanted)
+        for job_id, holder in taken.elsewhere.items():
+            self.deferred[job_id] = holder
+            self._move(pending=-1, elsewhere=+1)
+        claimed = taken.taken
+        if taken.replaced:  # another runner had them: it may have run some to their end since
+            self.index.refresh()
+            ended = {job_id: record for job_id, holder in taken.replaced.items()
+                     if (record := self._ended_elsewhere(job_id, holder)) is not None}
+            if ended:
+                self.book.release(ended)
+                for record in ended.values():
+                    self._move(pending=-1)
+                    self._count_end(self._end_of(record))
+                claimed = [job_id for job_id in claimed if job_id not in ended]
+        return claimed
+
+    def _units(self, claimed: list[str], slots: int) -> list[WorkUnit]:
+        """The claimed jobs as the stacks they were planned in; stacks beyond the free slots
+        wait (still claimed by this runner) for the next dispatch."""
+        stacks: dict[int, list[JobSpec]] = {}
+        for job_id in claimed:
+            stacks.setdefault(self.stack_of.get(job_id, -1), []).append(self.specs[job_id])
+        units = [StackRequest(self.unit_dir, tuple(pack), self.settings)
+                 for specs in stacks.values() for pack in plan_packs(specs, len(specs))]
         for unit in reversed(units[slots:]):
-            self.queue.extendleft(reversed([request.spec.job_id for request in unit.jobs]))
+            self.queue.extendleft(reversed(unit.job_ids))
         return units[:slots]
 
     def _look_at_deferred(self) -> None:
+        if not self.deferred:
+            return
+        holders = self.book.holders()
+        self.index.refresh()
         for job_id in list(self.deferred):
-            path = Path(self.requests[job_id].run_dir)
-            holder = current_holder(path)
-            ended = self._ended_elsewhere(path, holder, concurrent=self.deferred[job_id])
+            holder = holders.get(job_id)
+            ended = self._ended_elsewhere(job_id, holder, concurrent=self.deferred[job_id])
             if ended is not None:
                 del self.deferred[job_id]
                 self._move(elsewhere=-1)
-                self._count_end(JobEnd(job_id, ended["state"], ended.get("error"),
-                                       self._log(job_id)))
+                self._count_end(self._end_of(ended))
             elif holder is None or not holder.is_live():  # released, or its runner died
                 del self.deferred[job_id]
                 self.queue.appendleft(job_id)
                 self._move(elsewhere=-1, pending=+1)
 
-    def _ended_elsewhere(self, path: Path, holder: Holder | None,
-                         concurrent: Holder | None = None) -> dict[str, Any] | None:
-        """The status of a job another runner ran to its end, or None when it is ours to run.
+    def _ended_elsewhere(self, job_id: str, holder: Holder | None,
+                         concurrent: Holder | None = None) -> JobRecord | None:
+        """The record of a job another runner ran to its end, or None when it is ours to run.
 
         Finished (done, diverged) means ended, whoever ran it. A job that failed or was
         cancelled under a runner that still runs ended too: it is that runner's to retry, and
@@ -251,14 +305,17 @@ class _Driver:
         its run since: the two runs ran side by side. Under any other runner that is gone, it is
         ours.
         """
-        status = results.read_status(path)
-        if results.is_finished(path):
-            return status
-        if (holder is not None and holder.released and holder.runner != self.book.runner
-                and (holder.runner_alive()
-                     or (concurrent is not None and holder.runner == concurrent.runner))
-                and status["state"] in (results.FAILED, results.CANCELLED)):
-            return status
+        record = self.index.record(job_id)
+        if record.finished:
+            return record
+        if record.state not in (FAILED, CANCELLED):
+            return None
+        if holder is not None and holder.runner.runner != self.book.runner and holder.released \
+                and holder.runner_alive():
+            return record
+        if concurrent is not None and (holder is None or holder.runner.runner
+                                       == concurrent.runner.runner):
+            return record
         return None
 
     # -- outcomes ---------------------------------------------------------------------------------
@@ -271,61 +328,77 @@ class _Driver:
 
     def _started(self, unit: WorkUnit) -> None:
         self.waiting.remove(unit.key)
-        self._move(pending=-len(unit.jobs), running=+len(unit.jobs))
+        self._move(pending=-len(unit.specs), running=+len(unit.specs))
 
     def _handle(self, outcome: Outcome) -> None:
-        if outcome.unit.key in self.waiting:  # it ended before its turn (a crash, a cancel)
-            self._started(outcome.unit)
-        self.in_flight.pop(outcome.unit.key, None)
+        unit = outcome.unit
+        if unit.key in self.waiting:  # it ended before its turn (a crash, a cancel)
+            self._started(unit)
+        self.in_flight.pop(unit.key, None)
+        if self.in_flight_feed is not None:
+            self.in_flight_feed.ended(unit.key)
         self._count_started()
         by_id = {result.job_id: result for result in outcome.results}
-        for request in outcome.unit.jobs:
-            job_id = request.spec.job_id
-            path = Path(request.run_dir)
-            result = by_id.get(job_id)
+        if len(by_id) < len(unit.specs):  # a crash: what did the worker commit before it?
+            self.index.refresh()
+        whole_grid, asked = self.run_dir.cancel_requests()
+        force_cancelled = by_id == {} and any(job_id in asked for job_id in unit.job_ids)
+        error = f"worker crashed: {outcome.crash}"
+        released, cancelled, crashed = [], [], []
+        for job_id in unit.job_ids:
             self._move(running=-1)
-            if result is None and results.is_finished(path):  # it ended before the crash
-                status = results.read_status(path)
-                result = JobResult(job_id, status["state"], str(path), status.get("error"))
+            result = by_id.get(job_id)
+            record = self.index.record(job_id) if result is None else None
+            if record is not None and record.finished:  # it ended before the crash
+                released.append(job_id)
+                self._count_end(self._end_of(record))
+                continue
             if result is not None and result.state in FINAL_STATES:
-                self.book.release(path)
-                self._count_end(JobEnd(job_id, result.state, result.error, self._log(job_id)))
+                released.append(job_id)
+                self._count_end(JobEnd(job_id, result.state, result.error, result.log))
                 continue
-            if result is None and (self.cancel_requested or results.cancel_requested(path)):
-                _record_cancelled(path)  # stopped by force (scancel, a signal): as asked
-                self.book.release(path)
-                self._count_end(JobEnd(job_id, results.CANCELLED, None, self._log(job_id)))
+            if result is None and (self.cancel_requested or whole_grid or job_id in asked):
+                cancelled.append(job_id)  # stopped by force (scancel, a signal): as asked
+                released.append(job_id)
+                self._count_end(JobEnd(job_id, CANCELLED.value, None, ""))
                 continue
-            error = result.error if result is not None else f"worker crashed: {outcome.crash}"
+            if result is None and force_cancelled:  # a mate was stopped by force: not its fault
+                self.dispatches[job_id] -= 1
             if self.dispatches[job_id] <= self.options.retries and not self.stop_launching:
                 self.queue.appendleft(job_id)  # still claimed by us: no other runner takes it
                 self._move(pending=+1)
                 continue
+            released.append(job_id)
             if result is None:
-                _record_crash(path, error, outcome.info.get("traceback"))
-            self.book.release(path)
-            self._count_end(JobEnd(job_id, results.FAILED, error, self._log(job_id)))
+                crashed.append(job_id)
+            self._count_end(JobEnd(job_id, FAILED.value, result.error if result else error,
+                                   result.log if result else ""))
             if self.options.fail_fast:
                 self.stop_launching = True
+        self.run_dir.record_cancelled(cancelled)
+        if crashed:
+            self.run_dir.record_crash(crashed, error, outcome.info.get("traceback"))
+        self.book.release(released)
+        self.counts.units_ended += 1
+        self.notify(None)
 
     # -- counting ---------------------------------------------------------------------------------
-    def _log(self, job_id: str) -> str:
-        """The job's log path as the user named the grid dir (relative stays relative)."""
-        return str(run_dir(self.grid_dir, job_id) / results.LOG_FILE)
+    def _end_of(self, record: JobRecord) -> JobEnd:
+        return JobEnd(record.job_id, record.state.value, record.error, record.log)
 
     def _move(self, **changes: int) -> None:
         for name, change in changes.items():
             setattr(self.counts, name, getattr(self.counts, name) + change)
 
     def _count_end(self, end: JobEnd, notify: bool = True) -> None:
-        state = end.state if end.state in FINAL_STATES else results.FAILED
+        state = end.state if end.state in FINAL_STATES else FAILED.value
         self._move(**{state: +1})
-        if state in (results.FAILED, results.DIVERGED):
+        if state in (FAILED.value, DIVERGED.value):
             self.problems.append(end)
-        elif state == results.CANCELLED:
+        elif state == CANCELLED.value:
             self.cancelled.append(end)
-        if notify:
-            self.listener(self.counts, end)
+        if notify and state != DONE.value:  # done jobs are shown once per unit, not each
+            self.notify(end)
 
 
 def swept_keys(specs: Sequence[JobSpec]) -> tuple[str, ...]:
@@ -335,23 +408,3 @@ def swept_keys(specs: Sequence[JobSpec]) -> tuple[str, ...]:
         return ()
     return tuple(key for key in values[0] if any(other[key] != values[0][key]
                                                  for other in values[1:]))
-
-
-def _record_cancelled(path: Path) -> None:
-    """A job stopped from outside before run_job could say so: it is cancelled, resumable."""
-    status: dict[str, Any] = results.read_status(path)
-    status.update(state=results.CANCELLED, error=None,
-                  log=status.get("log", str(path / results.LOG_FILE)),
-                  finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    results.write_status(path, status)
-
-
-def _record_crash(path: Path, error: str, trace: str | None) -> None:
-    """The worker died before run_job could say how the job ended: say it for it."""
-    status: dict[str, Any] = results.read_status(path)
-    status.update(state=results.FAILED, error=error, crashed=True,
-                  finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  log=status.get("log", str(path / results.LOG_FILE)))
-    if trace:
-        status["traceback"] = trace
-    results.write_status(path, status)

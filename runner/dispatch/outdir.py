@@ -1,8 +1,6 @@
-"""A grid's output dir: where things live, and the two grid-level files (grid.yaml, jobs.parquet).
-
-    <out>/<grid name>/grid.yaml       the grid as resolved for the latest run into this dir
-    <out>/<grid name>/jobs.parquet    one row per job ever run into this dir (the union)
-    <out>/<grid name>/runs/<job_id>/  one job: spec, status, metrics, checkpoint, log, claim
+"""A grid's output dir: its two grid-level files, grid.yaml (the grid as resolved for the latest
+run into this dir) and jobs.parquet (one row per job ever run into this dir: the union). What
+else lives there is jobs.rundir.layout's to say, and jobs.rundir.run_dir's to write.
 """
 
 from __future__ import annotations
@@ -16,20 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.rundir import results
+from jobs.rundir.layout import GRID_FILE, JOBS_FILE
 from jobs.spec import JobSpec
 
-GRID_FILE = "grid.yaml"
-JOBS_FILE = "jobs.parquet"
-RUNS_DIR = "runs"
 _LOCK_FILE = ".tvo.lock"
 
 
 class OutDirError(ValueError):
     """A folder that is not a grid's output dir; the message says what is missing."""
-
-
-def run_dir(grid_dir: Path, job_id: str) -> Path:
-    return grid_dir / RUNS_DIR / job_id
 
 
 @contextmanager
@@ -44,24 +36,33 @@ def _locked(grid_dir: Path) -> Iterator[None]:
 
 
 def prepare(grid_dir: Path, grid_yaml: str, specs: Sequence[JobSpec], grid_name: str) -> int:
-    """Write grid.yaml and add these jobs to jobs.parquet; returns how many jobs were new.
-
-    Rows already in jobs.parquet stay as they are, so jobs of an earlier, different grid run
-    into the same dir remain listed (and their run dirs are never touched).
-    """
+    """Write grid.yaml and add these jobs to jobs.parquet; returns how many jobs were new."""
     grid_dir.mkdir(parents=True, exist_ok=True)
     results.atomic_write_bytes(grid_dir / GRID_FILE, grid_yaml.encode())
+    return add_jobs(grid_dir, specs, grid_name)
+
+
+def add_jobs(grid_dir: Path, specs: Sequence[JobSpec], grid_name: str) -> int:
+    """Add these jobs to jobs.parquet; returns how many were new.
+
+    Rows already in jobs.parquet stay as they are, so jobs of an earlier, different grid run
+    into the same dir remain listed (and their results are never touched).
+    """
+    grid_dir.mkdir(parents=True, exist_ok=True)
     path = grid_dir / JOBS_FILE
+    schema = results.jobs_schema()
     with _locked(grid_dir):
-        rows = pq.ParquetFile(path).read().to_pylist() if path.exists() else []
-        known = {row["job_id"] for row in rows}
-        new_rows = [row for row in results.jobs_table(specs, grid_name).to_pylist()
-                    if row["job_id"] not in known]
-        if new_rows or not path.exists():
-            # Older rows may lack a setting added since; from_pylist leaves it null.
-            merged = pa.Table.from_pylist(rows + new_rows, schema=results.jobs_schema())
-            results.write_parquet(path, merged)
-    return len(new_rows)
+        old = pq.ParquetFile(path).read() if path.exists() else None
+        known = set(old.column("job_id").to_pylist()) if old is not None else set()
+        fresh = [spec for spec in dict.fromkeys(specs) if spec.job_id not in known]
+        if fresh or old is None:
+            table = results.jobs_table(fresh, grid_name)
+            if old is not None:  # older rows may lack a setting added since: null there
+                old = old.select([name for name in old.column_names if name in schema.names])
+                table = pa.concat_tables([old, table], promote_options="default")
+                table = table.select(schema.names).cast(schema)
+            results.write_parquet(path, table, compressed=True)
+    return len(fresh)
 
 
 def job_ids(grid_dir: Path) -> list[str]:

@@ -410,18 +410,28 @@ def expand(grid: Grid) -> list[JobSpec]:
             raise GridError(str(exc)) from None
         except (SpecError, SweepError) as exc:
             raise GridError(f"{grid.source}: compare: {exc}") from None
-    keys = list(grid.sweeps)
+    # Seeds are the bulk of a large grid and never change what is valid: each other
+    # combination is validated once, then given its seeds (JobSpec.with_seeds).
+    seeds = grid.sweeps.get("seed")
+    sweeps = {key: values for key, values in grid.sweeps.items() if key != "seed"}
+    keys = list(sweeps)
     drawn = draw(grid.spaces, grid.samples, seed=0) if grid.spaces and grid.samples else [{}]
     datasets = grid_datasets(grid.base, grid.sweeps)
     jobs: dict[str, JobSpec] = {}
     for combination, configuration in itertools.product(
-            itertools.product(*grid.sweeps.values()), drawn):
+            itertools.product(*sweeps.values()), drawn):
         swept = {**dict(zip(keys, combination, strict=True)), **configuration}
+        first = {"seed": seeds[0]} if seeds else {}
+        where = {**swept, **first}
         try:
-            spec = JobSpec.from_dict(grid_job_settings({**grid.base, **swept}, datasets))
+            spec = JobSpec.from_dict(grid_job_settings({**grid.base, **swept, **first},
+                                                       datasets))
+            where = swept  # a seed's own error names the seed
+            seeded = spec.with_seeds(seeds) if seeds else [spec]
         except SpecError as exc:
-            where = " ".join(f"{key}={_plain(value)}" for key, value in swept.items())
-            raise GridError(f"{grid.source}: job {where}: {exc}" if where else
+            said = " ".join(f"{key}={_plain(value)}" for key, value in where.items())
+            raise GridError(f"{grid.source}: job {said}: {exc}" if said else
                             f"{grid.source}: {exc}") from None
-        jobs.setdefault(spec.job_id, spec)
+        for each in seeded:
+            jobs.setdefault(each.job_id, each)
     return list(jobs.values())

@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from jobs.rundir import results
+from jobs.rundir.rows import final_values
 from jobs.spec import JobSpec, grid_job_settings, settings
 from runner.grid.spaces import Space, draw, parse_space
 from runner.grid.sweeps import SweepError, parse_values
@@ -248,23 +246,18 @@ def select_from(base: Mapping[str, Any], sweeps: Mapping[str, Sequence[Any]],
 
 def select(grid_dir: Path, base: Mapping[str, Any], sweeps: Mapping[str, Sequence[Any]],
            compare: Compare) -> list[Selection]:
-    """select_from with the scores of the finished jobs' run dirs under `grid_dir`."""
+    """select_from with the final validation scores of the jobs committed in `grid_dir`."""
     metric = SECONDARY[compare.select][0]
+    configurations = draw(compare.tune, compare.budget, DRAW_SEED)
+    tried = [JobSpec.from_dict({**context, **configuration}).job_id
+             for context in contexts(base, sweeps) for configuration in configurations]
+    primary = final_values(grid_dir, tried, compare.select)
+    secondary = final_values(grid_dir, tried, metric)
 
     def scores(spec: JobSpec) -> tuple[float | None, float | None]:
-        return final_validation(grid_dir / "runs" / spec.job_id, compare.select, metric)
+        return primary.get(spec.job_id), secondary.get(spec.job_id)
 
     return select_from(base, sweeps, compare, scores)
-
-
-def final_validation(run_dir: Path, metric: str,
-                     secondary: str) -> tuple[float | None, float | None]:
-    """A finished job's validation scores at its last evaluated epoch, or None each."""
-    if not results.is_finished(run_dir):
-        return None, None
-    table = pq.read_table(run_dir / results.METRICS_FILE, columns=[metric, secondary])
-    return last_value(table.column(metric).to_pylist()), last_value(
-        table.column(secondary).to_pylist())
 
 
 def last_value(column: Sequence[float | None]) -> float | None:

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from jobs.rundir import results
+from jobs.rundir.states import CANCELLED, DIVERGED, DONE, FAILED, PENDING, RUNNING
 from runner.report.contents import Contents
 from runner.report.definitions import METRICS, statistics_text
 from runner.report.formats import comparison_cells, display
 from runner.report.labels import format_value
-from runner.report.load import state_counts
+from runner.report.load import COMPACTED_FILE, state_counts
 from runner.report.model import Summary
 
 MAX_LISTED_JOBS = 30  # jobs listed by name in "Not done"; the rest are counted
@@ -67,8 +67,8 @@ Block = Heading | Text | Table | Figure | Items
 
 def jobs_line(data) -> str:  # noqa: ANN001 (GridData; the console imports this too)
     counts = state_counts(data.jobs)
-    order = [results.DONE, results.DIVERGED, results.FAILED, results.RUNNING, results.CANCELLED,
-             results.PENDING]
+    order = [DONE, DIVERGED, FAILED, RUNNING, CANCELLED,
+             PENDING]
     parts = [f"{counts[state]} {state}" for state in order if counts.get(state)]
     parts += [f"{n} {state}" for state, n in sorted(counts.items()) if state not in order]
     total = len(data.jobs)
@@ -83,7 +83,7 @@ def made_line(contents: Contents) -> str:
 def _not_done(contents: Contents) -> list[Block]:
     data, summary = contents.data, contents.summary
     labels = {job.job_id: group.label for group in summary.groups for job in group.jobs}
-    missing = [job for job in data.jobs.values() if job.state != results.DONE]
+    missing = [job for job in data.jobs.values() if job.state != DONE]
     if not missing:
         return [Text("Every job is done.")]
     cells = []
@@ -241,7 +241,7 @@ def _reference(contents: Contents) -> list[Block]:
         ("", "`summary.tex`: the tables for LaTeX (`--format latex` prints them)."),
         ("", "`report.html`: this report with interactive charts and sortable tables (opens "
          "offline)."),
-        ("", f"`{results.METRICS_FILE}` in summary/: every run's metrics in one file "
+        ("", f"`{COMPACTED_FILE}` in summary/: every run's metrics in one file "
          f"({contents.data.compaction})."),
     ]
     if contents.protocol is not None:

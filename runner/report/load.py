@@ -1,10 +1,17 @@
 """Read a grid's output dir: every job's state and settings, and all metrics in one frame.
 
+The one loading layer: `tvo aggregate`, `tvo ui` and the comparison protocol read results
+through it, so a change of layout costs them nothing. Rows come from the committed results
+files (results/<stack>.parquet, one per ended stack) and from the per-job metrics files of the
+layout before results by the stack (runs/<job_id>/metrics.parquet); job states come from the
+grid dir's state index (jobs.rundir.index). Every finished job's rows are read from exactly one
+file.
+
 Metrics are compacted into summary/metrics.parquet. The compacted file records, in its schema
-metadata, the size and modification time (ns) of every run's metrics.parquet it holds. A later
-read reuses the rows of each run whose file is unchanged and reads only runs that are new or were
-rewritten, and drops runs that are gone; when nothing changed the compacted file is used as is.
-This is stricter than "newer than every run's file": a run copied in with an old mtime, or one
+metadata, the size and modification time (ns) of every results file it holds. A later read
+reuses the rows of each file that is unchanged and reads only files that are new or were
+rewritten, and drops files that are gone; when nothing changed the compacted file is used as
+is. This is stricter than "newer than every file": a file copied in with an old mtime, or one
 deleted, is noticed too.
 
 Reading is lazy: `GridData.metrics` is a query over the compacted file and the runs' files, and
@@ -28,17 +35,17 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from jobs.rundir import results
+from jobs.rundir import legacy, results
+from jobs.rundir.index import StateIndex
+from jobs.rundir.layout import GRID_FILE, JOBS_FILE, SUMMARY_DIR
+from jobs.rundir.states import FINISHED
 from jobs.spec import JobSpec
 from runner.report.model import Job
 
-SUMMARY_DIR = "summary"
 COMPACTED_FILE = "metrics.parquet"
-JOBS_FILE = "jobs.parquet"
-GRID_FILE = "grid.yaml"
-SOURCES_KEY = b"tvo.sources"  # schema metadata of the compacted file: job_id -> [size, mtime_ns]
+SOURCES_KEY = b"tvo.sources"  # compacted file's metadata: source path -> [size, mtime_ns]
 
-Fingerprint = tuple[int, int]  # (size, mtime_ns) of a run's metrics.parquet
+Fingerprint = tuple[int, int]  # (size, mtime_ns) of a results file
 T = TypeVar("T")
 
 
@@ -56,8 +63,8 @@ class GridData:
     metrics: pl.LazyFrame  # every metrics row; read when a query over it is collected
     compaction: str  # one line saying whether the compacted file was reused or (re)built
     compacted_current: bool  # summary/metrics.parquet holds exactly `metrics`: nothing to write
-    sources: dict[str, Fingerprint]
-    run_files: tuple[str, ...] = ()  # the runs' metrics files `metrics` reads besides it
+    sources: dict[str, Fingerprint]  # results file (relative to grid_dir) -> fingerprint
+    run_files: tuple[str, ...] = ()  # the results files `metrics` reads besides the compacted
 
     @property
     def compacted_path(self) -> Path:
@@ -74,26 +81,53 @@ def load_grid(grid_dir: Path) -> GridData:
     if not grid_dir.is_dir():
         raise AggregateError(f"{grid_dir} does not exist or is not a folder; pass the output dir "
                              "of a grid, e.g. outputs/<grid name>")
-    runs_dir = grid_dir / "runs"
-    names = sorted(e.name for e in os.scandir(runs_dir) if e.is_dir()) if runs_dir.is_dir() else []
-    run_dirs = [runs_dir / name for name in names]
-    sources = {name: _fingerprint(os.path.join(runs_dir, name, results.METRICS_FILE))
-               for name in names}
-    sources = {job_id: print_ for job_id, print_ in sources.items() if print_ is not None}
+    index = StateIndex(grid_dir).refresh()
+    broken = index.broken_files()
+    if broken:
+        raise AggregateError(f"{broken[0]} is not a readable results file (cut short or "
+                             "damaged); `tvo run` on this grid sets it aside and trains its jobs "
+                             "again")
+    holders = _row_files(grid_dir, index)
+    sources = {path: print_ for path in sorted(set(holders.values()))
+               if (print_ := _fingerprint(str(grid_dir / path))) is not None}
     planned, planned_grid = _read_jobs_table(grid_dir / JOBS_FILE)
-    if not sources and not planned:
+    if not sources and not planned and not index.known_ids():
         raise AggregateError(
-            f"{grid_dir} is not a tvo output dir: no runs/*/metrics.parquet under it (pass the "
-            "folder that tvo run or tvo train wrote, e.g. outputs/<grid name>)")
-    jobs = _collect_jobs(run_dirs, planned, sources)
+            f"{grid_dir} is not a tvo output dir: no results under it (pass the folder that "
+            "tvo run or tvo train wrote, e.g. outputs/<grid name>)")
+    jobs = _collect_jobs(index, planned, holders)
     if not sources:
         raise AggregateError(f"{grid_dir} has no finished jobs yet: none of its {len(jobs)} jobs "
-                             f"wrote runs/<job_id>/metrics.parquet ({state_counts_text(jobs)})")
-    metrics, run_files, current, compaction = _compacted_metrics(grid_dir, runs_dir, sources)
+                             f"has committed results ({state_counts_text(jobs)})")
+    duplicated = _shared_files(holders, index, grid_dir)
+    metrics, run_files, current, compaction = _compacted_metrics(grid_dir, sources, holders,
+                                                                 duplicated)
     data = GridData(grid_dir=grid_dir, name="", jobs=jobs, metrics=metrics, compaction=compaction,
                     compacted_current=current, sources=sources, run_files=run_files)
     return dataclasses.replace(data, jobs=_fill_missing_settings(data),
                                name=_grid_name(grid_dir, data, planned_grid))
+
+
+def _row_files(grid_dir: Path, index: StateIndex) -> dict[str, str]:
+    """Finished job -> the file (relative to `grid_dir`) its rows are read from: the results
+    file that committed it, or its metrics file in the layout before results by the stack."""
+    holders = {job_id: os.path.relpath(path, grid_dir)
+               for job_id, path in index.committed_by().items()}
+    for job_id, record in legacy.records(grid_dir).items():
+        if record.state in FINISHED and job_id not in holders:
+            holders[job_id] = os.path.relpath(record.committed, grid_dir)
+    return holders
+
+
+def _shared_files(holders: dict[str, str], index: StateIndex, grid_dir: Path) -> bool:
+    """Whether some results file holds rows of a job whose rows are read from another file (a
+    job committed twice, which the runner never does, or beside a legacy file): then every file
+    is read filtered to its own jobs."""
+    assigned: dict[str, set[str]] = {}
+    for job_id, path in holders.items():
+        assigned.setdefault(path, set()).add(job_id)
+    return any(assigned.get(os.path.relpath(path, grid_dir), set()) != jobs
+               for path, jobs in index.finished_in().items())
 
 
 def state_counts(jobs: dict[str, Job]) -> dict[str, int]:
@@ -161,28 +195,18 @@ def _read_jobs_table(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
     return {row["job_id"]: _settings_from_spec(row) for row in rows}, grid
 
 
-def _collect_jobs(run_dirs: list[Path], planned: dict[str, dict[str, Any]],
-                  sources: dict[str, Fingerprint]) -> dict[str, Job]:
-    """Every planned job and every run dir; a state of done needs a metrics file too."""
+def _collect_jobs(index: StateIndex, planned: dict[str, dict[str, Any]],
+                  holders: dict[str, str]) -> dict[str, Job]:
+    """Every planned job, then every other job the dir's files know, with its state."""
     jobs: dict[str, Job] = {}
-    found = {run.name: run for run in run_dirs}
-    for job_id in [*planned, *(name for name in found if name not in planned)]:
-        run = found.get(job_id)
-        status = results.read_status(run) if run else {"state": results.PENDING}
-        has_metrics = job_id in sources
-        state = str(status.get("state", results.PENDING))
-        if state == results.PENDING and has_metrics:
-            state = results.DONE  # status.json lost, but metrics are written only at the end
-        if state == results.DONE and not has_metrics:
-            state = results.PENDING  # a rerun trains it again, so it is not done
-        settings = planned.get(job_id)
-        if settings is None and run is not None:
-            spec = results.read_json(run / results.SPEC_FILE)
-            settings = _settings_from_spec(spec["spec"]) if spec and "spec" in spec else None
-        if settings is None and not has_metrics:
-            continue  # an empty or foreign folder under runs/: nothing to say about it
-        jobs[job_id] = Job(job_id, state, settings or {}, status.get("error"), status.get("log"),
-                           has_metrics)
+    for job_id in [*planned, *(job_id for job_id in index.known_ids() if job_id not in planned)]:
+        record = index.record(job_id)
+        has_metrics = job_id in holders
+        state = record.state.value
+        if state in ("done", "diverged") and not has_metrics:
+            state = "pending"  # its rows are gone: a rerun trains it again
+        jobs[job_id] = Job(job_id, state, planned.get(job_id, {}), record.error,
+                           record.log or None, has_metrics)
     return jobs
 
 
@@ -282,27 +306,38 @@ def _stored_sources(path: Path) -> dict[str, Fingerprint] | None:
         stored = json.loads(metadata[SOURCES_KEY])
     except (KeyError, ValueError):
         return None
-    return {job_id: (int(size), int(mtime)) for job_id, (size, mtime) in stored.items()}
+    return {source: (int(size), int(mtime)) for source, (size, mtime) in stored.items()}
 
 
-def _compacted_metrics(grid_dir: Path, runs_dir: Path, sources: dict[str, Fingerprint],
+def _compacted_metrics(grid_dir: Path, sources: dict[str, Fingerprint],
+                       holders: dict[str, str], filtered: bool,
                        ) -> tuple[pl.LazyFrame, tuple[str, ...], bool, str]:
-    """The metrics query, the runs' files it reads (not the compacted one), whether the
-    compacted file is current (holds exactly these rows), and a note."""
+    """The metrics query, the results files it reads (not the compacted one), whether the
+    compacted file is current (holds exactly these rows), and a note. With `filtered`, each
+    file is read for the jobs whose rows it holds only."""
     path = grid_dir / SUMMARY_DIR / COMPACTED_FILE
     stored = _stored_sources(path) or {}
-    unchanged = [job_id for job_id, print_ in sources.items() if stored.get(job_id) == print_]
+    unchanged = [source for source, print_ in sources.items() if stored.get(source) == print_]
     if stored and len(unchanged) == len(sources) == len(stored):
         return _scan([str(path)]), (), True, f"reused {SUMMARY_DIR}/{COMPACTED_FILE}"
-    changed = [job_id for job_id in sources if stored.get(job_id) != sources[job_id]]
-    run_files = tuple(str(runs_dir / job_id / results.METRICS_FILE) for job_id in changed)
-    parts = [_scan(list(run_files))] if run_files else []
+    changed = [source for source in sources if stored.get(source) != sources[source]]
+    run_files = tuple(str(grid_dir / source) for source in changed)
+    parts = []
     if unchanged:
-        parts.insert(0, _scan([str(path)]).filter(pl.col("job_id").is_in(unchanged)))
+        kept = [job_id for job_id, source in holders.items() if source in set(unchanged)]
+        parts.append(_scan([str(path)]).filter(pl.col("job_id").is_in(kept)))
+    if run_files and not filtered:
+        parts.append(_scan(list(run_files)))
+    elif run_files:
+        by_file: dict[str, list[str]] = {}
+        for job_id, source in holders.items():
+            by_file.setdefault(source, []).append(job_id)
+        parts += [_scan([str(grid_dir / source)]).filter(pl.col("job_id").is_in(by_file[source]))
+                  for source in changed]
     metrics = pl.concat(parts, how="vertical")
     if unchanged:
-        note = (f"updated {SUMMARY_DIR}/{COMPACTED_FILE}: kept {len(unchanged)} runs, read "
-                f"{len(changed)}, dropped {len(set(stored) - set(sources))}")
+        note = (f"updated {SUMMARY_DIR}/{COMPACTED_FILE}: kept {len(unchanged)} results files, "
+                f"read {len(changed)}, dropped {len(set(stored) - set(sources))}")
     else:
-        note = f"compacted {len(changed)} runs into {SUMMARY_DIR}/{COMPACTED_FILE}"
+        note = f"compacted {len(changed)} results files into {SUMMARY_DIR}/{COMPACTED_FILE}"
     return metrics, run_files, False, note

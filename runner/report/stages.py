@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from jobs.rundir import results
+from jobs.rundir.states import DONE
 from runner.grid.protocol import SECONDARY, Compare, Selection, select_from, stage_two
 from runner.report.labels import Labels
 from runner.report.load import GRID_FILE, AggregateError, GridData
@@ -84,7 +84,7 @@ class Method:
 
     def final_done(self, jobs: Mapping[str, Job]) -> list[str]:
         return [job_id for job_id in self.final_ids
-                if job_id in jobs and jobs[job_id].state == results.DONE]
+                if job_id in jobs and jobs[job_id].state == DONE]
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def find_stages(data: GridData, protocol: Protocol) -> Stages:
     from runner.grid.protocol import tuning_jobs
 
     compare = protocol.compare
-    done = {job_id for job_id, job in data.jobs.items() if job.state == results.DONE}
+    done = {job_id for job_id, job in data.jobs.items() if job.state == DONE}
     scores = validation_scores(data, compare.select, SECONDARY[compare.select][0])
 
     def score_of(spec: Any) -> tuple[float | None, float | None]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from jobs.rundir import results
+from jobs.rundir.states import CANCELLED, DIVERGED, DONE, FAILED, PENDING, RUNNING
 from jobs.spec import JobSpec
 from runner.report import stats
 from runner.report.labels import Labels, format_value
@@ -38,8 +38,8 @@ MEASURES: dict[str, str] = {
 FINAL_COLUMNS = {"final_test_acc": "test_acc", "test_nll": "test_nll", "ece": "ece",
                  "confidence": "confidence", "margin": "margin", "final_train_loss": "train_loss"}
 COMPARED = "final_test_acc"  # the measure compared with the baseline
-STATE_COLUMNS = (results.FAILED, results.DIVERGED, results.RUNNING, results.CANCELLED,
-                 results.PENDING)
+STATE_COLUMNS = (FAILED, DIVERGED, RUNNING, CANCELLED,
+                 PENDING)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def make_groups(jobs: Sequence[Job], keys: Sequence[str]) -> tuple[list[Group], 
         members.setdefault(tuple(job.settings.get(k) for k in keys), []).append(job)
     labels = Labels.of(keys, list(members))
     groups = [Group(key, group_name(keys, key), labels.group(key), tuple(group),
-                    tuple(job.job_id for job in group if job.state == results.DONE))
+                    tuple(job.job_id for job in group if job.state == DONE))
               for key, group in members.items()]
     return groups, labels
 

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from jobs.engine.train import run_job, run_stack  # noqa: E402
-from jobs.request import JobRequest  # noqa: E402
+from jobs.request import StackRequest  # noqa: E402
 from jobs.spec import JobSpec  # noqa: E402
 
 ADAPTIVE = ("ols(alpha=0.5)", "pskd(alpha_T=0.8)", "sat(m=0.9, start_epoch=1)",
@@ -47,7 +47,7 @@ def members(strategy: str, count: int, epochs: int, salt: int) -> list[JobSpec]:
 
 def stacked(specs: list[JobSpec], root: Path) -> float:
     started = time.perf_counter()
-    ends = run_stack([JobRequest(spec, str(root / spec.job_id)) for spec in specs])
+    ends = run_stack(StackRequest(str(root), tuple(specs)))
     assert all(end.state == "done" for end in ends), [end.error for end in ends]
     return time.perf_counter() - started
 
@@ -55,7 +55,7 @@ def stacked(specs: list[JobSpec], root: Path) -> float:
 def one_by_one(specs: list[JobSpec], root: Path) -> float:
     started = time.perf_counter()
     for spec in specs:
-        assert run_job(spec, root / spec.job_id).state == "done"
+        assert run_job(spec, root).state == "done"
     return time.perf_counter() - started
 
 

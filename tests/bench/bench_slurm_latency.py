@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cluster.backends import BackendSettings  # noqa: E402
 from cluster.base import Resources, WorkUnit  # noqa: E402
 from cluster.slurm.backend import SlurmBackend  # noqa: E402
-from jobs.entry import JobRequest, run_unit  # noqa: E402
-from jobs.rundir import results  # noqa: E402
+from jobs.entry import StackRequest, run_unit  # noqa: E402
+from jobs.rundir.layout import OutputDir  # noqa: E402
 from jobs.spec import JobSpec  # noqa: E402
 from tests.slurm_entries import slow_entry  # noqa: E402
 
@@ -40,14 +40,14 @@ from jobs.spec import JobSpec
 from jobs.engine.train import run_job
 values = {"dataset": "digits", "hidden": [8], "epochs": 2, "seed": int(sys.argv[2])}
 spec = JobSpec.from_dict(values)
-run_job(spec, sys.argv[1] + "/" + spec.job_id, threads=1)
+run_job(spec, sys.argv[1], threads=1)
 """
 
 
 def unit(root: Path, seed: int, epochs: int = 2) -> WorkUnit:
     spec = JobSpec.from_dict({"dataset": "digits", "hidden": [8], "epochs": epochs,
                               "seed": seed})
-    return WorkUnit((JobRequest(spec, str(root / "runs" / spec.job_id), "bench"),))
+    return StackRequest(str(root), (spec,))
 
 
 def through_slurm(root: Path, work: WorkUnit, entry: object = None,
@@ -57,7 +57,7 @@ def through_slurm(root: Path, work: WorkUnit, entry: object = None,
     started = time.perf_counter()
     backend.submit([work], RESOURCES)
     if on_checkpoint:
-        checkpoint = Path(work.jobs[0].run_dir) / results.CHECKPOINT_FILE
+        checkpoint = OutputDir(Path(work.grid_dir)).checkpoint_file(work.key)
         while not checkpoint.exists():
             time.sleep(0.05)
         [pending] = backend._pending.values()

@@ -108,10 +108,11 @@ def slicing_eval_loop(spec: JobSpec, data, epochs: int) -> list[float]:
 
 
 def tvo_job(spec: JobSpec, workdir: Path) -> list[float]:
-    run_dir = workdir / spec.job_id
-    result = run_job(spec, run_dir)
+    grid_dir = workdir / spec.job_id
+    result = run_job(spec, grid_dir)
     assert result.state == "done", result.error
-    rows = pq.read_table(run_dir / "metrics.parquet").to_pylist()
+    [results_file] = grid_dir.glob("results/*.parquet")
+    rows = pq.read_table(results_file).to_pylist()
     return [row["samples_per_second"] for row in rows if row["epoch"] > 0]
 
 
