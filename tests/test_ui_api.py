@@ -237,7 +237,10 @@ def test_the_dry_run_shows_jobs_swept_keys_and_stacks_and_writes_nothing(server,
     assert status == 200
     assert (plan["grid"], plan["jobs"], plan["swept"]) == ("quickstart", 16,
                                                            "strategy (4), lr (2), seed (2)")
-    assert plan["packing"] == "packing auto for 1 at once: 16 jobs in 1 stacks of up to 16"
+    dry = CliRunner().invoke(app, ["run", "quickstart", "epochs=1", "seed=range(2)", "--backend",
+                                   "inline", "--out", str(root), "--dry-run"])
+    lines = dry.output.splitlines()
+    assert lines[1] == f"swept: {plan['swept']}" and lines[2] == plan["packing"]  # as the CLI
     assert len(plan["rows"]) == 16 and {row["state"] for row in plan["rows"]} == {"new"}
     assert plan["command"] == (f"tvo run --out {root} --backend inline -- quickstart epochs=1 "
                                "'seed=range(2)'")

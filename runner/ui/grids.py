@@ -4,7 +4,6 @@ the page and `tvo status` always agree."""
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections import deque
@@ -13,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.rundir import results
+from jobs.rundir.index import StateIndex
+from jobs.rundir.states import CANCELLED, DIVERGED, DONE, FAILED, PENDING, RUNNING
 from runner.dispatch.outdir import OutDirError
-from runner.dispatch.status import STATES, GridStatus, JobStatus, grid_status
+from runner.dispatch.status import STATE_NAMES, GridStatus, JobStatus, grid_status
+from runner.dispatch.status import job_log as status_job_log
 
-LOG_TAIL_BYTES = 64 * 1024  # the end of a job's log: where its error and last epochs are
+LOG_TAIL_CHARS = 64 * 1024  # the end of a job's log: where its error and last epochs are
 ERROR_CHARS = 300  # a job list shows the start of each error; the job view shows it whole
 PACE_SAMPLES = 256
 MIN_ENDS = 3  # as `tvo run`'s ETA: a pace from fewer ended jobs says little
@@ -33,10 +34,11 @@ def grid_names(out_root: Path) -> list[str]:
             if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False)]
 
 
-def read_status(grid_dir: Path) -> GridStatus | None:
-    """The grid's status, or None when the folder is not a grid's output dir."""
+def read_status(grid_dir: Path, index: StateIndex | None = None) -> GridStatus | None:
+    """The grid's status, or None when the folder is not a grid's output dir; with the `index`
+    of an earlier read, only the grid's files that changed since are read."""
     try:
-        return grid_status(grid_dir)
+        return grid_status(grid_dir, index)
     except OutDirError:
         return None
 
@@ -66,8 +68,8 @@ def summary(name: str, status: GridStatus, pace: Pace) -> dict[str, Any]:
     """A grid's line in the list: counts by state, progress and ETA."""
     counts = status.counts
     total = len(status.jobs)
-    finished = total - counts[results.PENDING] - counts[results.RUNNING]
-    going = counts[results.RUNNING] > 0
+    finished = total - counts[PENDING.value] - counts[RUNNING.value]
+    going = counts[RUNNING.value] > 0
     now = time.monotonic()
     pace.observe(finished, going, now)
     return {"name": name, "total": total, "counts": counts, "finished": finished,
@@ -83,11 +85,11 @@ def job_rows(status: GridStatus, state: str | None, offset: int, limit: int) -> 
         jobs = [job for job in jobs if job.state == state]
     else:
         rank = {state: index for index, state in enumerate(
-            (results.FAILED, results.DIVERGED, results.RUNNING, results.CANCELLED,
-             results.PENDING, results.DONE))}
+            (FAILED.value, DIVERGED.value, RUNNING.value, CANCELLED.value, PENDING.value,
+             DONE.value))}
         jobs = sorted(jobs, key=lambda job: rank.get(job.state, len(rank)))
     chosen = jobs[offset:offset + limit]
-    return {"total": len(jobs), "offset": offset, "limit": limit, "states": list(STATES),
+    return {"total": len(jobs), "offset": offset, "limit": limit, "states": list(STATE_NAMES),
             "jobs": [{"job_id": job.job_id, "state": job.state,
                       "error": (job.error or "")[:ERROR_CHARS] or None,
                       "interrupted": job.interrupted,
@@ -98,18 +100,11 @@ def find_job(status: GridStatus, job_id: str) -> JobStatus | None:
     return next((job for job in status.jobs if job.job_id == job_id), None)
 
 
-def job_log(job: JobStatus) -> str:
-    """The end of a job's log. The one place the app reads a log: runner.dispatch.status will
-    offer job_log(grid_dir, job_id) with the output dir's new layout."""
-    try:
-        with open(job.log, "rb") as handle:
-            handle.seek(0, io.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - LOG_TAIL_BYTES))
-            text = handle.read().decode(errors="replace")
-    except OSError:
-        return ""
-    if size > LOG_TAIL_BYTES:
-        text = f"[... the first {size - LOG_TAIL_BYTES:,} bytes are left out]\n" + (
-            text.split("\n", 1)[-1])
-    return text
+def job_log(grid_dir: Path, job_id: str) -> str:
+    """The end of a job's log lines (its own and its stacks', from every process that ran it:
+    runner.dispatch.status.job_log); the first lines of a long log are left out."""
+    text = status_job_log(grid_dir, job_id)
+    if len(text) <= LOG_TAIL_CHARS:
+        return text
+    tail = text[-LOG_TAIL_CHARS:].split("\n", 1)[-1]
+    return f"[... the first {len(text) - len(tail):,} characters are left out]\n{tail}"

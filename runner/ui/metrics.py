@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from jobs.rundir import results
+from jobs.rundir.states import DONE
 from runner.report.load import GridData, setting_defaults
 
 # Per-epoch measurements a chart or table can show: the numeric columns of the metrics schema.
@@ -67,7 +68,7 @@ def default_grouping(swept: Sequence[str]) -> list[str]:
 
 def done_ids(data: GridData) -> list[str]:
     return [job.job_id for job in data.jobs.values()
-            if job.state == results.DONE and job.has_metrics]
+            if job.state == DONE.value and job.has_metrics]
 
 
 def ended_ids(data: GridData) -> list[str]:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jobs.rundir.index import StateIndex
 from runner.report.load import AggregateError, GridData, load_grid
 from runner.ui import curves, grids, table
 from runner.ui.cache import Memo, Recent
@@ -55,7 +56,8 @@ class Service:
 
     def __init__(self, out_root: Path) -> None:
         self.out_root = out_root.absolute()
-        self.statuses = Recent(grids.read_status)
+        self.statuses = Recent(self._read_status)
+        self.indexes: dict[Path, StateIndex] = {}  # per grid: read again, it reads what changed
         self.loads: Recent[Results | AggregateError] = Recent(_load)
         self.memo = Memo()
         self.paces: dict[str, grids.Pace] = {}
@@ -157,9 +159,17 @@ class Service:
         except NoResults:
             pass
         return {"job_id": job.job_id, "state": job.state, "error": job.error,
-                "interrupted": job.interrupted, "log": grids.job_log(job),
+                "interrupted": job.interrupted,
+                "log": grids.job_log(grid_dir(self.out_root, name), job_id),
                 "settings": plain(settings) if settings else None,
                 "slurm": dataclasses.asdict(job.slurm) if job.slurm else None}
+
+    def _read_status(self, folder: Path) -> Any:
+        index = self.indexes.get(folder) or StateIndex(folder)
+        status = grids.read_status(folder, index)
+        if status is not None:  # (Recent reads one grid in one thread at a time)
+            self.indexes[folder] = index
+        return status
 
     def _status(self, name: str) -> Any:
         status = self.statuses.get(grid_dir(self.out_root, name))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from jobs.rundir import results
+from jobs.rundir.states import DONE
 from runner.report.load import GridData
 from runner.report.stats import half_widths
 from runner.report.strategy_labels import strategy_labels
@@ -49,7 +49,7 @@ def per_job(data: GridData, metric: str, swept: Sequence[str]) -> pl.DataFrame:
 def per_group(jobs: pl.DataFrame, by: Sequence[str]) -> pl.DataFrame:
     """One row per group of done jobs: how many, the mean last and best value with the last
     value's 95 % CI half-width, the lowest min and the highest max."""
-    done = jobs.filter(pl.col("state") == results.DONE)
+    done = jobs.filter(pl.col("state") == DONE.value)
     if not by:  # one group of every job
         done, by = done.with_columns(pl.lit("all jobs").alias("group")), ["group"]
     frame = done.group_by(*by).agg(
