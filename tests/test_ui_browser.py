@@ -239,6 +239,8 @@ def test_a_running_grid_is_cancelled_and_tvo_status_agrees(server, browser, root
     until(browser, lambda d: d.find_elements("id", "launch"))
     started.append(int(text_of(browser, "#launch").split("(pid ")[1].split(")")[0]))
     until(browser, lambda d: state_count(d, "running") == "running 2", timeout=120)
+    browser.find_element("id", "tab-jobs").click()  # each running job with the epoch it reached
+    until(browser, lambda d: "running (epoch " in text_of(d, "#jobs-table tbody"))
     browser.find_element("id", "cancel-grid").click()
     browser.find_element("id", "cancel-yes").click()
     until(browser, lambda d: state_count(d, "cancelled") == "cancelled 2", timeout=60)

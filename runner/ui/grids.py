@@ -92,8 +92,16 @@ def job_rows(status: GridStatus, state: str | None, offset: int, limit: int) -> 
     return {"total": len(jobs), "offset": offset, "limit": limit, "states": list(STATE_NAMES),
             "jobs": [{"job_id": job.job_id, "state": job.state,
                       "error": (job.error or "")[:ERROR_CHARS] or None,
-                      "interrupted": job.interrupted,
+                      "interrupted": job.interrupted, "epoch": _epoch(job),
                       "slurm": job.slurm.slurm_id if job.slurm else None} for job in chosen]}
+
+
+def _epoch(job: JobStatus) -> str | None:
+    """`7/30` while a job runs: the epoch its stack reached, of its epochs."""
+    if job.state != RUNNING.value:
+        return None
+    reached, epochs = job.epoch
+    return f"{reached}/{epochs}" if epochs else None
 
 
 def find_job(status: GridStatus, job_id: str) -> JobStatus | None:

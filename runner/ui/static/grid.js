@@ -295,7 +295,8 @@ async function drawJobs(fresh) {
     class: "link" + (job.job_id === state.selected ? " selected" : ""), dataset: {job: job.job_id},
     onclick: () => { state.selected = job.job_id; drawJobs(true); }},
     el("td", {class: "name"}, job.job_id),
-    el("td", {class: `name state-${job.state}`}, job.state + (job.interrupted ? " (interrupted)" : "")),
+    el("td", {class: `name state-${job.state}`}, job.state + (job.interrupted ? " (interrupted)" : "") +
+       (job.epoch ? ` (epoch ${job.epoch})` : "")),
     el("td", {class: "name"}, job.error || "")));
   const last = Math.min(answer.offset + answer.jobs.length, answer.total);
   const list = el("div", {},
