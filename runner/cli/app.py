@@ -134,7 +134,9 @@ def run(
         fail(str(exc))
     pack_size = _pack_option(pack) if pack is not None else plan.grid.pack or 0
     if dry_run:
-        print_plan(plan, console, pack_size, slots=max_parallel or _default_slots(backend.value))
+        from runner.cli.run import default_slots
+
+        print_plan(plan, console, pack_size, slots=max_parallel or default_slots(backend.value))
         raise typer.Exit(0)
     import signal
 
@@ -184,14 +186,6 @@ def _pack_option(value: str) -> int:
     fail(f"--pack: got {value[:40]!r}; expected auto, off or a whole number >= 1 (jobs trained "
          "together as one stack)")
     raise AssertionError  # fail() exits
-
-
-def _default_slots(backend: str) -> int:
-    """How many units the backend runs at once when --max-parallel does not say (for the dry
-    run's picture of the packs; the run asks the backend itself)."""
-    import os
-
-    return {"inline": 1, "ray": os.cpu_count() or 1}.get(backend, 1)
 
 
 @app.command()
@@ -360,6 +354,38 @@ def aggregate(
         if workers:
             workers.close()
     print_aggregation(console, error_console, result, output_format.value)
+
+
+@app.command()
+def ui(
+    out_root: Annotated[Path, typer.Argument(
+        help="The output root whose grids to show (tvo run --out)")] = Path("outputs"),
+    host: Annotated[str, typer.Option(
+        help="Address to listen on; 127.0.0.1 keeps it to this machine")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="Port (0: any free one; default: 8731 or the next free one)",
+        show_default=False)] = None,
+) -> None:
+    """Serve a local web app to start, watch, stop and compare the grids under OUT_ROOT.
+
+    It prints a URL with a token for this session (http://127.0.0.1:PORT/?token=...); starting
+    and cancelling runs need it. Runs started from the page go on when the page or the server
+    closes. Ctrl-C stops the server.
+
+    Example: tvo ui outputs --port 8731
+    """
+    from runner.cli.ui import OutRootError, check_out_root, serve_ui
+
+    try:
+        check_out_root(out_root)
+    except OutRootError as exc:
+        fail(str(exc))
+    from runner.ui.server import ServeError
+
+    try:
+        serve_ui(out_root, host, port, console)
+    except ServeError as exc:
+        fail(str(exc))
 
 
 def main() -> None:

@@ -58,16 +58,9 @@ def print_plan(plan: Plan, console: Console, pack: int = 0, slots: int = 1) -> N
     swept = grid.swept_keys
     say(console, f"{grid.name}: {len(plan.specs)} jobs -> {plan.grid_dir} "
                  "(dry run: nothing written)")
-    counts = [f"{key} ({len(grid.sweeps[key])})" if key in grid.sweeps
-              else f"{key} ({grid.spaces[key]}, {grid.samples} draws)" if key in grid.spaces
-              else f"{key} (tuned)" for key in swept]
-    say(console, "swept: " + (", ".join(counts) or "nothing (one job)"))
+    say(console, "swept: " + swept_text(grid))
     if grid.compare is not None:
-        compare = grid.compare
-        say(console, f"compare: stage 1 tries {compare.budget} configurations of "
-                     f"{', '.join(f'{k}={v}' for k, v in compare.tune.items())} per "
-                     f"{compare.by}; stage 2 trains each selected one with seeds "
-                     f"{', '.join(map(str, compare.final_seeds))} (selected on {compare.select})")
+        say(console, "compare: " + compare_text(grid))
     say(console, packing_text(plan.specs, pack, slots))
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("job_id")
@@ -89,6 +82,32 @@ def print_plan(plan: Plan, console: Console, pack: int = 0, slots: int = 1) -> N
 
 
 PLAN_ROWS = 1_000  # a dry run's table stays readable (and quick) for a large grid
+
+
+def swept_text(grid: Grid) -> str:
+    """The swept settings with their number of values: `strategy (4), lr (2), seed (3)`."""
+    counts = [f"{key} ({len(grid.sweeps[key])})" if key in grid.sweeps
+              else f"{key} ({grid.spaces[key]}, {grid.samples} draws)" if key in grid.spaces
+              else f"{key} (tuned)" for key in grid.swept_keys]
+    return ", ".join(counts) or "nothing (one job)"
+
+
+def compare_text(grid: Grid) -> str:
+    """What a grid's `compare:` section will do, in one line."""
+    compare = grid.compare
+    assert compare is not None
+    return (f"stage 1 tries {compare.budget} configurations of "
+            f"{', '.join(f'{k}={v}' for k, v in compare.tune.items())} per {compare.by}; "
+            f"stage 2 trains each selected one with seeds "
+            f"{', '.join(map(str, compare.final_seeds))} (selected on {compare.select})")
+
+
+def default_slots(backend: str) -> int:
+    """How many units the backend runs at once when --max-parallel does not say (for the dry
+    run's picture of the packs; the run asks the backend itself)."""
+    import os
+
+    return {"inline": 1, "ray": os.cpu_count() or 1}.get(backend, 1)
 
 
 def packing_text(specs: list[JobSpec], pack: int, slots: int) -> str:
