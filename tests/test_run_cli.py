@@ -239,6 +239,8 @@ def test_grids_lists_the_shipped_grids_with_job_counts() -> None:
             for line in out.splitlines() if line.count("│") >= 3}
     assert rows["quickstart"] == "24"
     assert rows["smoke"] == "4"
+    # 4 methods x 16 tuning draws, then 4 selected configurations x 10 fresh seeds
+    assert rows["fair-quickstart"] == "104 (64 + 40)"
 
 
 
@@ -271,3 +273,26 @@ def test_status_lists_every_job_and_shows_one_with_its_log(in_tmp: Path) -> None
     code, out, err = invoke("status", "out/tiny", "--job", "nope")
     assert (code, out + err) == (2, "Error: 'out/tiny' has no job 'nope'; `tvo status out/tiny "
                                     "--jobs` lists its jobs\n")
+
+
+def test_the_help_examples_are_words_bash_accepts() -> None:
+    """Every example in `--help` can be pasted into bash: `strategy=fixed(c=0.9, nc=0.1)`
+    unquoted is a syntax error there, so the examples quote such words."""
+    import subprocess
+
+    import typer.main
+
+    command = typer.main.get_command(app)
+    texts = []
+    for sub in command.commands.values():  # type: ignore[attr-defined]
+        texts += [line.split("Example:", 1)[1] for line in (sub.help or "").splitlines()
+                  if "Example:" in line]
+        texts += ["tvo run quickstart " + param.help.split(":", 1)[1].split(" (", 1)[0]
+                  for param in sub.params
+                  if "Overrides and sweeps" in (getattr(param, "help", None) or "")]
+    assert any("fixed(c=0.9, nc=0.1)" in text for text in texts)
+    assert subprocess.run(["bash", "-n", "-c", "tvo run x strategy=fixed(c=0.9, nc=0.1)"],
+                          capture_output=True).returncode != 0  # what the check catches
+    for text in texts:
+        checked = subprocess.run(["bash", "-n", "-c", text], capture_output=True, text=True)
+        assert checked.returncode == 0, (text, checked.stderr)

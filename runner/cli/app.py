@@ -71,8 +71,9 @@ def run(
     grid: Annotated[str, typer.Argument(help="A grid file (YAML) or the name of a shipped grid "
                                              "(see `tvo grids`)", show_default=False)],
     settings: Annotated[list[str] | None, typer.Argument(
-        help="Overrides and sweeps after the grid: lr=0.1,0.5 seed=range(5) "
-             "strategy=onehot,fixed(c=0.9, nc=0.1) hidden=[64,64],[128]",
+        help="Overrides and sweeps after the grid: lr=0.1,0.5 'seed=range(5)' "
+             "'strategy=onehot,fixed(c=0.9, nc=0.1)' 'hidden=[64,64],[128]' (quote words "
+             "with parentheses, brackets or spaces for the shell)",
         show_default=False)] = None,
     backend: Annotated[BackendName, typer.Option(
         help="Where jobs run: ray (RAY_ADDRESS or --ray-address, else an embedded local Ray), "

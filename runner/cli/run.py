@@ -345,15 +345,26 @@ def print_slurm_jobs(status: GridStatus, console: Console) -> None:
                      f"{status.grid_dir / 'slurm'}/*/submission.json)")
 
 
+def job_count(grid: Grid) -> str:
+    """"24"; for a comparison grid both stages, "104 (64 + 40)": 64 tuning jobs, then each
+    context's selected configuration trained with every one of `final_seeds`."""
+    tuning = len(expand(grid))
+    if grid.compare is None:
+        return str(tuning)
+    final = tuning // grid.compare.budget * len(grid.compare.final_seeds)
+    return f"{tuning + final} ({tuning} + {final})"
+
+
 def print_grids(console: Console) -> None:
-    table = Table(title="Grids shipped with tvo (run one with: tvo run NAME)")
+    table = Table(title="Grids shipped with tvo (run one with: tvo run NAME)",
+                  caption="jobs of a comparison grid: all (tuning + final)")
     table.add_column("grid", style="bold")
-    table.add_column("jobs", justify="right")
+    table.add_column("jobs", justify="right", no_wrap=True)
     table.add_column("description")
     for name in shipped_grids():
         try:
             grid = load_grid(name)
-            count = str(len(expand(grid)))
+            count = job_count(grid)
             description = grid.description
         except GridError as exc:  # a shipped grid that needs a strategy this build lacks
             count, description = "-", f"cannot expand here: {exc}"
