@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from jobs.spec import SpecError, coerce, settings
@@ -102,8 +103,17 @@ def _runs(group: Group, key: str, measures: dict[str, dict[str, Any]],
           method: Sequence[str] = ()) -> dict[tuple[Any, ...], float | None]:
     """The group's done runs by every setting but the compared ones (seed included)."""
     names = _run_settings(key, method)
-    return {tuple(job.settings.get(name) for name in names): measures[job.job_id][COMPARED]
-            for job in group.jobs if job.job_id in measures and job.job_id in group.done_ids}
+    pick = itemgetter(*names)  # one C call per job (20,000 jobs a group are common)
+
+    def run(settings: dict[str, Any]) -> tuple[Any, ...]:
+        try:
+            found = pick(settings)
+        except KeyError:  # a setting an older run dir lacks
+            return tuple(settings.get(name) for name in names)
+        return found if len(names) > 1 else (found,)
+
+    return {run(job.settings): measures[job.job_id][COMPARED]
+            for job in group.done_jobs if job.job_id in measures}
 
 
 def _design(runs: dict[tuple[Any, ...], float | None], key: str,

@@ -45,8 +45,8 @@ def _signature(group: Group, keys: Sequence[str], hashes: dict[str, int],
     """The group's runs by everything but its grouping settings, each with its hash."""
     rest = [name for name in groupable_settings() if name not in keys]
     runs = []
-    for job in group.jobs:
-        if job.job_id in group.done_ids and job.job_id in hashes:
+    for job in group.done_jobs:
+        if job.job_id in hashes:
             runs.append((tuple(job.settings.get(name) for name in rest), hashes[job.job_id]))
     return frozenset(runs)
 

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Sequence
+from operator import methodcaller
 from typing import Any
 
 import polars as pl
@@ -55,9 +56,9 @@ def groupable_settings() -> tuple[str, ...]:
 def swept_settings(jobs: Sequence[Job]) -> list[str]:
     """Settings whose values differ between jobs, in JobSpec order, without the seed."""
     swept = []
+    every = [job.settings for job in jobs]
     for name in groupable_settings():
-        values = {job.settings.get(name) for job in jobs}
-        if len(values) > 1 and name != "seed":
+        if name != "seed" and len(set(map(methodcaller("get", name), every))) > 1:
             swept.append(name)
     return swept
 
@@ -164,8 +165,7 @@ def group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, A
     row["group"] = group.name
     row["label"] = group.label
     row["jobs"] = len(group.jobs)
-    done_jobs = [job for job in group.jobs if job.job_id in group.done_ids
-                 and job.job_id in measures]
+    done_jobs = [job for job in group.done_jobs if job.job_id in measures]
     done = [measures[job.job_id] for job in done_jobs]
     row["runs"] = len(done)
     row["seeds"] = len({job.settings.get("seed") for job in done_jobs})
