@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 from jobs.spec import SpecError, coerce, settings
@@ -26,7 +25,7 @@ from runner.report.bootstrap import improvements
 from runner.report.labels import format_value
 from runner.report.load import AggregateError
 from runner.report.model import Group
-from runner.report.tables import COMPARED, groupable_settings
+from runner.report.tables import COMPARED, groupable_settings, settings_of
 
 DEFAULT_BASELINE = ("strategy", "onehot")
 # change the training data or its order: the same seed does not pair runs across them
@@ -102,16 +101,7 @@ def _run_settings(key: str, method: Sequence[str] = ()) -> list[str]:
 def _runs(group: Group, key: str, measures: dict[str, dict[str, Any]],
           method: Sequence[str] = ()) -> dict[tuple[Any, ...], float | None]:
     """The group's done runs by every setting but the compared ones (seed included)."""
-    names = _run_settings(key, method)
-    pick = itemgetter(*names)  # one C call per job (20,000 jobs a group are common)
-
-    def run(settings: dict[str, Any]) -> tuple[Any, ...]:
-        try:
-            found = pick(settings)
-        except KeyError:  # a setting an older run dir lacks
-            return tuple(settings.get(name) for name in names)
-        return found if len(names) > 1 else (found,)
-
+    run = settings_of(_run_settings(key, method))
     return {run(job.settings): measures[job.job_id][COMPARED]
             for job in group.done_jobs if job.job_id in measures}
 
