@@ -1,24 +1,28 @@
-"""jobs/ has no import cycles, counting imports inside functions too: every module can be read
-from the ones it imports, and none has to be imported lazily to break a knot."""
+"""runner/, cluster/ and jobs/ have no import cycles, counting imports inside functions too:
+every module can be read from the ones it imports, and none has to be imported lazily to break
+a knot (runner.report's compare <-> tables was one)."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-JOBS = Path(__file__).resolve().parents[1] / "jobs"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("runner", "cluster", "jobs")
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(JOBS.parent).with_suffix("").parts
+    parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Each jobs module -> the jobs modules it imports anywhere (a package's own submodules
-    imported through `from package import name` included; a parent package is not an edge:
+def import_graph(packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
+    """Each module of `packages` -> the modules of `packages` it imports anywhere (a package's
+    own submodules imported through `from package import name` included; a parent package is
+    not an edge:
     importing a submodule runs its package's __init__, which is not a dependency in return)."""
-    modules = {module_name(path): path for path in JOBS.rglob("*.py")}
+    modules = {module_name(path): path for package in packages
+               for path in (ROOT / package).rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         edges: set[str] = set()
@@ -58,8 +62,10 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_jobs_has_no_import_cycles():
-    found = cycle(import_graph())
+def test_no_import_cycles_within_or_across_the_packages():
+    graph = import_graph()
+    assert {name.split(".")[0] for name in graph} == set(PACKAGES)
+    found = cycle(graph)
     assert found is None, " -> ".join(found or [])
 
 
