@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from jobs.rundir.states import CANCELLED, DIVERGED, DONE, FAILED, PENDING, RUNNING
 from runner.report.contents import Contents
-from runner.report.definitions import METRICS, statistics_text
+from runner.report.definitions import metric_definitions, statistics_text
 from runner.report.formats import comparison_cells, display
 from runner.report.labels import format_value
 from runner.report.load import COMPACTED_FILE, state_counts
@@ -253,7 +253,7 @@ def _reference(contents: Contents) -> list[Block]:
         Heading("Groups"),
         Table(["label", "settings in full"], [[g.label, g.name] for g in summary.groups],
               "groups", names=2),
-        Heading("Definitions"), Items(METRICS),
+        Heading("Definitions"), Items(metric_definitions()),
         Heading("Statistics"), Items([("", text) for text in statistics_text(contents)]),
         Heading("Files"), Items(files),
     ]
