@@ -12,6 +12,7 @@ declaration holds all that the outputs need of it:
   runs), STATE (of the training: learning rate, targets), TIMING, or INDEX (the epoch);
 - split and measure: which of jobs.engine.evaluation's measures of which split fills it (None:
   the engine fills it otherwise);
+- curve: the y label and title of its figure over epochs in the report (None: no figure);
 - summaries: the numbers per job the report's tables summarise per group (mean, std, 95 % CI),
   each with its header, digits, the tables it is shown in, and its Definitions in the report;
 - definitions: the report's Definitions of the metric itself, besides its summaries'.
@@ -35,6 +36,7 @@ AT_BEST_VAL = "at_best_val"  # the value at the epoch of the best validation acc
 AUC = "auc"  # the area under the curve over epochs divided by the epochs
 # the tables a summary is a column of: the terminal's (and the report's), or the report's only
 TERMINAL, REPORT = "terminal", "report"
+REPORT_SPLITS = ("test", "train", "val", None)  # the report's order (in_report_order)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Metric:
     split: str | None = None  # train | val | test
     measure: str | None = None  # loss | acc | nll | ece | confidence | margin | reliability
     hparam: bool = False  # a metric column of TensorBoard's HParams table
+    curve: tuple[str, str] | None = None  # (y label, title): a report figure over epochs
     summaries: tuple[Summary, ...] = ()
     definitions: tuple[tuple[str, str], ...] = ()
 
@@ -99,7 +102,8 @@ METRICS: tuple[Metric, ...] = (
            "optim/learning_rate", kind=STATE),
     Metric("train_loss", FLOAT, "training loss against the strategy's targets: the running mean "
            "over the epoch's batches (train mode); epoch 0: one pass over the training set",
-           "train/loss", LOWER, split="train", measure="loss", hparam=True, summaries=(
+           "train/loss", LOWER, split="train", measure="loss", hparam=True,
+           curve=("training loss", "Training loss over epochs"), summaries=(
                Summary("final_train_loss", FINAL, "training loss of the final epoch",
                        "train loss", shown=None, definitions=(
                            ("final training loss", "the training loss of the last epoch, a "
@@ -110,7 +114,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("test_loss", FLOAT, "test loss against the strategy's targets", "test/loss", LOWER,
            split="test", measure="loss", hparam=True),
     Metric("test_acc", FLOAT, "fraction of test samples predicted correctly", "test/acc", HIGHER,
-           split="test", measure="acc", hparam=True, summaries=(
+           split="test", measure="acc", hparam=True,
+           curve=("test accuracy", "Test accuracy over epochs"), summaries=(
                Summary("final_test_acc", FINAL, "test accuracy at the final epoch", "final acc",
                        digits=4, shown=None, definitions=(
                            ("final test accuracy", "fraction of test samples predicted correctly "
@@ -215,15 +220,27 @@ def lower_is_better(name: str) -> bool:
     return metric(name).better == LOWER
 
 
+def in_report_order() -> tuple[Metric, ...]:
+    """The metrics in the order the report shows them: the test split's first (what it
+    compares), then the training split's, the validation split's and the rest, each in
+    catalogue order."""
+    return tuple(sorted(METRICS, key=lambda m: REPORT_SPLITS.index(m.split)))
+
+
 def summaries() -> tuple[tuple[Metric, Summary], ...]:
-    """Every summary the report's tables hold, with its metric, in catalogue order."""
-    return tuple((m, s) for m in METRICS for s in m.summaries)
+    """Every summary the report's tables hold, with its metric, in report order."""
+    return tuple((m, s) for m in in_report_order() for s in m.summaries)
 
 
 def definitions() -> tuple[tuple[str, str], ...]:
-    """The report's Definitions: each metric's summaries', then its own, in catalogue order."""
-    return tuple(entry for m in METRICS
+    """The report's Definitions: each metric's summaries', then its own, in report order."""
+    return tuple(entry for m in in_report_order()
                  for entry in (*(d for s in m.summaries for d in s.definitions), *m.definitions))
+
+
+def curves() -> dict[str, tuple[str, str]]:
+    """metrics column -> (y label, title) of its figure over epochs, in report order."""
+    return {m.name: m.curve for m in in_report_order() if m.curve is not None}
 
 
 def split_metrics(split: str) -> tuple[Metric, ...]:

@@ -3,7 +3,7 @@
 One metric is added to the catalogue here (monkeypatched, no other file touched) and followed
 through a real training run and `tvo aggregate`: into the results schema and file, TensorBoard's
 scalars, the summary's columns and tables, the report's Definitions, LaTeX, the app and the
-identical-runs hash.
+identical-runs hash, the report's figures and charts over epochs.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ USER_COLUMNS = (
 # a metric nobody declared yet: the engine measures confidence on the validation split too
 NEW = Metric(
     "val_confidence", pa.float64(), "mean cosine to the closest target template, validation",
-    "val/confidence", HIGHER, split="val", measure="confidence", summaries=(
+    "val/confidence", HIGHER, split="val", measure="confidence",
+    curve=("validation confidence", "Validation confidence over epochs"), summaries=(
         Summary("final_val_confidence", FINAL, "validation confidence, final epoch",
                 "val confidence", latex=True, definitions=(
                     ("final validation confidence", "the confidence above, measured on the "
@@ -116,9 +117,13 @@ def events(grid_dir: Path, job_id: str) -> EventAccumulator:
 @pytest.mark.slow
 def test_a_new_declaration_flows_into_every_output(tmp_path: Path, declared: Metric) -> None:
     from jobs.engine.train import run_job
+    from runner.report.document import plot_titles
     from runner.report.formats import display
+    from runner.report.html import charts
     from runner.report.identical import hashed_columns
     from runner.report.pipeline import aggregate
+    from runner.report.plot_data import read_plot_data
+    from runner.report.plots import figure_names, make_figures
     from runner.ui.metrics import chart_metrics, higher_is_better
 
     finals: dict[str, list[float]] = {}
@@ -157,3 +162,14 @@ def test_a_new_declaration_flows_into_every_output(tmp_path: Path, declared: Met
     assert "final validation confidence" in definitions
     assert "| val confidence |" in report
     assert "val confidence" in (summary_dir / "summary.tex").read_text()
+
+    # the figures are drawn by a worker process, which this test's declaration does not reach:
+    # drawn here, from what the report would hand it
+    summary = aggregation.summary
+    plot_data = read_plot_data(aggregation.data, summary.groups)
+    assert "val_confidence" in figure_names(summary, plot_data)
+    figure = make_figures(summary, plot_data, only=["val_confidence"])["val_confidence"]
+    assert figure.axes[0].get_ylabel() == "validation confidence"
+    chart = charts(summary, plot_data)["val_confidence"]
+    assert "Validation confidence over epochs" in str(chart["layout"]["title"])
+    assert plot_titles()["val_confidence"] == "Validation confidence over epochs"
