@@ -30,6 +30,11 @@ def chart_metrics() -> tuple[str, ...]:
                  and (pa.types.is_integer(metric.type) or pa.types.is_floating(metric.type)))
 
 
+def metric_descriptions() -> dict[str, str]:
+    """Each chartable metric's one-line description, as declared (the metric menus' tooltips)."""
+    return {name: metric_catalogue.metric(name).description for name in chart_metrics()}
+
+
 def higher_is_better(metric: str) -> bool:
     """As the metric declares it; one declared neither way (the learning rate) counts as
     higher."""
