@@ -2,7 +2,8 @@
 
 A metric is a column of the metrics Parquet files (one value per job and evaluated epoch). Its
 declaration holds all that the outputs need of it:
-- name and Arrow type: jobs.rundir.results builds the schema's measurements from them, in order;
+- name and type (an Arrow type, by name): jobs.rundir.results builds the schema's
+  measurements from them, in order;
 - description: one line saying what the value is;
 - tensorboard: the scalar tag jobs.rundir.tensorboard writes it under (None: not written); a
   list column's tag has an `{index}` (one chart per class);
@@ -19,14 +20,15 @@ declaration holds all that the outputs need of it:
 
 A new metric is one Metric in METRICS. When the engine already computes its measure on its split
 (`val_confidence`: split "val", measure "confidence"), that is all; a new measure is computed in
-jobs.engine.metrics and named in jobs.engine.evaluation. Torch-free: the runner reads it.
+jobs.engine.metrics and named in jobs.engine.evaluation. Imports nothing: the runner and its
+figure workers read it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-
-import pyarrow as pa
+import functools
+from typing import Any
 
 HIGHER, LOWER = "higher", "lower"
 MEASURED, STATE, TIMING, INDEX = "measured", "state", "timing", "index"
@@ -57,7 +59,7 @@ class Summary:
 @dataclasses.dataclass(frozen=True)
 class Metric:
     name: str
-    type: pa.DataType
+    type: str  # INT32 | FLOAT | FLOATS | MATRIX (arrow_type gives the Arrow type)
     description: str
     tensorboard: str | None = None
     better: str | None = None
@@ -71,12 +73,24 @@ class Metric:
 
     @property
     def is_scalar(self) -> bool:
-        return not pa.types.is_list(self.type)
+        return self.type in (INT32, FLOAT)
 
 
-FLOAT = pa.float64()
-FLOATS = pa.list_(FLOAT)
-MATRIX = pa.list_(pa.list_(FLOAT))
+# The types a metric may have, by name: this module imports nothing (the figure workers read
+# it, and pyarrow would cost each of them most of a second), arrow_type makes them Arrow's.
+INT32, FLOAT, FLOATS, MATRIX = "int32", "float64", "list<float64>", "list<list<float64>>"
+
+
+@functools.cache
+def arrow_type(name: str) -> Any:
+    """The Arrow type of a metric's type name (pyarrow.DataType)."""
+    import pyarrow as pa
+
+    types = {INT32: pa.int32(), FLOAT: pa.float64(), FLOATS: pa.list_(pa.float64()),
+             MATRIX: pa.list_(pa.list_(pa.float64()))}
+    if name not in types:
+        raise KeyError(f"no metric type {name!r}; valid: {', '.join(types)}")
+    return types[name]
 
 ECE_TEXTS = (
     ("ECE (softmax)", "expected calibration error of the top-class probability: with the "
@@ -97,7 +111,7 @@ NLL_TEXTS = (
 )
 
 METRICS: tuple[Metric, ...] = (
-    Metric("epoch", pa.int32(), "the evaluated epoch (0: before training)", kind=INDEX),
+    Metric("epoch", INT32, "the evaluated epoch (0: before training)", kind=INDEX),
     Metric("learning_rate", FLOAT, "the learning rate of the job's schedule at this epoch",
            "optim/learning_rate", kind=STATE),
     Metric("train_loss", FLOAT, "training loss against the strategy's targets: the running mean "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import statistics
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,7 +19,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from jobs import metric_catalogue
-from jobs.metric_catalogue import FINAL, HIGHER, Metric, Summary
+from jobs.metric_catalogue import FINAL, HIGHER, Metric, Summary, arrow_type
 from jobs.rundir import results, tensorboard
 from jobs.rundir.layout import TENSORBOARD_DIR
 from jobs.spec import JobSpec
@@ -38,7 +39,8 @@ USER_COLUMNS = (
 )
 # a metric nobody declared yet: the engine measures confidence on the validation split too
 NEW = Metric(
-    "val_confidence", pa.float64(), "mean cosine to the closest target template, validation",
+    "val_confidence", metric_catalogue.FLOAT, "mean cosine to the closest target template, "
+    "validation",
     "val/confidence", HIGHER, split="val", measure="confidence",
     curve=("validation confidence", "Validation confidence over epochs"), summaries=(
         Summary("final_val_confidence", FINAL, "validation confidence, final epoch",
@@ -58,7 +60,7 @@ def test_every_column_of_the_results_schema_is_declared_as_users_read_it() -> No
     measured = [field for field in schema if field.name not in setting_columns()]
     assert [(field.name, str(field.type)) for field in measured] == list(USER_COLUMNS)
     for field in measured:
-        assert metric_catalogue.metric(field.name).type == field.type
+        assert arrow_type(metric_catalogue.metric(field.name).type) == field.type
 
 
 def test_each_declaration_is_whole_and_names_are_unique() -> None:
@@ -70,6 +72,7 @@ def test_each_declaration_is_whole_and_names_are_unique() -> None:
              metric_catalogue.INDEX)
     for metric in metric_catalogue.METRICS:
         assert metric.description and metric.kind in kinds, metric.name
+        assert arrow_type(metric.type) is not None  # a known type name, or KeyError
         assert metric.better in (metric_catalogue.HIGHER, metric_catalogue.LOWER, None)
         assert (metric.split is None) == (metric.measure is None), metric.name
         if metric.tensorboard and not metric.is_scalar:
@@ -84,9 +87,11 @@ def test_each_declaration_is_whole_and_names_are_unique() -> None:
                                                  metric_catalogue.definitions())
 
 
-def test_an_undeclared_metric_is_refused_with_the_declared_ones_named() -> None:
+def test_an_undeclared_metric_or_type_is_refused_with_the_declared_ones_named() -> None:
     with pytest.raises(KeyError, match="no metric 'test_brier' is declared; declared: epoch, "):
         metric_catalogue.metric("test_brier")
+    with pytest.raises(KeyError, match="no metric type 'float32'; valid: int32, float64, "):
+        arrow_type("float32")
 
 
 def test_the_outputs_read_the_directions_the_metrics_declare() -> None:
@@ -103,9 +108,15 @@ def test_the_outputs_read_the_directions_the_metrics_declare() -> None:
 
 
 @pytest.fixture
-def declared(monkeypatch: pytest.MonkeyPatch) -> Metric:
+def declared(monkeypatch: pytest.MonkeyPatch) -> Iterator[Metric]:
+    from runner.report import load
+
+    # the reader keeps the schema it builds for the process: built again with NEW, and after
+    load._polars_schema.cache_clear()
     monkeypatch.setattr(metric_catalogue, "METRICS", (*metric_catalogue.METRICS, NEW))
-    return NEW
+    yield NEW
+    monkeypatch.undo()
+    load._polars_schema.cache_clear()
 
 
 def events(grid_dir: Path, job_id: str) -> EventAccumulator:

@@ -43,7 +43,8 @@ def measurements() -> list[tuple[str, pa.DataType]]:
     """Per-epoch measurements, after the job's settings: the metrics jobs.metric_catalogue
     declares, in its order (train_* of epoch >= 1 are running means over that epoch's training
     batches, in train mode; epoch 0 is one pass over the training set)."""
-    return [(metric.name, metric.type) for metric in metric_catalogue.METRICS]
+    return [(metric.name, metric_catalogue.arrow_type(metric.type))
+            for metric in metric_catalogue.METRICS]
 
 
 def _setting_type(field: dataclasses.Field) -> pa.DataType:

@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
 
 from jobs import metric_catalogue
 from jobs.rundir.states import DONE
@@ -26,8 +25,7 @@ def chart_metrics() -> tuple[str, ...]:
     """Per-epoch measurements a chart or table can show: the numeric columns of the metrics
     schema, as jobs.metric_catalogue declares them."""
     return tuple(metric.name for metric in metric_catalogue.METRICS
-                 if metric.kind != metric_catalogue.INDEX
-                 and (pa.types.is_integer(metric.type) or pa.types.is_floating(metric.type)))
+                 if metric.kind != metric_catalogue.INDEX and metric.is_scalar)
 
 
 def metric_descriptions() -> dict[str, str]:
