@@ -404,6 +404,14 @@ class _LogFiles(logging.Handler):
             found[0].handle(record)
 
 
+class _LogFile(logging.FileHandler):
+    """A process's log file. A line it cannot write (a full disk) is lost without a traceback
+    on the terminal: what happened to the jobs is in their results and state events."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        pass
+
+
 _log_files = _LogFiles()
 
 
@@ -414,7 +422,7 @@ def _attach(path: Path) -> None:
         _log_files.files[key] = (found[0], found[1] + 1)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    handler = _LogFile(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     _log_files.files[key] = (handler, 1)
     if _log_files not in log.handlers:

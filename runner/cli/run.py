@@ -14,12 +14,16 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.backends import BackendSettings, make_backend
+from jobs.rundir.disk import advice, advice_for_message, describe
 from jobs.rundir.index import StateIndex
 from jobs.rundir.states import DONE
 from jobs.spec import JobSpec
+from runner.cli.console import fail
 from runner.cli.progress import RunProgress, counts_text, elapsed_text
 from runner.dispatch import outdir
 from runner.dispatch.driver import (
+    CRASHED,
+    JobEnd,
     RunOptions,
     RunReport,
     jobs_to_start,
@@ -141,6 +145,20 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
 
     Raises BackendError (bad input: nothing written) when the backend cannot start.
     """
+    try:
+        return _execute(plan, backend_name, options, ray_address, console)
+    except OSError as exc:  # the grid dir refused a write: a full disk, a read-only dir
+        fail(f"{describe(exc)}; {advice(exc)}, then run the same command again: finished jobs "
+             "are kept and the others resume from their last checkpoint", code=1)
+
+
+def _execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str | None,
+             console: Console) -> int:
+    set_aside = outdir.set_aside_damaged(plan.grid_dir)
+    if set_aside is not None:
+        say(console, f"warning: {set_aside.with_suffix('')} was no readable Parquet file (cut "
+                     f"short or damaged): set aside as {set_aside.name}; it is written again "
+                     "with this grid's jobs")
     if not jobs_to_start(plan.specs, plan.grid_dir):  # every job is finished or another
         # runner's: no backend is started (an embedded Ray takes seconds) unless one frees up
         outdir.prepare(plan.grid_dir, plan.grid.to_yaml(), plan.specs, plan.grid.name)
@@ -253,6 +271,8 @@ def print_report(report: RunReport, console: Console) -> None:
     if len(report.problems) > PROBLEM_ROWS:
         say(console, f"... and {len(report.problems) - PROBLEM_ROWS} more: `tvo status "
                      f"{report.grid_dir}` lists them")
+    for hint in what_to_do(report.problems):
+        say(console, hint)
     if report.detached:
         say(console, f"detached: {report.detached} jobs submitted; follow them with `tvo status "
                      f"{report.grid_dir}`; the same `tvo run` again waits for them")
@@ -266,6 +286,24 @@ def print_report(report: RunReport, console: Console) -> None:
 PROBLEM_ROWS = 50  # failed jobs listed by name; the rest are counted (`tvo status --jobs`)
 
 
+def what_to_do(problems: list[JobEnd]) -> list[str]:
+    """One line per kind of failure the user can fix and resume: a write the disk refused, a
+    worker that died (killed, out of memory, cancelled by the cluster)."""
+    hints = []
+    disk = [end for end in problems if advice_for_message(end.error or "")]
+    if disk:
+        hints.append(f"{len(disk)} jobs failed writing to the grid dir: "
+                     f"{advice_for_message(disk[0].error or '')}, then run the same command "
+                     "again; finished jobs are kept and these resume from their last checkpoint")
+    crashed = [end for end in problems
+               if (end.error or "").startswith(CRASHED) and end not in disk]
+    if crashed:
+        hints.append(f"{len(crashed)} jobs lost their worker (killed, cancelled by the cluster, or out of memory): run the "
+                     "same command again to resume them from their last checkpoint, or add "
+                     "--retries N to retry them within the run")
+    return hints
+
+
 def print_status(status: GridStatus, console: Console) -> None:
     counts = status.counts
     say(console, f"{status.grid_dir}: {len(status.jobs)} jobs")
@@ -274,6 +312,8 @@ def print_status(status: GridStatus, console: Console) -> None:
         line += (f" ({status.interrupted} interrupted: their runner is gone; "
                  "`tvo run` resumes them from their checkpoint)")
     say(console, line)
+    for warning in status.warnings:
+        say(console, f"warning: {warning}")
     print_slurm_jobs(status, console)
     problems = status.problems
     for job in problems[:PROBLEM_ROWS]:

@@ -39,6 +39,7 @@ from runner.dispatch.run_state import Counts, JobEnd, RunOptions, RunReport
 __all__ = ["Counts", "JobEnd", "RunOptions", "RunReport", "run_grid", "swept_keys"]
 
 FINAL_STATES = (DONE.value, DIVERGED.value, CANCELLED.value)
+CRASHED = "worker crashed: "  # how the error of a job whose worker died begins
 
 Listener = Callable[[Counts, "JobEnd | None"], None]  # progress: counts, and a job that ended
 
@@ -391,7 +392,7 @@ class _Driver:
             self.index.refresh()
         whole_grid, asked = self.run_dir.cancel_requests()
         force_cancelled = by_id == {} and any(job_id in asked for job_id in unit.job_ids)
-        error = f"worker crashed: {outcome.crash}"
+        error = f"{CRASHED}{outcome.crash}"
         released, cancelled, crashed = [], [], []
         for job_id in unit.job_ids:
             self._move(running=-1)
