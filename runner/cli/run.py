@@ -262,6 +262,13 @@ def print_report(report: RunReport, console: Console) -> None:
     for path in report.set_aside:
         say(console, f"warning: {path.with_suffix('')} was no readable results file (cut short "
                      f"or damaged): set aside as {path.name}, its jobs were trained again")
+    if report.lost_checkpoints:
+        job_id, epoch = next(iter(report.lost_checkpoints.items()))
+        more = len(report.lost_checkpoints) - 1
+        say(console, f"warning: the checkpoint of job {job_id} (after epoch {epoch})"
+                     + (f" and of {more} more jobs" if more else "")
+                     + f" was gone from {report.grid_dir / 'checkpoints'} (deleted?): "
+                     "they trained again from their first epoch, to the same results")
     if report.lost_claims:
         say(console, "warning: another runner removed this runner's claims while it ran (it was "
                      "thought dead): it may have taken jobs over")

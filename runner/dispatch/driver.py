@@ -103,7 +103,7 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
     run_dir.sweep(driver.index.finished_ids())
     return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost,
                      driver.detached, driver.cancelled, driver.cancel_requested,
-                     driver.set_aside)
+                     driver.set_aside, driver.lost_checkpoints)
 
 
 class _Driver:
@@ -151,6 +151,7 @@ class _Driver:
             else:
                 self.queue.append(job_id)
         self.counts.pending = len(self.queue)
+        self.lost_checkpoints = self.run_dir.lost_checkpoints(self.queue, self.index)
 
     def loop(self) -> None:
         self.notify(None)

@@ -81,9 +81,15 @@ def grid_status(grid_dir: Path, index: StateIndex | None = None) -> GridStatus:
     warnings += [f"{path} is no readable results file (cut short or damaged): its jobs count "
                  "as not run; `tvo run` of the grid sets it aside and trains them again"
                  for path in index.broken_files()]
-    return GridStatus(grid_dir, [with_slurm(from_record(index.record(job_id)),
-                                            in_slurm.get(job_id)) for job_id in listed],
-                      warnings)
+    jobs = [with_slurm(from_record(index.record(job_id)), in_slurm.get(job_id))
+            for job_id in listed]
+    lost = RunDir(grid_dir).lost_checkpoints(
+        [job.job_id for job in jobs if job.state != RUNNING.value], index)
+    if lost:
+        warnings.append(f"{len(lost)} unfinished jobs saved a checkpoint that is gone from "
+                        f"{OutputDir(grid_dir).checkpoints} (deleted?): `tvo run` trains them "
+                        "again from their first epoch, to the same results")
+    return GridStatus(grid_dir, jobs, warnings)
 
 
 def listed_jobs(grid_dir: Path, index: StateIndex | None = None,
