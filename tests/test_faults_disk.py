@@ -202,7 +202,7 @@ def test_a_read_only_grid_dir(read_only: Any, tmp_path: Path, clean: dict[str, A
     assert code == 2, out + err
     line = one_error_line(err)
     if os.geteuid() == 0:
-        assert line == (f"Error: output dir 'out/faulty': out/faulty is on a read-only file "
+        assert line == ("Error: output dir 'out/faulty': out/faulty is on a read-only file "
                         "system; remount it read-write (its finished jobs are kept), or choose "
                         "another --out"), line
     else:

@@ -14,16 +14,15 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.backends import BackendSettings, make_backend
-from jobs.rundir.disk import advice, advice_for_message, describe
+from jobs.rundir.disk import advice, describe, is_disk_error
 from jobs.rundir.index import StateIndex
 from jobs.rundir.states import DONE
 from jobs.spec import JobSpec
 from runner.cli.console import fail
+from runner.cli.hints import lost_checkpoints_text, what_to_do
 from runner.cli.progress import RunProgress, counts_text, elapsed_text
 from runner.dispatch import outdir
 from runner.dispatch.driver import (
-    CRASHED,
-    JobEnd,
     RunOptions,
     RunReport,
     jobs_to_start,
@@ -148,6 +147,8 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
     try:
         return _execute(plan, backend_name, options, ray_address, console)
     except OSError as exc:  # the grid dir refused a write: a full disk, a read-only dir
+        if not (is_disk_error(exc) or exc.filename):
+            raise
         fail(f"{describe(exc)}; {advice(exc)}, then run the same command again: finished jobs "
              "are kept and the others resume from their last checkpoint", code=1)
 
@@ -263,12 +264,7 @@ def print_report(report: RunReport, console: Console) -> None:
         say(console, f"warning: {path.with_suffix('')} was no readable results file (cut short "
                      f"or damaged): set aside as {path.name}, its jobs were trained again")
     if report.lost_checkpoints:
-        job_id, epoch = next(iter(report.lost_checkpoints.items()))
-        more = len(report.lost_checkpoints) - 1
-        say(console, f"warning: the checkpoint of job {job_id} (after epoch {epoch})"
-                     + (f" and of {more} more jobs" if more else "")
-                     + f" was gone from {report.grid_dir / 'checkpoints'} (deleted?): "
-                     "they trained again from their first epoch, to the same results")
+        say(console, lost_checkpoints_text(report))
     if report.lost_claims:
         say(console, "warning: another runner removed this runner's claims while it ran (it was "
                      "thought dead): it may have taken jobs over")
@@ -291,24 +287,6 @@ def print_report(report: RunReport, console: Console) -> None:
 
 
 PROBLEM_ROWS = 50  # failed jobs listed by name; the rest are counted (`tvo status --jobs`)
-
-
-def what_to_do(problems: list[JobEnd]) -> list[str]:
-    """One line per kind of failure the user can fix and resume: a write the disk refused, a
-    worker that died (killed, out of memory, cancelled by the cluster)."""
-    hints = []
-    disk = [end for end in problems if advice_for_message(end.error or "")]
-    if disk:
-        hints.append(f"{len(disk)} jobs failed writing to the grid dir: "
-                     f"{advice_for_message(disk[0].error or '')}, then run the same command "
-                     "again; finished jobs are kept and these resume from their last checkpoint")
-    crashed = [end for end in problems
-               if (end.error or "").startswith(CRASHED) and end not in disk]
-    if crashed:
-        hints.append(f"{len(crashed)} jobs lost their worker (killed, cancelled by the cluster, or out of memory): run the "
-                     "same command again to resume them from their last checkpoint, or add "
-                     "--retries N to retry them within the run")
-    return hints
 
 
 def print_status(status: GridStatus, console: Console) -> None:
