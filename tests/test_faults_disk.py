@@ -228,3 +228,36 @@ def test_a_read_only_folder_inside_the_grid_dir(read_only: Any, tmp_path: Path) 
     assert code == 2, out + err
     assert "out/faulty/results is " in one_error_line(err)
     assert {path: path.stat().st_mtime_ns for path in grid_dir.rglob("*")} == before
+
+
+def test_a_checkpoint_write_refused_mid_training_fails_its_job_and_the_rerun_resumes_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobs.rundir.checkpoint import CheckpointWriter
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TVO_CHECKPOINT_SECONDS", "0")  # a checkpoint after every epoch
+    write_grid(tmp_path, epochs=6, seeds=2)
+    assert cli("run", "faulty.yaml", *RUN, "--out", "clean")[0] == 0
+    real, saves = CheckpointWriter.save, []
+
+    def save(self: CheckpointWriter, states: dict[str, Any]) -> None:
+        saves.append(self.path)
+        if len(saves) == 3:  # the first job's third epoch: the disk is full for a moment
+            with naming(self.path):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(self, states)
+
+    monkeypatch.setattr(CheckpointWriter, "save", save)
+    status, out, err = cli("run", "faulty.yaml", *RUN, "--out", "out")
+    assert (status, err) == (1, ""), out + err
+    grid_dir = tmp_path / "out" / "faulty"
+    assert "2 jobs: done 1 · running 0 · failed 1" in out
+    assert f"No space left on device: '{saves[2].resolve()}'" in out
+    assert "1 jobs failed writing to the grid dir: free space on that disk" in out
+    assert StateIndex(grid_dir).refresh().broken_files() == []
+
+    monkeypatch.setattr(CheckpointWriter, "save", real)
+    status, out, err = cli("run", "faulty.yaml", *RUN, "--out", "out")
+    assert (status, err) == (0, ""), out + err
+    assert "resumed after epoch" in rundir_view.all_logs(grid_dir)
+    assert metrics(grid_dir) == metrics(tmp_path / "clean" / "faulty")
