@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from cluster import backends
 from cluster.backends import BackendError, BackendSettings
 from cluster.base import Resources
+from cluster.slurm import commands
 from cluster.slurm.backend import SlurmBackend
 from cluster.slurm.records import latest_placements
 from cluster.slurm.settings import SLURM_KEYS
@@ -87,6 +88,31 @@ def test_unknown_slurm_key(tmp_path: Path) -> None:
     assert err == (f"Error: {grid}: slurm: unknown key 'partitoin' (did you mean "
                    f"'partition'?); valid keys: {', '.join(SLURM_KEYS)}\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_test_only_script_asks_for_what_submitit_submits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sbatch --test-only runs on a script of tvo's own: its #SBATCH lines must be among those
+    of the batch script submitit then writes for the grid's jobs."""
+    checked: list[dict] = []
+    test_submission = commands.test_submission
+
+    def recorded(parameters: dict) -> None:
+        checked.append(dict(parameters))
+        test_submission(parameters)
+
+    monkeypatch.setattr(commands, "test_submission", recorded)
+    grid = write_grid(tmp_path / "g.yaml", "asked", seeds=1, resources={"mem_gb": 0.5},
+                      slurm={"comment": "tvo test", "exclusive": False,
+                             "additional_parameters": {"nice": 5}})
+    code, out, err = cli("run", str(grid), "--backend", "slurm", "--out", str(tmp_path / "out"))
+    assert (code, err) == (0, ""), out
+    [parameters] = checked
+    [script] = (tmp_path / "out" / "asked" / "slurm").glob("*/*_submission.sh")
+    asked = commands.sbatch_lines(parameters)
+    assert "#SBATCH --comment='tvo test'" in asked and "#SBATCH --nice=5" in asked
+    assert "#SBATCH --mem=512MB" in asked
+    assert set(asked) <= set(script.read_text().splitlines())
 
 
 def test_make_backend_checks_settings(tmp_path: Path) -> None:
@@ -179,7 +205,8 @@ def test_requeued_jobs_resume_to_identical_metrics(tmp_path: Path) -> None:
         assert reference_run(spec, clean).state == "done"  # one thread, like a 1-cpu job
         assert metrics_without_timing(grid_dir, spec) == metrics_without_timing(clean, spec)
     placement = latest_placements(grid_dir)[preempted.job_id]
-    log = placement.log.read_text() + placement.error_log.read_text()
+    paths = placement.job.paths
+    log = paths.stdout.read_text() + paths.stderr.read_text()
     assert "Caught signal SIGUSR2" in log and "Requeued job" in log
 
 

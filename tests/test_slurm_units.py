@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import submitit
 
 from cluster.base import Resources
 from cluster.slurm import commands
@@ -59,6 +60,12 @@ def test_one_table_maps_every_key_to_submitit() -> None:
         if parameter is not None:
             assert parameter.startswith("slurm_")
             assert parameter.removeprefix("slurm_") in valid, key
+
+
+def test_exclusive_false_is_left_out() -> None:
+    """submitit would spell it --exclusive=False, which sbatch rejects."""
+    assert SlurmSettings.read({"exclusive": False}).parameters == {}
+    assert SlurmSettings.read({"exclusive": True}).parameters == {"exclusive": True}
 
 
 def test_executor_parameters_for_a_plain_job() -> None:
@@ -148,11 +155,20 @@ def test_pin_gpus_gives_each_task_its_own() -> None:
         pin_gpus(0, 1, {})
 
 
-def test_expand_ids_and_reason() -> None:
-    assert commands.expand_ids("12_[3-5,8%2]") == ["12_3", "12_4", "12_5", "12_8"]
-    assert commands.expand_ids("12_[0-1]") == ["12_0", "12_1"]
-    assert commands.expand_ids("12_4") == ["12_4"]
-    assert commands.expand_ids("13") == ["13"]
+def test_sbatch_lines_spell_options_as_submitit_does() -> None:
+    """The --test-only script's lines: sbatch options only (not setup, signal delay, ...),
+    additional_parameters merged in, dashes for underscores, values quoted for the shell."""
+    assert commands.sbatch_lines({
+        "partition": "gpu", "gpus_per_node": 2, "exclusive": True, "mem": "1536MB",
+        "constraint": "a100|v100", "comment": None, "setup": ["module load cuda"],
+        "signal_delay_s": 90, "array_parallelism": 4, "srun_args": ["-v"],
+        "additional_parameters": {"reservation": "r1", "mail_type": "END"}}) == [
+        "#SBATCH --constraint='a100|v100'", "#SBATCH --exclusive", "#SBATCH --gpus-per-node=2",
+        "#SBATCH --mail-type=END", "#SBATCH --mem=1536MB", "#SBATCH --partition=gpu",
+        "#SBATCH --reservation=r1"]
+
+
+def test_reason() -> None:
     assert commands.reason("sbatch: error: invalid partition specified: x\n"
                            "sbatch: error: Batch job submission failed: Invalid partition name "
                            "specified\n") == "Invalid partition name specified"
@@ -177,17 +193,20 @@ def test_records_newest_run_wins(tmp_path: Path) -> None:
     write_record(second, [Placement(second, "9", 1, ("b",))], {})
     placements = latest_placements(tmp_path)
     assert placements["a"] == Placement(first, "5_0", 0, ("a",))
-    assert placements["b"].slurm_id == "9" and placements["b"].array_id == "9"
+    assert placements["b"].slurm_id == "9"
     assert placements["b"].log == second / "9_1_log.out"
+    job = placements["b"].job  # re-attached: submitit's own handle on SLURM job 9, task 1
+    assert isinstance(job, submitit.SlurmJob) and (job.job_id, job.task_id) == ("9", 1)
+    assert job.paths.result_pickle == second / "9_1_result.pkl"
     assert latest_placements(tmp_path / "nothing") == {}
 
 
 def test_status_reads_slurm_where_the_files_cannot_tell(tmp_path: Path) -> None:
-    from cluster.slurm.status import SlurmJob
+    from cluster.slurm.status import SlurmJobState
     from runner.dispatch.status import JobStatus, with_slurm
 
-    def slurm(state: str) -> SlurmJob:
-        return SlurmJob("a", "7_1", 0, state, tmp_path / "7_1_0_log.out")
+    def slurm(state: str) -> SlurmJobState:
+        return SlurmJobState("a", "7_1", 0, state, tmp_path / "7_1_0_log.out")
 
     # a detached run: the runner is gone, so the files alone say pending (interrupted)
     orphan = JobStatus("a", "pending", tmp_path, interrupted=True)
