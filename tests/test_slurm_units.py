@@ -4,6 +4,8 @@ SLURM output parsing, the clean client environment and the submission records. N
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -220,3 +222,58 @@ def test_status_reads_slurm_where_the_files_cannot_tell(tmp_path: Path) -> None:
     assert with_slurm(done, slurm("COMPLETED")).state == "done"
     assert with_slurm(orphan, slurm("UNKNOWN")).state == "pending"  # no SLURM to ask
     assert with_slurm(orphan, None) == orphan
+
+
+def slurm_faked(tmp_path: Path, sacct_body: str) -> dict[str, str]:
+    """An environment whose squeue lists nothing and whose sacct runs `sacct_body` (sh) after
+    noting its call in calls.txt: SLURM's answers without a cluster."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "squeue").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "sacct").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/calls.txt\n{sacct_body}\n")
+    for script in fake.iterdir():
+        script.chmod(0o755)
+    repo = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "PYTHONPATH": repo}
+
+
+def detached_grid(tmp_path: Path) -> tuple[Path, list[JobSpec]]:
+    """A grid of two jobs a detached run left as elements 0 and 1 of SLURM array 70."""
+    from runner.dispatch.outdir import prepare
+
+    specs = [JobSpec.from_dict({"seed": seed}) for seed in (0, 1)]
+    grid_dir = tmp_path / "grid"
+    prepare(grid_dir, "name: grid\n", specs, "grid")
+    folder = new_folder(grid_dir)
+    write_record(folder, [Placement(folder, f"70_{index}", 0, (spec.job_id,))
+                          for index, spec in enumerate(specs)], {})
+    return grid_dir, specs
+
+
+def status_run(grid_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runner", "status", str(grid_dir)], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_status_reads_how_slurm_jobs_ended_through_submitits_watcher(tmp_path: Path) -> None:
+    grid_dir, specs = detached_grid(tmp_path)
+    env = slurm_faked(tmp_path, "printf 'JobID|State|NodeList\\n70_0|CANCELLED by 0|vm\\n"
+                                "70_0.batch|CANCELLED|vm\\n70_1|TIMEOUT|vm\\n'")
+    shown = status_run(grid_dir, env)
+    assert (shown.returncode, shown.stderr) == (0, ""), shown.stderr
+    assert "failed 2" in shown.stdout and "SLURM: CANCELLED 1 · TIMEOUT 1" in shown.stdout
+    log = grid_dir / "slurm" / next((grid_dir / "slurm").iterdir()).name / "70_0_0_log.out"
+    assert f"SLURM job 70_0 ended CANCELLED by 0 without a result; log {log}" in shown.stdout
+    assert (tmp_path / "calls.txt").read_text().splitlines() == [
+        "-o JobID,State,NodeList --parsable2 -j 70"]  # one call for both jobs
+
+
+def test_status_without_sacct_keeps_its_output_clean(tmp_path: Path) -> None:
+    """sacct failing (slurmdbd down): UNKNOWN, and submitit's warning on stderr only."""
+    grid_dir, specs = detached_grid(tmp_path)
+    env = slurm_faked(tmp_path, "echo 'sacct: error: Problem talking to the database' >&2\n"
+                                "exit 1")
+    shown = status_run(grid_dir, env)
+    assert shown.returncode == 0
+    assert "SLURM: UNKNOWN 2" in shown.stdout and "submitit" not in shown.stdout
+    assert "Bypassing sacct error" in shown.stderr

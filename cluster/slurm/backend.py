@@ -73,6 +73,7 @@ class SlurmBackend(Backend):
         self.entry = settings.entry
         self.max_parallel = settings.max_parallel
         self._check_accepted(settings.resources)
+        commands.watcher_warnings_to_stderr_only()
         self.folder: Path | None = None  # created at the first submission
         self._placements: list[Placement] = []
         self._pending: dict[tuple[str, int], _Pending] = {}

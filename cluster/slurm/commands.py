@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -67,6 +68,17 @@ def client_environment_applied() -> Iterator[None]:
             yield
         finally:
             os.environ.update(removed)
+
+
+def watcher_warnings_to_stderr_only() -> None:
+    """submitit's logging config prints its watcher's warning about a failed sacct call twice,
+    on stderr and on stdout; in tvo's own processes stdout is the command's output (`tvo
+    status`), so the warning goes to stderr alone. submitit's jobs, which log to their own
+    stdout file, are other processes and keep their config."""
+    submitit_logger = logging.getLogger("submitit")
+    for handler in list(submitit_logger.handlers):
+        if getattr(handler, "stream", None) is sys.__stdout__:
+            submitit_logger.removeHandler(handler)
 
 
 def run_client(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -42,6 +42,9 @@ class Placement:
         """submitit's handle on this task, re-attached from the folder and the SLURM id."""
         import submitit
 
+        from cluster.slurm.commands import watcher_warnings_to_stderr_only
+
+        watcher_warnings_to_stderr_only()
         return submitit.SlurmJob(self.folder, self.slurm_id, tasks=(self.task,))
 
     @property
