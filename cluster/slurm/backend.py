@@ -287,7 +287,7 @@ class SlurmBackend(Backend):
         if (state.split() or [""])[0] not in commands.TERMINAL_STATES:
             state = "UNKNOWN (no sacct record)"
         info["slurm_state"] = state
-        last = _last_line(job.paths.stderr)
+        last = _last_line(job)
         why = f" ({last})" if last else ""
         return Outcome(pending.unit, crash=f"{where} ended {state} without a result{why}; log "
                                            f"{job.paths.stdout}", info=info)
@@ -298,15 +298,13 @@ class SlurmBackend(Backend):
         self._pending.clear()
 
 
-def _last_line(path: Path, limit: int = 200) -> str:
+def _last_line(job: Any, limit: int = 200) -> str:
     """The last line of a task's stderr that says something: often the reason it died."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4096))
-            lines = handle.read().decode(errors="replace").splitlines()
-    except OSError:
+        text = job.stderr() or ""
+    except (OSError, UnicodeDecodeError):
         return ""
-    said = [line.strip() for line in lines if line.strip()
+    said = [line.strip() for line in text.splitlines() if line.strip()
             and not line.startswith(("submitit ", "srun: got SIGCONT", "srun: forcing"))]
     return said[-1][:limit] if said else ""
 
