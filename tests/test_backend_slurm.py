@@ -22,6 +22,7 @@ from cluster.slurm import commands
 from cluster.slurm.backend import SlurmBackend
 from cluster.slurm.records import latest_placements
 from cluster.slurm.settings import SLURM_KEYS
+from jobs.entry import StackRequest
 from jobs.spec import JobSpec
 from runner.cli.app import app
 from runner.dispatch.driver import RunOptions, RunReport, run_grid
@@ -33,7 +34,7 @@ from tests.backend_suite import (
     reference_run,
 )
 from tests.slurm_cluster import current_shape, run, sacct_states, write_grid
-from tests.slurm_entries import slow_entry
+from tests.slurm_entries import raising_entry, slow_entry
 
 pytestmark = pytest.mark.slurm
 
@@ -174,6 +175,23 @@ def test_scancel_is_reported_failed_with_state_and_log(tmp_path: Path) -> None:
                         + re.escape(f"); log {placement.log}"), problem.error), problem.error
     assert placement.log.exists()
     assert rundir_view.state(grid_dir, spec.job_id) == "failed"
+
+
+def test_a_task_that_raises_is_a_crash_with_its_traceback(tmp_path: Path) -> None:
+    """The task's exception comes back through submitit's job.result(): its last line, where it
+    ran, and the whole traceback in the outcome's info."""
+    resources = Resources(cpus=1, timeout_min=5)
+    backend = SlurmBackend(BackendSettings(grid_dir=tmp_path / "raises", resources=resources,
+                                           entry=raising_entry))
+    spec = tiny(0, epochs=1)
+    backend.submit([StackRequest(str(tmp_path / "raises"), (spec,))], resources)
+    [outcome] = list(backend.outcomes())
+    placement = latest_placements(tmp_path / "raises")[spec.job_id]
+    assert outcome.results == ()
+    assert outcome.crash == (f"RuntimeError: the unit of {spec.job_id} broke before training "
+                             f"(SLURM job {placement.slurm_id}, log {placement.log})")
+    assert outcome.info["traceback"].startswith("Traceback (most recent call last)")
+    assert "raising_entry" in outcome.info["traceback"]
 
 
 def test_requeued_jobs_resume_to_identical_metrics(tmp_path: Path) -> None:

@@ -90,7 +90,9 @@ class SlurmBackend(Backend):
                                           python=self.settings.python)
         parameters = self.settings.executor_parameters(resources, tasks, self.grid_dir.name,
                                                        parallelism)
-        parameters["setup"] = [*_import_path_setup(), *parameters.get("setup", [])]
+        setup = [*_import_path_setup(), *parameters.get("setup", [])]
+        if setup:
+            parameters["setup"] = setup
         try:
             executor.update_parameters(**parameters)
         except ValueError as exc:  # submitit checks values by writing a test script
