@@ -264,6 +264,8 @@ class SlurmBackend(Backend):
                 pending.gone_since = now
             elif now - pending.gone_since >= self.settings.result_grace_s:
                 dead.append(key)
+        if dead:  # one forced sacct through submitit's watcher answers for them all
+            self._pending[dead[0]].job.get_info()
         return dead
 
     def _outcome(self, pending: _Pending) -> Outcome:
@@ -285,7 +287,7 @@ class SlurmBackend(Backend):
             return Outcome(pending.unit, crash=f"squeue did not answer for {UNREACHABLE_S:.0f} s: "
                                                f"gave up on {where}; log {job.paths.stdout}",
                            info=info)
-        state = job.get_info().get("State", "")  # sacct, through submitit's watcher
+        state = job.state  # what submitit's watcher read from sacct when it was found dead
         if (state.split() or [""])[0] not in commands.TERMINAL_STATES:
             state = "UNKNOWN (no sacct record)"
         info["slurm_state"] = state
