@@ -54,14 +54,26 @@ def test_bad_slurm_values(section: dict, message: str) -> None:
     assert str(caught.value) == message
 
 
-def test_one_table_maps_every_key_to_submitit() -> None:
-    import submitit
-
-    valid = set(submitit.SlurmExecutor._valid_parameters()) | {"max_num_timeout", "python"}
-    for key, (parameter, _, _) in PARAMETERS.items():
-        if parameter is not None:
-            assert parameter.startswith("slurm_")
-            assert parameter.removeprefix("slurm_") in valid, key
+def test_one_table_maps_every_key_to_submitit(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every submitit name in the table is one SlurmExecutor takes: as a constructor argument,
+    or through update_parameters, which rejects a name it does not know."""
+    fake = tmp_path / "bin"  # SlurmExecutor only looks for srun on PATH
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/sh\n")
+    (fake / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    samples = {str: "x", int: 1, bool: True, list: ["x"], dict: {"x": "y"}}
+    for key, (parameter, kind, _) in PARAMETERS.items():
+        if parameter is None:
+            continue
+        assert parameter.startswith("slurm_"), key
+        name = parameter.removeprefix("slurm_")
+        sample = samples[kind[0] if isinstance(kind, tuple) else kind]
+        if name in ("max_num_timeout", "python"):
+            submitit.SlurmExecutor(tmp_path, **{name: sample})
+        else:
+            submitit.SlurmExecutor(tmp_path).update_parameters(**{name: sample})
 
 
 def test_exclusive_false_is_left_out() -> None:
