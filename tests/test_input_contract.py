@@ -65,8 +65,8 @@ GRID_FILES = [
     ("nan width", "base: {hidden: [.nan]}\n", "setting 'hidden' got"),
     ("noise on digits", "base: {noise: 0.1}\n", "noise=0.1 applies to spirals, moons only"),
     ("a 300-character name", "name: " + "n" * 300 + "\n", "must be a plain name (1 to 100"),
-    ("too many jobs", "grid: {seed: 'range(100000)'}\n", "gives 100,000 values; a grid holds "
-                                                         "at most 10,000 jobs"),
+    ("too many jobs", "grid: {seed: 'range(100001)'}\n", "gives 100,001 values; a grid holds "
+                                                         "at most 100,000 jobs"),
 ]
 
 
@@ -85,8 +85,8 @@ WORDS = [
     (["strategy=fixed(c=1e400)"], "strategy=fixed(c=1e400): strategy 'fixed(c=1e400)': number "
                                   "1e400 is out of range"),
     (["seed=range(1000000000000)"], "gives 1,000,000,000,000 values; a grid holds at most "
-                                    "10,000 jobs. Split it into several grids"),
-    (["seed=range(100000)"], "gives 100,000 values"),
+                                    "100,000 jobs. Split it into several grids"),
+    (["seed=range(100001)"], "gives 100,001 values"),
     (["seed=18446744073709551616"], "setting 'seed' got '18446744073709551616'; expected an "
                                     "integer in [0, 4294967295]"),
     (["strategy=" + "fixed(c=" * 600 + ")" * 600], "is too long"),
@@ -97,7 +97,7 @@ WORDS = [
     (["data_root=[/b],x"], "data_root='[/b]' applies to mnist, fashion_mnist, cifar10 only (got "
                            "dataset=digits, which is built in); leave data_root unset"),
     (["seed=range(99999999999999999999)"], "gives 99,999,999,999,999,999,999 values; a grid "
-                                           "holds at most 10,000 jobs"),
+                                           "holds at most 100,000 jobs"),
     (["seed=range(0, 99999999999999999999, 7)"], "gives 14,285,714,285,714,285,715 values"),
 ]
 

@@ -53,7 +53,7 @@ from runner.grid.sweeps import SweepError, parse_sweep, parse_values
 
 # A grid's name becomes a folder under the output root: a plain name can never leave it.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
-DEFAULT_MAX_JOBS = 10_000
+DEFAULT_MAX_JOBS = 100_000
 
 
 def max_jobs() -> int:
@@ -103,7 +103,7 @@ class Grid:
         if self.description:
             content["description"] = self.description
         content["base"] = {key: _plain(value) for key, value in self.base.items()}
-        content["grid"] = {key: [_plain(v) for v in values]
+        content["grid"] = {key: _as_range(values) or [_plain(v) for v in values]
                            for key, values in self.sweeps.items()}
         content["resources"] = dataclasses.asdict(self.resources)
         if self.slurm:
@@ -391,6 +391,18 @@ def _hint(word: str, names: Sequence[str]) -> str:
 
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
+
+
+def _as_range(values: Sequence[Any]) -> str | None:
+    """`range(a, b, step)` for three or more evenly spaced integers (20,000 seeds are one short
+    line, quick to read back), else None."""
+    if len(values) < 3 or not all(type(v) is int for v in values):
+        return None
+    step = values[1] - values[0]
+    if step == 0 or list(range(values[0], values[-1] + step, step)) != list(values):
+        return None
+    return f"range({values[0]}, {values[-1] + step}, {step})" if step != 1 else \
+        f"range({values[0]}, {values[-1] + 1})"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 MAX_DEPTH = 32  # levels of nesting; a grid needs about 4
-MAX_NODES = 20_000  # values once aliases are expanded; the largest shipped grid has about 100
+MAX_NODES = 200_000  # values once aliases are expanded: a 100,000-job grid, value by value
 MAX_NUMBER_CHARS = 40  # 2**64 has 20 digits; a float needs about 25 characters
 
 

@@ -25,7 +25,7 @@ from runner.report.bootstrap import improvements
 from runner.report.labels import format_value
 from runner.report.load import AggregateError
 from runner.report.model import Group
-from runner.report.tables import COMPARED, groupable_settings
+from runner.report.tables import COMPARED, groupable_settings, settings_of
 
 DEFAULT_BASELINE = ("strategy", "onehot")
 # change the training data or its order: the same seed does not pair runs across them
@@ -101,9 +101,9 @@ def _run_settings(key: str, method: Sequence[str] = ()) -> list[str]:
 def _runs(group: Group, key: str, measures: dict[str, dict[str, Any]],
           method: Sequence[str] = ()) -> dict[tuple[Any, ...], float | None]:
     """The group's done runs by every setting but the compared ones (seed included)."""
-    names = _run_settings(key, method)
-    return {tuple(job.settings.get(name) for name in names): measures[job.job_id][COMPARED]
-            for job in group.jobs if job.job_id in measures and job.job_id in group.done_ids}
+    run = settings_of(_run_settings(key, method))
+    return {run(job.settings): measures[job.job_id][COMPARED]
+            for job in group.done_jobs if job.job_id in measures}
 
 
 def _design(runs: dict[tuple[Any, ...], float | None], key: str,

@@ -16,7 +16,7 @@ import polars as pl
 
 from runner.report.load import GridData
 from runner.report.model import Group
-from runner.report.tables import groupable_settings
+from runner.report.tables import groupable_settings, settings_of
 
 # what a run measured; epoch_seconds and samples_per_second differ between identical runs
 HASHED_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_nll", "ece",
@@ -43,12 +43,9 @@ def run_hashes(data: GridData, job_ids: Sequence[str]) -> dict[str, int]:
 def _signature(group: Group, keys: Sequence[str], hashes: dict[str, int],
                ) -> frozenset[tuple[Any, ...]]:
     """The group's runs by everything but its grouping settings, each with its hash."""
-    rest = [name for name in groupable_settings() if name not in keys]
-    runs = []
-    for job in group.jobs:
-        if job.job_id in group.done_ids and job.job_id in hashes:
-            runs.append((tuple(job.settings.get(name) for name in rest), hashes[job.job_id]))
-    return frozenset(runs)
+    rest = settings_of([name for name in groupable_settings() if name not in keys])
+    return frozenset((rest(job.settings), hashes[job.job_id]) for job in group.done_jobs
+                     if job.job_id in hashes)
 
 
 def _candidates(groups: Sequence[Group], keys: Sequence[str],
@@ -57,9 +54,8 @@ def _candidates(groups: Sequence[Group], keys: Sequence[str],
     """Groups of one facet whose runs have equal per-job measures (final values, AUC, the
     epoch of the threshold): the only ones that can be identical, found without reading the
     metrics again (most grids have none)."""
-    def summary(job_id: str) -> tuple[Any, ...]:  # repr: NaN equals NaN
-        values = measures.get(job_id, {})
-        return tuple(sorted((name, repr(value)) for name, value in values.items()))
+    def summary(job_id: str) -> str:  # repr: NaN equals NaN
+        return repr(sorted(measures.get(job_id, {}).items()))
 
     hashes = {job_id: hash(summary(job_id)) for group in groups for job_id in group.done_ids}
     alike: dict[tuple[str, frozenset[tuple[Any, ...]]], list[Group]] = {}

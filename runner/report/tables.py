@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import polars as pl
@@ -52,12 +53,28 @@ def groupable_settings() -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(JobSpec) if f.metadata["identity"])
 
 
+def settings_of(names: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A function giving a job's values of `names` (None where a setting is missing), in one
+    C call per job where it has them all: groups of 20,000 jobs are keyed many times."""
+    names = tuple(names)
+    pick = itemgetter(*names) if names else (lambda settings: ())
+
+    def values(settings: dict[str, Any]) -> tuple[Any, ...]:
+        try:
+            found = pick(settings)
+        except KeyError:  # a setting an older run dir lacks
+            return tuple(settings.get(name) for name in names)
+        return found if len(names) != 1 else (found,)
+
+    return values
+
+
 def swept_settings(jobs: Sequence[Job]) -> list[str]:
     """Settings whose values differ between jobs, in JobSpec order, without the seed."""
     swept = []
+    every = [job.settings for job in jobs]
     for name in groupable_settings():
-        values = {job.settings.get(name) for job in jobs}
-        if len(values) > 1 and name != "seed":
+        if name != "seed" and len(set(map(methodcaller("get", name), every))) > 1:
             swept.append(name)
     return swept
 
@@ -164,8 +181,7 @@ def group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, A
     row["group"] = group.name
     row["label"] = group.label
     row["jobs"] = len(group.jobs)
-    done_jobs = [job for job in group.jobs if job.job_id in group.done_ids
-                 and job.job_id in measures]
+    done_jobs = [job for job in group.done_jobs if job.job_id in measures]
     done = [measures[job.job_id] for job in done_jobs]
     row["runs"] = len(done)
     row["seeds"] = len({job.settings.get("seed") for job in done_jobs})
