@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cluster.slurm.status import SlurmJob, slurm_jobs
+from cluster.slurm.status import SlurmJobState, slurm_jobs
 from jobs.rundir.index import StateIndex
 from jobs.rundir.layout import OutputDir
 from jobs.rundir.run_dir import RunDir
@@ -29,7 +29,7 @@ class JobStatus:
     state: str
     error: str | None = None
     interrupted: bool = False  # was running when its runner died
-    slurm: SlurmJob | None = None  # its latest SLURM job, when it was submitted to SLURM
+    slurm: SlurmJobState | None = None  # its latest SLURM job, when submitted to SLURM
     record: JobRecord | None = None  # what the files say of it
 
     @property
@@ -118,7 +118,7 @@ def job_log(grid_dir: Path, job_id: str) -> str:
     return RunDir(grid_dir).job_log(job_id)
 
 
-def with_slurm(job: JobStatus, slurm: SlurmJob | None) -> JobStatus:
+def with_slurm(job: JobStatus, slurm: SlurmJobState | None) -> JobStatus:
     """Add SLURM's word where the files alone cannot tell how the job stands."""
     if slurm is None:
         return job
