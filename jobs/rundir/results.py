@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs import metric_catalogue
+from jobs.rundir.disk import naming
 from jobs.rundir.states import Outcome
 from jobs.spec import JobSpec
 
@@ -145,18 +146,19 @@ def _temp_beside(path: Path) -> tuple[int, str]:
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Readers see the old file or the whole new one, whenever the writer is killed. `durable`
     also fsyncs it before the rename, so that it survives an OS crash too (2-3 ms a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_beside(path)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                if durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def remove_partial_writes(folder: Path, older_than_s: float = 3600.0) -> int:
@@ -210,17 +212,18 @@ def write_query_parquet(path: Path, query: Any, metadata: Mapping[str, str]) -> 
 def atomic_write_with(path: Path, write_to: Callable[[str], None]) -> None:
     """`write_to(temp path)` writes the file's content (a Parquet writer that takes a path), then
     it is fsynced and renamed onto `path`: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_beside(path)
-    os.close(fd)
-    try:
-        write_to(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_beside(path)
+        os.close(fd)
+        try:
+            write_to(tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
