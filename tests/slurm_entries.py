@@ -42,3 +42,8 @@ def slow_entry(request: StackRequest, *, threads: int,
     every_epoch = dataclasses.replace(request, settings=dataclasses.replace(
         request.settings, checkpoint_seconds=0))
     return run_stack(every_epoch, threads=threads, progress=progress)
+
+
+def raising_entry(request: StackRequest, *, threads: int) -> list[JobResult]:
+    """A unit whose task raises before training: submitit pickles the traceback as its result."""
+    raise RuntimeError(f"the unit of {request.specs[0].job_id} broke before training")

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 from jobs.rundir import results
 from runner.report.load import _read_jobs_table, _settings_from_spec
-from tests.fake_grid import many_strategies, make_spec
+from tests.fake_grid import make_spec, many_strategies
 
 
 def _specs() -> list:

@@ -18,9 +18,11 @@ from typer.testing import CliRunner
 from cluster import backends
 from cluster.backends import BackendError, BackendSettings
 from cluster.base import Resources
+from cluster.slurm import commands
 from cluster.slurm.backend import SlurmBackend
 from cluster.slurm.records import latest_placements
 from cluster.slurm.settings import SLURM_KEYS
+from jobs.entry import StackRequest
 from jobs.spec import JobSpec
 from runner.cli.app import app
 from runner.dispatch.driver import RunOptions, RunReport, run_grid
@@ -32,7 +34,7 @@ from tests.backend_suite import (
     reference_run,
 )
 from tests.slurm_cluster import current_shape, run, sacct_states, write_grid
-from tests.slurm_entries import slow_entry
+from tests.slurm_entries import raising_entry, slow_entry
 
 pytestmark = pytest.mark.slurm
 
@@ -87,6 +89,31 @@ def test_unknown_slurm_key(tmp_path: Path) -> None:
     assert err == (f"Error: {grid}: slurm: unknown key 'partitoin' (did you mean "
                    f"'partition'?); valid keys: {', '.join(SLURM_KEYS)}\n")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_test_only_script_asks_for_what_submitit_submits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sbatch --test-only runs on a script of tvo's own: its #SBATCH lines must be among those
+    of the batch script submitit then writes for the grid's jobs."""
+    checked: list[dict] = []
+    test_submission = commands.test_submission
+
+    def recorded(parameters: dict) -> None:
+        checked.append(dict(parameters))
+        test_submission(parameters)
+
+    monkeypatch.setattr(commands, "test_submission", recorded)
+    grid = write_grid(tmp_path / "g.yaml", "asked", seeds=1, resources={"mem_gb": 0.5},
+                      slurm={"comment": "tvo test", "exclusive": False,
+                             "additional_parameters": {"nice": 5}})
+    code, out, err = cli("run", str(grid), "--backend", "slurm", "--out", str(tmp_path / "out"))
+    assert (code, err) == (0, ""), out
+    [parameters] = checked
+    [script] = (tmp_path / "out" / "asked" / "slurm").glob("*/*_submission.sh")
+    asked = commands.sbatch_lines(parameters)
+    assert "#SBATCH --comment='tvo test'" in asked and "#SBATCH --nice=5" in asked
+    assert "#SBATCH --mem=512MB" in asked
+    assert set(asked) <= set(script.read_text().splitlines())
 
 
 def test_make_backend_checks_settings(tmp_path: Path) -> None:
@@ -150,6 +177,23 @@ def test_scancel_is_reported_failed_with_state_and_log(tmp_path: Path) -> None:
     assert rundir_view.state(grid_dir, spec.job_id) == "failed"
 
 
+def test_a_task_that_raises_is_a_crash_with_its_traceback(tmp_path: Path) -> None:
+    """The task's exception comes back through submitit's job.result(): its last line, where it
+    ran, and the whole traceback in the outcome's info."""
+    resources = Resources(cpus=1, timeout_min=5)
+    backend = SlurmBackend(BackendSettings(grid_dir=tmp_path / "raises", resources=resources,
+                                           entry=raising_entry))
+    spec = tiny(0, epochs=1)
+    backend.submit([StackRequest(str(tmp_path / "raises"), (spec,))], resources)
+    [outcome] = list(backend.outcomes())
+    placement = latest_placements(tmp_path / "raises")[spec.job_id]
+    assert outcome.results == ()
+    assert outcome.crash == (f"RuntimeError: the unit of {spec.job_id} broke before training "
+                             f"(SLURM job {placement.slurm_id}, log {placement.log})")
+    assert outcome.info["traceback"].startswith("Traceback (most recent call last)")
+    assert "raising_entry" in outcome.info["traceback"]
+
+
 def test_requeued_jobs_resume_to_identical_metrics(tmp_path: Path) -> None:
     """One job is preempted (USR2, as SLURM and submitit's job._interrupt() send it), the other
     requeued by an admin (scontrol requeue); both resume from their last epoch checkpoint."""
@@ -179,7 +223,8 @@ def test_requeued_jobs_resume_to_identical_metrics(tmp_path: Path) -> None:
         assert reference_run(spec, clean).state == "done"  # one thread, like a 1-cpu job
         assert metrics_without_timing(grid_dir, spec) == metrics_without_timing(clean, spec)
     placement = latest_placements(grid_dir)[preempted.job_id]
-    log = placement.log.read_text() + placement.error_log.read_text()
+    paths = placement.job.paths
+    log = paths.stdout.read_text() + paths.stderr.read_text()
     assert "Caught signal SIGUSR2" in log and "Requeued job" in log
 
 

@@ -8,6 +8,7 @@ import gc
 import pytest
 import torch
 
+from jobs import metric_catalogue
 from jobs.engine import evaluation
 from jobs.engine.stack import Stack
 from jobs.engine.train import shared_dataset
@@ -43,11 +44,13 @@ def test_members_measured_in_chunks_measure_as_all_at_once(stack, monkeypatch, p
 
 
 def test_each_split_measures_what_its_rows_keep(stack):
-    train = evaluation.measure(stack, stack.x_train, stack.y_train, evaluation.TRAIN_MEASURES)
+    train = evaluation.measure(stack, stack.x_train, stack.y_train,
+                               evaluation.split_measures("train"))
     assert set(train) == {"loss", "acc"}
-    val = evaluation.measure(stack, stack.x_val, stack.y_val, evaluation.VAL_MEASURES)
+    val = evaluation.measure(stack, stack.x_val, stack.y_val, evaluation.split_measures("val"))
     assert set(val) == {"loss", "acc", "nll", "ece"}
-    test = evaluation.measure(stack, stack.x_test, stack.y_test, evaluation.TEST_MEASURES)
+    test = evaluation.measure(stack, stack.x_test, stack.y_test,
+                              evaluation.split_measures("test"))
     assert set(test) == {*evaluation.MEASURES, "reliability"}
     assert val["loss"] == evaluation.measure(stack, stack.x_val, stack.y_val)["loss"]
     assert all(len(bins) == 10 for bins in test["reliability"])
@@ -70,3 +73,28 @@ def test_rows_are_made_with_the_collector_held_off_and_it_is_back_after(stack, m
     with pytest.raises(RuntimeError, match="broken"):
         stack.evaluation_rows(epoch=1)
     assert gc.isenabled()
+
+
+def test_every_declared_split_metric_is_a_measure_this_engine_computes():
+    for metric in metric_catalogue.METRICS:
+        if metric.measure is not None:
+            assert metric.split in ("train", "val", "test"), metric.name
+            assert metric.measure in evaluation.TEST_MEASURES, metric.name
+
+
+def test_rows_hold_declared_columns_only(stack):
+    declared = set(metric_catalogue.names())
+    for epoch in (0, 1):
+        rows = stack.evaluation_rows(epoch=epoch)
+        assert all(set(row) <= declared for row in rows), set(rows[0]) - declared
+    assert {"train_loss", "val_acc"} <= set(stack.evaluation_rows(epoch=0)[0])
+    assert "reliability" in stack.evaluation_rows(epoch=1)[0]  # the final epoch keeps its bins
+
+
+def test_a_metric_declared_on_a_split_is_measured_without_engine_changes(stack, monkeypatch):
+    added = metric_catalogue.Metric("val_margin", metric_catalogue.FLOAT, "validation margin",
+                                    split="val", measure="margin")
+    monkeypatch.setattr(metric_catalogue, "METRICS", (*metric_catalogue.METRICS, added))
+    assert evaluation.split_measures("val") == ("loss", "acc", "nll", "ece", "margin")
+    margins = evaluation.measure(stack, stack.x_val, stack.y_val, ("margin",))["margin"]
+    assert [row["val_margin"] for row in stack.evaluation_rows(epoch=1)] == margins

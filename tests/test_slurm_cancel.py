@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.slurm import cancel as slurm_cancel
+from cluster.slurm import records
 from jobs.rundir.claims import ClaimBook
 from jobs.spec import JobSpec
 from runner.dispatch.cancel import request_cancel, stop
@@ -81,11 +81,11 @@ def test_the_newest_record_wins_and_packs_are_cancelled_only_whole(tmp_path: Pat
     write_record(tmp_path, "20260101-120000-0", [("7", 0, ["a"]), ("8_0", 0, ["b"])])
     write_record(tmp_path, "20260101-120000-1", [("9_0", 0, ["a"]), ("9_1", 0, ["c"]),
                                                  ("10", 0, ["d"]), ("10", 1, ["e"])])
-    assert slurm_cancel.latest_slurm_ids(tmp_path) == {
+    assert records.latest_slurm_ids(tmp_path) == {
         "9_0": {"a"}, "8_0": {"b"}, "9_1": {"c"}, "10": {"d", "e"}}
-    assert slurm_cancel.slurm_ids_for(tmp_path, ["a", "b", "d"]) == ["8_0", "9_0"]
-    assert slurm_cancel.slurm_ids_for(tmp_path, ["d", "e"]) == ["10"]
-    assert slurm_cancel.slurm_ids_for(tmp_path / "elsewhere", ["a"]) == []
+    assert records.slurm_ids_for(tmp_path, ["a", "b", "d"]) == ["8_0", "9_0"]
+    assert records.slurm_ids_for(tmp_path, ["d", "e"]) == ["10"]
+    assert records.slurm_ids_for(tmp_path / "elsewhere", ["a"]) == []
 
 
 def test_queued_jobs_go_at_once_and_running_ones_after_the_grace(

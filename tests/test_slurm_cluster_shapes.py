@@ -85,7 +85,7 @@ def test_arrays_larger_than_max_array_size_are_split(tmp_path: Path) -> None:
     placements = latest_placements(grid_dir)
     by_array: dict[str, list[str]] = {}
     for placement in placements.values():
-        by_array.setdefault(placement.array_id, []).append(placement.slurm_id)
+        by_array.setdefault(placement.slurm_id.split("_")[0], []).append(placement.slurm_id)
     assert sorted(len(ids) for ids in by_array.values()) == [1, 2, 2]
     assert set(sacct_states([p.slurm_id for p in placements.values()]).values()) == {
         "COMPLETED"}

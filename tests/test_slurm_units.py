@@ -4,10 +4,13 @@ SLURM output parsing, the clean client environment and the submission records. N
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+import submitit
 
 from cluster.base import Resources
 from cluster.slurm import commands
@@ -51,14 +54,32 @@ def test_bad_slurm_values(section: dict, message: str) -> None:
     assert str(caught.value) == message
 
 
-def test_one_table_maps_every_key_to_submitit() -> None:
-    import submitit
+def test_one_table_maps_every_key_to_submitit(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every submitit name in the table is one SlurmExecutor takes: as a constructor argument,
+    or through update_parameters, which rejects a name it does not know."""
+    fake = tmp_path / "bin"  # SlurmExecutor only looks for srun on PATH
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/sh\n")
+    (fake / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    samples = {str: "x", int: 1, bool: True, list: ["x"], dict: {"x": "y"}}
+    for key, (parameter, kind, _) in PARAMETERS.items():
+        if parameter is None:
+            continue
+        assert parameter.startswith("slurm_"), key
+        name = parameter.removeprefix("slurm_")
+        sample = samples[kind[0] if isinstance(kind, tuple) else kind]
+        if name in ("max_num_timeout", "python"):
+            submitit.SlurmExecutor(tmp_path, **{name: sample})
+        else:
+            submitit.SlurmExecutor(tmp_path).update_parameters(**{name: sample})
 
-    valid = set(submitit.SlurmExecutor._valid_parameters()) | {"max_num_timeout", "python"}
-    for key, (parameter, _, _) in PARAMETERS.items():
-        if parameter is not None:
-            assert parameter.startswith("slurm_")
-            assert parameter.removeprefix("slurm_") in valid, key
+
+def test_exclusive_false_is_left_out() -> None:
+    """submitit would spell it --exclusive=False, which sbatch rejects."""
+    assert SlurmSettings.read({"exclusive": False}).parameters == {}
+    assert SlurmSettings.read({"exclusive": True}).parameters == {"exclusive": True}
 
 
 def test_executor_parameters_for_a_plain_job() -> None:
@@ -148,11 +169,20 @@ def test_pin_gpus_gives_each_task_its_own() -> None:
         pin_gpus(0, 1, {})
 
 
-def test_expand_ids_and_reason() -> None:
-    assert commands.expand_ids("12_[3-5,8%2]") == ["12_3", "12_4", "12_5", "12_8"]
-    assert commands.expand_ids("12_[0-1]") == ["12_0", "12_1"]
-    assert commands.expand_ids("12_4") == ["12_4"]
-    assert commands.expand_ids("13") == ["13"]
+def test_sbatch_lines_spell_options_as_submitit_does() -> None:
+    """The --test-only script's lines: sbatch options only (not setup, signal delay, ...),
+    additional_parameters merged in, dashes for underscores, values quoted for the shell."""
+    assert commands.sbatch_lines({
+        "partition": "gpu", "gpus_per_node": 2, "exclusive": True, "mem": "1536MB",
+        "constraint": "a100|v100", "comment": None, "setup": ["module load cuda"],
+        "signal_delay_s": 90, "array_parallelism": 4, "srun_args": ["-v"],
+        "additional_parameters": {"reservation": "r1", "mail_type": "END"}}) == [
+        "#SBATCH --constraint='a100|v100'", "#SBATCH --exclusive", "#SBATCH --gpus-per-node=2",
+        "#SBATCH --mail-type=END", "#SBATCH --mem=1536MB", "#SBATCH --partition=gpu",
+        "#SBATCH --reservation=r1"]
+
+
+def test_reason() -> None:
     assert commands.reason("sbatch: error: invalid partition specified: x\n"
                            "sbatch: error: Batch job submission failed: Invalid partition name "
                            "specified\n") == "Invalid partition name specified"
@@ -177,17 +207,20 @@ def test_records_newest_run_wins(tmp_path: Path) -> None:
     write_record(second, [Placement(second, "9", 1, ("b",))], {})
     placements = latest_placements(tmp_path)
     assert placements["a"] == Placement(first, "5_0", 0, ("a",))
-    assert placements["b"].slurm_id == "9" and placements["b"].array_id == "9"
+    assert placements["b"].slurm_id == "9"
     assert placements["b"].log == second / "9_1_log.out"
+    job = placements["b"].job  # re-attached: submitit's own handle on SLURM job 9, task 1
+    assert isinstance(job, submitit.SlurmJob) and (job.job_id, job.task_id) == ("9", 1)
+    assert job.paths.result_pickle == second / "9_1_result.pkl"
     assert latest_placements(tmp_path / "nothing") == {}
 
 
 def test_status_reads_slurm_where_the_files_cannot_tell(tmp_path: Path) -> None:
-    from cluster.slurm.status import SlurmJob
+    from cluster.slurm.status import SlurmJobState
     from runner.dispatch.status import JobStatus, with_slurm
 
-    def slurm(state: str) -> SlurmJob:
-        return SlurmJob("a", "7_1", 0, state, tmp_path / "7_1_0_log.out")
+    def slurm(state: str) -> SlurmJobState:
+        return SlurmJobState("a", "7_1", 0, state, tmp_path / "7_1_0_log.out")
 
     # a detached run: the runner is gone, so the files alone say pending (interrupted)
     orphan = JobStatus("a", "pending", tmp_path, interrupted=True)
@@ -201,3 +234,58 @@ def test_status_reads_slurm_where_the_files_cannot_tell(tmp_path: Path) -> None:
     assert with_slurm(done, slurm("COMPLETED")).state == "done"
     assert with_slurm(orphan, slurm("UNKNOWN")).state == "pending"  # no SLURM to ask
     assert with_slurm(orphan, None) == orphan
+
+
+def slurm_faked(tmp_path: Path, sacct_body: str) -> dict[str, str]:
+    """An environment whose squeue lists nothing and whose sacct runs `sacct_body` (sh) after
+    noting its call in calls.txt: SLURM's answers without a cluster."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "squeue").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "sacct").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/calls.txt\n{sacct_body}\n")
+    for script in fake.iterdir():
+        script.chmod(0o755)
+    repo = str(Path(__file__).resolve().parents[1])
+    return {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}", "PYTHONPATH": repo}
+
+
+def detached_grid(tmp_path: Path) -> tuple[Path, list[JobSpec]]:
+    """A grid of two jobs a detached run left as elements 0 and 1 of SLURM array 70."""
+    from runner.dispatch.outdir import prepare
+
+    specs = [JobSpec.from_dict({"seed": seed}) for seed in (0, 1)]
+    grid_dir = tmp_path / "grid"
+    prepare(grid_dir, "name: grid\n", specs, "grid")
+    folder = new_folder(grid_dir)
+    write_record(folder, [Placement(folder, f"70_{index}", 0, (spec.job_id,))
+                          for index, spec in enumerate(specs)], {})
+    return grid_dir, specs
+
+
+def status_run(grid_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runner", "status", str(grid_dir)], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_status_reads_how_slurm_jobs_ended_through_submitits_watcher(tmp_path: Path) -> None:
+    grid_dir, specs = detached_grid(tmp_path)
+    env = slurm_faked(tmp_path, "printf 'JobID|State|NodeList\\n70_0|CANCELLED by 0|vm\\n"
+                                "70_0.batch|CANCELLED|vm\\n70_1|TIMEOUT|vm\\n'")
+    shown = status_run(grid_dir, env)
+    assert (shown.returncode, shown.stderr) == (0, ""), shown.stderr
+    assert "failed 2" in shown.stdout and "SLURM: CANCELLED 1 · TIMEOUT 1" in shown.stdout
+    log = grid_dir / "slurm" / next((grid_dir / "slurm").iterdir()).name / "70_0_0_log.out"
+    assert f"SLURM job 70_0 ended CANCELLED by 0 without a result; log {log}" in shown.stdout
+    assert (tmp_path / "calls.txt").read_text().splitlines() == [
+        "-o JobID,State,NodeList --parsable2 -j 70"]  # one call for both jobs
+
+
+def test_status_without_sacct_keeps_its_output_clean(tmp_path: Path) -> None:
+    """sacct failing (slurmdbd down): UNKNOWN, and submitit's warning on stderr only."""
+    grid_dir, specs = detached_grid(tmp_path)
+    env = slurm_faked(tmp_path, "echo 'sacct: error: Problem talking to the database' >&2\n"
+                                "exit 1")
+    shown = status_run(grid_dir, env)
+    assert shown.returncode == 0
+    assert "SLURM: UNKNOWN 2" in shown.stdout and "submitit" not in shown.stdout
+    assert "Bypassing sacct error" in shown.stderr

@@ -19,6 +19,7 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
+from jobs.metric_catalogue import metric
 from runner.cli.app import app
 from runner.report.pipeline import aggregate
 from runner.report.selection import answer_cells, selection_cells
@@ -438,3 +439,4 @@ def test_the_server_reads_its_grids_ahead_when_it_starts(server):
         time.sleep(0.1)
     session = server.get("/api/session")
     assert session["read_ahead_done"] and "quickstart" in session["shipped"]
+    assert session["metric_descriptions"]["test_acc"] == metric("test_acc").description

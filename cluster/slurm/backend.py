@@ -1,4 +1,4 @@
-"""The SLURM backend: units go to SLURM as submitit job arrays; outcomes come from result files.
+"""The SLURM backend: units go to SLURM as submitit job arrays, and submitit's jobs carry them.
 
 - The units of one submit() call go to SLURM at once, as few job arrays as possible:
   `resources.jobs_per_node` units share one SLURM job (one task each, each task with its own
@@ -6,12 +6,14 @@
   concurrency (`%N`).
 - Settings are checked with `sbatch --test-only` when the backend starts, so a partition or a
   GPU count the cluster lacks fails with SLURM's reason before anything is written.
-- Outcomes: a task's result file (written by submitit when the task returns). A job that SLURM
-  no longer has queued or running, and whose result has not shown up `result_grace_s` later, is
-  a crash with SLURM's state (CANCELLED, TIMEOUT, NODE_FAIL, OUT_OF_MEMORY, ...) and its log: the
+- Each unit is a submitit job (one task of it): its result file marks it done (one directory
+  listing per folder finds them all) and `job.result()` reads it. A job that squeue no longer
+  lists, and whose result has not shown up `result_grace_s` later, is a crash with the state
+  submitit's watcher reads from sacct (CANCELLED, TIMEOUT, NODE_FAIL, ...) and its log: the
   driver never waits on a job that died without a word.
-- A job still queued or running from an earlier run into the same grid dir (say one that was
-  detached) is waited for, not submitted a second time.
+- A job still queued or running from an earlier run into the same grid dir (one that was
+  detached, say) is re-attached with `SlurmJob(folder, job_id)` and waited for, not submitted
+  a second time.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import site
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,14 +42,20 @@ log = logging.getLogger("tvo.slurm")
 RESULT_POLL_S = 0.25  # result files: one directory listing per submitit folder
 STATE_POLL_S = 2.0  # squeue: one call for all pending jobs
 UNREACHABLE_S = 600.0  # squeue failing this long: the pending units are given up as crashed
+_TRACE_RULE = "-" * 22 + "\n"  # what frames the task's traceback in submitit's FailedJobError
 
 
 @dataclass
 class _Pending:
     unit: WorkUnit
     placement: Placement
+    job: Any  # submitit.SlurmJob: this unit's task of its SLURM job
+    result: Path = field(init=False)  # job.paths.result_pickle, looked up once (7 us a time)
     gone_since: float | None = None  # when squeue first stopped listing its SLURM job
     unreachable: bool = False  # given up because squeue stopped answering
+
+    def __post_init__(self) -> None:
+        self.result = self.job.paths.result_pickle
 
 
 class SlurmBackend(Backend):
@@ -66,10 +74,10 @@ class SlurmBackend(Backend):
         except (SlurmSettingsError, commands.SlurmCommandError) as exc:
             raise BackendError(str(exc)) from None
         self.grid_dir = Path(settings.grid_dir)
-        self.grid_name = self.grid_dir.name
         self.entry = settings.entry
         self.max_parallel = settings.max_parallel
         self._check_accepted(settings.resources)
+        commands.watcher_warnings_to_stderr_only()
         self.folder: Path | None = None  # created at the first submission
         self._placements: list[Placement] = []
         self._pending: dict[tuple[str, int], _Pending] = {}
@@ -84,11 +92,11 @@ class SlurmBackend(Backend):
 
         executor = submitit.SlurmExecutor(folder, max_num_timeout=self.settings.max_num_timeout,
                                           python=self.settings.python)
-        parameters = self.settings.executor_parameters(resources, tasks, self.grid_name,
+        parameters = self.settings.executor_parameters(resources, tasks, self.grid_dir.name,
                                                        parallelism)
-        setup = _import_path_setup()
+        setup = [*_import_path_setup(), *parameters.get("setup", [])]
         if setup:
-            parameters["setup"] = [*setup, *parameters.get("setup", [])]
+            parameters["setup"] = setup
         try:
             executor.update_parameters(**parameters)
         except ValueError as exc:  # submitit checks values by writing a test script
@@ -96,21 +104,17 @@ class SlurmBackend(Backend):
         return executor
 
     def _check_accepted(self, resources: Resources) -> None:
-        """sbatch --test-only on the script submitit would write for the largest job."""
+        """sbatch --test-only with the parameters of the largest job this grid submits."""
         with tempfile.TemporaryDirectory(prefix="tvo-slurm-test-") as folder:
             executor = self._executor(Path(folder), resources, self.layout.units_per_job)
-            script = Path(folder) / "test.sh"
-            # submitit's hook for the batch script text; the command does not matter here
-            script.write_text(executor._make_submission_file_text("true", "test"))
             try:
-                commands.test_submission(script)
+                commands.test_submission(executor.parameters)
             except commands.SlurmCommandError as exc:
                 raise BackendError(f"SLURM rejects this grid's resources and slurm settings: "
-                                   f"{exc} ({self._asked(resources)})") from None
+                                   f"{exc} ({self._asked(executor.parameters)})") from None
 
-    def _asked(self, resources: Resources) -> str:
-        parameters = self.settings.executor_parameters(resources, self.layout.units_per_job,
-                                                       self.grid_name)
+    @staticmethod
+    def _asked(parameters: dict[str, Any]) -> str:
         shown = ("partition", "account", "qos", "constraint", "gpus_per_node",
                  "ntasks_per_node", "cpus_per_task", "mem", "time")
         return "asked for " + ", ".join(f"{key}={parameters[key]}" for key in shown
@@ -155,16 +159,15 @@ class SlurmBackend(Backend):
                 jobs = executor.submit_array(tasks)
         except Exception as exc:  # submitit raises its own FailedJobError, or OSError
             self._forget_empty_folder()
-            text = str(exc)
-            raise BackendError(f"sbatch failed: {commands.reason(text)}") from None
+            raise BackendError(f"sbatch failed: {commands.reason(str(exc))}") from None
         for job, pack in zip(jobs, packs, strict=True):
             for task, unit in enumerate(pack):
-                placement = Placement(self.folder, str(job.job_id), task, _job_ids(unit))
+                placement = Placement(self.folder, job.job_id, task, tuple(unit.job_ids))
                 self._placements.append(placement)
-                self._pending[(placement.slurm_id, task)] = _Pending(unit, placement)
+                self._pending[(job.job_id, task)] = _Pending(unit, placement, job.task(task))
         write_record(self.folder, self._placements, {
-            "grid": self.grid_name, "written_at": _now(), "max_array_size": self.max_array_size,
-            "max_parallel": self.max_parallel})
+            "grid": self.grid_dir.name, "written_at": _now(),
+            "max_array_size": self.max_array_size, "max_parallel": self.max_parallel})
         log.info("submitted %d SLURM jobs (%s)", len(jobs), jobs[0].job_id.split("_")[0])
 
     def _forget_empty_folder(self) -> None:
@@ -177,7 +180,8 @@ class SlurmBackend(Backend):
         self.folder = None
 
     def _adopt_queued(self, units: Sequence[WorkUnit]) -> list[WorkUnit]:
-        """Wait for the SLURM jobs an earlier run left queued for these units; the rest are new.
+        """Re-attach to the SLURM jobs an earlier run left queued for these units and wait for
+        them; the rest are new.
 
         A detached run's jobs may still be pending or running when `tvo run` is started again
         on the same grid: submitting them again would train each twice into one run dir.
@@ -185,10 +189,10 @@ class SlurmBackend(Backend):
         earlier: dict[str, Placement] = {}
         for unit in units:
             placement = self._earlier.get(unit.specs[0].job_id)
-            if (placement is not None and placement.job_ids == _job_ids(unit)
-                    and not placement.result_file.exists()):  # one with a result has ended
+            if (placement is not None and placement.job_ids == tuple(unit.job_ids)
+                    and not placement.job.paths.result_pickle.exists()):  # not one that ended
                 earlier[unit.key] = placement
-        queued = commands.queued({p.array_id for p in earlier.values()}) if earlier else {}
+        queued = commands.queued(p.slurm_id for p in earlier.values()) if earlier else {}
         if queued is None:  # submitting blind could train a job twice into one run dir
             raise BackendError("squeue does not answer, so tvo cannot tell whether the SLURM "
                                "jobs of an earlier run into this dir still run; try again")
@@ -200,7 +204,8 @@ class SlurmBackend(Backend):
                 continue
             log.info("job %s is still %s as SLURM job %s: waiting for it", unit.key,
                      queued[placement.slurm_id], placement.slurm_id)
-            self._pending[(placement.slurm_id, placement.task)] = _Pending(unit, placement)
+            self._pending[(placement.slurm_id, placement.task)] = _Pending(unit, placement,
+                                                                           placement.job)
         return fresh
 
     # -- collecting -----------------------------------------------------------------------------
@@ -215,17 +220,26 @@ class SlurmBackend(Backend):
                 time.sleep(RESULT_POLL_S)
 
     def _ready(self) -> list[tuple[str, int]]:
-        """Units whose result file is there, or whose SLURM job died without one."""
-        listed: dict[Path, set[str]] = {}  # one directory listing per folder, not a stat per job
+        """Units whose result file is there, or whose SLURM job died without one.
+
+        What job.done() asks of each job, asked of a whole folder at once: one listing (after
+        the chmod that makes an NFS client drop its cached view, as submitit does) instead of
+        a stat per job, and squeue instead of sacct, whose record of a job's end may lag.
+        """
+        listed: dict[Path, set[str]] = {}
         for pending in self._pending.values():
             folder = pending.placement.folder
             if folder not in listed:
                 try:
-                    listed[folder] = set(os.listdir(_refreshed(folder)))
+                    folder.chmod(folder.stat().st_mode)
+                except OSError:  # not ours to chmod: the cache expires by itself
+                    pass
+                try:
+                    listed[folder] = set(os.listdir(folder))
                 except OSError:  # removed under us: its jobs can only end as dead
                     listed[folder] = set()
         ready = [key for key, pending in self._pending.items()
-                 if pending.placement.result_file.name in listed[pending.placement.folder]]
+                 if pending.result.name in listed[pending.placement.folder]]
         now = time.monotonic()
         if now - self._last_state_check >= STATE_POLL_S:
             self._last_state_check = now
@@ -234,7 +248,7 @@ class SlurmBackend(Backend):
 
     def _dead(self, now: float, exclude: set[tuple[str, int]]) -> list[tuple[str, int]]:
         """Units whose SLURM job left the queue `result_grace_s` ago and left no result."""
-        queued = commands.queued({p.placement.array_id for p in self._pending.values()})
+        queued = commands.queued(pending.job.job_id for pending in self._pending.values())
         if queued is None:  # slurmctld did not answer: decide nothing, unless it never does
             self._unreachable_since = self._unreachable_since or now
             if now - self._unreachable_since < UNREACHABLE_S:
@@ -248,73 +262,59 @@ class SlurmBackend(Backend):
         for key, pending in self._pending.items():
             if key in exclude:
                 continue
-            if pending.placement.slurm_id in queued:
+            if pending.job.job_id in queued:
                 pending.gone_since = None  # e.g. requeued after a preemption
             elif pending.gone_since is None:
                 pending.gone_since = now
             elif now - pending.gone_since >= self.settings.result_grace_s:
                 dead.append(key)
+        if dead:  # one forced sacct through submitit's watcher answers for them all
+            self._pending[dead[0]].job.get_info()
         return dead
 
     def _outcome(self, pending: _Pending) -> Outcome:
-        placement = pending.placement
-        info: dict[str, Any] = {"slurm_job_id": placement.slurm_id, "slurm_task": placement.task,
-                                "slurm_log": str(placement.log)}
-        if placement.result_file.exists():
-            from submitit.core.utils import pickle_load
-
-            kind, value = pickle_load(placement.result_file)
-            if kind == "success":
-                return Outcome(pending.unit, tuple(value), info=info)
-            last = [line for line in str(value).strip().splitlines() if line.strip()][-1:]
-            return Outcome(pending.unit, crash=f"{''.join(last)} (SLURM job {placement.slurm_id}, "
-                                               f"log {placement.log})",
-                           info={**info, "traceback": str(value)})
+        job = pending.job
+        where = f"SLURM job {job.job_id}"
+        info: dict[str, Any] = {"slurm_job_id": job.job_id, "slurm_task": pending.placement.task,
+                                "slurm_log": str(job.paths.stdout)}
+        if pending.result.exists():
+            try:
+                return Outcome(pending.unit, tuple(job.result()), info=info)
+            except Exception as exc:  # submitit's FailedJobError: the task raised
+                text = str(exc)
+                trace = text.split(_TRACE_RULE)[1] if text.count(_TRACE_RULE) >= 2 else text
+                last = [line for line in trace.strip().splitlines() if line.strip()][-1:]
+                return Outcome(pending.unit, crash=f"{''.join(last)} ({where}, log "
+                                                   f"{job.paths.stdout})",
+                               info={**info, "traceback": trace})
         if pending.unreachable:
             return Outcome(pending.unit, crash=f"squeue did not answer for {UNREACHABLE_S:.0f} s: "
-                                               f"gave up on SLURM job {placement.slurm_id}; log "
-                                               f"{placement.log}", info=info)
-        states = commands.accounting([placement.array_id]) or {}
-        state = states.get(placement.slurm_id)
-        said = state.state if state is not None and state.ended else "UNKNOWN (no sacct record)"
-        info["slurm_state"] = said
-        last = _last_line(placement.error_log)
+                                               f"gave up on {where}; log {job.paths.stdout}",
+                           info=info)
+        state = job.state  # what submitit's watcher read from sacct when it was found dead
+        if (state.split() or [""])[0] not in commands.TERMINAL_STATES:
+            state = "UNKNOWN (no sacct record)"
+        info["slurm_state"] = state
+        last = _last_line(job)
         why = f" ({last})" if last else ""
-        return Outcome(pending.unit, crash=f"SLURM job {placement.slurm_id} ended {said} without "
-                                           f"a result{why}; log {placement.log}", info=info)
+        return Outcome(pending.unit, crash=f"{where} ended {state} without a result{why}; log "
+                                           f"{job.paths.stdout}", info=info)
 
     # -- stopping -------------------------------------------------------------------------------
     def cancel(self) -> None:
-        commands.cancel(pending.placement.slurm_id for pending in self._pending.values())
+        commands.scancel(pending.job.job_id for pending in self._pending.values())
         self._pending.clear()
 
 
-def _refreshed(folder: Path) -> Path:
-    """Make an NFS client drop its cached view of the folder (as submitit does): a chmod to
-    the same mode is a SETATTR, which invalidates the attribute cache, so a listing shows
-    result files written on compute nodes at once instead of up to a minute later."""
-    try:
-        folder.chmod(folder.stat().st_mode)
-    except OSError:  # not ours to chmod: the cache expires by itself
-        pass
-    return folder
-
-
-def _last_line(path: Path, limit: int = 200) -> str:
+def _last_line(job: Any, limit: int = 200) -> str:
     """The last line of a task's stderr that says something: often the reason it died."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4096))
-            lines = handle.read().decode(errors="replace").splitlines()
-    except OSError:
+        text = job.stderr() or ""
+    except (OSError, UnicodeDecodeError):
         return ""
-    said = [line.strip() for line in lines if line.strip()
+    said = [line.strip() for line in text.splitlines() if line.strip()
             and not line.startswith(("submitit ", "srun: got SIGCONT", "srun: forcing"))]
     return said[-1][:limit] if said else ""
-
-
-def _job_ids(unit: WorkUnit) -> tuple[str, ...]:
-    return tuple(unit.job_ids)
 
 
 def _import_path_setup() -> list[str]:

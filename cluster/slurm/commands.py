@@ -1,17 +1,20 @@
-"""SLURM's client commands as tvo calls them: a clean environment, job states, one-line reasons."""
+"""What submitit does not do for tvo: SLURM's client commands run in a clean environment
+(sbatch --test-only, squeue, scancel), and SLURM's reasons on one line."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("tvo.slurm")
 
@@ -20,6 +23,9 @@ TERMINAL_STATES = frozenset({
     "BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY",
     "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT",
 })
+# submitit's parameters that are not sbatch options (they shape its script's body instead)
+_NOT_SBATCH = frozenset({"additional_parameters", "array_parallelism", "setup", "teardown",
+                         "signal_delay_s", "srun_args", "stderr_to_stdout", "use_srun"})
 _CLIENT_TIMEOUT_S = 60
 _environment_lock = threading.Lock()
 
@@ -64,6 +70,17 @@ def client_environment_applied() -> Iterator[None]:
             os.environ.update(removed)
 
 
+def watcher_warnings_to_stderr_only() -> None:
+    """submitit's logging config prints its watcher's warning about a failed sacct call twice,
+    on stderr and on stdout; in tvo's own processes stdout is the command's output (`tvo
+    status`), so the warning goes to stderr alone. submitit's jobs, which log to their own
+    stdout file, are other processes and keep their config."""
+    submitit_logger = logging.getLogger("submitit")
+    for handler in list(submitit_logger.handlers):
+        if getattr(handler, "stream", None) is sys.__stdout__:
+            submitit_logger.removeHandler(handler)
+
+
 def run_client(*command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a SLURM client command in the clean environment."""
     try:
@@ -103,51 +120,45 @@ def max_array_size() -> int:
     return int(match.group(1)) if match else 1001  # SLURM's default
 
 
-def test_submission(script: Path) -> None:
-    """Ask slurmctld whether it would accept this batch script (sbatch --test-only).
+def sbatch_lines(parameters: Mapping[str, Any]) -> list[str]:
+    """The #SBATCH lines of a job with these submitit parameters (`executor.parameters`),
+    spelt as submitit's own batch script spells them: --key-with-dashes=value, a bare --key
+    for True."""
+    options = {key: value for key, value in parameters.items() if key not in _NOT_SBATCH}
+    options.update(parameters.get("additional_parameters") or {})
+    return [f"#SBATCH --{key.replace('_', '-')}"
+            + ("" if value is True else f"={shlex.quote(str(value))}")
+            for key, value in sorted(options.items()) if value is not None]
 
-    Nothing is queued; a bad partition, a GPU count no node has or an unknown feature comes
-    back as SlurmCommandError with SLURM's reason.
+
+def test_submission(parameters: Mapping[str, Any]) -> None:
+    """Ask slurmctld whether it would accept a job with these submitit parameters, without
+    queueing anything: sbatch --test-only on a script of our own with their #SBATCH lines.
+
+    A bad partition, a GPU count no node has or an unknown feature comes back as
+    SlurmCommandError with SLURM's reason.
     """
-    done = run_client("sbatch", "--test-only", str(script), check=False)
+    with tempfile.NamedTemporaryFile("w", prefix="tvo-slurm-test-", suffix=".sh") as script:
+        script.write("\n".join(["#!/bin/bash", *sbatch_lines(parameters), "true", ""]))
+        script.flush()
+        done = run_client("sbatch", "--test-only", script.name, check=False)
     if done.returncode != 0:
         raise SlurmCommandError(reason(done.stderr + done.stdout))
 
 
-def cancel(job_ids: Iterable[str]) -> None:
-    ids = sorted(set(job_ids))
-    if ids:
-        run_client("scancel", *ids, check=False)
-
-
-@dataclass(frozen=True)
-class JobState:
-    """What SLURM says about one job (or array element)."""
-
-    state: str  # e.g. PENDING, RUNNING, COMPLETED, "CANCELLED by 0"
-    exit_code: str = ""
-    reason: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.state.split()[0] if self.state else ""
-
-    @property
-    def ended(self) -> bool:
-        return self.name in TERMINAL_STATES
-
-
-def queued(array_ids: Iterable[str]) -> dict[str, str] | None:
+def queued(job_ids: Iterable[str]) -> dict[str, str] | None:
     """Jobs slurmctld still has pending or running, by element id ("12_3"); None: cannot tell.
 
     squeue answers from slurmctld itself, so a job that ended is gone from it at once, while
-    the accounting record (sacct) may lag; an id slurmctld forgot is simply not listed.
+    its accounting record (sacct, which submitit's watcher reads) may lag; an id slurmctld
+    forgot is simply not listed. One call for every array asked about.
     """
-    ids = sorted(set(array_ids))
-    if not ids:
+    arrays = sorted({job_id.split("_")[0] for job_id in job_ids})
+    if not arrays:
         return {}
     try:
-        done = run_client("squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(ids), check=False)
+        done = run_client("squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(arrays),
+                          check=False)
     except SlurmCommandError as exc:
         log.warning("cannot ask squeue: %s", exc)
         return None
@@ -156,50 +167,21 @@ def queued(array_ids: Iterable[str]) -> dict[str, str] | None:
             return {}  # none of them is known any more
         log.warning("squeue failed: %s", reason(done.stderr))
         return None
-    return dict(_split(line) for line in done.stdout.splitlines() if "|" in line)
+    rows = (line.partition("|") for line in done.stdout.splitlines() if "|" in line)
+    return {job_id.strip(): state.strip() for job_id, _, state in rows}
 
 
-def accounting(array_ids: Iterable[str]) -> dict[str, JobState] | None:
-    """sacct's record of each job and array element; None when sacct does not answer.
+def scancel(job_ids: Iterable[str], *, pending_only: bool = False) -> list[str]:
+    """Cancel these SLURM jobs (only those still pending, if so asked) with one scancel.
 
-    Pending array elements are listed as one range ("12_[3-7%2]"): expanded here.
+    Returns the ids asked for; [] when there are none or scancel is not installed here (a dir
+    copied to a laptop). Ids SLURM no longer knows are fine: scancel skips them.
     """
-    ids = sorted(set(array_ids))
-    if not ids or shutil.which("sacct") is None:
-        return None if ids else {}
+    ids = sorted(set(job_ids))
+    if not ids or shutil.which("scancel") is None:
+        return []
     try:
-        done = run_client("sacct", "-n", "-X", "-P", "-o", "JobID,State,ExitCode,Reason",
-                          "-j", ",".join(ids), check=False)
-    except SlurmCommandError as exc:
-        log.warning("cannot ask sacct: %s", exc)
-        return None
-    if done.returncode != 0:
-        log.warning("sacct failed: %s", reason(done.stderr))
-        return None
-    states: dict[str, JobState] = {}
-    for line in done.stdout.splitlines():
-        fields = line.split("|")
-        if len(fields) < 4:
-            continue
-        state = JobState(fields[1].strip(), fields[2].strip(), fields[3].strip())
-        for element in expand_ids(fields[0].strip()):
-            states[element] = state
-    return states
-
-
-def expand_ids(job_id: str) -> list[str]:
-    """ "12_[3-5,8%2]" -> ["12_3", "12_4", "12_5", "12_8"]; other ids stay as they are."""
-    match = re.fullmatch(r"(\d+)_\[([\d,\-]+)(?:%\d+)?\]", job_id)
-    if match is None:
-        return [job_id]
-    array_id, ranges = match.groups()
-    elements = []
-    for part in ranges.split(","):
-        low, _, high = part.partition("-")
-        elements += [f"{array_id}_{index}" for index in range(int(low), int(high or low) + 1)]
-    return elements
-
-
-def _split(line: str) -> tuple[str, str]:
-    job_id, _, state = line.partition("|")
-    return job_id.strip(), state.strip()
+        run_client("scancel", *(["--state=PENDING"] if pending_only else []), *ids, check=False)
+    except SlurmCommandError:
+        return []
+    return ids

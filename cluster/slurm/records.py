@@ -2,12 +2,12 @@
 
     <grid_dir>/slurm/<YYYYmmdd-HHMMSS>-<n>/              submitit's folder for one `tvo run`
     <grid_dir>/slurm/<...>/submission.json               which SLURM job and task runs each job
-    <grid_dir>/slurm/<...>/<array>_<index>_<task>_log.out  and .err: the task's output
+    <grid_dir>/slurm/<...>/<array>_<index>_<task>_log.out  and .err, result.pkl: submitit's files
 
+The record is what submitit lacks: which tvo jobs a SLURM job trains. From it, any process
+re-attaches to a job with submitit's own `SlurmJob(folder, job_id)`: its paths, state, result.
 A fresh folder per run, because SLURM job ids start again at 1 on a fresh cluster and a reused
-folder would hand back another job's result file. `tvo status` reads the records to ask SLURM
-about the jobs of a detached run; a later `tvo run` reads them to wait for jobs still queued
-instead of submitting them twice.
+folder would hand back another job's result file.
 """
 
 from __future__ import annotations
@@ -15,10 +15,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import submitit
 
 SLURM_DIR = "slurm"
 RECORD_FILE = "submission.json"
@@ -33,21 +37,19 @@ class Placement:
     task: int
     job_ids: tuple[str, ...]  # the tvo jobs of the unit
 
-    @property
-    def array_id(self) -> str:
-        return self.slurm_id.split("_")[0]
+    @cached_property
+    def job(self) -> submitit.SlurmJob[Any]:
+        """submitit's handle on this task, re-attached from the folder and the SLURM id."""
+        import submitit
+
+        from cluster.slurm.commands import watcher_warnings_to_stderr_only
+
+        watcher_warnings_to_stderr_only()
+        return submitit.SlurmJob(self.folder, self.slurm_id, tasks=(self.task,))
 
     @property
     def log(self) -> Path:
-        return self.folder / f"{self.slurm_id}_{self.task}_log.out"
-
-    @property
-    def error_log(self) -> Path:
-        return self.folder / f"{self.slurm_id}_{self.task}_log.err"
-
-    @property
-    def result_file(self) -> Path:
-        return self.folder / f"{self.slurm_id}_{self.task}_result.pkl"
+        return self.job.paths.stdout
 
     def to_json(self) -> dict[str, Any]:
         return {"slurm_id": self.slurm_id, "task": self.task, "job_ids": list(self.job_ids)}
@@ -100,6 +102,24 @@ def latest_placements(grid_dir: Path) -> dict[str, Placement]:
             for job_id in placement.job_ids:
                 by_job[job_id] = placement
     return by_job
+
+
+def latest_slurm_ids(grid_dir: Path) -> dict[str, set[str]]:
+    """For each SLURM id of the grid's newest placements, the tvo jobs it runs (all tasks)."""
+    jobs_of: dict[str, set[str]] = {}
+    for job_id, placement in latest_placements(grid_dir).items():
+        jobs_of.setdefault(placement.slurm_id, set()).add(job_id)
+    return jobs_of
+
+
+def slurm_ids_for(grid_dir: Path, job_ids: Collection[str]) -> list[str]:
+    """The SLURM ids that run only jobs among `job_ids`: cancelling them stops nothing else.
+
+    A SLURM job that also runs other tvo jobs (a pack, `jobs_per_node` > 1) is left alone.
+    """
+    wanted = set(job_ids)
+    return sorted(slurm_id for slurm_id, jobs in latest_slurm_ids(grid_dir).items()
+                  if jobs <= wanted)
 
 
 def _run_order(folder: Path) -> tuple[str, int]:

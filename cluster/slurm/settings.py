@@ -119,7 +119,8 @@ class SlurmSettings:
                                          f"{key}: [\"module load cuda\"]")
             if parameter is None or key in (*_EXECUTOR_ARGUMENTS, "signal_delay_s"):
                 own[key] = value
-            else:
+            elif value is not False:  # submitit would write "--exclusive=False", which sbatch
+                # rejects; false is SLURM's default
                 parameters[_submitit_name(parameter)] = value
         return cls(parameters, **own)
 

@@ -1,8 +1,9 @@
 """What SLURM says about a grid's jobs, for `tvo status`: from the submission records on disk.
 
-squeue answers for jobs still queued or running (slurmctld itself, no lag); sacct for the ones
-that ended (its record outlives squeue's memory of them). Without SLURM's commands (the dir was
-copied to a laptop, say) the records alone still give each job's SLURM id and log.
+squeue answers for jobs still queued or running (slurmctld itself, no lag); for the others,
+submitit's re-attached jobs say how they ended (its watcher: one sacct call for them all).
+Without SLURM's commands (the dir was copied to a laptop, say) the records alone still give
+each job's SLURM id and log.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ UNKNOWN = "UNKNOWN"
 
 
 @dataclass(frozen=True)
-class SlurmJob:
+class SlurmJobState:
     """One tvo job's latest SLURM job: where it ran and SLURM's state for it."""
 
     job_id: str
@@ -44,22 +45,17 @@ class SlurmJob:
         return f"SLURM job {self.slurm_id} ended {self.state} without a result; log {self.log}"
 
 
-def slurm_jobs(grid_dir: Path) -> dict[str, SlurmJob]:
+def slurm_jobs(grid_dir: Path) -> dict[str, SlurmJobState]:
     """Each job of the grid that was submitted to SLURM, with SLURM's current state."""
     placements = latest_placements(grid_dir)
     if not placements:
         return {}
-    arrays = {placement.array_id for placement in placements.values()}
     asked = shutil.which("squeue") is not None
-    queue = (commands.queued(arrays) if asked else None) or {}
-    accounts = (commands.accounting(arrays) if asked else None) or {}
-    jobs = {}
-    for job_id, placement in placements.items():
-        if placement.slurm_id in queue:
-            state = queue[placement.slurm_id]
-        elif placement.slurm_id in accounts:
-            state = accounts[placement.slurm_id].state
-        else:
-            state = UNKNOWN
-        jobs[job_id] = SlurmJob(job_id, placement.slurm_id, placement.task, state, placement.log)
-    return jobs
+    queue = (commands.queued(p.slurm_id for p in placements.values()) if asked else None) or {}
+    # every job's log first: that re-attaches (registers) them all with submitit's watcher, so
+    # the states below take one sacct call for them all
+    logs = {job_id: placement.log for job_id, placement in placements.items()}
+    return {job_id: SlurmJobState(
+        job_id, placement.slurm_id, placement.task,
+        queue.get(placement.slurm_id) or (placement.job.state if asked else UNKNOWN),
+        logs[job_id]) for job_id, placement in placements.items()}

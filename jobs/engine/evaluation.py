@@ -7,8 +7,9 @@ tensor is 48 MB: every operation on one faults fresh pages in and runs out of ca
 chunks are large, so that the few kernels of a split stay few. A member's measures are the same
 whatever the chunk (each is computed over its own rows only).
 
-Each split measures what its rows keep: test everything, validation loss, accuracy, NLL and ECE,
-and before training (epoch 0) the training split's loss and accuracy.
+Each split measures what its rows keep: the measures the metrics declared on it name
+(jobs.metric_catalogue: test everything, validation loss, accuracy, NLL and ECE, and before
+training, epoch 0, the training split's loss and accuracy).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
+from jobs import metric_catalogue
 from jobs.engine.member import Member
 from jobs.engine.metrics import ECE_BINS, calibration, confidence, margin
 from jobs.engine.stack_model import FlatParameters
@@ -28,9 +30,8 @@ from jobs.nn.losses import per_sample_loss
 from jobs.strategies.base import StrategyStack
 
 MEASURES = ("loss", "acc", "nll", "ece", "confidence", "margin")  # the table's column order
-TEST_MEASURES = (*MEASURES, "reliability")
-VAL_MEASURES = ("loss", "acc", "nll", "ece")
-TRAIN_MEASURES = ("loss", "acc")
+TEST_MEASURES = (*MEASURES, "reliability")  # every measure this module computes
+NOT_APPLICABLE = ("nll", "ece")  # NaN where the outputs are no probabilities: stored as null
 CHUNK_FLOATS = {"cpu": 1 << 20}  # output floats per chunk: 4 MB on the CPU
 DEVICE_CHUNK_FLOATS = 1 << 26  # elsewhere (a GPU): 256 MB
 
@@ -141,30 +142,42 @@ def _collection_paused() -> Iterator[None]:
             gc.enable()
 
 
+def split_measures(split: str) -> tuple[str, ...]:
+    """The measures the metrics declared on `split` are filled from."""
+    return tuple(dict.fromkeys(metric.measure for metric in metric_catalogue.split_metrics(split)
+                               if metric.measure is not None))
+
+
 def _rows(stack: Stack, epoch: int) -> list[dict[str, Any]]:
     keeps_bins = [_may_be_final(member.spec, epoch) for member in stack.members]
-    test = measure(stack, stack.x_test, stack.y_test, TEST_MEASURES if any(keeps_bins)
-                   else MEASURES)
-    val = (None if stack.x_val is None
-           else measure(stack, stack.x_val, stack.y_val, VAL_MEASURES))
-    train = measure(stack, stack.x_train, stack.y_train, TRAIN_MEASURES) if epoch == 0 else None
+    splits = {"test": (stack.x_test, stack.y_test)}
+    if stack.x_val is not None:
+        splits["val"] = (stack.x_val, stack.y_val)
+    if epoch == 0:
+        splits["train"] = (stack.x_train, stack.y_train)
     residual = stack.net.residual()
-    rows = []
-    for i, member in enumerate(stack.members):
-        row: dict[str, Any] = {
-            "epoch": epoch, "learning_rate": member.schedule.lr,
-            "test_loss": test["loss"][i], "test_acc": test["acc"][i],
-            "test_nll": _number(test["nll"][i]), "ece": _number(test["ece"][i]),
-            "reliability": test["reliability"][i] if keeps_bins[i] else None,
-            "confidence": test["confidence"][i], "margin": test["margin"][i],
-            "epoch_seconds": 0.0, "samples_per_second": None, "ts_residual": residual,
-        }
-        if train is not None:
-            row.update(train_loss=train["loss"][i], train_acc=train["acc"][i])
-        if val is not None:
-            row.update(val_loss=val["loss"][i], val_acc=val["acc"][i],
-                       val_nll=_number(val["nll"][i]), val_ece=_number(val["ece"][i]))
-        rows.append(row)
+    rows: list[dict[str, Any]] = [
+        {"epoch": epoch, "learning_rate": member.schedule.lr, "epoch_seconds": 0.0,
+         "samples_per_second": None, "ts_residual": residual} for member in stack.members]
+    for split, (x, y) in splits.items():
+        declared = metric_catalogue.split_metrics(split)
+        wanted = {metric.measure for metric in declared}
+        if not any(keeps_bins):
+            wanted.discard("reliability")
+        if not wanted:
+            continue
+        measured = measure(stack, x, y, wanted)
+        for metric in declared:
+            values = measured.get(metric.measure)
+            if values is None:
+                continue
+            if metric.measure in NOT_APPLICABLE:
+                values = [_number(value) for value in values]
+            elif metric.measure == "reliability":
+                values = [bins if keep else None for bins, keep in zip(values, keeps_bins,
+                                                                       strict=True)]
+            for row, value in zip(rows, values, strict=True):
+                row[metric.name] = value
     for part, group in stack.groups:
         for row, values in zip(rows[part], group.all_values(), strict=True):
             row.update(target_class=values.target_class, target_nonclass=values.target_nonclass,

@@ -32,6 +32,7 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobs.rundir.disk import naming
 from jobs.rundir.results import atomic_write_with
 
 if TYPE_CHECKING:  # imported where tensors are read or written: `tvo status` needs no torch
@@ -67,13 +68,15 @@ class CheckpointWriter:
         index = json.dumps({job_id: state["epoch"] for job_id, state in states.items()}).encode()
         payload = (_INDEX_LENGTH.pack(len(index)) + index
                    + encode_state({"version": CHECKPOINT_VERSION, "jobs": states}))
-        if self._fd is None:
-            self._open_existing()
-        if self._fd is None or _HEADER.size + len(payload) > self._slot_size:
-            self._rewrite(payload)
-            return
-        self._sequence += 1
-        _write_at(self._fd, _slot(self._sequence, payload), (self._sequence % 2) * self._slot_size)
+        with naming(self.path):
+            if self._fd is None:
+                self._open_existing()
+            if self._fd is None or _HEADER.size + len(payload) > self._slot_size:
+                self._rewrite(payload)
+                return
+            self._sequence += 1
+            _write_at(self._fd, _slot(self._sequence, payload),
+                      (self._sequence % 2) * self._slot_size)
 
     def close(self) -> None:
         if self._fd is not None:

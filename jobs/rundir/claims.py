@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs.rundir.disk import naming
 from jobs.rundir.journal import process_start
 from jobs.rundir.layout import STATE_SUFFIX, OutputDir
 
@@ -307,11 +308,12 @@ class ClaimBook:
 
     def _append(self, entry: dict[str, Any]) -> None:
         line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        with naming(self.path):
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.lease_s / 4):
@@ -384,10 +386,12 @@ def _read_lock(path: Path) -> Holder | None:
 
 def _link_new(path: Path, content: dict[str, Any]) -> bool:
     """Create `path` with `content` atomically; False when it already exists."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with naming(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:  # not fsynced: after an OS crash an empty or
-            json.dump(content, handle)  # missing lock reads as free, as a dead one would
+        # not fsynced: after an OS crash an empty or missing lock reads as free, as a dead one
+        with naming(path), os.fdopen(fd, "w") as handle:
+            json.dump(content, handle)
         os.link(tmp, path)
         return True
     except FileExistsError:

@@ -78,6 +78,7 @@ class StateIndex:
         self._attempts: Counter[str] = Counter()
         self._stacks: dict[str, StackStart] = {}
         self.stack_epochs: dict[str, tuple[int, int]] = {}  # stack -> (epoch reached, epochs)
+        self.stack_saved: dict[str, int] = {}  # stack -> the last epoch it saved a checkpoint
         self._legacy: dict[str, JobRecord] | None = None
         self._held: set[str] = set()
 
@@ -161,6 +162,8 @@ class StateIndex:
                 self._set_latest(job_id, _Latest(t, START, stack))
         elif kind == EPOCH:
             self.stack_epochs[stack] = (int(event.get("epoch", 0)), int(event.get("epochs", 0)))
+            if event.get("saved"):
+                self.stack_saved[stack] = int(event.get("epoch", 0))
         elif kind == END:
             for job_id, value in dict(event.get("jobs", {})).items():
                 outcome = Outcome.from_json(value)
@@ -224,6 +227,14 @@ class StateIndex:
         return replace(base, job_id=job_id, state=state, error=outcome.error,
                        epochs_done=outcome.epochs_done, test_acc=outcome.test_acc, ended_at=t,
                        committed=committed)
+
+    def saved_epoch(self, job_id: str) -> int:
+        """For a job that is not finished: the last epoch after which its latest attempt's
+        stack saved a checkpoint (0: none saved, or the job is finished)."""
+        latest = self._latest.get(job_id)
+        if job_id in self._finished or latest is None or not latest.stack:
+            return 0
+        return self.stack_saved.get(latest.stack, 0)
 
     def records(self, job_ids: Iterable[str]) -> dict[str, JobRecord]:
         return {job_id: self.record(job_id) for job_id in job_ids}

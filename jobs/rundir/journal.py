@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs.rundir.disk import naming
 from jobs.rundir.layout import STATE_SUFFIX, OutputDir
 
 START, EPOCH, END, INTERRUPTED = "start", "epoch", "end", "interrupted"
@@ -70,15 +71,16 @@ def append_event(grid_dir: Path, kind: str, **fields: Any) -> None:
     process may write into many grid dirs, and events come per stack and epoch, not per job)."""
     line = json.dumps({"t": time.time(), "event": kind, **fields}, separators=(",", ":")) + "\n"
     path = OutputDir(grid_dir).state_file(writer_name())
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
+    with naming(path):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
 
 
 @dataclass

@@ -1,12 +1,15 @@
 """Where things live in a grid's output dir: every file and folder name, defined once.
 
     <grid dir>/grid.yaml            the grid as resolved for the latest run into this dir
-    <grid dir>/jobs.parquet         one row per job ever run into this dir (the union)
+    <grid dir>/jobs.parquet         one row per job ever run into this dir (the union;
+                                    jobs.parquet.broken: one found damaged, set aside)
     <grid dir>/results/<stack>.parquet
                                     written once, when a stack ends: every ended member's epoch
                                     rows, and each member's outcome in the file's metadata
+                                    (<stack>.parquet.broken: one found damaged, set aside)
     <grid dir>/state/<writer>.jsonl append-only state events (a stack started, reached an
-                                    epoch, a job failed or was cancelled), one file per process
+                                    epoch (`saved`: a checkpoint was written since the last),
+                                    a job failed or was cancelled), one file per process
     <grid dir>/logs/<writer>.log    the log of one process (a worker, a SLURM task): lines name
                                     their stack and job; `tvo status DIR --job ID` shows a job's
     <grid dir>/checkpoints/<stack>.ckpt

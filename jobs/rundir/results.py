@@ -18,6 +18,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs import metric_catalogue
+from jobs.rundir.disk import naming
 from jobs.rundir.states import Outcome
 from jobs.spec import JobSpec
 
@@ -38,35 +40,12 @@ class JobResult:
     log: str = ""  # the log file of the process that trained it
 
 
-# Per-epoch measurements, after the job's settings. train_* of epoch >= 1 are running means over
-# that epoch's training batches (in train mode); epoch 0 is one pass over the training set.
-MEASUREMENTS: tuple[tuple[str, pa.DataType], ...] = (
-    ("epoch", pa.int32()),
-    ("learning_rate", pa.float64()),
-    ("train_loss", pa.float64()),
-    ("train_acc", pa.float64()),
-    ("test_loss", pa.float64()),
-    ("test_acc", pa.float64()),
-    ("test_nll", pa.float64()),
-    ("confidence", pa.float64()),
-    ("margin", pa.float64()),
-    ("ece", pa.float64()),
-    # the test split's 10 reliability bins, each [count, mean confidence, accuracy] (empty bin:
-    # [0, 0, 0]), from which ece is computed; null for outputs that are no probabilities, and
-    # on rows before the final epoch unless the job may stop early (files written before
-    # that have them on every row)
-    ("reliability", pa.list_(pa.list_(pa.float64()))),
-    ("val_loss", pa.float64()),  # the validation part (val_fraction of the training data)
-    ("val_acc", pa.float64()),
-    ("val_nll", pa.float64()),
-    ("val_ece", pa.float64()),
-    ("target_class", pa.list_(pa.float64())),
-    ("target_nonclass", pa.list_(pa.float64())),
-    ("target_matrix", pa.list_(pa.list_(pa.float64()))),
-    ("ts_residual", pa.float64()),
-    ("epoch_seconds", pa.float64()),
-    ("samples_per_second", pa.float64()),
-)
+def measurements() -> list[tuple[str, pa.DataType]]:
+    """Per-epoch measurements, after the job's settings: the metrics jobs.metric_catalogue
+    declares, in its order (train_* of epoch >= 1 are running means over that epoch's training
+    batches, in train mode; epoch 0 is one pass over the training set)."""
+    return [(metric.name, metric_catalogue.arrow_type(metric.type))
+            for metric in metric_catalogue.METRICS]
 
 
 def _setting_type(field: dataclasses.Field) -> pa.DataType:
@@ -87,7 +66,7 @@ def metrics_schema() -> pa.Schema:
     fields = [pa.field("job_id", pa.string()), pa.field("grid", pa.string())]
     fields += [pa.field(f.name, _setting_type(f)) for f in dataclasses.fields(JobSpec)]
     fields.append(pa.field("strategy_name", pa.string()))
-    fields += [pa.field(name, kind) for name, kind in MEASUREMENTS]
+    fields += [pa.field(name, kind) for name, kind in measurements()]
     return pa.schema(fields, metadata={"tvo.schema": "metrics",
                                        "tvo.schema_version": SCHEMA_VERSION})
 
@@ -117,7 +96,7 @@ def stack_table(members: Sequence[tuple[JobSpec, Sequence[Mapping[str, Any]]]],
     than from row dicts)."""
     schema = metrics_schema()
     settings = [(spec_columns(spec, grid), len(rows)) for spec, rows in members]
-    measured = {name for name, _ in MEASUREMENTS}
+    measured = set(metric_catalogue.names())
     columns = []
     for f in schema:
         if f.name in measured:
@@ -167,18 +146,19 @@ def _temp_beside(path: Path) -> tuple[int, str]:
 def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Readers see the old file or the whole new one, whenever the writer is killed. `durable`
     also fsyncs it before the rename, so that it survives an OS crash too (2-3 ms a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_beside(path)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                if durable:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def remove_partial_writes(folder: Path, older_than_s: float = 3600.0) -> int:
@@ -232,17 +212,18 @@ def write_query_parquet(path: Path, query: Any, metadata: Mapping[str, str]) -> 
 def atomic_write_with(path: Path, write_to: Callable[[str], None]) -> None:
     """`write_to(temp path)` writes the file's content (a Parquet writer that takes a path), then
     it is fsynced and renamed onto `path`: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_beside(path)
-    os.close(fd)
-    try:
-        write_to(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temp_beside(path)
+        os.close(fd)
+        try:
+            write_to(tmp)
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -231,6 +231,23 @@ class RunDir:
                     self._unreadable(exc)
         return states
 
+    def lost_checkpoints(self, job_ids: Iterable[str], index: StateIndex) -> dict[str, int]:
+        """Jobs whose latest attempt saved a checkpoint (job -> the epoch it was saved after)
+        that no checkpoint file holds any more: deleted by hand. They train again from their
+        first epoch, to the same results."""
+        saved = {job_id: epoch for job_id in job_ids if (epoch := index.saved_epoch(job_id))}
+        if not saved:
+            return {}
+        try:
+            names = [n for n in os.listdir(self.out.checkpoints) if n.endswith(CHECKPOINT_SUFFIX)]
+        except FileNotFoundError:
+            names = []
+        held: set[str] = set()
+        for name in names:
+            held.update(read_checkpoint_index(self.out.checkpoints / name))
+        return {job_id: epoch for job_id, epoch in saved.items()
+                if job_id not in held and legacy.checkpoint_file(self.path, job_id) is None}
+
     def _unreadable(self, exc: CheckpointError) -> None:
         self.open_log()
         try:
@@ -283,6 +300,7 @@ class StackFiles:
         self.log: logging.LoggerAdapter | None = run_dir.logger(stack=stack)
         self._checkpoints: CheckpointWriter | None = None
         self._saved: dict[str, dict[str, Any]] = {}
+        self._saved_since_epoch = False
         self.started = time.time()
 
     def begin(self, device: str) -> None:
@@ -296,8 +314,12 @@ class StackFiles:
                       " ".join(self.specs))
 
     def epoch(self, epoch: int, epochs: int, jobs: int) -> None:
+        """The stack reached `epoch`; `saved` when a checkpoint was written since the last one
+        (so a run can tell a checkpoint that went missing from one never written)."""
+        saved = {"saved": True} if self._saved_since_epoch else {}
+        self._saved_since_epoch = False
         append_event(self.run_dir.path, EPOCH, stack=self.stack, epoch=epoch, epochs=epochs,
-                                          jobs=jobs)
+                     jobs=jobs, **saved)
 
     def checkpoint(self, states: dict[str, dict[str, Any]]) -> None:
         """Save these members' states; members not given keep the state they last saved."""
@@ -305,6 +327,7 @@ class StackFiles:
         if self._checkpoints is None:
             self._checkpoints = CheckpointWriter(self.run_dir.out.checkpoint_file(self.stack))
         self._checkpoints.save(self._saved)
+        self._saved_since_epoch = True
 
     def ended_early(self, job_id: str, outcome: Outcome) -> None:
         """A member ended (failed, cancelled) while its mates train on: said at once, so status
@@ -404,6 +427,14 @@ class _LogFiles(logging.Handler):
             found[0].handle(record)
 
 
+class _LogFile(logging.FileHandler):
+    """A process's log file. A line it cannot write (a full disk) is lost without a traceback
+    on the terminal: what happened to the jobs is in their results and state events."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        pass
+
+
 _log_files = _LogFiles()
 
 
@@ -414,7 +445,7 @@ def _attach(path: Path) -> None:
         _log_files.files[key] = (found[0], found[1] + 1)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
+    handler = _LogFile(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     _log_files.files[key] = (handler, 1)
     if _log_files not in log.handlers:

@@ -4,7 +4,8 @@ Events go to <grid dir>/tensorboard/<job_id>/ (jobs.rundir.layout), so `tensorbo
 outputs/<grid>` shows every job of a grid as its own run (named tensorboard/<job_id>), and the
 HParams tab lists the jobs with the settings the grid sweeps. Being one folder per job, it is
 written only when asked for (--tensorboard): at 100,000 jobs it is 100,000 folders. Written
-with torch's SummaryWriter, imported only when asked for.
+with torch's SummaryWriter, imported only when asked for. Which column goes under which tag
+is the metric's declaration (jobs.metric_catalogue).
 """
 
 from __future__ import annotations
@@ -13,31 +14,28 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from jobs import metric_catalogue
 from jobs.spec import JobSpec
 
-# metrics column -> scalar tag; TensorBoard groups the charts by the part before "/"
-SCALAR_TAGS: dict[str, str] = {
-    "train_loss": "train/loss",
-    "train_acc": "train/acc",
-    "test_loss": "test/loss",
-    "test_acc": "test/acc",
-    "test_nll": "test/nll",
-    "confidence": "test/confidence",
-    "margin": "test/margin",
-    "ece": "test/ece",
-    "learning_rate": "optim/learning_rate",
-    "ts_residual": "target_space/residual",
-    "epoch_seconds": "speed/epoch_seconds",
-    "samples_per_second": "speed/samples_per_second",
-}
-# the strategy's current c_i and nc_i, one chart per class: targets/class_<i>/c and .../nc
-TARGET_TAGS: dict[str, str] = {"target_class": "c", "target_nonclass": "nc"}
-# the metric columns of the HParams tab's table (their values come from the scalars above)
-HPARAM_METRICS = ("test/acc", "test/loss", "test/ece", "train/loss")
+
+def scalar_tags() -> dict[str, str]:
+    """metrics column -> scalar tag (jobs.metric_catalogue); TensorBoard groups the charts by
+    the part before "/"."""
+    return {metric.name: metric.tensorboard for metric in metric_catalogue.METRICS
+            if metric.tensorboard and metric.is_scalar}
 
 
-def target_tag(class_index: int, kind: str) -> str:
-    return f"targets/class_{class_index}/{kind}"
+def list_tags() -> dict[str, str]:
+    """list column -> its tag with `{index}`: one chart per class (the strategy's current c_i
+    and nc_i: targets/class_<i>/c and .../nc)."""
+    return {metric.name: metric.tensorboard for metric in metric_catalogue.METRICS
+            if metric.tensorboard and not metric.is_scalar}
+
+
+def hparam_metrics() -> tuple[str, ...]:
+    """The metric columns of the HParams tab's table (their values come from the scalars)."""
+    return tuple(metric.tensorboard for metric in metric_catalogue.METRICS
+                 if metric.hparam and metric.tensorboard)
 
 
 class TensorBoardLog:
@@ -56,19 +54,21 @@ class TensorBoardLog:
         self.grid = grid
         self.swept_keys = tuple(swept_keys)
         self._writer: Any = None
+        self._scalars = scalar_tags()
+        self._lists = list_tags()
 
     def write(self, row: Mapping[str, Any]) -> None:
         step = int(row["epoch"])
         if self._writer is None:
             self._open(step)
         writer = self._writer
-        for column, tag in SCALAR_TAGS.items():
+        for column, tag in self._scalars.items():
             value = row.get(column)
             if value is not None:
                 writer.add_scalar(tag, float(value), step)
-        for column, kind in TARGET_TAGS.items():
+        for column, tag in self._lists.items():
             for index, value in enumerate(row.get(column) or ()):
-                writer.add_scalar(target_tag(index, kind), float(value), step)
+                writer.add_scalar(tag.format(index=index), float(value), step)
         writer.flush()  # a watching TensorBoard sees each epoch as it ends, not every 2 minutes
 
     def close(self) -> None:
@@ -95,7 +95,7 @@ class TensorBoardLog:
         # HParams: the swept settings when the grid says which; every setting for a lone job
         keys = [key for key in self.swept_keys if key in settings] or list(settings)
         chosen = {key: _hparam_value(settings[key]) for key in keys}
-        for summary in hparams(chosen, dict.fromkeys(HPARAM_METRICS, 0.0)):
+        for summary in hparams(chosen, dict.fromkeys(hparam_metrics(), 0.0)):
             self._writer.file_writer.add_summary(summary)
 
 

@@ -14,9 +14,12 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.backends import BackendSettings, make_backend
+from jobs.rundir.disk import advice, describe, is_disk_error
 from jobs.rundir.index import StateIndex
 from jobs.rundir.states import DONE
 from jobs.spec import JobSpec
+from runner.cli.console import fail
+from runner.cli.hints import lost_checkpoints_text, what_to_do
 from runner.cli.progress import RunProgress, counts_text, elapsed_text
 from runner.dispatch import outdir
 from runner.dispatch.driver import (
@@ -141,6 +144,22 @@ def execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str
 
     Raises BackendError (bad input: nothing written) when the backend cannot start.
     """
+    try:
+        return _execute(plan, backend_name, options, ray_address, console)
+    except OSError as exc:  # the grid dir refused a write: a full disk, a read-only dir
+        if not (is_disk_error(exc) or exc.filename):
+            raise
+        fail(f"{describe(exc)}; {advice(exc)}, then run the same command again: finished jobs "
+             "are kept and the others resume from their last checkpoint", code=1)
+
+
+def _execute(plan: Plan, backend_name: str, options: RunOptions, ray_address: str | None,
+             console: Console) -> int:
+    set_aside = outdir.set_aside_damaged(plan.grid_dir)
+    if set_aside is not None:
+        say(console, f"warning: {set_aside.with_suffix('')} was no readable Parquet file (cut "
+                     f"short or damaged): set aside as {set_aside.name}; it is written again "
+                     "with this grid's jobs")
     if not jobs_to_start(plan.specs, plan.grid_dir):  # every job is finished or another
         # runner's: no backend is started (an embedded Ray takes seconds) unless one frees up
         outdir.prepare(plan.grid_dir, plan.grid.to_yaml(), plan.specs, plan.grid.name)
@@ -244,6 +263,8 @@ def print_report(report: RunReport, console: Console) -> None:
     for path in report.set_aside:
         say(console, f"warning: {path.with_suffix('')} was no readable results file (cut short "
                      f"or damaged): set aside as {path.name}, its jobs were trained again")
+    if report.lost_checkpoints:
+        say(console, lost_checkpoints_text(report))
     if report.lost_claims:
         say(console, "warning: another runner removed this runner's claims while it ran (it was "
                      "thought dead): it may have taken jobs over")
@@ -253,6 +274,8 @@ def print_report(report: RunReport, console: Console) -> None:
     if len(report.problems) > PROBLEM_ROWS:
         say(console, f"... and {len(report.problems) - PROBLEM_ROWS} more: `tvo status "
                      f"{report.grid_dir}` lists them")
+    for hint in what_to_do(report.problems):
+        say(console, hint)
     if report.detached:
         say(console, f"detached: {report.detached} jobs submitted; follow them with `tvo status "
                      f"{report.grid_dir}`; the same `tvo run` again waits for them")
@@ -274,6 +297,8 @@ def print_status(status: GridStatus, console: Console) -> None:
         line += (f" ({status.interrupted} interrupted: their runner is gone; "
                  "`tvo run` resumes them from their checkpoint)")
     say(console, line)
+    for warning in status.warnings:
+        say(console, f"warning: {warning}")
     print_slurm_jobs(status, console)
     problems = status.problems
     for job in problems[:PROBLEM_ROWS]:

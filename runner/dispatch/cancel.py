@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cluster.slurm import cancel as slurm_cancel
+from cluster.slurm.commands import scancel
+from cluster.slurm.records import slurm_ids_for
 from jobs.rundir.claims import ClaimReader
 from jobs.rundir.index import StateIndex
 from jobs.rundir.journal import process_start
@@ -110,13 +111,13 @@ def stop(request: CancelRequest, grace_s: float, poll_s: float = POLL_S) -> Canc
     started = time.monotonic()
     grid_dir = request.grid_dir
     report = CancelReport(request)
-    report.scancelled_pending = slurm_cancel.scancel(
-        slurm_cancel.slurm_ids_for(grid_dir, request.targets), pending_only=True)
+    report.scancelled_pending = scancel(slurm_ids_for(grid_dir, request.targets),
+                                        pending_only=True)
     running = _wait(grid_dir, request.running, grace_s, poll_s)
     if running:
         report.forced = True
         report.signalled = _signal(grid_dir, running, request.whole_grid)
-        report.scancelled = slurm_cancel.scancel(slurm_cancel.slurm_ids_for(grid_dir, running))
+        report.scancelled = scancel(slurm_ids_for(grid_dir, running))
         running = _wait(grid_dir, running, FORCE_WAIT_S if report.signalled or report.scancelled
                         else 0.0, poll_s)
     report.marked = _mark_if_gone(grid_dir, request.running)

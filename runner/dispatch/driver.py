@@ -39,6 +39,7 @@ from runner.dispatch.run_state import Counts, JobEnd, RunOptions, RunReport
 __all__ = ["Counts", "JobEnd", "RunOptions", "RunReport", "run_grid", "swept_keys"]
 
 FINAL_STATES = (DONE.value, DIVERGED.value, CANCELLED.value)
+CRASHED = "worker crashed: "  # how the error of a job whose worker died begins
 
 Listener = Callable[[Counts, "JobEnd | None"], None]  # progress: counts, and a job that ended
 
@@ -102,7 +103,7 @@ def run_grid(specs: Sequence[JobSpec], grid_name: str, grid_dir: Path, backend: 
     run_dir.sweep(driver.index.finished_ids())
     return RunReport(grid_dir, driver.counts, driver.problems, driver.not_started, lost,
                      driver.detached, driver.cancelled, driver.cancel_requested,
-                     driver.set_aside)
+                     driver.set_aside, driver.lost_checkpoints)
 
 
 class _Driver:
@@ -150,6 +151,7 @@ class _Driver:
             else:
                 self.queue.append(job_id)
         self.counts.pending = len(self.queue)
+        self.lost_checkpoints = self.run_dir.lost_checkpoints(self.queue, self.index)
 
     def loop(self) -> None:
         self.notify(None)
@@ -391,7 +393,7 @@ class _Driver:
             self.index.refresh()
         whole_grid, asked = self.run_dir.cancel_requests()
         force_cancelled = by_id == {} and any(job_id in asked for job_id in unit.job_ids)
-        error = f"worker crashed: {outcome.crash}"
+        error = f"{CRASHED}{outcome.crash}"
         released, cancelled, crashed = [], [], []
         for job_id in unit.job_ids:
             self._move(running=-1)

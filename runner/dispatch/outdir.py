@@ -24,6 +24,10 @@ class OutDirError(ValueError):
     """A folder that is not a grid's output dir; the message says what is missing."""
 
 
+class DamagedJobsFile(OutDirError):
+    """A grid dir whose jobs.parquet cannot be read (cut short, damaged)."""
+
+
 @contextmanager
 def _locked(grid_dir: Path) -> Iterator[None]:
     """One runner at a time updates jobs.parquet (read, merge, write)."""
@@ -65,6 +69,38 @@ def add_jobs(grid_dir: Path, specs: Sequence[JobSpec], grid_name: str) -> int:
     return len(fresh)
 
 
+DAMAGED_SUFFIX = ".broken"  # jobs.parquet set aside: kept for a look, read by nothing
+
+
+def damaged_jobs_file(grid_dir: Path) -> str | None:
+    """Why the dir's jobs.parquet cannot be read (cut short, not Parquet), or None when it
+    reads or is absent."""
+    path = grid_dir / JOBS_FILE
+    try:
+        pq.ParquetFile(path).read(columns=["job_id"])
+    except FileNotFoundError:
+        return None
+    except (OSError, pa.ArrowException, KeyError) as exc:
+        return _why(exc)
+    return None
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def set_aside_damaged(grid_dir: Path) -> Path | None:
+    """A jobs.parquet that cannot be read goes aside (jobs.parquet.broken), so that the run
+    writes it again with its grid's jobs; returns the new name, or None when it reads."""
+    if damaged_jobs_file(grid_dir) is None:
+        return None
+    path = grid_dir / JOBS_FILE
+    target = path.with_name(path.name + DAMAGED_SUFFIX)
+    path.replace(target)
+    return target
+
+
 def job_ids(grid_dir: Path) -> list[str]:
     """Every job listed in the dir's jobs.parquet, in order."""
     path = grid_dir / JOBS_FILE
@@ -74,5 +110,9 @@ def job_ids(grid_dir: Path) -> list[str]:
         raise OutDirError(f"{str(grid_dir)!r} is not a grid output dir (it has no {JOBS_FILE}); "
                           "pass the folder `tvo run` printed, e.g. outputs/quickstart")
     # ParquetFile, not read_table: that one imports pyarrow.dataset and pandas (0.2 s)
-    table = pq.ParquetFile(path).read(columns=["job_id"])
+    try:
+        table = pq.ParquetFile(path).read(columns=["job_id"])
+    except (OSError, pa.ArrowException, KeyError) as exc:
+        raise DamagedJobsFile(f"{path} cannot be read ({_why(exc)}); `tvo run` of the grid "
+                              "sets it aside and writes it again") from None
     return [str(job_id) for job_id in table.column(0).to_pylist()]

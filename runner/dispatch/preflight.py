@@ -123,6 +123,29 @@ def check_writable(out_dir: Path) -> None:
     if not existing.is_dir():
         raise PreflightError(f"output dir {echo(str(out_dir))}: {existing} is a file, not a "
                              "directory; choose another --out")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PreflightError(f"output dir {echo(str(out_dir))}: {existing} is not writable by "
-                             "this user; choose another --out")
+    for folder in [existing, *_grid_folders(out_dir)]:
+        _check_folder_writable(out_dir, folder)
+
+
+GRID_FOLDERS = ("results", "state", "logs", "checkpoints", "claims")  # jobs.rundir.layout's
+
+
+def _grid_folders(out_dir: Path) -> list[Path]:
+    """The folders a run writes into inside an existing grid dir (a dir made read-only after
+    an earlier run may hold writable ones, or the other way round)."""
+    return [out_dir / name for name in GRID_FOLDERS if (out_dir / name).is_dir()]
+
+
+def _check_folder_writable(out_dir: Path, folder: Path) -> None:
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        raise PreflightError(f"output dir {echo(str(out_dir))}: {folder} is on a read-only file "
+                             "system; remount it read-write (its finished jobs are kept), or "
+                             "choose another --out")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PreflightError(f"output dir {echo(str(out_dir))}: {folder} is not writable by "
+                             "this user; make it writable (chmod u+w; its finished jobs are "
+                             "kept), or choose another --out")

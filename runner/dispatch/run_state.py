@@ -101,6 +101,8 @@ class RunReport:
     cancelled: list[JobEnd] = field(default_factory=list)  # stopped by a cancel request
     cancel_requested: bool = False  # the grid's cancel request stopped this run
     set_aside: list[Path] = field(default_factory=list)  # unreadable results files moved aside
+    lost_checkpoints: dict[str, int] = field(default_factory=dict)  # job -> epoch of its
+    # checkpoint that was gone (deleted): it trained again from its first epoch
 
     @property
     def exit_code(self) -> int:

@@ -13,12 +13,12 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cluster.slurm.status import SlurmJob, slurm_jobs
+from cluster.slurm.status import SlurmJobState, slurm_jobs
 from jobs.rundir.index import StateIndex
 from jobs.rundir.layout import OutputDir
 from jobs.rundir.run_dir import RunDir
 from jobs.rundir.states import DIVERGED, FAILED, PENDING, RUNNING, STATES, JobRecord
-from runner.dispatch.outdir import OutDirError, job_ids
+from runner.dispatch.outdir import DamagedJobsFile, OutDirError, job_ids
 
 STATE_NAMES = tuple(state.value for state in STATES)
 
@@ -29,7 +29,7 @@ class JobStatus:
     state: str
     error: str | None = None
     interrupted: bool = False  # was running when its runner died
-    slurm: SlurmJob | None = None  # its latest SLURM job, when it was submitted to SLURM
+    slurm: SlurmJobState | None = None  # its latest SLURM job, when submitted to SLURM
     record: JobRecord | None = None  # what the files say of it
 
     @property
@@ -49,6 +49,7 @@ class JobStatus:
 class GridStatus:
     grid_dir: Path
     jobs: list[JobStatus] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # damaged or missing files, one line each
 
     @property
     def counts(self) -> dict[str, int]:
@@ -75,21 +76,40 @@ def grid_status(grid_dir: Path, index: StateIndex | None = None) -> GridStatus:
     grid_dir = Path(grid_dir)
     index = (index or StateIndex(grid_dir)).refresh()
     in_slurm = slurm_jobs(grid_dir)
-    return GridStatus(grid_dir, [with_slurm(from_record(index.record(job_id)),
-                                            in_slurm.get(job_id))
-                                 for job_id in listed_jobs(grid_dir, index)])
+    warnings: list[str] = []
+    listed = listed_jobs(grid_dir, index, warnings)
+    warnings += [f"{path} is no readable results file (cut short or damaged): its jobs count "
+                 "as not run; `tvo run` of the grid sets it aside and trains them again"
+                 for path in index.broken_files()]
+    jobs = [with_slurm(from_record(index.record(job_id)), in_slurm.get(job_id))
+            for job_id in listed]
+    lost = RunDir(grid_dir).lost_checkpoints(
+        [job.job_id for job in jobs if job.state != RUNNING.value], index)
+    if lost:
+        warnings.append(f"{len(lost)} unfinished jobs saved a checkpoint that is gone from "
+                        f"{OutputDir(grid_dir).checkpoints} (deleted?): `tvo run` trains them "
+                        "again from their first epoch, to the same results")
+    return GridStatus(grid_dir, jobs, warnings)
 
 
-def listed_jobs(grid_dir: Path, index: StateIndex | None = None) -> list[str]:
-    """The jobs of a grid dir: those its jobs.parquet lists, else those its files mention."""
+def listed_jobs(grid_dir: Path, index: StateIndex | None = None,
+                warnings: list[str] | None = None) -> list[str]:
+    """The jobs of a grid dir: those its jobs.parquet lists, else (it is missing or damaged:
+    said in `warnings`) those its files mention."""
     try:
         return job_ids(grid_dir)
-    except OutDirError:
-        if OutputDir(grid_dir).jobs_file.exists() or not grid_dir.is_dir():
+    except OutDirError as exc:
+        damaged = isinstance(exc, DamagedJobsFile)
+        if not grid_dir.is_dir() or (OutputDir(grid_dir).jobs_file.exists() and not damaged):
             raise
         found = (index or StateIndex(grid_dir).refresh()).known_ids()
         if not found:
             raise
+        if warnings is not None:
+            why = str(exc) if damaged else (f"{OutputDir(grid_dir).jobs_file} is missing; "
+                                            "`tvo run` of the grid writes it again")
+            warnings.append(f"{why}; listed here: the {len(found)} jobs the dir's other files "
+                            "mention")
         return found
 
 
@@ -98,7 +118,7 @@ def job_log(grid_dir: Path, job_id: str) -> str:
     return RunDir(grid_dir).job_log(job_id)
 
 
-def with_slurm(job: JobStatus, slurm: SlurmJob | None) -> JobStatus:
+def with_slurm(job: JobStatus, slurm: SlurmJobState | None) -> JobStatus:
     """Add SLURM's word where the files alone cannot tell how the job stands."""
     if slurm is None:
         return job

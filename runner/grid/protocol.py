@@ -26,13 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jobs import metric_catalogue
 from jobs.rundir.rows import final_values
 from jobs.spec import JobSpec, grid_job_settings, settings
 from runner.grid.spaces import Space, draw, parse_space
 from runner.grid.sweeps import SweepError, parse_values
 
 COMPARE_KEYS = ("by", "tune", "budget", "select", "final_seeds")
-SELECT = {"val_acc": False, "val_loss": True}  # metric -> lower is better
+# the validation metrics a comparison may select on -> lower is better (their declarations)
+SELECT = {name: metric_catalogue.lower_is_better(name) for name in ("val_acc", "val_loss")}
 DRAW_SEED = 0  # the tuning draws' seed: the same configurations for every method and rerun
 
 
@@ -179,7 +181,8 @@ class Selection:
 
 
 # the metric that breaks a tie on the selection metric, and whether lower is better
-SECONDARY = {"val_acc": ("val_loss", True), "val_loss": ("val_acc", False)}
+SECONDARY = {"val_acc": ("val_loss", SELECT["val_loss"]),
+             "val_loss": ("val_acc", SELECT["val_acc"])}
 TIE_RULE = ("a tie on the selection metric (accuracies on a finite validation split often tie) "
             "is broken by the other validation metric: the lowest final val_loss among "
             "configurations tied on val_acc (the highest val_acc among those tied on val_loss), "

@@ -12,24 +12,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from jobs import metric_catalogue
 from jobs.rundir.states import CANCELLED, DIVERGED, DONE, FAILED, PENDING, RUNNING
 from runner.report.contents import Contents
-from runner.report.definitions import METRICS, statistics_text
+from runner.report.definitions import metric_definitions, statistics_text
 from runner.report.formats import comparison_cells, display
 from runner.report.labels import format_value
 from runner.report.load import COMPACTED_FILE, state_counts
 from runner.report.model import Summary
 
 MAX_LISTED_JOBS = 30  # jobs listed by name in "Not done"; the rest are counted
-PLOT_TITLES = {
-    "test_acc": "Test accuracy over epochs",
-    "train_loss": "Training loss over epochs",
+# the titles of the figures besides those of a metric over epochs (plot_titles)
+OTHER_PLOT_TITLES = {
     "targets": "Targets trained on, per class (c_i, nc_i) of strategies that move them",
     "final_acc": "Final test accuracy per group",
     "calibration": "Calibration: reliability diagrams (final epoch, pooled over seeds)",
     "tuning_curves": "Tuning curves: expected best validation score against the budget",
     "performance_profile": "Performance profiles across tasks",
 }
+
+
+def plot_titles() -> dict[str, str]:
+    """Figure name -> its title in the report: the metrics' figures over epochs as they declare
+    them (jobs.metric_catalogue), then the others."""
+    return {**{name: title for name, (_, title) in metric_catalogue.curves().items()},
+            **OTHER_PLOT_TITLES}
 
 
 @dataclass(frozen=True)
@@ -209,7 +216,7 @@ def _plots(contents: Contents) -> list[Block]:
         Text("Each plot is also in this folder as an SVG (vector) for papers; report.html has "
              "the same data as interactive charts.")]
     for name in shown:
-        blocks += [Heading(PLOT_TITLES[name], 3), Figure(name)]
+        blocks += [Heading(plot_titles()[name], 3), Figure(name)]
     if contents.plot_notes:
         blocks.append(Items([("", note) for note in contents.plot_notes]))
     if not contents.plots:
@@ -253,7 +260,7 @@ def _reference(contents: Contents) -> list[Block]:
         Heading("Groups"),
         Table(["label", "settings in full"], [[g.label, g.name] for g in summary.groups],
               "groups", names=2),
-        Heading("Definitions"), Items(METRICS),
+        Heading("Definitions"), Items(metric_definitions()),
         Heading("Statistics"), Items([("", text) for text in statistics_text(contents)]),
         Heading("Files"), Items(files),
     ]

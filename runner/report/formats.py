@@ -10,10 +10,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from jobs import metric_catalogue
 from jobs.rundir import results
 from runner.report.labels import format_value
 from runner.report.model import Summary
-from runner.report.tables import COMPARISON_COLUMNS, MEASURES, ROBUST_COLUMNS, STATE_COLUMNS
+from runner.report.tables import COMPARISON_COLUMNS, ROBUST_COLUMNS, STATE_COLUMNS, summary_measures
 
 STAT_SUFFIXES = ("mean", "std", "ci_low", "ci_high")
 
@@ -25,7 +26,8 @@ def summary_columns(keys: list[str]) -> list[tuple[str, pa.DataType]]:
     columns += [("group", pa.string()), ("label", pa.string()), ("jobs", pa.int64()),
                 ("runs", pa.int64()), ("seeds", pa.int64())]
     columns += [(state, pa.int64()) for state in STATE_COLUMNS]
-    columns += [(f"{name}_{suffix}", pa.float64()) for name in MEASURES for suffix in STAT_SUFFIXES]
+    columns += [(f"{name}_{suffix}", pa.float64()) for name in summary_measures()
+                for suffix in STAT_SUFFIXES]
     columns += [(name, pa.float64()) for name in ROBUST_COLUMNS]
     columns += [("epochs_to_threshold", pa.float64()), ("threshold_reached", pa.int64()),
                 ("threshold_never", pa.int64())]
@@ -183,39 +185,41 @@ CI_HEADER = "final acc ± 95% CI"  # the ± of every table is the half-width of 
 def display(summary: Summary, *, compact: bool = False) -> tuple[list[str], list[list[str]]]:
     """Headers and cells of the summary table as people read it, best group first.
 
-    One column per grouping setting (its short label). Compact, for the terminal: short
-    headers, CIs on a second line, the CI of the accuracies only, no confidence and margin (the
-    report and the files have everything).
+    One column per grouping setting (its short label), then the final accuracy and its
+    comparison, then the summaries the metrics declare for the tables (jobs.metric_catalogue).
+    Compact, for the terminal: short headers, CIs on a second line, the CI of the final accuracy
+    only, the summaries shown in the terminal only (the report and the files have everything).
     """
     sep = "\n" if compact else " "
     keys = summary.keys or ["group"]
+    shown = shown_summaries(compact=compact)
     if compact:
         headers = [*keys, "seeds", "final acc\n± 95% CI", "Δ vs baseline", "p", "p Holm",
-                   "acc@best val", "NLL", "ECE", f"epochs\nto {summary.threshold:g}", "acc AUC",
-                   "not done"]
+                   *(s.header for s in shown), f"epochs\nto {summary.threshold:g}", "not done"]
     else:
         headers = [*keys, "seeds", CI_HEADER, "IQM [95% CI]", "Δ acc vs baseline [95% CI]",
-                   "p", "p (Holm)", "acc@best val", "NLL", "ECE", "confidence", "margin",
-                   f"epochs to {summary.threshold:g}", "acc AUC", "not done"]
+                   "p", "p (Holm)", *(s.header for s in shown),
+                   f"epochs to {summary.threshold:g}", "not done"]
     cells = []
     for row in summary.rows:
-        def cell(name: str, row: dict[str, Any] = row) -> str:
-            return mean_text(row, name) if compact else mean_ci(row, name, 3)
-
         names = [summary.labels.value(key, row[key]) for key in summary.keys] or [row["group"]]
-        measures = [cell("test_nll"), cell("ece")]
-        if not compact:
-            measures += [cell("confidence"), cell("margin")]
+        measures = [mean_text(row, s.name, s.digits) if compact else mean_ci(row, s.name, s.digits)
+                    for s in shown]
         robust = [] if compact else [iqm_text(row)]
         cells.append([
             *names, runs_text(row), mean_ci(row, "final_test_acc", 4, sep), *robust,
             diff_text(row, summary, sep), p_text(row["p_value"]),
-            p_text(row["p_holm"], mark=True),
-            cell("test_acc_at_best_val") if compact
-            else mean_ci(row, "test_acc_at_best_val", 4), *measures,
-            threshold_text(row), cell("acc_auc"), problems_text(row, "\n" if compact else ", "),
+            p_text(row["p_holm"], mark=True), *measures,
+            threshold_text(row), problems_text(row, "\n" if compact else ", "),
         ])
     return headers, cells
+
+
+def shown_summaries(*, compact: bool) -> list[metric_catalogue.Summary]:
+    """The declared summaries the table shows: in the terminal's (compact) or the report's."""
+    wanted = (metric_catalogue.TERMINAL,) if compact else (metric_catalogue.TERMINAL,
+                                                            metric_catalogue.REPORT)
+    return [summary for _, summary in metric_catalogue.summaries() if summary.shown in wanted]
 
 
 def comparison_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
@@ -242,9 +246,9 @@ def to_markdown(summary: Summary) -> str:
 
 
 # Terminal columns after the grouping settings, most important first: on a narrow terminal the
-# ones that do not fit are left out (report.md and the files have them all).
-TERMINAL_PRIORITY = ("final acc", "Δ vs baseline", "p Holm", "seeds", "not done", "p", "epochs",
-                     "acc@best val", "acc AUC", "ECE", "NLL")
+# ones that do not fit are left out (report.md and the files have them all); the declared
+# summaries the terminal shows come after these, in catalogue order.
+TERMINAL_PRIORITY = ("final acc", "Δ vs baseline", "p Holm", "seeds", "not done", "p", "epochs")
 MAX_KEY_WIDTH = 60  # a longer label folds onto several lines
 
 
@@ -264,7 +268,7 @@ def rich_table(summary: Summary, title: str, width: int = 200) -> Any:
     used = 2 + sum(min(w, MAX_KEY_WIDTH) + 3 for w in widths[:keys])
     shown = set(range(keys))
     hidden = []
-    for name in TERMINAL_PRIORITY:
+    for name in (*TERMINAL_PRIORITY, *(s.header for s in shown_summaries(compact=True))):
         if summary.baseline is None and name in ("Δ vs baseline", "p", "p Holm"):
             continue  # all empty: the notes say why there is no comparison
         index = next(i for i, h in enumerate(headers) if h.split("\n")[0] == name)

@@ -105,20 +105,15 @@ def _chart(name: str, spec: dict[str, Any]) -> str:
 def charts(summary: Summary, plot_data: PlotData) -> dict[str, dict[str, Any]]:
     """Chart name -> plotly.js spec, the same set of charts as the PNG figures."""
     from runner.report import html_charts as chart
-    from runner.report.plots import CALIBRATION_TITLE, FINAL_TITLE, final_eces
+    from runner.report.plots import CALIBRATION_TITLE, FINAL_TITLE, curve_figures, final_eces
 
     made: dict[str, dict[str, Any]] = {}
     if plot_data.tuning:
         made["tuning_curves"] = chart.tuning_chart(plot_data.tuning, summary.labels,
                                                    plot_data.tuning_metric)
     if plot_data.groups:
-        curves = plot_data.curves
-        made["test_acc"] = chart.curves_chart(
-            curves["test_acc"], summary.labels,
-            "Test accuracy over epochs (mean over seeds, 95 % CI)", "test accuracy")
-        made["train_loss"] = chart.curves_chart(
-            curves["train_loss"], summary.labels,
-            "Training loss over epochs (mean over seeds, 95 % CI)", "training loss")
+        for name, (ylabel, title) in curve_figures().items():
+            made[name] = chart.curves_chart(plot_data.curves[name], summary.labels, title, ylabel)
     if plot_data.trajectories:
         made["targets"] = chart.targets_chart(plot_data.trajectories[:MAX_TARGET_PANELS])
     if plot_data.groups:

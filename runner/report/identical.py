@@ -14,14 +14,16 @@ from typing import Any
 
 import polars as pl
 
+from jobs import metric_catalogue
 from runner.report.load import GridData
 from runner.report.model import Group
 from runner.report.tables import groupable_settings, settings_of
 
-# what a run measured; epoch_seconds and samples_per_second differ between identical runs
-HASHED_COLUMNS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_nll", "ece",
-                  "confidence", "margin", "val_loss", "val_acc", "val_nll", "val_ece",
-                  "reliability")
+
+def hashed_columns() -> tuple[str, ...]:
+    """What a run measured (the metrics jobs.metric_catalogue declares MEASURED): timings
+    differ between identical runs."""
+    return metric_catalogue.names(metric_catalogue.MEASURED)
 
 
 def run_hashes(data: GridData, job_ids: Sequence[str]) -> dict[str, int]:
@@ -29,10 +31,11 @@ def run_hashes(data: GridData, job_ids: Sequence[str]) -> dict[str, int]:
     if not job_ids:
         return {}
     wanted = pl.DataFrame({"job_id": list(job_ids)}, schema={"job_id": pl.String})
+    hashed = hashed_columns()
     frame = data.collect(
-        data.metrics.select("job_id", "epoch", *HASHED_COLUMNS)
+        data.metrics.select("job_id", "epoch", *hashed)
         .join(wanted.lazy(), on="job_id")
-        .select("job_id", "epoch", pl.struct("epoch", *HASHED_COLUMNS).hash().alias("row"))
+        .select("job_id", "epoch", pl.struct("epoch", *hashed).hash().alias("row"))
         .group_by("job_id")
         .agg(pl.col("row").sort_by("epoch"))
         .select("job_id", pl.col("row").hash().alias("run"))

@@ -15,6 +15,7 @@ import math
 import re
 from typing import Any
 
+from jobs import metric_catalogue
 from runner.report.contents import Contents
 from runner.report.formats import NOT_APPLICABLE
 from runner.report.labels import format_value
@@ -25,9 +26,14 @@ SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r
            "^": r"\textasciicircum{}"}
 MARKS = ((0.001, "***"), (0.01, "**"), (0.05, "*"))  # Holm-corrected p below -> mark
 MIN_SEEDS_BOLD = 2  # a group of one run is never set in bold
-# column: (header, measure, digits, higher is better)
-COLUMNS = (("final acc.", "final_test_acc", 4, True), ("NLL", "test_nll", 3, False),
-           ("ECE", "ece", 3, False))
+
+
+def columns() -> list[tuple[str, str, int, bool]]:
+    """(header, measure, digits, higher is better) of each column: the final accuracy, then the
+    summaries the metrics declare for LaTeX (jobs.metric_catalogue)."""
+    return [("final acc.", "final_test_acc", 4, True)] + [
+        (summary.header, summary.name, summary.digits, metric.better != metric_catalogue.LOWER)
+        for metric, summary in metric_catalogue.summaries() if summary.latex]
 
 
 def escape(text: str) -> str:
@@ -73,10 +79,11 @@ def results_table(summary: Summary, *, grid: str, command: str) -> str:
     pairs.sort(key=lambda p: (facet_rank.get(labels.facet_label(p[1].key), 0),
                               hue_rank.get(labels.hue_label(p[1].key), 0)))
     comparing = summary.baseline is not None
-    headers = [escape(k) for k in keys] + ["seeds"] + [h for h, *_ in COLUMNS[:1]]
+    shown = columns()
+    headers = [escape(k) for k in keys] + ["seeds"] + [h for h, *_ in shown[:1]]
     if comparing:
         headers += [r"$\Delta$ acc.", r"$p$ (Holm)"]
-    headers += [h for h, *_ in COLUMNS[1:]]
+    headers += [escape(h) for h, *_ in shown[1:]]
     lines = [
         f"% tvo aggregate: grid {grid}; made by {command}",
         "% mean $\\pm$ half-width of the 95 % CI over seeds; bold: best of each column within "
@@ -100,7 +107,7 @@ def results_table(summary: Summary, *, grid: str, command: str) -> str:
         names = ([escape(labels.value(k, row[k])) for k in keys] if summary.keys
                  else [escape(row["group"])])
         cells = {}
-        for header, measure, digits, higher in COLUMNS:
+        for header, measure, digits, higher in shown:
             text = _mean_ci(row, measure, digits)
             if row["seeds"] >= MIN_SEEDS_BOLD and row[f"{measure}_mean"] == _best(
                     block, measure, higher):
@@ -116,7 +123,7 @@ def results_table(summary: Summary, *, grid: str, command: str) -> str:
             out += ["baseline" if is_baseline else
                     ("--" if math.isnan(diff) else f"{diff:+.4f}"),
                     "" if is_baseline else _p_text(row["p_holm"])]
-        out += [cells[h] for h, *_ in COLUMNS[1:]]
+        out += [cells[h] for h, *_ in shown[1:]]
         lines.append(" & ".join(out) + r" \\")
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"

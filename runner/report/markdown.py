@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from runner.report.contents import Contents
-from runner.report.document import PLOT_TITLES, Block, Figure, Heading, Items, Table, Text, blocks
+from runner.report.document import Block, Figure, Heading, Items, Table, Text, blocks, plot_titles
 
 
 def table_lines(headers: Sequence[str], cells: Sequence[Sequence[str]]) -> list[str]:
@@ -23,7 +23,7 @@ def _block(block: Block) -> list[str]:
     if isinstance(block, Table):
         return table_lines(block.headers, block.cells)
     if isinstance(block, Figure):
-        title = PLOT_TITLES[block.name]
+        title = plot_titles()[block.name]
         return [f"![{title}]({block.name}.png)"]
     assert isinstance(block, Items)
     return [f"- **{lead}**: {text}" if lead else f"- {text}" for lead, text in block.items]

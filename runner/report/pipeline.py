@@ -137,7 +137,7 @@ def render(contents: Contents, *, plot_data: PlotData | None = None,
 
 def write(data: GridData, summary_dir: Path, summary: Summary, rendered: Rendered) -> list[Path]:
     """Write the compacted metrics (if they changed), summary.parquet and the rendered files."""
-    from runner.report.plots import PLOT_FILES
+    from runner.report.plots import plot_files
 
     written = []
     try:
@@ -159,7 +159,7 @@ def write(data: GridData, summary_dir: Path, summary: Summary, rendered: Rendere
         for name, content in rendered.files.items():
             results.atomic_write_bytes(summary_dir / name, content)
             written.append(summary_dir / name)
-        for name in PLOT_FILES:  # an earlier run's plot that this one chose not to make
+        for name in plot_files():  # an earlier run's plot that this one chose not to make
             if rendered.plots and name.rsplit(".", 1)[0] not in rendered.plots:
                 (summary_dir / name).unlink(missing_ok=True)
     except OSError as exc:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from jobs import metric_catalogue
 from runner.report import stats
 from runner.report.load import GridData
 from runner.report.model import Curve, Group, PlotData, Reliability, Trajectory
@@ -203,15 +204,14 @@ def _bins_array(column: pl.Series) -> np.ndarray:
     return np.array(column.to_list(), dtype=float)
 
 
-CURVE_COLUMNS = ("test_acc", "train_loss")
-
-
 def read_curves(data: GridData, groups: Sequence[Group]) -> dict[str, list[Curve]]:
-    """The curves of every CURVE_COLUMNS column, for the groups with done jobs."""
+    """The curves of every metric declared with a figure over epochs (jobs.metric_catalogue),
+    for the groups with done jobs."""
+    columns = tuple(metric_catalogue.curves())
     drawn = [g for g in groups if g.done_ids]
     if not drawn:
-        return {column: [] for column in CURVE_COLUMNS}
-    return epoch_curves(data, drawn, CURVE_COLUMNS)
+        return {column: [] for column in columns}
+    return epoch_curves(data, drawn, columns)
 
 
 def read_plot_data(data: GridData, groups: Sequence[Group],

@@ -10,26 +10,37 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from jobs import metric_catalogue
 from runner.report.labels import Labels
 from runner.report.model import Curve, PlotData, Summary
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-FIGURES = ("test_acc", "train_loss", "targets", "final_acc", "calibration", "tuning_curves",
-           "performance_profile")
+# the figures besides those of a metric over epochs (curve_figures), in report order
+OTHER_FIGURES = ("targets", "final_acc", "calibration", "tuning_curves", "performance_profile")
 # PNG for the reports, SVG (vector, text kept as text) for papers; SVG rather than PDF as it
 # takes a third of the time to write (0.2 s against 0.3-0.6 s per figure, measured on the 1,000
 # job benchmark grid) and the aggregation has 3 s in all
 FORMATS = ("png", "svg")
-# the figures of a metric over epochs (each a plot_data.curves column): y label and title
-CURVE_FIGURES = {
-    "test_acc": ("test accuracy", "Test accuracy over epochs (mean over seeds, 95 % CI)"),
-    "train_loss": ("training loss", "Training loss over epochs (mean over seeds, 95 % CI)")}
-PLOT_FILES = tuple(f"{name}.{fmt}" for name in FIGURES for fmt in FORMATS)
 CALIBRATION_TITLE = ("Reliability at the final epoch (bins pooled over seeds; dotted: perfect "
                      "calibration; ECE beside each line)")
 FINAL_TITLE = "Final test accuracy (mean over seeds, 95 % t CI, cut at 1)"
+
+
+def curve_figures() -> dict[str, tuple[str, str]]:
+    """The figures of a metric over epochs (each a plot_data.curves column) -> y label and
+    title, as the metrics declare them (jobs.metric_catalogue)."""
+    return {name: (ylabel, f"{title} (mean over seeds, 95 % CI)")
+            for name, (ylabel, title) in metric_catalogue.curves().items()}
+
+
+def all_figures() -> tuple[str, ...]:
+    return (*metric_catalogue.curves(), *OTHER_FIGURES)
+
+
+def plot_files() -> tuple[str, ...]:
+    return tuple(f"{name}.{fmt}" for name in all_figures() for fmt in FORMATS)
 
 
 def calibrated(summary: Summary) -> list[int]:
@@ -78,7 +89,7 @@ def figure_names(summary: Summary, plot_data: PlotData) -> list[str]:
     if plot_data.tuning:
         names.append("tuning_curves")
     if plot_data.groups:
-        names += ["test_acc", "train_loss"]
+        names += list(metric_catalogue.curves())
     if plot_data.trajectories:
         names.append("targets")
     if plot_data.groups:
@@ -91,10 +102,10 @@ def figure_names(summary: Summary, plot_data: PlotData) -> list[str]:
 
 
 def curve_figure(name: str, curves: Sequence[Curve], labels: Labels) -> Figure:
-    """The figure of a metric over epochs (a name of CURVE_FIGURES), from its curves alone."""
+    """The figure of a metric over epochs (a name of curve_figures), from its curves alone."""
     from runner.report import figures as draw
 
-    ylabel, title = CURVE_FIGURES[name]
+    ylabel, title = curve_figures()[name]
     return draw.curves_figure(curves, labels, ylabel, title)
 
 
@@ -105,7 +116,7 @@ def make_figures(summary: Summary, plot_data: PlotData,
 
     wanted = [name for name in figure_names(summary, plot_data) if only is None or name in only]
     made: dict[str, Figure] = {name: curve_figure(name, plot_data.curves[name], summary.labels)
-                               for name in CURVE_FIGURES if name in wanted}
+                               for name in curve_figures() if name in wanted}
     if "targets" in wanted:
         made["targets"] = draw.targets_figure(plot_data.trajectories)
     if "final_acc" in wanted:

@@ -135,13 +135,13 @@ def draw_part(index: int, count: int, early: Early | None,
               rest: Callable[[], tuple[str, Summary, PlotData]]) -> dict[str, bytes]:
     """What drawing process `index` of `count` draws: its curve plots from the `early` job,
     then, once `rest()` has the rest, its share of the other figures."""
-    from runner.report.plots import CURVE_FIGURES, curve_figure, figure_files, figure_names
+    from runner.report.plots import curve_figure, curve_figures, figure_files, figure_names
 
     files: dict[str, bytes] = {}
     drawn: list[str] = []
     if early is not None:
         _, labels, curves = early
-        drawn = [name for name in CURVE_FIGURES if curves.get(name)]
+        drawn = [name for name in curve_figures() if curves.get(name)]
         for name in drawn[index::count]:
             files.update(figure_files(name, curve_figure(name, curves[name], labels)))
     _, summary, plot_data = rest()

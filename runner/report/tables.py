@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from jobs import metric_catalogue
 from jobs.rundir.states import CANCELLED, DIVERGED, DONE, FAILED, PENDING, RUNNING
 from jobs.spec import JobSpec
 from runner.report import stats
@@ -25,22 +26,15 @@ from runner.report.labels import Labels, format_value
 from runner.report.load import AggregateError, GridData
 from runner.report.model import Group, Job
 
-# summary name -> what it is; each gets _mean, _std, _ci_low, _ci_high columns
-MEASURES: dict[str, str] = {
-    "final_test_acc": "test accuracy at the final epoch",
-    "test_acc_at_best_val": "test accuracy at the epoch of the best validation accuracy",
-    "test_nll": "test negative log-likelihood, final epoch",
-    "ece": "expected calibration error (10 bins), final epoch",
-    "confidence": "mean cosine to the closest target template, final epoch",
-    "margin": "mean top-1 minus top-2 output, final epoch",
-    "final_train_loss": "training loss of the final epoch",
-    "acc_auc": "area under the test-accuracy curve divided by the epochs (1 = perfect at once)",
-}
-FINAL_COLUMNS = {"final_test_acc": "test_acc", "test_nll": "test_nll", "ece": "ece",
-                 "confidence": "confidence", "margin": "margin", "final_train_loss": "train_loss"}
 COMPARED = "final_test_acc"  # the measure compared with the baseline
 STATE_COLUMNS = (FAILED, DIVERGED, RUNNING, CANCELLED,
                  PENDING)
+
+
+def summary_measures() -> dict[str, str]:
+    """summary name -> what it is, as the metrics declare them (jobs.metric_catalogue); each gets
+    _mean, _std, _ci_low, _ci_high columns."""
+    return {summary.name: summary.description for _, summary in metric_catalogue.summaries()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,22 +113,29 @@ def per_job_measures(data: GridData, job_ids: Sequence[str],
     epoch = pl.col("epoch")
     val = pl.col("val_acc").sort_by("epoch")
     has_val = pl.col("val_acc").is_not_null().any()
-    acc = pl.col("test_acc").sort_by("epoch")
     span = epoch.max() - epoch.min()
-    area = (epoch.sort().diff() * (acc + acc.shift(1)) / 2).sum()  # trapezoids between evals
-    finals = {name: pl.col(column).sort_by("epoch").last()
-              for name, column in FINAL_COLUMNS.items()}
+
+    def reduced(summary: metric_catalogue.Summary, column: str) -> pl.Expr:
+        values = pl.col(column).sort_by("epoch")
+        if summary.reduce == metric_catalogue.FINAL:
+            return values.last()
+        if summary.reduce == metric_catalogue.AT_BEST_VAL:
+            return pl.when(has_val).then(
+                values.get(val.fill_null(-1.0).arg_max())).otherwise(None)
+        if summary.reduce == metric_catalogue.AUC:  # trapezoids between the evaluated epochs
+            area = (epoch.sort().diff() * (values + values.shift(1)) / 2).sum()
+            return pl.when(span > 0).then(area / span).otherwise(values.last())
+        raise ValueError(f"summary {summary.name!r}: unknown reduce {summary.reduce!r}")
+
+    declared = metric_catalogue.summaries()
     # every job is reduced and the wanted ones picked after: cheaper than filtering 1M rows
     frame = data.collect(
-        data.metrics.select("job_id", "epoch", "val_acc",
-                            *sorted(set(FINAL_COLUMNS.values())))
+        data.metrics.select("job_id", "epoch", *dict.fromkeys(["val_acc", *(
+            metric.name for metric, _ in declared)]))
         .group_by("job_id")
         .agg(
-            **finals,
-            test_acc_at_best_val=pl.when(has_val).then(
-                acc.get(val.fill_null(-1.0).arg_max())).otherwise(None),
+            *(reduced(summary, metric.name).alias(summary.name) for metric, summary in declared),
             epochs_to_threshold=epoch.filter(pl.col("val_acc") >= threshold).min(),
-            acc_auc=pl.when(span > 0).then(area / span).otherwise(acc.last()),
         )
     )
     wanted = set(job_ids)
@@ -187,7 +188,7 @@ def group_row(group: Group, keys: Sequence[str], measures: dict[str, dict[str, A
     row["seeds"] = len({job.settings.get("seed") for job in done_jobs})
     for state in STATE_COLUMNS:
         row[state] = sum(job.state == state for job in group.jobs)
-    for name in MEASURES:
+    for name in summary_measures():
         value = stats.estimate([m[name] for m in done])
         row.update({f"{name}_mean": value.mean, f"{name}_std": value.std,
                     f"{name}_ci_low": value.ci_low, f"{name}_ci_high": value.ci_high})

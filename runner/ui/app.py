@@ -21,7 +21,7 @@ from runner.cli.console import one_line
 from runner.dispatch.cancel import CancelError
 from runner.dispatch.outdir import OutDirError
 from runner.ui.launch import StartError
-from runner.ui.metrics import METRICS, QueryError
+from runner.ui.metrics import QueryError, chart_metrics, metric_descriptions
 from runner.ui.security import (
     TOKEN_COOKIE,
     Access,
@@ -116,7 +116,8 @@ def session(request: Request, body: Any) -> dict[str, Any]:
     from runner.grid.files import shipped_grids
 
     service = _service(request)
-    return {"out_root": str(service.out_root), "metrics": list(METRICS),
+    return {"out_root": str(service.out_root), "metrics": list(chart_metrics()),
+            "metric_descriptions": metric_descriptions(),
             "backends": list(BACKENDS), "shipped": list(shipped_grids()),
             "read_ahead_done": service.read_ahead_done}
 

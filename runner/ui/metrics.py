@@ -9,15 +9,10 @@ from typing import Any
 
 import polars as pl
 
-from jobs.rundir import results
+from jobs import metric_catalogue
 from jobs.rundir.states import DONE
 from runner.report.load import GridData, setting_defaults
 
-# Per-epoch measurements a chart or table can show: the numeric columns of the metrics schema.
-METRICS = tuple(name for name, kind in results.MEASUREMENTS
-                if name != "epoch" and str(kind) in ("double", "int32", "int64"))
-LOWER_IS_BETTER = frozenset({"train_loss", "test_loss", "val_loss", "test_nll", "val_nll", "ece",
-                             "val_ece", "ts_residual", "epoch_seconds"})
 DEFAULT_METRIC = "test_acc"
 SEED = "seed"
 
@@ -26,13 +21,28 @@ class QueryError(ValueError):
     """A request for a metric or setting the grid does not have; one line naming what is."""
 
 
+def chart_metrics() -> tuple[str, ...]:
+    """Per-epoch measurements a chart or table can show: the numeric columns of the metrics
+    schema, as jobs.metric_catalogue declares them."""
+    return tuple(metric.name for metric in metric_catalogue.METRICS
+                 if metric.kind != metric_catalogue.INDEX and metric.is_scalar)
+
+
+def metric_descriptions() -> dict[str, str]:
+    """Each chartable metric's one-line description, as declared (the metric menus' tooltips)."""
+    return {name: metric_catalogue.metric(name).description for name in chart_metrics()}
+
+
 def higher_is_better(metric: str) -> bool:
-    return metric not in LOWER_IS_BETTER
+    """As the metric declares it; one declared neither way (the learning rate) counts as
+    higher."""
+    return not metric_catalogue.lower_is_better(metric)
 
 
 def check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise QueryError(f"unknown metric {metric[:40]!r}; valid metrics: {', '.join(METRICS)}")
+    known = chart_metrics()
+    if metric not in known:
+        raise QueryError(f"unknown metric {metric[:40]!r}; valid metrics: {', '.join(known)}")
     return metric
 
 
@@ -82,9 +92,10 @@ def id_frame(job_ids: Sequence[str]) -> pl.LazyFrame:
 
 def present_metrics(data: GridData) -> list[str]:
     """The metrics with at least one value in the grid (tanh outputs have no ECE, ...)."""
+    known = chart_metrics()
     row = data.collect(data.metrics.select(
-        pl.col(name).is_not_null().any().alias(name) for name in METRICS)).row(0)
-    return [name for name, present in zip(METRICS, row, strict=True) if present]
+        pl.col(name).is_not_null().any().alias(name) for name in known)).row(0)
+    return [name for name, present in zip(known, row, strict=True) if present]
 
 
 def display(value: Any) -> str:

@@ -77,7 +77,7 @@ def main() -> None:
         root = Path(tmp)
         for seed in range(repeats):
             started = time.perf_counter()
-            run_unit(unit(root / "inline", seed).jobs, threads=1)
+            run_unit(unit(root / "inline", seed), threads=1)
             inline.append(time.perf_counter() - started)
             started = time.perf_counter()
             subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(root / "fresh"), str(seed)],

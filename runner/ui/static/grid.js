@@ -156,7 +156,8 @@ function metricSelect(id, onchange) {
   return el("label", {}, "metric ", el("select", {id, onchange: event => {
     grid.metric = event.target.value;
     onchange();
-  }}, metrics.map(name => el("option", {value: name, selected: name === grid.metric}, name))));
+  }}, metrics.map(name => el("option", {value: name, selected: name === grid.metric,
+                                        title: session?.metric_descriptions?.[name]}, name))));
 }
 
 async function drawCurves(body) {
