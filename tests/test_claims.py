@@ -157,6 +157,24 @@ def race_for(grid_dir: Path, runners: int, job: str) -> None:
         assert sum(len(taken) for taken in outcomes) == 1
 
 
+def test_holders_of_some_jobs_are_the_same_as_of_all(tmp_path: Path) -> None:
+    """A claim looks up only its own jobs' holders: the same answers as the whole table, a
+    live holder over a dead one, a holding one over one that released."""
+    dead_runner(tmp_path, "a", "b")
+    write_runner(tmp_path, "far", host="elsewhere.invalid", pid=1, age_s=5, take=("b", "c"),
+                 release=("d",))
+    write_runner(tmp_path, "stale", host="elsewhere.invalid", pid=1, age_s=61,
+                 take=("d", "e"))
+    reader = ClaimReader(tmp_path)
+    reader.refresh()
+    every = reader.holders()
+    assert set(every) == {"a", "b", "c", "d", "e"}
+    assert every["b"].runner.runner == "far" and every["d"].released
+    some = reader.holders(["b", "d", "x"])
+    assert some == {"b": every["b"], "d": every["d"]}
+    assert reader.holders([]) == {}
+
+
 def test_only_one_of_many_racing_runners_takes_a_job(tmp_path: Path) -> None:
     for attempt in range(5):
         dead_runner(tmp_path, f"stale{attempt}")

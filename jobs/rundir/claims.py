@@ -164,20 +164,32 @@ class ClaimReader:
     def runners(self) -> list[Runner]:
         return [f.runner for f in self._files.values() if f.runner is not None]
 
-    def holders(self) -> dict[str, Holder]:
+    def holders(self, job_ids: Iterable[str] | None = None) -> dict[str, Holder]:
         """Job id -> its holder: a live holder wins over a dead one, a holding one over one that
-        released it."""
+        released it. `job_ids`: only these (a claim of one stack looks up its own jobs, not
+        every job of a 100,000-job grid: that made claiming quadratic)."""
+        files = [(claims, claims.runner.alive()) for claims in self._files.values()
+                 if claims.runner is not None]
         found: dict[str, Holder] = {}
-        for claims in self._files.values():
-            if claims.runner is None:
+        ranks: dict[str, tuple[bool, bool]] = {}
+
+        def consider(job_id: str, holder: Holder, alive: bool) -> None:
+            rank = _rank(holder, alive)
+            if job_id not in ranks or rank > ranks[job_id]:
+                found[job_id], ranks[job_id] = holder, rank
+
+        for claims, alive in files:
+            assert claims.runner is not None
+            if job_ids is None:
+                for sets, released in ((claims.released, True), (claims.held, False)):
+                    for job_id in sets:
+                        consider(job_id, Holder(claims.runner, released), alive)
                 continue
-            alive = claims.runner.alive()
-            for job_ids, released in ((claims.released, True), (claims.held, False)):
-                for job_id in job_ids:
-                    holder = Holder(claims.runner, released)
-                    known = found.get(job_id)
-                    if known is None or _rank(holder, alive) > _rank(known, known.runner.alive()):
-                        found[job_id] = holder
+            for job_id in job_ids:
+                if job_id in claims.held:
+                    consider(job_id, Holder(claims.runner, False), alive)
+                elif job_id in claims.released:
+                    consider(job_id, Holder(claims.runner, True), alive)
         return found
 
     def live_held(self) -> set[str]:
@@ -261,7 +273,8 @@ class ClaimBook:
         result = Taken()
         with DispatchLock(self.grid_dir, self._identity):
             self._reader.refresh()
-            holders = self._reader.holders()
+            job_ids = list(job_ids)
+            holders = self._reader.holders(job_ids)
             abandoned = False
             for job_id in job_ids:
                 holder = holders.get(job_id)
@@ -297,10 +310,11 @@ class ClaimBook:
         with self._lock:
             return job_id in self._held
 
-    def holders(self) -> dict[str, Holder]:
-        """Who holds each job now, as the claim files say (read afresh)."""
+    def holders(self, job_ids: Iterable[str] | None = None) -> dict[str, Holder]:
+        """Who holds each job (of `job_ids`, default all) now, as the claim files say (read
+        afresh)."""
         self._reader.refresh()
-        return self._reader.holders()
+        return self._reader.holders(job_ids)
 
     def grace_left(self) -> float:
         """Seconds to wait before dispatching a job taken over from a dead runner."""

@@ -330,7 +330,7 @@ class _Driver:
     def _look_at_deferred(self) -> None:
         if not self.deferred:
             return
-        holders = self.book.holders()
+        holders = self.book.holders(list(self.deferred))
         self.index.refresh()
         for job_id in list(self.deferred):
             holder = holders.get(job_id)
