@@ -152,6 +152,11 @@ def _start_embedded(num_cpus: int, temp_dir: Path) -> Path:
         except (ConnectionError, RuntimeError, ValueError, OSError) as exc:
             raise BackendError(f"cannot start a local Ray: {_one_line(exc)} (Ray's logs: "
                                f"{_logs_of(temp_dir)})") from None
+        except BaseException:  # interrupted while Ray starts (Ctrl-C, SIGTERM): nothing stays
+            if ray.is_initialized():
+                ray.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)
+            raise
     temp_dir.chmod(0o700)  # Ray opens its temp dir to everyone (0777); this one is the run's
     return temp_dir
 

@@ -4,9 +4,11 @@ process of the command left behind (Ray's included), found by a marker in their 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -43,9 +45,11 @@ def marked(mark: str) -> list[str]:
 def interrupt(tmp_path: Path, args: list[str], sig: int,
               ready: Callable[[subprocess.Popen[str]], bool]) -> tuple[int, str, str]:
     """Start `tvo args`, send `sig` once `ready` says so, return (code, stdout, stderr) after
-    checking that nothing it started still runs."""
+    checking that nothing it started still runs and its Ray left no dir behind."""
     mark = uuid.uuid4().hex
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TVO_TEST_MARK": mark}
+    ray_dirs = Path(tempfile.mkdtemp(prefix="tvo-t-", dir="/tmp"))  # short, for Ray's sockets
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TVO_TEST_MARK": mark,
+           "TVO_RAY_TMPDIR": str(ray_dirs)}
     process = subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -64,6 +68,9 @@ def interrupt(tmp_path: Path, args: list[str], sig: int,
             break
         time.sleep(0.1)
     assert marked(mark) == [], "left running"
+    left = sorted(path.name for path in ray_dirs.iterdir())
+    shutil.rmtree(ray_dirs)
+    assert left == [], f"Ray's dir left behind: {left}"
     return process.returncode, out, err
 
 
