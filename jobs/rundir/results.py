@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from jobs import metric_catalogue
 from jobs.rundir.disk import naming
+from jobs.rundir.footer import footer_value
 from jobs.rundir.states import Outcome
 from jobs.spec import JobSpec
 
@@ -285,9 +286,14 @@ def write_stack_results(path: Path, table: pa.Table, commit: Commit) -> None:
 def read_commit(path: Path) -> Commit | None:
     """The commit a results file records (its footer only), or None when it is not one (a file
     tvo did not write, or one cut short)."""
-    try:  # the footer's key-value metadata only (no Arrow schema built: 0.3 ms a file)
-        metadata = pq.read_metadata(path).metadata or {}
-        meta = json.loads(metadata[STACK_KEY])
+    try:  # the footer's key-value metadata only: its bytes, else pyarrow's reading of it
+        raw = footer_value(path, STACK_KEY)
+        try:
+            meta = json.loads(raw) if raw is not None else None
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict):
+            meta = json.loads((pq.read_metadata(path).metadata or {})[STACK_KEY])
         outcomes = dict(meta["outcomes"])
         if not all(isinstance(value, dict) and "state" in value for value in outcomes.values()):
             return None
