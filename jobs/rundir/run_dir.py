@@ -234,8 +234,13 @@ class RunDir:
     def lost_checkpoints(self, job_ids: Iterable[str], index: StateIndex) -> dict[str, int]:
         """Jobs whose latest attempt saved a checkpoint (job -> the epoch it was saved after)
         that no checkpoint file holds any more: deleted by hand. They train again from their
-        first epoch, to the same results."""
+        first epoch, to the same results. A job whose stack committed a results file that
+        turned out damaged is none of them: the commit removed that checkpoint."""
         saved = {job_id: epoch for job_id in job_ids if (epoch := index.saved_epoch(job_id))}
+        if saved:
+            damaged = self._damaged_commits(index)
+            saved = {job_id: epoch for job_id, epoch in saved.items()
+                     if index.record(job_id).stack not in damaged}
         if not saved:
             return {}
         try:
@@ -247,6 +252,15 @@ class RunDir:
             held.update(read_checkpoint_index(self.out.checkpoints / name))
         return {job_id: epoch for job_id, epoch in saved.items()
                 if job_id not in held and legacy.checkpoint_file(self.path, job_id) is None}
+
+    def _damaged_commits(self, index: StateIndex) -> set[str]:
+        """Stacks whose results file is no readable commit, in place or set aside (.broken)."""
+        try:
+            aside = [n for n in os.listdir(self.out.results) if n.endswith(BROKEN_SUFFIX)]
+        except FileNotFoundError:
+            aside = []
+        return {name.split(".", 1)[0] for name in [*aside, *(p.name for p in
+                                                               index.broken_files())]}
 
     def _unreadable(self, exc: CheckpointError) -> None:
         self.open_log()
