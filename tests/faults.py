@@ -1,30 +1,51 @@
-"""What the fault tests share (tests/test_faults_*.py): a small grid, `tvo` run as a user runs
-it (a process of its own), and a grid dir's per-job metrics rows to compare with a clean run."""
+"""What the fault tests share (tests/test_faults_*.py): one tiny grid and its clean run (once
+per session), `tvo` run in this process, a unit entry that stalls a stack at a known epoch so that
+a test can kill it there (no race with training), and a grid dir's per-job metrics rows to
+compare with the clean run's."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from tests import rundir_view
 
+if TYPE_CHECKING:
+    from jobs.engine.train import JobResult
+    from jobs.entry import StackRequest
+    from jobs.spec import JobSpec
+
 ROOT = Path(__file__).resolve().parents[1]
+INLINE = ("--backend", "inline", "--pack", "off")  # a stack per job, in the runner's process
+STALL_EPOCH = 2  # a stalled stack has checkpointed this epoch, and trains the next for good
+STALL_S = 300  # how long it stalls at most (a test kills it long before)
+BASE = {"dataset": "digits", "hidden": [8], "epochs": 3, "lr": 0.5, "output": "sigmoid",
+        "loss": "mse"}  # a job of a fraction of a second
 
 
-def write_grid(folder: Path, name: str = "faulty", epochs: int = 2, seeds: int = 3) -> Path:
-    """A grid of `seeds` tiny jobs (digits, an MLP of 8 units): seconds each."""
+def write_grid(folder: Path, name: str = "faulty", seeds: int = 3) -> Path:
+    """A grid of `seeds` tiny jobs (BASE, one per seed): the clean run's (`clean_metrics`)."""
     path = folder / f"{name}.yaml"
-    path.write_text(f"name: {name}\n"
-                    f"base: {{dataset: digits, hidden: [8], epochs: {epochs}, lr: 0.5, "
-                    "output: sigmoid, loss: mse}\n"
-                    f"grid: {{seed: {list(range(seeds))}}}\n")
+    base = ", ".join(f"{key}: {value}" for key, value in BASE.items())
+    path.write_text(f"name: {name}\nbase: {{{base}}}\ngrid: {{seed: {list(range(seeds))}}}\n")
     return path
+
+
+def grid_specs(seeds: int = 3) -> list[JobSpec]:
+    """The jobs of `write_grid`'s grid (the same job ids), for a test that runs them itself."""
+    from jobs.spec import JobSpec
+
+    return [JobSpec.from_dict({**BASE, "seed": seed}) for seed in range(seeds)]
 
 
 def tvo_env(**extra: str) -> dict[str, str]:
@@ -34,16 +55,82 @@ def tvo_env(**extra: str) -> dict[str, str]:
             **extra}
 
 
-def tvo(*args: str, cwd: Path, timeout: float = 300, **env: str) -> tuple[int, str, str]:
-    """`tvo args` in its own process: (exit code, stdout, stderr)."""
-    done = subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, env=tvo_env(**env),
-                          capture_output=True, text=True, timeout=timeout)
-    return done.returncode, done.stdout, done.stderr
+def cli(*args: str) -> tuple[int, str, str]:
+    """`tvo args` in this process (the faults are in the files, not in the process): (exit
+    code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from runner.cli.app import app
+
+    result = CliRunner().invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
 
 
-def start_tvo(*args: str, cwd: Path, **env: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=cwd,
-                            env=tvo_env(**env), stdout=subprocess.PIPE,
+_clean: dict[str, dict[str, list[dict[str, Any]]]] = {}
+
+
+def clean_metrics(factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """The default grid's per-job metrics from a run without a fault: run once per session
+    (inline; a Ray or SLURM unit trains on one torch thread too, so their rows are the same)."""
+    if "faulty" not in _clean:
+        folder = factory.mktemp("clean")
+        grid = write_grid(folder)
+        code, out, err = cli("run", str(grid), *INLINE, "--out", str(folder / "out"))
+        assert code == 0, out + err
+        _clean["faulty"] = metrics(folder / "out" / "faulty")
+        assert len(_clean["faulty"]) == 3
+    return _clean["faulty"]
+
+
+_entered = [0]  # stacks this process began through stalling_entry
+
+
+def stalling_entry(request: StackRequest, *, threads: int, marker: str,
+                   epoch: int = STALL_EPOCH, skip: int = 0) -> list[JobResult]:
+    """run_stack with a checkpoint after every epoch; the first stack of any process given this
+    `marker` that reaches epoch `epoch` + 1 (and is not one of the first `skip` stacks of its
+    process) stalls there, its checkpoint after `epoch` saved and its epoch event written,
+    having written {"job", "pid"} to `marker`/stalled, until it is killed. Every other stack,
+    and every later attempt, trains at full speed."""
+    from jobs.engine.train import run_stack
+
+    _entered[0] += 1
+    may_stall = _entered[0] > skip
+
+    def progress(job_id: str, at: int, epochs: int, row: dict[str, Any]) -> None:
+        if at != epoch + 1 or not may_stall:
+            return
+        try:
+            os.mkdir(marker)  # the claim: one stall per marker, whatever process asks first
+        except FileExistsError:
+            return
+        note = Path(marker, "stalled")
+        note.with_suffix(".tmp").write_text(json.dumps({"job": job_id, "pid": os.getpid()}))
+        os.replace(note.with_suffix(".tmp"), note)
+        time.sleep(STALL_S)
+
+    every_epoch = dataclasses.replace(request, settings=dataclasses.replace(
+        request.settings, checkpoint_seconds=0))
+    return run_stack(every_epoch, threads=threads, progress=progress)
+
+
+def stalled(marker: Path,
+            process: subprocess.Popen[str] | threading.Thread | None = None) -> dict[str, Any]:
+    """{"job", "pid"} of the stack stalled by `stalling_entry` with this marker, once it is."""
+    note = marker / "stalled"
+    return wait_for(lambda: note.exists() and json.loads(note.read_text()), process)
+
+
+def start_stalled_tvo(*args: str, cwd: Path, marker: Path,
+                      skip: int = 0) -> subprocess.Popen[str]:
+    """`tvo args` in a process of its own whose units train through `stalling_entry` (see
+    tests/stalled_tvo.py): its stack after the first `skip` stalls after its checkpoint of
+    epoch STALL_EPOCH."""
+    return subprocess.Popen([sys.executable, "-m", "tests.stalled_tvo", str(marker), str(skip),
+                             *args],
+                            cwd=cwd, env=tvo_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -59,29 +146,29 @@ def events(grid_dir: Path) -> list[dict[str, Any]]:
     return found
 
 
-def wait_for(condition: Callable[[], Any], process: subprocess.Popen[str] | None = None,
+def wait_for(condition: Callable[[], Any],
+             process: subprocess.Popen[str] | threading.Thread | None = None,
              seconds: float = 120) -> Any:
-    """Poll until `condition()` is truthy (its value), failing if `process` ends first."""
+    """Poll until `condition()` is truthy (its value), failing if `process` (or the thread
+    that runs tvo) ends first."""
     deadline = time.monotonic() + seconds
     while True:
         value = condition()
         if value:
             return value
-        if process is not None and process.poll() is not None:
+        if isinstance(process, threading.Thread) and not process.is_alive():
+            raise AssertionError("the run ended first")
+        if isinstance(process, subprocess.Popen) and process.poll() is not None:
             raise AssertionError(f"tvo ended first: {process.communicate()}")
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
 
 
-def reached_epoch(grid_dir: Path, epoch: int, saved: bool = True) -> Callable[[], Any]:
-    """The first stack start once some stack reached `epoch` (with a checkpoint saved)."""
-    def check() -> Any:
-        found = events(grid_dir)
-        if not any(e.get("event") == "epoch" and e.get("epoch", 0) >= epoch
-                   and (e.get("saved") or not saved) for e in found):
-            return None
-        return next(e for e in found if e.get("event") == "start")
-    return check
+def start_event(grid_dir: Path, job_id: str) -> dict[str, Any]:
+    """The newest start event of the stack that trains `job_id`."""
+    starts = [e for e in events(grid_dir)
+              if e.get("event") == "start" and job_id in e.get("jobs", ())]
+    return max(starts, key=lambda e: e.get("t", 0))
 
 
 def metrics(grid_dir: Path) -> dict[str, list[dict[str, Any]]]:

@@ -3,14 +3,14 @@
 Every file a run leaves is written here, whoever asks: a worker's stack (its start, epochs,
 checkpoints, its members' ends and its results file, through `StackFiles`), a runner recording
 a unit that crashed or was stopped, `tvo cancel` asking jobs to stop. Job state is read back
-through `index()` (jobs.rundir.index), never by parsing logs.
+through `index()` (jobs.rundir.index), never by parsing logs. The log files themselves (which
+file a record goes to, a job's lines read back) are jobs.rundir.logs's.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import time
 from collections.abc import Iterable, Sequence
@@ -37,7 +37,8 @@ from jobs.rundir.journal import (
     writer_name,
 )
 from jobs.rundir.journal import process_start as _process_start
-from jobs.rundir.layout import CHECKPOINT_SUFFIX, LOG_SUFFIX, OutputDir
+from jobs.rundir.layout import CHECKPOINT_SUFFIX, OutputDir
+from jobs.rundir.logs import attach, detach, tagged_lines, tagged_logger
 from jobs.rundir.results import (
     Commit,
     atomic_write_json,
@@ -48,8 +49,6 @@ from jobs.rundir.results import (
 )
 from jobs.rundir.states import CANCELLED, FAILED, Outcome
 from jobs.spec import JobSpec
-
-log = logging.getLogger("tvo.job")
 
 BROKEN_SUFFIX = ".broken"  # a results file set aside: outside the dataset's *.parquet glob
 CLUSTER_ENV = {"slurm_job_id": "SLURM_JOB_ID", "slurm_array_task_id": "SLURM_ARRAY_TASK_ID"}
@@ -82,14 +81,13 @@ class RunDir:
     def logger(self, **context: str) -> logging.LoggerAdapter:
         """A logger whose lines go to this process's log file while it is open (`open_log`),
         each tagged with `context` (stack=..., job=...)."""
-        prefix = " ".join(f"[{key} {value}]" for key, value in context.items())
-        return _Tagged(log, {"log_file": str(self.log_path), "prefix": prefix})
+        return tagged_logger(self.log_path, **context)
 
     def open_log(self) -> None:
-        _attach(self.log_path)
+        attach(self.log_path)
 
     def close_log(self) -> None:
-        _detach(self.log_path)
+        detach(self.log_path)
 
     def job_log(self, job_id: str) -> str:
         """Every line any process logged about a job: its own lines and its stacks' lines, file
@@ -97,22 +95,7 @@ class RunDir:
         stacks = {str(event.get("stack")) for event in JournalReader(self.path).new_events()
                   if event.get("event") == START and job_id in event.get("jobs", ())}
         tags = (f"[job {job_id}]", *(f"[stack {stack}]" for stack in sorted(stacks)))
-        lines = []
-        old = legacy.log_text(self.path, job_id)
-        if old:
-            lines.append(old.rstrip("\n"))
-        try:
-            names = sorted(name for name in os.listdir(self.out.logs) if name.endswith(LOG_SUFFIX))
-        except FileNotFoundError:
-            names = []
-        for name in names:
-            try:
-                text = (self.out.logs / name).read_text(errors="replace")
-            except OSError:
-                continue
-            lines.extend(record for record in _records(text) if any(tag in record.split("\n", 1)[0]
-                                                                    for tag in tags))
-        return "\n".join(lines) + ("\n" if lines else "")
+        return tagged_lines(self.out.logs, tags, legacy.log_text(self.path, job_id))
 
     # -- state ----------------------------------------------------------------------------------
     def index(self) -> StateIndex:
@@ -234,8 +217,13 @@ class RunDir:
     def lost_checkpoints(self, job_ids: Iterable[str], index: StateIndex) -> dict[str, int]:
         """Jobs whose latest attempt saved a checkpoint (job -> the epoch it was saved after)
         that no checkpoint file holds any more: deleted by hand. They train again from their
-        first epoch, to the same results."""
+        first epoch, to the same results. A job whose stack committed a results file that
+        turned out damaged is none of them: the commit removed that checkpoint."""
         saved = {job_id: epoch for job_id in job_ids if (epoch := index.saved_epoch(job_id))}
+        if saved:
+            damaged = self._damaged_commits(index)
+            saved = {job_id: epoch for job_id, epoch in saved.items()
+                     if index.record(job_id).stack not in damaged}
         if not saved:
             return {}
         try:
@@ -247,6 +235,15 @@ class RunDir:
             held.update(read_checkpoint_index(self.out.checkpoints / name))
         return {job_id: epoch for job_id, epoch in saved.items()
                 if job_id not in held and legacy.checkpoint_file(self.path, job_id) is None}
+
+    def _damaged_commits(self, index: StateIndex) -> set[str]:
+        """Stacks whose results file is no readable commit, in place or set aside (.broken)."""
+        try:
+            aside = [n for n in os.listdir(self.out.results) if n.endswith(BROKEN_SUFFIX)]
+        except FileNotFoundError:
+            aside = []
+        return {name.split(".", 1)[0] for name in [*aside, *(p.name for p in
+                                                               index.broken_files())]}
 
     def _unreadable(self, exc: CheckpointError) -> None:
         self.open_log()
@@ -386,82 +383,3 @@ class StackFiles:
         if self.log is not None:
             self.run_dir.close_log()
             self.log = None
-
-
-_RECORD_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
-
-
-def _records(text: str) -> list[str]:
-    """A log file's records: a line that starts with a time, and the lines that continue it (a
-    traceback)."""
-    found: list[str] = []
-    for line in text.splitlines():
-        if _RECORD_START.match(line) or not found:
-            found.append(line)
-        else:
-            found[-1] += "\n" + line
-    return found
-
-
-class _Tagged(logging.LoggerAdapter):
-    """Puts the stack/job tag in front of each message, and routes it to its grid's log file."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        extra = self.extra or {}
-        kwargs["extra"] = {**kwargs.get("extra", {}), "log_file": extra.get("log_file", "")}
-        prefix = extra.get("prefix", "")
-        return (f"{prefix} {msg}" if prefix else msg), kwargs
-
-
-class _LogFiles(logging.Handler):
-    """Sends each record to the log file its logger adapter names: one handler for every grid
-    dir this process writes into, each file open while a stack (or a record) uses it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.files: dict[str, tuple[logging.Handler, int]] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        found = self.files.get(getattr(record, "log_file", ""))
-        if found is not None:
-            found[0].handle(record)
-
-
-class _LogFile(logging.FileHandler):
-    """A process's log file. A line it cannot write (a full disk) is lost without a traceback
-    on the terminal: what happened to the jobs is in their results and state events."""
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
-        pass
-
-
-_log_files = _LogFiles()
-
-
-def _attach(path: Path) -> None:
-    key = str(path)
-    found = _log_files.files.get(key)
-    if found is not None:
-        _log_files.files[key] = (found[0], found[1] + 1)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = _LogFile(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    _log_files.files[key] = (handler, 1)
-    if _log_files not in log.handlers:
-        log.addHandler(_log_files)
-    log.setLevel(logging.INFO)
-
-
-def _detach(path: Path) -> None:
-    key = str(path)
-    found = _log_files.files.get(key)
-    if found is None:
-        return
-    if found[1] > 1:
-        _log_files.files[key] = (found[0], found[1] - 1)
-        return
-    del _log_files.files[key]
-    found[0].close()
-    if not _log_files.files and _log_files in log.handlers:
-        log.removeHandler(_log_files)
