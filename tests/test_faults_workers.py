@@ -25,6 +25,7 @@ from cluster.backends import BackendSettings
 from cluster.base import Resources
 from cluster.ray import RayBackend, private_temp_dir, start_ray
 from jobs.rundir.index import StateIndex
+from runner.cli.interrupts import descendants
 from runner.cli.run import print_report
 from runner.dispatch.driver import RunOptions, run_grid
 from tests import rundir_view
@@ -37,6 +38,7 @@ from tests.faults import (
     stalled,
     stalling_entry,
     start_event,
+    wait_for,
 )
 
 RESOURCES = Resources(cpus=1)
@@ -58,7 +60,10 @@ def local_ray() -> Iterator[None]:
         import ray  # (after start_ray, which sets what Ray reads when first imported)
 
         yield
+        ray_processes = descendants(os.getpid())  # raylet, GCS, workers: gone before the rmtree
         ray.shutdown()
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in ray_processes),
+                 seconds=60)  # (a straggling worker would write its log dir again)
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
         if path is None:
