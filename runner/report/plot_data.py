@@ -110,7 +110,7 @@ def _trained_on(part: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     tables = part["target_matrix"]
     from_table = tables.null_count() == 0
     if from_table:
-        matrix = np.array(tables.to_list(), dtype=float)  # rows x K x K
+        matrix = _nested_array(tables)  # rows x K x K
         count = matrix.shape[-1]
         c = np.diagonal(matrix, axis1=1, axis2=2)
         nc = (matrix.sum(axis=2) - c) / max(count - 1, 1)
@@ -171,7 +171,7 @@ def reliability_bins(data: GridData, groups: Sequence[Group]) -> list[Reliabilit
     )
     if frame.is_empty():
         return []
-    bins = _bins_array(frame["reliability"])  # jobs x bins x 3
+    bins = _nested_array(frame["reliability"])  # jobs x bins x 3
     index = frame["group_index"].to_numpy()
     pooled = []
     for group_index in np.unique(index):
@@ -184,23 +184,25 @@ def reliability_bins(data: GridData, groups: Sequence[Group]) -> list[Reliabilit
     return pooled
 
 
-def _bins_array(column: pl.Series) -> np.ndarray:
-    """The reliability column (a list of [count, confidence, accuracy] bins per job) as one
-    jobs x bins x 3 array, from Arrow's flat values where every job has the same bins (100,000
-    jobs: 0.05 s, not 3 s through Python lists)."""
+def _nested_array(column: pl.Series) -> np.ndarray:
+    """A column of equally shaped lists of lists (reliability bins: bins x 3 a job; target
+    tables: K x K a row) as one rows x a x b array, from Arrow's flat values (100,000 jobs:
+    0.05 s, not 3 s through Python lists); any other through Python lists, as numpy takes them.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    jobs = column.to_arrow()
-    if isinstance(jobs, pa.ChunkedArray):
-        jobs = jobs.combine_chunks()
-    if isinstance(jobs, pa.LargeListArray | pa.ListArray) and len(jobs):
-        inner = jobs.flatten()
-        outer_lengths = pc.unique(pc.list_value_length(jobs)).to_pylist()
-        inner_lengths = pc.unique(pc.list_value_length(inner)).to_pylist()
-        if len(outer_lengths) == 1 and inner_lengths == [3] and inner.null_count == 0:
-            values = inner.flatten().to_numpy(zero_copy_only=False).astype(float)
-            return values.reshape(len(jobs), outer_lengths[0], 3)
+    rows = column.to_arrow()
+    if isinstance(rows, pa.ChunkedArray):
+        rows = rows.combine_chunks()
+    if isinstance(rows, pa.LargeListArray | pa.ListArray) and len(rows) and not rows.null_count:
+        inner = rows.flatten()
+        outer_lengths = pc.unique(pc.list_value_length(rows)).to_pylist()
+        if isinstance(inner, pa.LargeListArray | pa.ListArray) and not inner.null_count:
+            inner_lengths = pc.unique(pc.list_value_length(inner)).to_pylist()
+            if len(outer_lengths) == 1 and len(inner_lengths) == 1:
+                values = inner.flatten().to_numpy(zero_copy_only=False).astype(float)
+                return values.reshape(len(rows), outer_lengths[0], inner_lengths[0])
     return np.array(column.to_list(), dtype=float)
 
 
