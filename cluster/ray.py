@@ -181,7 +181,7 @@ def _warm_up_task(specs: Sequence[JobSpec]) -> None:
 def _run_unit_task(entry: UnitEntry | None, request: StackRequest,
                    threads: int) -> list[JobResult]:
     """What a Ray worker runs for one unit: stops at once if the runner that sent it dies."""
-    from jobs.rundir.claims import ClaimWatch
+    from jobs.rundir.claim_watch import ClaimWatch
 
     if not request.settings.runner:
         return run_entry(entry, request, threads)

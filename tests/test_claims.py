@@ -15,14 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.rundir.claims import (
-    WATCH_EXIT_CODE,
-    ClaimBook,
-    ClaimReader,
-    ClaimWatch,
-    DispatchLock,
-    live_held,
-)
+from jobs.rundir.claim_watch import WATCH_EXIT_CODE, ClaimWatch
+from jobs.rundir.claims import ClaimBook, ClaimReader, DispatchLock, live_held
 from jobs.rundir.journal import process_start
 from jobs.rundir.layout import OutputDir
 from tests.backend_suite import dead_pid
@@ -218,7 +212,7 @@ def test_a_worker_process_exits_when_its_runner_is_killed(tmp_path: Path) -> Non
     runner_id = runner.stdout.readline().decode().strip()
     worker = subprocess.Popen(
         [sys.executable, "-c", "import time; from pathlib import Path; "
-         "from jobs.rundir.claims import ClaimWatch; "
+         "from jobs.rundir.claim_watch import ClaimWatch; "
          f"watch = ClaimWatch(Path({str(tmp_path)!r}), {runner_id!r}).__enter__(); "
          "print('watching', flush=True); time.sleep(60)"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

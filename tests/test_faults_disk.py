@@ -129,6 +129,12 @@ def refused(code: int, where: str, count: list[int]) -> Any:
     return write
 
 
+def remedy(code: int) -> str:
+    """What tvo tells the user to do about a write refused with `code`."""
+    return ("free space on that disk" if code == errno.ENOSPC
+            else "make the grid dir writable again")
+
+
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS])
 def test_a_worker_whose_results_write_is_refused_fails_its_jobs_alone(
         code: int, here: Path, clean: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,8 +145,7 @@ def test_a_worker_whose_results_write_is_refused_fails_its_jobs_alone(
     grid_dir = here / "out" / "faulty"
     assert "3 jobs: done 0 · running 0 · failed 3" in out
     assert f"[Errno {code}] {os.strerror(code)}: '{grid_dir.resolve()}/results/" in out
-    what = ("free space on that disk" if code == errno.ENOSPC
-            else "make the grid dir writable again")
+    what = remedy(code)
     assert (f"3 jobs failed writing to the grid dir: {what} (or choose another --out), then run "
             "the same command again; finished jobs are kept and these resume from their last "
             "checkpoint") in out
@@ -161,8 +166,7 @@ def test_a_runner_whose_write_is_refused_stops_in_one_line(
     status, out, err = cli("run", "faulty.yaml", *RUN, "--out", "out")
     grid_dir = here / "out" / "faulty"
     assert status == 1 and calls, out + err
-    what = ("free space on that disk" if code == errno.ENOSPC
-            else "make the grid dir writable again")
+    what = remedy(code)
     assert one_error_line(err) == (
         f"Error: cannot write out/faulty/jobs.parquet: {os.strerror(code)}; {what} (or choose "
         "another --out), then run the same command again: finished jobs are kept and the "

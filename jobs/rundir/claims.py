@@ -19,8 +19,8 @@ The rule:
   alike), so exactly one runner wins each generation; a lock whose holder died is taken by
   creating the next generation.
 - The workers of a runner that died must not write on: a worker watches its runner's claim file
-  (ClaimWatch) and exits within WATCH_INTERVAL_S once the file is gone, its process is gone from
-  this host, or its heartbeat is older than 3/4 of its lease.
+  (jobs.rundir.claim_watch) and exits within WATCH_INTERVAL_S once the file is gone, its
+  process is gone from this host, or its heartbeat is older than 3/4 of its lease.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,6 @@ from jobs.rundir.layout import STATE_SUFFIX, OutputDir
 DEFAULT_LEASE_S = 60.0
 WATCH_INTERVAL_S = 0.25
 TAKEOVER_GRACE_S = 4 * WATCH_INTERVAL_S
-WORKER_LEASE_FRACTION = 0.75  # a worker gives up before anyone may take its jobs over
-WATCH_EXIT_CODE = 75  # a worker that stopped because its runner is gone
 LOCK_DIR = "lock"
 LOCK_POLL_S = 0.005
 LOCK_TIMEOUT_S = 120.0
@@ -101,7 +99,7 @@ class Holder:
 
 
 @dataclass
-class _RunnerFile:
+class RunnerFile:
     """One runner's claim file, read incrementally: only what was appended since last time."""
 
     path: Path
@@ -147,7 +145,7 @@ class ClaimReader:
 
     def __init__(self, grid_dir: Path) -> None:
         self.folder = OutputDir(grid_dir).claims
-        self._files: dict[str, _RunnerFile] = {}
+        self._files: dict[str, RunnerFile] = {}
 
     def refresh(self) -> None:
         try:
@@ -157,7 +155,7 @@ class ClaimReader:
         for gone in set(self._files) - set(names):
             del self._files[gone]
         for name in names:
-            found = self._files.setdefault(name, _RunnerFile(self.folder / name))
+            found = self._files.setdefault(name, RunnerFile(self.folder / name))
             if not found.refresh():
                 del self._files[name]
 
@@ -168,6 +166,7 @@ class ClaimReader:
         """Job id -> its holder: a live holder wins over a dead one, a holding one over one that
         released it. `job_ids`: only these (a claim of one stack looks up its own jobs, not
         every job of a 100,000-job grid: that made claiming quadratic)."""
+        wanted = list(job_ids) if job_ids is not None else None
         files = [(claims, claims.runner.alive()) for claims in self._files.values()
                  if claims.runner is not None]
         found: dict[str, Holder] = {}
@@ -180,12 +179,7 @@ class ClaimReader:
 
         for claims, alive in files:
             assert claims.runner is not None
-            if job_ids is None:
-                for sets, released in ((claims.released, True), (claims.held, False)):
-                    for job_id in sets:
-                        consider(job_id, Holder(claims.runner, released), alive)
-                continue
-            for job_id in job_ids:
+            for job_id in (wanted if wanted is not None else (*claims.released, *claims.held)):
                 if job_id in claims.held:
                     consider(job_id, Holder(claims.runner, False), alive)
                 elif job_id in claims.released:
@@ -412,53 +406,3 @@ def _link_new(path: Path, content: dict[str, Any]) -> bool:
         return False
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-class ClaimWatch:
-    """In a worker: stop this process once the runner that dispatched its jobs is gone.
-
-    Use around the work: `with ClaimWatch(grid_dir, runner_id): ...`. `on_lost` is called with
-    the reason; the default exits the process at once, because a worker whose runner is gone
-    must not write another byte into a grid dir that a new runner may now own.
-    """
-
-    def __init__(self, grid_dir: Path, runner: str, interval_s: float = WATCH_INTERVAL_S,
-                 on_lost: Callable[[str], None] | None = None) -> None:
-        self._file = _RunnerFile(OutputDir(grid_dir).claims / f"{runner}{STATE_SUFFIX}")
-        self._runner = runner
-        self._interval_s = interval_s
-        self._on_lost = on_lost or _exit_worker
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="tvo-claim-watch", daemon=True)
-
-    def __enter__(self) -> ClaimWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def lost(self) -> str | None:
-        """Why this worker must stop, or None while its runner lives."""
-        if not self._file.refresh():
-            return f"{self._file.path} is gone: its runner ended or was thought dead"
-        runner = self._file.runner
-        if runner is None or runner.runner != self._runner:
-            return f"{self._file.path} does not name runner {self._runner}"
-        if not runner.alive(lease_fraction=WORKER_LEASE_FRACTION):
-            return f"its runner {runner.name} is gone"
-        return None
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            reason = self.lost()
-            if reason is not None:
-                self._on_lost(reason)
-                return
-
-
-def _exit_worker(reason: str) -> None:
-    os.write(2, f"tvo: stopping this worker: {reason}\n".encode())
-    os._exit(WATCH_EXIT_CODE)
