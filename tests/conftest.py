@@ -79,17 +79,53 @@ def _partition() -> str:
                           timeout=30).stdout.split()[0].rstrip("*")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on SLURM run on one xdist worker, one after another: some restart or reshape the
+    one dev cluster they share, which would pull it from under another worker's jobs."""
+    for item in items:
+        if "slurm_cluster" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
+LEFT_BY_WORKERS = pytest.StashKey[list[str]]()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The suite leaves nothing running: processes it started (Ray, workers, daemons started
     by tests) must be gone a few seconds after the last test. Leftovers fail the run and are
-    stopped, by PID."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
+    stopped, by PID. Each xdist worker checks below itself (a worker's orphans would escape
+    its controller) and hands what it found to the controller, which reports."""
+    left = _stop_leftovers()
+    worker_output = getattr(session.config, "workeroutput", None)
+    if worker_output is not None:
+        worker_output["tvo_left_running"] = left
         return
-    deadline = time.monotonic() + 10
-    while (left := descendants(os.getpid())) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    left += session.config.stash.get(LEFT_BY_WORKERS, [])
     if not left:
         return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = f"processes left running by the test suite (now killed): {', '.join(left)}"
+    if reporter is not None:
+        reporter.write_line(message, red=True)
+    else:
+        print(message)
+    session.exitstatus = 1
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """An xdist worker ended: keep what it found left running, for the controller's report."""
+    left = getattr(node, "workeroutput", {}).get("tvo_left_running") or []
+    config: pytest.Config = node.config  # type: ignore[attr-defined]
+    config.stash.setdefault(LEFT_BY_WORKERS, []).extend(left)
+
+
+def _stop_leftovers() -> list[str]:
+    """Processes still running below this one after a grace of 10 s (TVO_LEFTOVER_GRACE_S), each
+    killed and named."""
+    deadline = time.monotonic() + float(os.environ.get("TVO_LEFTOVER_GRACE_S", "10"))
+    while (left := descendants(os.getpid())) and time.monotonic() < deadline:
+        time.sleep(0.2)
     names = []
     for pid in left:
         try:
@@ -97,11 +133,4 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             continue
-    if names:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        message = f"processes left running by the test suite (now killed): {', '.join(names)}"
-        if reporter is not None:
-            reporter.write_line(message, red=True)
-        else:
-            print(message)
-        session.exitstatus = 1
+    return names
