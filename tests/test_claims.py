@@ -186,6 +186,23 @@ def test_a_dispatch_lock_left_by_a_dead_runner_is_taken(tmp_path: Path) -> None:
     assert sorted(path.name for path in folder.iterdir()) == ["1"]
 
 
+def test_the_next_lock_removes_temp_files_of_runners_killed_while_writing_one(
+        tmp_path: Path) -> None:
+    folder = OutputDir(tmp_path).claims / "lock"
+    folder.mkdir(parents=True)
+    with DispatchLock(tmp_path, {"runner": "killed"}):
+        pass
+    # a runner SIGKILLed between writing its lock's temp file and linking it into place
+    for name in (".1.k1ll3d.tmp", ".2.k1ll3d.tmp"):
+        (folder / name).write_text("{")
+    with DispatchLock(tmp_path, {"runner": "me"}) as lock:
+        assert lock.path == folder / "1"
+    assert sorted(path.name for path in folder.iterdir()) == [".2.k1ll3d.tmp", "1"]
+    with DispatchLock(tmp_path, {"runner": "me"}) as lock:
+        assert lock.path == folder / "2"
+    assert sorted(path.name for path in folder.iterdir()) == ["2"]
+
+
 def test_a_worker_watch_sees_its_runner_end_or_die(tmp_path: Path) -> None:
     with ClaimBook(tmp_path) as book:
         watch = ClaimWatch(tmp_path, book.runner)

@@ -17,7 +17,7 @@ The rule:
 - The lock itself is a generation of files `claims/lock/<n>`, each created under a temporary name
   and hard-linked into place (a link fails when the name exists, on a local disk and on NFS
   alike), so exactly one runner wins each generation; a lock whose holder died is taken by
-  creating the next generation.
+  creating the next generation. The winner removes the older generations and their temp files.
 - The workers of a runner that died must not write on: a worker watches its runner's claim file
   (jobs.rundir.claim_watch) and exits within WATCH_INTERVAL_S once the file is gone, its
   process is gone from this host, or its heartbeat is older than 3/4 of its lease.
@@ -356,8 +356,7 @@ class DispatchLock:
             path = self.folder / str(newest + 1)
             if _link_new(path, {**self.identity, "released": False}):
                 self.path = path
-                for older in generations:
-                    (self.folder / str(older)).unlink(missing_ok=True)
+                _remove_older(self.folder, newest + 1)
                 return self
             # another runner won this generation at the same moment: look again
 
@@ -368,8 +367,23 @@ class DispatchLock:
         fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{self.path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w") as handle:
             json.dump(content, handle)
-        os.replace(tmp, self.path)
+        try:
+            os.replace(tmp, self.path)
+        except FileNotFoundError:
+            pass  # taken over meanwhile by a runner that thought this one dead: nothing to free
         self.path = None
+
+
+def _remove_older(folder: Path, generation: int) -> None:
+    """Remove the generations before `generation`, and the temp files (`.<n>.<random>.tmp`) of
+    any up to it, which runners killed while writing or racing for one leave behind."""
+    for name in os.listdir(folder):
+        if name.isdigit() and int(name) < generation:
+            (folder / name).unlink(missing_ok=True)
+        elif name.startswith(".") and name.endswith(".tmp"):
+            number = name.split(".")[1]
+            if number.isdigit() and int(number) <= generation:
+                (folder / name).unlink(missing_ok=True)
 
 
 def _generations(folder: Path) -> list[int]:
@@ -403,6 +417,8 @@ def _link_new(path: Path, content: dict[str, Any]) -> bool:
         os.link(tmp, path)
         return True
     except FileExistsError:
+        return False
+    except FileNotFoundError:  # a newer generation's winner removed this late temp file
         return False
     finally:
         Path(tmp).unlink(missing_ok=True)
