@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from runner.cli.interrupts import alive
+
 REPO = Path(__file__).resolve().parents[1]
 
 LEAKY_TEST = '''
@@ -22,14 +24,6 @@ def test_starts_a_sleeper_and_forgets_it():
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     (Path(__file__).parent / "sleeper.pid").write_text(str(sleeper.pid))
 '''
-
-
-def running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
@@ -50,6 +44,6 @@ def test_a_process_left_running_fails_the_suite_and_is_stopped(tmp_path: Path,
     assert "python" in output.split("(now killed):", 1)[1]
     sleeper = int((tmp_path / "sleeper.pid").read_text())
     deadline = time.monotonic() + 10
-    while running(sleeper) and time.monotonic() < deadline:
+    while alive(sleeper) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not running(sleeper), "the suite's check did not stop the process it found"
+    assert not alive(sleeper), "the suite's check did not stop the process it found"

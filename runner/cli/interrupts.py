@@ -98,9 +98,9 @@ def stop_children(grace_s: float = STOP_GRACE_S) -> list[int]:
     for pid in pids:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+    while (running := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.05)
-    for pid in alive:
+    for pid in running:
         _signal(pid, signal.SIGKILL)
     for pid in pids:  # reap our own children, so none stays a zombie while we exit
         try:
@@ -134,7 +134,8 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """The process runs (exists and is not a zombie)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
