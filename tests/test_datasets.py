@@ -8,6 +8,8 @@ import pickle
 import random
 import re
 import socket
+import subprocess
+import sys
 import urllib.request
 
 import numpy as np
@@ -127,6 +129,28 @@ def test_digits_split_is_stratified_75_25():
     share = test_counts / (train_counts + test_counts)
     assert torch.all((share - 0.25).abs() < 0.01)
 
+
+
+def test_digits_are_sklearns_images_in_its_split_without_importing_sklearn():
+    """The pixels and the shipped row order equal load_digits() split by train_test_split, and
+    a worker that loads digits never imports sklearn (~1.1 s of CPU)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    expected = train_test_split(digits.images, digits.target, test_size=0.25,
+                                stratify=digits.target, random_state=datasets.SPLIT_SEED)
+    x_train, x_test, y_train, y_test = expected
+    data = load_dataset("digits", normalize="none")
+    assert torch.equal(data.x_train, torch.from_numpy(x_train[:, None] / 16).float())
+    assert torch.equal(data.x_test, torch.from_numpy(x_test[:, None] / 16).float())
+    assert data.y_train.tolist() == y_train.tolist() and data.y_test.tolist() == y_test.tolist()
+
+    code = ("import sys; from jobs.data.datasets import load_dataset; load_dataset('digits'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')))")
+    imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True).stdout
+    assert imported == "[]\n"
 
 def test_dataset_to_moves_every_tensor_into_a_new_dataset():
     data = load_dataset("spirals")

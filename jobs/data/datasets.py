@@ -24,6 +24,7 @@ from jobs.data.catalogue import (  # noqa: F401 (DataError, DATASETS: part of th
     dataset_files,
     dataset_info,
 )
+from jobs.data.digits import digits_split
 from jobs.data.files import FileFormatError, read_cifar_batch, read_idx_split
 
 SPLIT_SEED = 0
@@ -166,16 +167,9 @@ def _unit_scale(pixels: np.ndarray, max_value: float) -> np.ndarray:
 
 
 def _digits() -> _Split:
-    from sklearn.datasets import load_digits  # sklearn takes ~1 s to import: only when asked
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = _unit_scale(digits.images[:, None], 16)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, digits.target.astype(np.int64), test_size=0.25, stratify=digits.target,
-        random_state=SPLIT_SEED,
-    )
-    return x_train, y_train, x_test, y_test
+    x_train, y_train, x_test, y_test = digits_split()  # read without importing sklearn
+    return (_unit_scale(x_train[:, None], 16), y_train.copy(),
+            _unit_scale(x_test[:, None], 16), y_test.copy())
 
 
 @functools.lru_cache(maxsize=1)
