@@ -1,5 +1,6 @@
 """Shared fixtures: a dev SLURM cluster of the session's own, started when SLURM_CONF names no
-running one, and a check that the suite leaves no process of its own behind."""
+running one, a dir of the session's own for embedded Rays, and a check that the suite leaves no
+process of its own behind."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +90,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 LEFT_BY_WORKERS = pytest.StashKey[list[str]]()
+RAY_DIRS = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every embedded Ray of this process's tests, and of the tvo processes they start, makes
+    its dir in one dir of this process's own (TVO_RAY_TMPDIR; short, in /tmp, for Ray's
+    sockets), removed at the end: a test that SIGKILLs a runner, or whose worker crashes (the
+    dir is kept for its logs, by design), leaves nothing behind in TMPDIR. A TVO_RAY_TMPDIR the
+    user set is the user's: used, never removed."""
+    if os.environ.get("TVO_RAY_TMPDIR"):
+        return
+    ray_dirs = Path(tempfile.mkdtemp(prefix="tvo-t-", dir="/tmp"))
+    os.environ["TVO_RAY_TMPDIR"] = str(ray_dirs)
+    config.stash[RAY_DIRS] = ray_dirs
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    ray_dirs = config.stash.get(RAY_DIRS, None)
+    if ray_dirs is not None:
+        os.environ.pop("TVO_RAY_TMPDIR", None)
+        shutil.rmtree(ray_dirs, ignore_errors=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

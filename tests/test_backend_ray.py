@@ -24,6 +24,7 @@ pytestmark = pytest.mark.ray
 
 def test_each_embedded_ray_gets_a_private_short_dir(monkeypatch: pytest.MonkeyPatch,
                                                     tmp_path: Path) -> None:
+    monkeypatch.delenv("TVO_RAY_TMPDIR", raising=False)  # (the suite sets one: conftest)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / ("t" * 80)))  # too long a TMPDIR
     first, second = private_temp_dir(), private_temp_dir()
     try:

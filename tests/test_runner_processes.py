@@ -243,9 +243,11 @@ def test_an_embedded_ray_listens_on_loopback_only_and_leaves_no_dir(tmp_path: Pa
     (tmp_path / "grid.yaml").write_text(GRID.replace("epochs: 6", "epochs: 3"))
     long_tmp = tmp_path / ("t" * 40)
     long_tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(long_tmp)}
+    env.pop("TVO_RAY_TMPDIR", None)  # the default choice (the suite sets one: conftest)
     process = subprocess.Popen(
         [sys.executable, "-m", "runner", "run", "grid.yaml", "--out", "out", "--pack", "off"],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(long_tmp)},
+        cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     seen: set[Listener] = set()
     ray_dir, ray_dir_mode = None, 0

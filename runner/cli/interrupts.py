@@ -85,8 +85,12 @@ def stop_children(grace_s: float = STOP_GRACE_S) -> list[int]:
     """Stop every live descendant of this process (SIGTERM, then SIGKILL); returns their PIDs.
 
     Ray is shut down first when it runs here, so it stops its own processes in order; what is
-    left (a start that was cut short, a worker that hangs) is signalled by PID.
+    left (a start that was cut short, a worker that hangs) is signalled by PID. The processes
+    below are listed before the shutdown too: those Ray's own daemons started (the dashboard
+    agent, idle workers) are orphaned when their parent stops, so after it they are no longer
+    below this process, yet may take seconds to go by themselves on a loaded machine.
     """
+    before = _with_start_times(descendants(os.getpid()))
     ray = sys.modules.get("ray")
     if ray is not None:
         try:
@@ -94,7 +98,10 @@ def stop_children(grace_s: float = STOP_GRACE_S) -> list[int]:
                 ray.shutdown()
         except Exception:  # a half-started Ray may fail to shut down: its PIDs are next
             pass
-    pids = descendants(os.getpid())
+    still = _with_start_times(descendants(os.getpid()))
+    # the same process still, not a new one that reused the PID of one that ended
+    orphaned = [pid for pid, start in before.items() if _start_time(pid) == start]
+    pids = sorted(set(still) | set(orphaned))
     for pid in pids:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
@@ -108,6 +115,18 @@ def stop_children(grace_s: float = STOP_GRACE_S) -> list[int]:
         except ChildProcessError:
             pass
     return pids
+
+
+def _start_time(pid: int) -> str | None:
+    """When the process started (clock ticks since boot), or None where it has ended."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _with_start_times(pids: list[int]) -> dict[int, str]:
+    return {pid: start for pid in pids if (start := _start_time(pid)) is not None}
 
 
 def descendants(pid: int) -> list[int]:
