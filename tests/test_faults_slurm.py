@@ -22,7 +22,7 @@ from runner.cli.run import print_report
 from runner.dispatch.driver import RunOptions, RunReport, run_grid
 from tests import rundir_view
 from tests.faults import clean_metrics, grid_specs, metrics, stalled, stalling_entry, wait_for
-from tests.slurm_cluster import run
+from tests.slurm_cluster import QUICK_DEATH, run
 
 pytestmark = pytest.mark.slurm
 
@@ -40,7 +40,7 @@ def grid_run(grid_dir: Path, reports: list[RunReport],
     first task to reach epoch 3 stalls there (tests.faults.stalling_entry)."""
     entry = None if marker is None else functools.partial(stalling_entry, marker=str(marker))
     backend = SlurmBackend(BackendSettings(grid_dir=grid_dir, resources=RESOURCES,
-                                           slurm={"result_grace_s": 1}, entry=entry))
+                                           slurm=QUICK_DEATH, entry=entry))
 
     def go() -> None:
         try:

@@ -43,6 +43,7 @@ def test_unknown_slurm_key_lists_the_valid_ones() -> None:
     ({"exclusive": "yes"}, "slurm.exclusive got 'yes'; expected true or false"),
     ({"max_num_timeout": True}, "slurm.max_num_timeout got True; expected an integer"),
     ({"result_grace_s": -1}, "slurm.result_grace_s got -1; expected a number >= 0"),
+    ({"state_poll_s": 0}, "slurm.state_poll_s got 0; expected a number >= 0.1"),
     ({"setup": ["module load cuda", 3]},
      'slurm.setup must be a list of strings, e.g. setup: ["module load cuda"]'),
     ({"additional_parameters": ["reservation=x"]},

@@ -40,7 +40,6 @@ from cluster.slurm.task import UnitTasks
 log = logging.getLogger("tvo.slurm")
 
 RESULT_POLL_S = 0.25  # result files: one directory listing per submitit folder
-STATE_POLL_S = 2.0  # squeue: one call for all pending jobs
 UNREACHABLE_S = 600.0  # squeue failing this long: the pending units are given up as crashed
 _TRACE_RULE = "-" * 22 + "\n"  # what frames the task's traceback in submitit's FailedJobError
 
@@ -241,7 +240,7 @@ class SlurmBackend(Backend):
         ready = [key for key, pending in self._pending.items()
                  if pending.result.name in listed[pending.placement.folder]]
         now = time.monotonic()
-        if now - self._last_state_check >= STATE_POLL_S:
+        if now - self._last_state_check >= self.settings.state_poll_s:
             self._last_state_check = now
             ready += self._dead(now, exclude=set(ready))
         return ready

@@ -50,6 +50,9 @@ PARAMETERS: dict[str, tuple[str | None, type | tuple[type, ...], str]] = {
     "result_grace_s": (None, (int, float),
                        "seconds a job SLURM reports ended may take to show its result file "
                        "before it counts as failed (default 2; raise it on slow shared disks)"),
+    "state_poll_s": (None, (int, float),
+                     "seconds between the squeue calls that find jobs which ended without a "
+                     "result (default 2; at least 0.1; raise it on a busy cluster)"),
 }
 SLURM_KEYS = [key for key in PARAMETERS if not key.startswith("resources.")]
 # submitit takes these as SlurmExecutor(...) arguments, not update_parameters
@@ -60,6 +63,8 @@ DEFAULT_SIGNAL_DELAY_S = 90  # submitit's default
 # a job may go on for more time limits than that, as long as each one saves a new checkpoint.
 DEFAULT_MAX_NUM_TIMEOUT = 20
 DEFAULT_RESULT_GRACE_S = 2.0
+DEFAULT_STATE_POLL_S = 2.0  # one squeue call for all of a run's pending jobs
+MIN_STATE_POLL_S = 0.1
 
 
 class SlurmSettingsError(ValueError):
@@ -98,6 +103,7 @@ class SlurmSettings:
     max_num_timeout: int = DEFAULT_MAX_NUM_TIMEOUT
     python: str | None = None
     result_grace_s: float = DEFAULT_RESULT_GRACE_S
+    state_poll_s: float = DEFAULT_STATE_POLL_S
     signal_delay_s: int | None = None  # None: chosen from the time limit
 
     @classmethod
@@ -114,6 +120,9 @@ class SlurmSettings:
             _check_type(key, value, kind)
             if key in ("signal_delay_s", "max_num_timeout", "result_grace_s") and value < 0:
                 raise SlurmSettingsError(f"slurm.{key} got {value!r}; expected a number >= 0")
+            if key == "state_poll_s" and not value >= MIN_STATE_POLL_S:
+                raise SlurmSettingsError(f"slurm.{key} got {value!r}; expected a number >= "
+                                         f"{MIN_STATE_POLL_S}")
             if key in ("setup", "srun_args") and not all(isinstance(v, str) for v in value):
                 raise SlurmSettingsError(f"slurm.{key} must be a list of strings, e.g. "
                                          f"{key}: [\"module load cuda\"]")
