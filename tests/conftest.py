@@ -94,11 +94,11 @@ RAY_DIRS = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Every embedded Ray of this process's tests, and of the tvo processes they start, makes
-    its dir in one dir of this process's own (TVO_RAY_TMPDIR; short, in /tmp, for Ray's
-    sockets), removed at the end: a test that SIGKILLs a runner, or whose worker crashes (the
-    dir is kept for its logs, by design), leaves nothing behind in TMPDIR. A TVO_RAY_TMPDIR the
-    user set is the user's: used, never removed."""
+    """Every embedded Ray of the session's tests, and of the tvo processes they start, makes its
+    dir in one dir of the session's own (TVO_RAY_TMPDIR; short, in /tmp, for Ray's sockets),
+    removed at the end: a test that SIGKILLs a runner, or whose worker crashes (the dir is kept
+    for its logs, by design), leaves nothing behind. The controller makes it; xdist workers
+    inherit it. A TVO_RAY_TMPDIR the user set is the user's: used, never removed."""
     if os.environ.get("TVO_RAY_TMPDIR"):
         return
     ray_dirs = Path(tempfile.mkdtemp(prefix="tvo-t-", dir="/tmp"))

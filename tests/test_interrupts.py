@@ -154,3 +154,37 @@ def test_sigterm_during_a_ray_run_stops_ray_and_every_worker(tmp_path: Path, sta
     assert lines == ["interrupted: unfinished jobs keep their last checkpoint; run the same "
                      "command again to resume, or see `tvo status out/stop`"], (out, err)
     assert "Traceback" not in err and "SIGTERM received" not in err
+
+
+def test_stopping_kills_what_rays_shutdown_orphans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process below the command whose parent goes during Ray's shutdown (as the dashboard
+    agent and idle workers do when the raylet stops) is no longer below it afterwards; it is
+    stopped all the same, by the PID listed before the shutdown."""
+    from runner.cli import interrupts
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; child = subprocess.Popen(['sleep', '60']);"
+         " print(child.pid, flush=True); child.wait()"], stdout=subprocess.PIPE, text=True)
+    orphan = int(parent.stdout.readline())
+
+    class ShutdownOrphaning:  # stands in for the ray module: its shutdown ends the parent
+        @staticmethod
+        def is_initialized() -> bool:
+            return True
+
+        @staticmethod
+        def shutdown() -> None:
+            parent.kill()
+            parent.wait()
+
+    monkeypatch.setitem(sys.modules, "ray", ShutdownOrphaning)
+    try:
+        stopped = interrupts.stop_children(grace_s=2)
+        assert stopped == [orphan]  # the parent had ended: only the orphan was left to stop
+        deadline = time.monotonic() + 5  # reaped by init, a moment later
+        while interrupts.alive(orphan) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not interrupts.alive(orphan)
+    finally:
+        if interrupts.alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
