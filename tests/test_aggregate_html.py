@@ -8,8 +8,6 @@ plotly's own figure validation.
 
 from __future__ import annotations
 
-import os
-import shutil
 from html.parser import HTMLParser
 
 import pytest
@@ -17,8 +15,8 @@ import pytest
 from runner.report.html import charts
 from runner.report.pipeline import aggregate
 from tests.fake_grid import write_sized_grid
+from tests.headless_chromium import headless_chromium
 
-CHROMEDRIVER = "/usr/bin/chromedriver"
 # the PNGs' order; 7 strategies on 2 data sets also get performance profiles
 CHARTS = ["test_acc", "train_loss", "targets", "final_acc", "calibration", "performance_profile"]
 
@@ -66,22 +64,8 @@ def test_page_is_self_contained(grid):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not shutil.which("chromium") or not shutil.which(CHROMEDRIVER):
-        message = ("needs chromium and chromium-driver (apt-get install chromium "
-                   "chromium-driver; .ci/run does)")
-        if os.environ.get("TVO_BROWSER_TESTS") == "required":  # set by .ci/run
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.add_argument("--headless=new")
-    options.add_argument("--no-sandbox")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
+    with headless_chromium() as driver:
+        yield driver
 
 
 @pytest.fixture(scope="module")

@@ -10,21 +10,19 @@ the whole module.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.fake_grid import write_sized_grid
+from tests.headless_chromium import headless_chromium
 from tests.ui_grids import write_compared_grid
 from tests.ui_server import REPO, start_ui
 
-CHROMEDRIVER = "/usr/bin/chromedriver"
 LONG_GRID = """\
 name: long
 base: {dataset: digits, hidden: [8], loss: mse, output: sigmoid, epochs: 5000}
@@ -66,31 +64,13 @@ def downloads(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(downloads):
-    if not shutil.which("chromium") or not shutil.which(CHROMEDRIVER):
-        message = ("needs chromium and chromium-driver (apt-get install chromium "
-                   "chromium-driver; .ci/run does)")
-        if os.environ.get("TVO_BROWSER_TESTS") == "required":  # set by .ci/run
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    profile = tempfile.mkdtemp(prefix="tvo-ui-chromium-")
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-background-networking", "--disable-component-update",
-                     "--disable-sync", "--no-first-run", "--window-size=1280,1000",
-                     f"--user-data-dir={profile}"):
-        options.add_argument(argument)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior",
-                           {"behavior": "allow", "downloadPath": str(downloads)})
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    arguments = ("--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--window-size=1280,1000")
+    prefs = {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    with headless_chromium(arguments, prefs) as driver:
+        driver.execute_cdp_cmd("Browser.setDownloadBehavior",
+                               {"behavior": "allow", "downloadPath": str(downloads)})
+        yield driver
 
 
 def until(driver, condition, timeout: float = 20.0):
