@@ -90,27 +90,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 LEFT_BY_WORKERS = pytest.StashKey[list[str]]()
-RAY_DIRS = pytest.StashKey[Path]()
+SESSION_DIR = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Every embedded Ray of the session's tests, and of the tvo processes they start, makes its
     dir in one dir of the session's own (TVO_RAY_TMPDIR; short, in /tmp, for Ray's sockets),
     removed at the end: a test that SIGKILLs a runner, or whose worker crashes (the dir is kept
-    for its logs, by design), leaves nothing behind. The controller makes it; xdist workers
-    inherit it. A TVO_RAY_TMPDIR the user set is the user's: used, never removed."""
+    for its logs, by design), leaves nothing behind. torch's compile cache dir, which any
+    optimizer makes ($TMPDIR/torchinductor_<user>), goes there too (TORCHINDUCTOR_CACHE_DIR).
+    The controller makes the dir; xdist workers inherit it. What the user set is the user's:
+    used, never removed."""
     if os.environ.get("TVO_RAY_TMPDIR"):
         return
-    ray_dirs = Path(tempfile.mkdtemp(prefix="tvo-t-", dir="/tmp"))
-    os.environ["TVO_RAY_TMPDIR"] = str(ray_dirs)
-    config.stash[RAY_DIRS] = ray_dirs
+    own = Path(tempfile.mkdtemp(prefix="tvo-t-", dir="/tmp"))
+    os.environ["TVO_RAY_TMPDIR"] = str(own)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(own / "torchinductor"))
+    config.stash[SESSION_DIR] = own
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    ray_dirs = config.stash.get(RAY_DIRS, None)
-    if ray_dirs is not None:
+    own = config.stash.get(SESSION_DIR, None)
+    if own is not None:
         os.environ.pop("TVO_RAY_TMPDIR", None)
-        shutil.rmtree(ray_dirs, ignore_errors=True)
+        if os.environ.get("TORCHINDUCTOR_CACHE_DIR") == str(own / "torchinductor"):
+            os.environ.pop("TORCHINDUCTOR_CACHE_DIR")
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
