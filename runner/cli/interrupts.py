@@ -98,10 +98,9 @@ def stop_children(grace_s: float = STOP_GRACE_S) -> list[int]:
                 ray.shutdown()
         except Exception:  # a half-started Ray may fail to shut down: its PIDs are next
             pass
-    still = _with_start_times(descendants(os.getpid()))
-    # the same process still, not a new one that reused the PID of one that ended
+    # orphaned: the same process still, not a new one that reused the PID of one that ended
     orphaned = [pid for pid, start in before.items() if _start_time(pid) == start]
-    pids = sorted(set(still) | set(orphaned))
+    pids = sorted(set(descendants(os.getpid())) | set(orphaned))
     for pid in pids:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
