@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli.interrupts import descendants
+from runner.cli.interrupts import alive, descendants, stop_children
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = """\
@@ -35,7 +35,7 @@ def marked(mark: str) -> list[str]:
         try:
             if mark.encode() not in (entry / "environ").read_bytes():
                 continue
-            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            if alive(int(entry.name)):
                 found.append(f"{entry.name} {(entry / 'comm').read_text().strip()}")
         except OSError:
             continue
@@ -160,8 +160,6 @@ def test_stopping_kills_what_rays_shutdown_orphans(monkeypatch: pytest.MonkeyPat
     """A process below the command whose parent goes during Ray's shutdown (as the dashboard
     agent and idle workers do when the raylet stops) is no longer below it afterwards; it is
     stopped all the same, by the PID listed before the shutdown."""
-    from runner.cli import interrupts
-
     parent = subprocess.Popen(
         [sys.executable, "-c", "import subprocess, sys; child = subprocess.Popen(['sleep', '60']);"
          " print(child.pid, flush=True); child.wait()"], stdout=subprocess.PIPE, text=True)
@@ -179,12 +177,12 @@ def test_stopping_kills_what_rays_shutdown_orphans(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setitem(sys.modules, "ray", ShutdownOrphaning)
     try:
-        stopped = interrupts.stop_children(grace_s=2)
+        stopped = stop_children(grace_s=2)
         assert stopped == [orphan]  # the parent had ended: only the orphan was left to stop
         deadline = time.monotonic() + 5  # reaped by init, a moment later
-        while interrupts.alive(orphan) and time.monotonic() < deadline:
+        while alive(orphan) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not interrupts.alive(orphan)
+        assert not alive(orphan)
     finally:
-        if interrupts.alive(orphan):
+        if alive(orphan):
             os.kill(orphan, signal.SIGKILL)

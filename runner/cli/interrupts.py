@@ -116,12 +116,20 @@ def stop_children(grace_s: float = STOP_GRACE_S) -> list[int]:
     return pids
 
 
-def _start_time(pid: int) -> str | None:
-    """When the process started (clock ticks since boot), or None where it has ended."""
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...; field 3 of
+    proc(5) first), or None where the process has ended."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
+    return fields or None
+
+
+def _start_time(pid: int) -> str | None:
+    """When the process started (clock ticks since boot), or None where it has ended."""
+    fields = _stat(pid)
+    return fields[19] if fields else None
 
 
 def _with_start_times(pids: list[int]) -> dict[int, str]:
@@ -135,13 +143,7 @@ def descendants(pid: int) -> list[int]:
     if not proc.is_dir():
         return []
     for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z":
+        if entry.name.isdigit() and (fields := _stat(entry.name)) and fields[0] != "Z":
             children.setdefault(int(fields[1]), []).append(int(entry.name))
     found: list[int] = []
     todo = list(children.get(pid, []))
@@ -154,11 +156,8 @@ def descendants(pid: int) -> list[int]:
 
 def alive(pid: int) -> bool:
     """The process runs (exists and is not a zombie)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    fields = _stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def _signal(pid: int, sig: int) -> None:
