@@ -5,8 +5,8 @@ job trains for, and every worker process that trains digits paid it. The pixels 
 the file `sklearn.datasets.load_digits` reads (`sklearn/datasets/data/digits.csv.gz`, found
 without importing the package), and the train/test split is the one tvo has always used,
 `train_test_split(test_size=0.25, stratify=target, random_state=0)`, shipped as its row order in
-`digits_split.npy` (the 1347 train rows, then the 450 test rows, each in the order that call
-returns them). tests/test_datasets.py checks both against scikit-learn itself.
+`digits_split.npz` (`train`: 1347 rows, `test`: 450 rows, each in the order that call returns
+them). tests/test_datasets.py checks both against scikit-learn itself.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import numpy as np
 
 from jobs.data.catalogue import DataError
 
-TRAIN_ROWS = 1347
-SPLIT_FILE = Path(__file__).with_name("digits_split.npy")
+SPLIT_FILE = Path(__file__).with_name("digits_split.npz")
 
 
 def digits_file() -> Path:
@@ -40,10 +39,11 @@ def digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Train images (N, 8, 8) float64 in 0..16, train labels int64, test images, test labels:
     once per process, read-only."""
     table = np.loadtxt(digits_file(), delimiter=",")  # 1797 rows: 64 pixels, then the label
-    order = np.load(SPLIT_FILE)
-    images = table[order, :-1].reshape(-1, 8, 8)
-    labels = table[order, -1].astype(np.int64)
-    arrays = (images[:TRAIN_ROWS], labels[:TRAIN_ROWS], images[TRAIN_ROWS:], labels[TRAIN_ROWS:])
+    arrays = []
+    with np.load(SPLIT_FILE) as split:
+        for part in ("train", "test"):
+            rows = table[split[part]]
+            arrays += [rows[:, :-1].reshape(-1, 8, 8), rows[:, -1].astype(np.int64)]
     for array in arrays:
         array.flags.writeable = False
-    return arrays
+    return tuple(arrays)
