@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from jobs.spec import JobSpec
 
 CHECKPOINT_SECONDS = 10.0  # at most this much training is redone after a kill
+
+
+def swept_keys(specs: Sequence[JobSpec]) -> tuple[str, ...]:
+    """The settings whose values differ between jobs: what tells a grid's jobs apart."""
+    values = [spec.to_dict() for spec in specs]
+    if len(values) < 2:
+        return ()
+    return tuple(key for key in values[0] if any(other[key] != values[0][key]
+                                                 for other in values[1:]))
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from cluster.inline import InlineBackend
+from jobs.request import swept_keys
 from jobs.rundir.claims import live_held
 from jobs.rundir.run_dir import RunDir
 from jobs.spec import JobSpec
-from runner.dispatch.driver import RunOptions, RunReport, swept_keys
+from runner.dispatch.driver import RunOptions, RunReport
 from runner.dispatch.outdir import prepare
 from tests.backend_suite import MakeBackend, run_on_backend, status_of, tiny_spec
 from tests.cancel_entries import (

@@ -3,7 +3,8 @@ how each one ends.
 
 Finished jobs are never dispatched. Before a stack is dispatched this runner claims its jobs
 (see jobs.rundir.claims), so another runner on the same dir leaves them alone, and waits for the
-jobs the other runner holds. At most `max_parallel` units are in flight at once, whatever the
+jobs the other runner holds (runner.dispatch.other_runners: which jobs are free, which ended
+under another runner). At most `max_parallel` units are in flight at once, whatever the
 backend. A unit that crashed, or a job that failed, is dispatched again up to `retries` times,
 job by job; a job that diverged is a result and is not retried. Everything the run records goes
 through the grid dir's one writer (jobs.rundir.run_dir.RunDir), and job state is read through
@@ -27,31 +28,23 @@ from pathlib import Path
 
 from cluster.base import Backend, Outcome, Resources, WorkUnit
 from jobs.engine.packing import plan_packs, plan_stacks
-from jobs.request import RunSettings, StackRequest
-from jobs.rundir.claims import ClaimBook, Holder, live_held
+from jobs.request import RunSettings, StackRequest, swept_keys
+from jobs.rundir.claims import ClaimBook, Holder
 from jobs.rundir.index import StateIndex
 from jobs.rundir.run_dir import RunDir
 from jobs.rundir.states import CANCELLED, DIVERGED, DONE, FAILED, JobRecord
 from jobs.spec import JobSpec
 from runner.dispatch.in_flight import InFlight
+from runner.dispatch.other_runners import ended_elsewhere, jobs_to_start
 from runner.dispatch.run_state import Counts, JobEnd, RunOptions, RunReport
 
-__all__ = ["Counts", "JobEnd", "RunOptions", "RunReport", "run_grid", "swept_keys"]
+__all__ = ["Counts", "JobEnd", "RunOptions", "RunReport", "jobs_to_start", "run_grid",
+           "wait_for_others"]
 
 FINAL_STATES = (DONE.value, DIVERGED.value, CANCELLED.value)
 CRASHED = "worker crashed: "  # how the error of a job whose worker died begins
 
 Listener = Callable[[Counts, "JobEnd | None"], None]  # progress: counts, and a job that ended
-
-
-def jobs_to_start(specs: Sequence[JobSpec], grid_dir: Path) -> list[str]:
-    """The jobs of `specs` that a run would dispatch now: not finished, and held by no live
-    runner."""
-    if not grid_dir.is_dir():
-        return [spec.job_id for spec in specs]
-    index = StateIndex(grid_dir).refresh()
-    finished, held = index.finished_ids(), live_held(grid_dir)
-    return [spec.job_id for spec in specs if spec.job_id not in finished | held]
 
 
 class _NoBackend(Backend):
@@ -296,7 +289,8 @@ class _Driver:
         if taken.replaced:  # another runner had them: it may have run some to their end since
             self.index.refresh()
             ended = {job_id: record for job_id, holder in taken.replaced.items()
-                     if (record := self._ended_elsewhere(job_id, holder)) is not None}
+                     if (record := ended_elsewhere(self.index.record(job_id), holder,
+                                                     self.book.runner)) is not None}
             if ended:
                 self.book.release(ended)
                 for record in ended.values():
@@ -334,7 +328,8 @@ class _Driver:
         self.index.refresh()
         for job_id in list(self.deferred):
             holder = holders.get(job_id)
-            ended = self._ended_elsewhere(job_id, holder, concurrent=self.deferred[job_id])
+            ended = ended_elsewhere(self.index.record(job_id), holder, self.book.runner,
+                                    concurrent=self.deferred[job_id])
             if ended is not None:
                 del self.deferred[job_id]
                 self._move(elsewhere=-1)
@@ -343,30 +338,6 @@ class _Driver:
                 del self.deferred[job_id]
                 self.queue.appendleft(job_id)
                 self._move(elsewhere=-1, pending=+1)
-
-    def _ended_elsewhere(self, job_id: str, holder: Holder | None,
-                         concurrent: Holder | None = None) -> JobRecord | None:
-        """The record of a job another runner ran to its end, or None when it is ours to run.
-
-        Finished (done, diverged) means ended, whoever ran it. A job that failed or was
-        cancelled under a runner that still runs ended too: it is that runner's to retry, and
-        running it here as well would run it twice. So did one that ended under `concurrent`,
-        the runner this one found holding it (during this run), even if that runner has ended
-        its run since: the two runs ran side by side. Under any other runner that is gone, it is
-        ours.
-        """
-        record = self.index.record(job_id)
-        if record.finished:
-            return record
-        if record.state not in (FAILED, CANCELLED):
-            return None
-        if holder is not None and holder.runner.runner != self.book.runner and holder.released \
-                and holder.runner_alive():
-            return record
-        if concurrent is not None and (holder is None or holder.runner.runner
-                                       == concurrent.runner.runner):
-            return record
-        return None
 
     # -- outcomes ---------------------------------------------------------------------------------
     def _count_started(self, everything: bool = False) -> None:
@@ -449,12 +420,3 @@ class _Driver:
             self.cancelled.append(end)
         if notify and state != DONE.value:  # done jobs are shown once per unit, not each
             self.notify(end)
-
-
-def swept_keys(specs: Sequence[JobSpec]) -> tuple[str, ...]:
-    """The settings whose values differ between jobs: what tells a grid's jobs apart."""
-    values = [spec.to_dict() for spec in specs]
-    if len(values) < 2:
-        return ()
-    return tuple(key for key in values[0] if any(other[key] != values[0][key]
-                                                 for other in values[1:]))
